@@ -1,0 +1,1 @@
+"""Station files shipped with the harness (data, not code)."""

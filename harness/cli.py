@@ -1,0 +1,219 @@
+"""The ``microscope-qc`` command: one tool, with subcommands to list and check a station.
+
+Every user mistake ends in one message and exit status 2, a device failure in one message and exit
+status 3; the station is always put into its safe state and unloaded before the process exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from devices.errors import DeviceError
+
+from . import __version__
+from .errors import UserError
+from .station import Station
+from .station_file import StationFile
+from .yaml_source import load_yaml, validate
+
+EXIT_USER, EXIT_DEVICE, EXIT_INTERRUPTED = 2, 3, 130
+
+
+def _station_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--station", "-s", type=Path, default=None, help="station file (default: the embedded simulated station)")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- commands ------------------------------------------------------------------------------------
+def cmd_devices(args: argparse.Namespace) -> int:
+    with Station.load(args.station) as station:
+        records = station.device_records()
+        if args.json:
+            print(json.dumps([{"label": r.label, "role": r.role, **r.identity.as_dict(), "properties": r.properties} for r in records], indent=2))
+            return 0
+        print(f"Station: {station.name}  ({station.path})")
+        if station.sim is not None:
+            print(f"Simulated: seed {station.sim.world.seed}, time scale x{station.clock.time_scale:g}")
+        rows = [
+            [r.role, r.label, r.identity.kind, r.identity.vendor, r.identity.model, r.identity.serial or "-", r.identity.firmware or "-",
+             "; ".join(f"{k} {v}" for k, v in r.properties.items())]
+            for r in records
+        ]
+        print(_table(rows, ["ROLE", "LABEL", "KIND", "VENDOR", "MODEL", "SERIAL", "FIRMWARE", "STATE"]))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    for path in args.files:
+        doc = load_yaml(path)
+        validate(doc, StationFile, "station")
+        print(f"{path}: valid station file")
+    return 0
+
+
+def _line(station: Station, name: str | None):
+    if name is None:
+        return None
+    key = name.removesuffix("nm").strip()
+    if key not in station.lasers:
+        raise UserError(f"no laser line {name!r} on this station (lines: {', '.join(station.lasers) or 'none'})")
+    return station.lasers[key]
+
+
+def cmd_meter(args: argparse.Namespace) -> int:
+    with Station.load(args.station) as station:
+        meter = station.power_meter
+        if meter is None:
+            raise UserError(f"{station.path}: the station has no power meter role")
+        line = _line(station, args.line)
+        if args.zero:
+            station.safe_state()
+            meter.zero()
+            print("zeroed (all lines off)")
+        if args.averaging:
+            meter.set_averaging(args.averaging)
+        wavelength = args.wavelength_nm or (line.wavelength_nm if line else None)
+        if wavelength:
+            meter.set_wavelength_nm(wavelength)
+        try:
+            if line is not None:
+                line.set_setpoint_mw(args.power_mw)
+                line.set_emission(True)
+                station.clock.sleep(args.settle_s)
+            watts = meter.read_w()
+        finally:
+            if line is not None:
+                line.set_emission(False)
+        what = f"line {line.name} nm at {args.power_mw:g} mW" if line else "as it is"
+        print(f"{meter.label}: {watts * 1e3:.6g} mW  (wavelength setting {meter.wavelength_nm():g} nm, {what}, at {meter.location})")
+    return 0
+
+
+def cmd_snap(args: argparse.Namespace) -> int:
+    with Station.load(args.station) as station:
+        camera = station.camera
+        if camera is None:
+            raise UserError(f"{station.path}: the station has no camera role")
+        if args.sample:
+            if station.sim is None:
+                raise UserError("--sample only applies to a simulated station")
+            station.sim.world.mount_sample(args.sample)
+        line = _line(station, args.line)
+        if args.exposure_ms:
+            camera.set_exposure_ms(args.exposure_ms)
+        try:
+            if line is not None:
+                line.set_setpoint_mw(args.power_mw)
+                line.set_emission(True)
+            image = camera.snap()
+        finally:
+            if line is not None:
+                line.set_emission(False)
+        bits = int(station.core.getProperty(camera.label, "BitDepth")) if station.core.hasProperty(camera.label, "BitDepth") else camera.bit_depth()
+        top = 2**bits - 1
+        print(
+            f"{camera.label}: {image.shape[1]}x{image.shape[0]} {image.dtype}, exposure {camera.exposure_ms():g} ms, "
+            f"mean {image.mean():.1f}, min {image.min()}, max {image.max()}, saturated {np.mean(image >= top) * 100:.3f} %"
+        )
+        if args.out:
+            import tifffile
+
+            tifffile.imwrite(args.out, image, photometric="minisblack")
+            print(f"saved {args.out}")
+    return 0
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    with Station.load(args.station) as station:
+        if station.xy_stage is None:
+            raise UserError(f"{station.path}: the station has no XY stage role")
+        station.xy_stage.move_to(args.x, args.y)
+        x, y = station.xy_stage.position_um()
+        print(f"{station.xy_stage.label}: at ({x:.3f}, {y:.3f}) um")
+        if args.z is not None:
+            if station.z_drive is None:
+                raise UserError(f"{station.path}: the station has no Z drive role")
+            station.z_drive.move_to(args.z)
+            print(f"{station.z_drive.label}: at {station.z_drive.position_um():.3f} um")
+        if station.sim is not None and station.xy_stage.label in station.sim.world.xy_stages:
+            true = station.sim.world.xy_stages[station.xy_stage.label].true()
+            print(f"  (simulated ground truth: carriage at ({true['x']:.3f}, {true['y']:.3f}) um)")
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="microscope-qc", description="Quality control of light microscopes (QUAREP-LiMi) through Micro-Manager.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the devices do")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("devices", help="list every device of a station with its identity and state")
+    _station_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("validate", help="check station files without touching hardware")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("meter", help="read the power meter once (optionally with one laser line on)")
+    _station_arg(p)
+    p.add_argument("--line", help="laser line to switch on for the reading, e.g. 488")
+    p.add_argument("--power-mw", type=float, default=1.0, help="set point for --line (default 1 mW)")
+    p.add_argument("--wavelength-nm", type=float, help="meter wavelength setting (default: the line's)")
+    p.add_argument("--averaging", type=int, help="samples averaged per reading")
+    p.add_argument("--settle-s", type=float, default=1.0, help="wait after emission on (station time)")
+    p.add_argument("--zero", action="store_true", help="zero the meter first, all lines off")
+    p.set_defaults(func=cmd_meter)
+
+    p = sub.add_parser("snap", help="snap one camera frame and show its statistics")
+    _station_arg(p)
+    p.add_argument("--exposure-ms", type=float)
+    p.add_argument("--line", help="laser line on during the exposure, e.g. 488")
+    p.add_argument("--power-mw", type=float, default=10.0)
+    p.add_argument("--sample", choices=["bead_field", "uniform_slide"], help="simulated station: the sample to mount")
+    p.add_argument("--out", type=Path, help="save the frame as TIFF")
+    p.set_defaults(func=cmd_snap)
+
+    p = sub.add_parser("move", help="move the XY stage (and Z drive) and report the position")
+    _station_arg(p)
+    p.add_argument("x", type=float, help="um")
+    p.add_argument("y", type=float, help="um")
+    p.add_argument("--z", type=float, help="um")
+    p.set_defaults(func=cmd_move)
+    return parser
+
+
+def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except UserError as exc:
+        out(f"error: {exc}")
+        return EXIT_USER
+    except DeviceError as exc:
+        out(f"device error: {exc}")
+        return EXIT_DEVICE
+    except KeyboardInterrupt:
+        out("interrupted: devices were put into their safe state")
+        return EXIT_INTERRUPTED
+
+
+def main() -> None:
+    sys.exit(run(None))

@@ -1,0 +1,326 @@
+"""A loaded station: one UniMMCore holding every device (C++ adapters from a .cfg and Python
+drivers), the simulated world when there is one, the roles bound to devices, every device's
+identity, and a clock. Loading puts every device into its safe state; closing does it again and
+unloads everything (an unloaded C++ adapter at interpreter exit aborts the process)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymmcore_plus import DeviceType
+from pymmcore_plus.experimental.unicore import UniMMCore
+
+from devices.base import QCDriver
+from devices.coherent_obis import CoherentOBIS
+from devices.errors import DeviceError
+from devices.identity import DeviceIdentity
+from devices.thorlabs_pm100 import ThorlabsPM100
+from devices.thorlabs_tsi import ThorlabsTSICamera
+from simulators.clock import ScaledClock
+
+from .errors import StationError, UserError
+from .resources import adapter_folder, default_station
+from .roles import Camera, LaserLine, PowerMeter, XYStage, ZDrive, device_call, property_or
+from .simulation import SIM_SDK_PACKAGE, SimulatedHardware, start_simulation
+from .station_file import (
+    LaserEntry,
+    MicroManagerEntry,
+    PowerMeterEntry,
+    SimulatedXYEntry,
+    SimulatedZEntry,
+    StationFile,
+    TsiCameraEntry,
+)
+from .yaml_source import YamlDocument, load_yaml, validate
+
+log = logging.getLogger(__name__)
+
+_KIND = {
+    DeviceType.Camera: "camera",
+    DeviceType.XYStage: "xy_stage",
+    DeviceType.Stage: "stage",
+    DeviceType.Shutter: "shutter",
+    DeviceType.Generic: "generic",
+    DeviceType.State: "state",
+    DeviceType.Hub: "hub",
+}
+
+
+@dataclass
+class DeviceRecord:
+    """One row of the device listing."""
+
+    label: str
+    role: str
+    identity: DeviceIdentity
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+class Station:
+    def __init__(self, path: Path, spec: StationFile, doc: YamlDocument) -> None:
+        self.path = path
+        self.spec = spec
+        self.doc = doc
+        self.name = spec.name
+        self.core = UniMMCore()
+        self.sim: SimulatedHardware | None = None
+        self.clock = ScaledClock(1.0)
+        self.drivers: dict[str, QCDriver] = {}
+        self.lasers: dict[str, LaserLine] = {}
+        self.power_meter: PowerMeter | None = None
+        self.camera: Camera | None = None
+        self.xy_stage: XYStage | None = None
+        self.z_drive: ZDrive | None = None
+        self.identities: dict[str, DeviceIdentity] = {}
+        self._closed = False
+
+    # --- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Station:
+        """Validate a station file and bring the station up (devices connected, safe state)."""
+        doc = load_yaml(path or default_station())
+        spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
+        station = cls(doc.path, spec, doc)
+        try:
+            station._bring_up()
+        except BaseException:
+            station.close()
+            raise
+        atexit.register(station.close)
+        return station
+
+    def where(self, *loc: Any) -> str:
+        return f"{self.path}:{self.doc.line_of(loc)}"
+
+    def _bring_up(self) -> None:
+        spec = self.spec
+        if spec.simulation is not None:
+            self.sim = start_simulation(spec)
+            self.clock = self.sim.clock
+        mm = spec.micromanager
+        folders = [str(adapter_folder(p, self.path.parent)) for p in mm.adapter_paths]
+        if folders:
+            self.core.setDeviceAdapterSearchPaths(folders)
+        if mm.config:
+            cfg = Path(mm.config) if Path(mm.config).is_absolute() else self.path.parent / mm.config
+            if not cfg.is_file():
+                raise UserError(f"{self.where('micromanager', 'config')}: micromanager.config: {cfg} not found")
+            try:
+                self.core.loadSystemConfiguration(str(cfg))
+            except Exception as exc:  # MMCore reports adapter problems as RuntimeError text
+                raise StationError(f"{self.where('micromanager', 'config')}: Micro-Manager could not load {cfg}: {str(exc).strip()}") from None
+        for label, entry in spec.devices.items():
+            self._load_device(label, entry)
+        self._bind_roles()
+        self._read_identities()
+        self.safe_state()
+
+    def _load_device(self, label: str, entry: Any) -> None:
+        where = self.where("devices", label)
+        try:
+            if isinstance(entry, MicroManagerEntry):
+                self.core.loadDevice(label, entry.adapter, entry.device)
+                for name, value in entry.pre_init.items():
+                    self.core.setProperty(label, name, value)
+                self.core.initializeDevice(label)
+            else:
+                device = self._python_device(label, entry)
+                self.core.loadPyDevice(label, device)
+                self.core.initializeDevice(label)
+                if isinstance(device, QCDriver):
+                    self.drivers[label] = device
+            for name, value in entry.properties.items():
+                self.core.setProperty(label, name, value)
+        except DeviceError as exc:
+            raise StationError(f"{where}: device {label} ({entry.driver}): {exc.detail}") from None
+        except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            raise StationError(f"{where}: device {label} ({entry.driver}): {str(exc).strip()}") from None
+
+    def _python_device(self, label: str, entry: Any) -> Any:
+        if isinstance(entry, (PowerMeterEntry, LaserEntry)):
+            resource = self.sim.resource(label) if entry.simulated and self.sim else entry.resource
+            library = "@py" if entry.simulated else entry.visa_library
+            if isinstance(entry, PowerMeterEntry):
+                return ThorlabsPM100(resource, visa_library=library, timeout_ms=entry.timeout_ms, label=label)
+            return CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms, safety_limit_mw=self._line_limit_mw(label), label=label)
+        if isinstance(entry, TsiCameraEntry):
+            sdk = SIM_SDK_PACKAGE if entry.simulated else entry.sdk
+            serial = entry.serial or (entry.simulation.serial if entry.simulated and entry.simulation else "")
+            return ThorlabsTSICamera(serial, sdk=sdk, frame_timeout_ms=entry.frame_timeout_ms, label=label)
+        if isinstance(entry, (SimulatedXYEntry, SimulatedZEntry)):
+            assert self.sim is not None
+            return self.sim.stage_device(label)
+        raise UserError(f"{self.where('devices', label)}: unsupported driver {entry.driver!r}")
+
+    def _line_limit_mw(self, label: str) -> float:
+        limit = self.spec.safety.max_laser_power_mw
+        for role in self.spec.roles.lasers:
+            if role.device == label and role.max_power_mw is not None:
+                limit = min(limit, role.max_power_mw)
+        return limit
+
+    # --- roles -----------------------------------------------------------------------------------
+    def _require_device(self, label: str, *loc: Any) -> None:
+        if label not in self.core.getLoadedDevices():
+            known = ", ".join(d for d in self.core.getLoadedDevices() if d != "Core") or "none"
+            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: no device {label!r} (loaded: {known})")
+
+    def _bind_roles(self) -> None:
+        roles = self.spec.roles
+        core = self.core
+        for i, role in enumerate(roles.lasers):
+            self._require_device(role.device, "roles", "lasers", i, "device")
+            wavelength = role.wavelength_nm
+            if wavelength is None and core.hasProperty(role.device, "Wavelength-nm"):
+                wavelength = float(core.getProperty(role.device, "Wavelength-nm"))
+            if wavelength is None:
+                raise UserError(f"{self.where('roles', 'lasers', i)}: roles.lasers[{i}].wavelength_nm: required for device {role.device!r}")
+            line = LaserLine(core, role, wavelength, self._line_limit_mw(role.device))
+            if line.name in self.lasers:
+                raise UserError(f"{self.where('roles', 'lasers', i)}: roles.lasers[{i}]: a second {line.name} nm line")
+            self.lasers[line.name] = line
+        if roles.power_meter is not None:
+            self._require_device(roles.power_meter.device, "roles", "power_meter", "device")
+            self.power_meter = PowerMeter(core, roles.power_meter)
+        if roles.camera is not None:
+            self._require_device(roles.camera, "roles", "camera")
+            self.camera = Camera(core, roles.camera, self._pixel_size_um(roles.camera))
+            core.setCameraDevice("")
+            core.setCameraDevice(roles.camera)
+        if roles.xy_stage is not None:
+            self._require_device(roles.xy_stage, "roles", "xy_stage")
+            self.xy_stage = XYStage(core, roles.xy_stage, timeout_s=max(core.getTimeoutMs() / 1000, 5.0))
+            core.setXYStageDevice(roles.xy_stage)
+        if roles.z_drive is not None:
+            self._require_device(roles.z_drive, "roles", "z_drive")
+            self.z_drive = ZDrive(core, roles.z_drive, timeout_s=max(core.getTimeoutMs() / 1000, 5.0))
+            core.setFocusDevice(roles.z_drive)
+
+    def _pixel_size_um(self, camera: str) -> float:
+        inst = self.spec.instrument
+        if inst.pixel_size_um:
+            return inst.pixel_size_um
+        if self.core.hasProperty(camera, "SensorPixelSize-um"):
+            objective = next((o for o in inst.objectives if o.id == inst.objective_in_use), None)
+            magnification = (objective.nominal_magnification if objective else 1.0) * inst.camera_adapter_magnification
+            return float(self.core.getProperty(camera, "SensorPixelSize-um")) / magnification
+        try:
+            size = float(self.core.getPixelSizeUm())
+        except Exception:
+            size = 0.0
+        if size <= 0:
+            raise UserError(f"{self.where('instrument')}: instrument.pixel_size_um: needed (the camera reports no pixel size and no pixel-size configuration is defined)")
+        return size
+
+    # --- identities and listing ------------------------------------------------------------------
+    def role_of(self, label: str) -> str:
+        names = [f"laser {n} nm" for n, l in self.lasers.items() if l.label == label]
+        for role, obj in (("power meter", self.power_meter), ("camera", self.camera), ("XY stage", self.xy_stage), ("Z drive", self.z_drive)):
+            if obj is not None and obj.label == label:
+                names.append(role)
+        return ", ".join(names) or "-"
+
+    def _read_identities(self) -> None:
+        for label in self.core.getLoadedDevices():
+            if label == "Core":
+                continue
+            self.identities[label] = self._identity(label)
+
+    def _identity(self, label: str) -> DeviceIdentity:
+        if label in self.drivers:
+            return self.drivers[label].identity()
+        core = self.core
+        kind = _KIND.get(core.getDeviceType(label), str(core.getDeviceType(label)).split(".")[-1].lower())
+        entry = self.spec.devices.get(label)
+        if isinstance(entry, (SimulatedXYEntry, SimulatedZEntry)):
+            p = entry.simulation
+            return DeviceIdentity(kind=kind, vendor="Simulated", model=p.model, serial=p.serial, firmware="", driver=f"simulators.mm_stage ({entry.driver})")
+        library = core.getDeviceLibrary(label) if not core.isPyDevice(label) else "python"
+        return DeviceIdentity(
+            kind=kind,
+            vendor=property_or(core, label, ("Vendor", "Manufacturer"), library),
+            model=core.getDeviceName(label),
+            serial=property_or(core, label, ("SerialNumber", "Serial Number", "CameraID", "Serial")),
+            firmware=property_or(core, label, ("Firmware", "FirmwareVersion", "Firmware Version")),
+            driver=f"Micro-Manager adapter {library}",
+            details={"description": core.getDeviceDescription(label)},
+        )
+
+    def key_properties(self, label: str) -> dict[str, str]:
+        core = self.core
+        out: dict[str, str] = {}
+        for line in self.lasers.values():
+            if line.label == label:
+                out["wavelength"] = f"{line.wavelength_nm:g} nm"
+                out["set point"] = f"{line.setpoint_mw():.3g} mW"
+                out["emission"] = "ON" if line.emission() else "off"
+                out["limit"] = f"{line.max_power_mw:g} mW"
+        if self.power_meter and self.power_meter.label == label:
+            out["wavelength"] = f"{self.power_meter.wavelength_nm():g} nm"
+            out["location"] = self.power_meter.location
+        if self.camera and self.camera.label == label:
+            out["size"] = f"{core.getImageWidth()}x{core.getImageHeight()}"
+            out["bit depth"] = property_or(core, label, ("BitDepth",), str(core.getImageBitDepth()))
+            out["exposure"] = f"{self.camera.exposure_ms():g} ms"
+            out["pixel"] = f"{self.camera.pixel_size_um:.4g} um"
+        if self.xy_stage and self.xy_stage.label == label:
+            x, y = self.xy_stage.position_um()
+            out["position"] = f"({x:.3f}, {y:.3f}) um"
+        if self.z_drive and self.z_drive.label == label:
+            out["position"] = f"{self.z_drive.position_um():.3f} um"
+        return out
+
+    def device_records(self) -> list[DeviceRecord]:
+        return [
+            DeviceRecord(label, self.role_of(label), ident, device_call(label, lambda l=label: self.key_properties(l)))
+            for label, ident in self.identities.items()
+        ]
+
+    # --- safety and shutdown -----------------------------------------------------------------------
+    def safe_state(self) -> list[str]:
+        """Every laser off, every acquisition stopped. Tries every device even if one fails; returns
+        the failures (a device that cannot be reached cannot be made safe: say so)."""
+        failures = []
+        for line in self.lasers.values():
+            try:
+                line.set_emission(False)
+            except DeviceError as exc:
+                failures.append(str(exc))
+        for label, driver in self.drivers.items():
+            try:
+                driver.safe_state()
+            except DeviceError as exc:
+                failures.append(str(exc))
+        try:
+            if self.core.isSequenceRunning():
+                self.core.stopSequenceAcquisition()
+        except Exception as exc:  # a broken camera must not stop the rest from being made safe
+            failures.append(f"camera: {exc}")
+        for failure in failures:
+            log.error("safe state not confirmed: %s", failure)
+        return failures
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.safe_state()
+        finally:
+            try:
+                self.core.unloadAllDevices()
+            except Exception as exc:  # keep going: the simulators must stop whatever happens
+                log.error("unloading devices: %s", exc)
+            if self.sim is not None:
+                self.sim.stop()
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> Station:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,227 @@
+"""The station file format (YAML): which devices a microscope has, which roles they fill, what no
+device reports about the instrument, safety limits, and for simulated stations the world's ground
+truth. Validated with pydantic; every mistake is reported with file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulators.params import (
+    BeadFieldParams,
+    CameraParams,
+    LaserParams,
+    MeterParams,
+    OpticsParams,
+    UniformSlideParams,
+    XYStageParams,
+    ZDriveParams,
+)
+
+from .yaml_source import load_yaml, validate
+
+SIMULATED = "simulated"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+PropertyValue = Union[bool, int, float, str]
+
+
+class _Entry(_Model):
+    description: str = ""
+    properties: dict[str, PropertyValue] = Field(
+        default_factory=dict, description="Micro-Manager properties set after initialization"
+    )
+
+
+class _VisaEntry(_Entry):
+    resource: str = Field(description="VISA resource string, or 'simulated'")
+    visa_library: str = Field(default="@py", description="'@py' (pyvisa-py) or '' (NI-VISA / system VISA)")
+    timeout_ms: int = Field(default=2000, ge=10, le=600000)
+
+    @property
+    def simulated(self) -> bool:
+        return self.resource == SIMULATED
+
+
+class PowerMeterEntry(_VisaEntry):
+    driver: Literal["thorlabs_pm100"]
+    simulation: MeterParams | None = None
+
+
+class LaserEntry(_VisaEntry):
+    driver: Literal["coherent_obis"]
+    simulation: LaserParams | None = None
+
+    @model_validator(mode="after")
+    def _needs_truth(self) -> LaserEntry:
+        if self.simulated and self.simulation is None:
+            raise ValueError("a simulated laser needs a 'simulation' block (wavelength_nm, nominal_power_mw, ...)")
+        return self
+
+
+class TsiCameraEntry(_Entry):
+    driver: Literal["thorlabs_tsi"]
+    sdk: str = Field(default="thorlabs_tsi_sdk", description="SDK package, or 'simulated'")
+    serial: str = Field(default="", description="camera serial number; empty: the first camera found")
+    frame_timeout_ms: int = Field(default=2000, ge=10)
+    simulation: CameraParams | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.sdk == SIMULATED
+
+
+class SimulatedXYEntry(_Entry):
+    driver: Literal["simulated_xy_stage"]
+    simulation: XYStageParams = XYStageParams()
+
+
+class SimulatedZEntry(_Entry):
+    driver: Literal["simulated_z_drive"]
+    simulation: ZDriveParams = ZDriveParams()
+
+
+class MicroManagerEntry(_Entry):
+    """A C++ Micro-Manager device loaded by adapter and device name (instead of from the .cfg)."""
+
+    driver: Literal["micromanager"]
+    adapter: str
+    device: str
+    pre_init: dict[str, PropertyValue] = Field(default_factory=dict)
+
+
+DeviceEntry = Annotated[
+    Union[PowerMeterEntry, LaserEntry, TsiCameraEntry, SimulatedXYEntry, SimulatedZEntry, MicroManagerEntry],
+    Field(discriminator="driver"),
+]
+
+
+class LaserRole(_Model):
+    """A laser line. Python drivers need only ``device``; C++ devices name their properties."""
+
+    device: str
+    wavelength_nm: float | None = Field(default=None, description="required for C++ devices")
+    setpoint_property: str = "PowerSetpoint-mW"
+    setpoint_unit: Literal["mW", "W", "%"] = "mW"
+    nominal_power_mw: float | None = Field(default=None, description="needed when setpoint_unit is %")
+    emission: Literal["shutter", "property"] = "shutter"
+    emission_property: str = ""
+    emission_on: str = "1"
+    emission_off: str = "0"
+    power_property: str = Field(default="", description="the laser's own power reading, if any")
+    max_power_mw: float | None = Field(default=None, gt=0, description="station safety limit for this line")
+
+
+class PowerMeterRole(_Model):
+    device: str
+    power_property: str = "Power-W"
+    power_unit: Literal["W", "mW", "uW"] = "W"
+    wavelength_property: str = "Wavelength-nm"
+    averaging_property: str = "Averaging"
+    zero_property: str = "Zero"
+    location: Literal[
+        "SOURCE_EXIT", "FIBER_EXIT", "OBJECTIVE_BACKFOCAL", "OBJECTIVE_EXIT", "OBJECTIVE_FOCAL", "OTHER"
+    ] = "OBJECTIVE_FOCAL"
+
+
+class Roles(_Model):
+    lasers: list[LaserRole] = Field(default_factory=list)
+    power_meter: PowerMeterRole | None = None
+    camera: str | None = None
+    xy_stage: str | None = None
+    z_drive: str | None = None
+
+
+class Microscope(_Model):
+    manufacturer: str = ""
+    model: str = ""
+    type: Literal["Upright", "Inverted", "Dissection", "Electrophysiology", "Other"] = "Other"
+    serial: str = ""
+
+
+class Objective(_Model):
+    id: str
+    manufacturer: str = ""
+    model: str = ""
+    nominal_magnification: float = Field(gt=0)
+    lens_na: float = Field(gt=0, le=1.7)
+    immersion: Literal["Oil", "Water", "WaterDipping", "Air", "Multi", "Glycerol", "Other"] = "Air"
+    correction: str = "Other"
+    working_distance_um: float | None = None
+
+
+class Filter(_Model):
+    id: str
+    manufacturer: str = ""
+    model: str = ""
+    type: Literal["Dichroic", "LongPass", "ShortPass", "BandPass", "MultiPass", "NeutralDensity", "Tuneable", "Other"] = "Other"
+    cut_in_nm: float | None = None
+    cut_out_nm: float | None = None
+
+
+class Instrument(_Model):
+    """What no device reports: it goes into the OME Instrument of every file."""
+
+    microscope: Microscope = Microscope()
+    objectives: list[Objective] = Field(default_factory=list)
+    objective_in_use: str = ""
+    filters: list[Filter] = Field(default_factory=list)
+    camera_adapter_magnification: float = Field(default=1.0, gt=0)
+    pixel_size_um: float | None = Field(default=None, gt=0, description="override; default: camera pixel / magnification")
+
+    @model_validator(mode="after")
+    def _objective_known(self) -> Instrument:
+        ids = [o.id for o in self.objectives]
+        if self.objective_in_use and self.objective_in_use not in ids:
+            raise ValueError(f"objective_in_use {self.objective_in_use!r} is not among objectives {ids}")
+        return self
+
+
+class Safety(_Model):
+    max_laser_power_mw: float = Field(default=500.0, gt=0, description="no set point above this, on any line")
+
+
+class MicroManagerSetup(_Model):
+    config: str | None = Field(default=None, description="a Micro-Manager .cfg file (relative to the station file)")
+    adapter_paths: list[str] = Field(
+        default_factory=list, description="adapter folders; 'mm-test-adapters' names the PyPI package's folder"
+    )
+
+
+class Simulation(_Model):
+    seed: int = 1
+    time_scale: float = Field(default=1.0, gt=0, description="virtual seconds per real second")
+    sample: Literal["bead_field", "uniform_slide"] = "bead_field"
+    optics: OpticsParams = OpticsParams()
+    bead_field: BeadFieldParams = BeadFieldParams()
+    uniform_slide: UniformSlideParams = UniformSlideParams()
+
+
+class StationFile(_Model):
+    name: str
+    description: str = ""
+    micromanager: MicroManagerSetup = MicroManagerSetup()
+    devices: dict[str, DeviceEntry] = Field(default_factory=dict)
+    roles: Roles = Roles()
+    instrument: Instrument = Instrument()
+    safety: Safety = Safety()
+    simulation: Simulation | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StationFile:
+        simulated = [label for label, d in self.devices.items() if getattr(d, "simulated", False) or d.driver.startswith("simulated_")]
+        if simulated and self.simulation is None:
+            raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, time_scale, ...)")
+        return self
+
+
+def read_station_file(path: str | Path) -> tuple[StationFile, Path]:
+    doc = load_yaml(path)
+    station = validate(doc, StationFile, "station")
+    return station, doc.path  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""QC protocol files shipped with the harness (data, not code)."""

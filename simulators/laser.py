@@ -1,0 +1,99 @@
+"""Ground-truth physics of a diode laser: transfer curve, warm-up, drift, mode hops, noise, limits."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .clock import ScaledClock
+from .faults import FaultInjector
+from .params import LaserParams
+
+
+class LaserRefused(Exception):
+    """The laser refuses a command (value out of its limits, interlock open)."""
+
+
+class LaserModel:
+    """One laser line. ``true_power_mw(t)`` is the ground truth of what leaves the laser."""
+
+    def __init__(self, name: str, params: LaserParams, clock: ScaledClock, rng: np.random.Generator) -> None:
+        self.name = name
+        self.p = params
+        self.clock = clock
+        self.rng = rng
+        self.faults = FaultInjector(params.faults, clock.now)
+        self._lock = threading.Lock()
+        self.setpoint_mw = params.min_power_mw
+        self.emission = False
+        self.interlock_closed = params.interlock_closed
+        self._t_on: float | None = None
+        self._on_seconds_before = 0.0
+
+    # --- ground truth -------------------------------------------------------------------------
+    def steady_power_mw(self, setpoint_mw: float) -> float:
+        """Emitted power after warm-up, without drift or hops, for a set point."""
+        p = self.p
+        s = max(setpoint_mw - p.threshold_mw, 0.0)
+        return p.calibration * s * (1.0 - p.low_power_deficit * math.exp(-setpoint_mw / p.knee_mw))
+
+    def true_power_mw(self, t: float | None = None) -> float:
+        """Emitted power at virtual time ``t`` (noise-free)."""
+        t = self.clock.now() if t is None else t
+        with self._lock:
+            if not self.emission or self._t_on is None or not self.interlock_closed:
+                return 0.0
+            p = self.p
+            power = self.steady_power_mw(self.setpoint_mw)
+            power *= 1.0 - p.warmup_deficit * math.exp(-(t - self._t_on) / p.warmup_tau_s)
+            power *= 1.0 + p.drift_pct_per_h / 100.0 * t / 3600.0
+            for hop in p.mode_hops:
+                if t >= hop.at_s:
+                    power *= 1.0 + hop.step_pct / 100.0
+            return max(power, 0.0)
+
+    def sampled_power_mw(self, t: float, n_samples: int) -> float:
+        """Power averaged over ``n_samples`` ~1 ms samples: relative intensity noise shrinks as 1/sqrt(n)."""
+        power = self.true_power_mw(t)
+        if power == 0.0 or self.p.rin_rms == 0.0:
+            return power
+        return power * (1.0 + self.rng.normal(0.0, self.p.rin_rms / math.sqrt(max(n_samples, 1))))
+
+    # --- controls -----------------------------------------------------------------------------
+    def set_setpoint_mw(self, value: float) -> None:
+        if not (self.p.min_power_mw <= value <= self.p.high_limit_mw):
+            raise LaserRefused(
+                f"set point {value} mW outside {self.p.min_power_mw}..{self.p.high_limit_mw} mW"
+            )
+        with self._lock:
+            self.setpoint_mw = value
+
+    def set_emission(self, on: bool) -> None:
+        with self._lock:
+            if on and not self.interlock_closed:
+                raise LaserRefused("interlock open")
+            now = self.clock.now()
+            if on and not self.emission:
+                self._t_on = now
+            elif not on and self.emission and self._t_on is not None:
+                self._on_seconds_before += now - self._t_on
+                self._t_on = None
+            self.emission = on
+
+    def set_interlock(self, closed: bool) -> None:
+        """Open or close the interlock; opening it stops emission at once."""
+        if not closed:
+            self.set_emission(False)
+        self.interlock_closed = closed
+
+    def diode_hours(self) -> float:
+        on = self._on_seconds_before
+        if self.emission and self._t_on is not None:
+            on += self.clock.now() - self._t_on
+        return self.p.diode_hours + on / 3600.0
+
+    def monitor_power_mw(self) -> float:
+        """The laser's own power monitor (what ``SOUR:POW:LEV?`` reports)."""
+        return self.sampled_power_mw(self.clock.now(), 1)

@@ -1,0 +1,201 @@
+"""Ground-truth parameters of the simulated world, as validated models (units in every name).
+
+A station file's ``simulation`` sections are parsed into these; tests read the same values back as
+the truth that the harness's measurements are compared with.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FaultSpec(_Model):
+    """One injected fault. It becomes active after ``after_commands`` commands (frames for a camera,
+    moves for a stage) or at virtual time ``at_s``, and then fires ``times`` times (0: for ever)."""
+
+    kind: Literal[
+        "connection_lost",
+        "no_reply",
+        "garbage_reply",
+        "scpi_error",
+        "stuck_busy",
+        "dropped_frame",
+        "late_frame",
+    ]
+    after_commands: int | None = Field(default=None, ge=0)
+    at_s: float | None = Field(default=None, ge=0)
+    times: int = Field(default=1, ge=0)
+    delay_s: float = Field(default=1.0, ge=0, description="late_frame: how late the frame is")
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> FaultSpec:
+        if self.after_commands is None and self.at_s is None:
+            raise ValueError("a fault needs a trigger: after_commands or at_s")
+        return self
+
+
+class ModeHop(_Model):
+    """A step change of emitted power at virtual time ``at_s``."""
+
+    at_s: float = Field(ge=0)
+    step_pct: float
+
+
+class LaserParams(_Model):
+    """A diode laser: transfer curve, warm-up, drift, noise, limits."""
+
+    wavelength_nm: float = Field(gt=200, lt=2000)
+    nominal_power_mw: float = Field(gt=0)
+    min_power_mw: float = Field(default=0.0, ge=0)
+    max_power_mw: float | None = Field(default=None, gt=0, description="default: nominal power")
+    # steady-state transfer: P = calibration * max(s - threshold, 0) * (1 - deficit * exp(-s/knee))
+    calibration: float = Field(default=1.0, gt=0)
+    threshold_mw: float = Field(default=0.0, ge=0)
+    low_power_deficit: float = Field(default=0.0, ge=0, lt=1)
+    knee_mw: float = Field(default=5.0, gt=0)
+    # warm-up after emission on: factor (1 - warmup_deficit * exp(-(t - t_on)/warmup_tau_s))
+    warmup_deficit: float = Field(default=0.0, ge=0, lt=1)
+    warmup_tau_s: float = Field(default=300.0, gt=0)
+    drift_pct_per_h: float = 0.0
+    rin_rms: float = Field(default=0.001, ge=0, description="relative noise of one ~1 ms sample")
+    mode_hops: list[ModeHop] = Field(default_factory=list)
+    diode_hours: float = Field(default=1200.0, ge=0)
+    model: str = "OBIS LX"
+    serial: str = "SIM-OBIS-0001"
+    firmware: str = "3.1.2"
+    interlock_closed: bool = True
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+    @property
+    def high_limit_mw(self) -> float:
+        return self.max_power_mw if self.max_power_mw is not None else self.nominal_power_mw
+
+
+class MeterParams(_Model):
+    """A photodiode power meter console (PM100D) with its sensor."""
+
+    model: str = "PM100D"
+    serial: str = "P0000001"
+    firmware: str = "2.8.0"
+    sensor_model: str = "S120C"
+    sensor_serial: str = "SIM-S120C-001"
+    sensor_calibration_date: str = "01-Jan-2026"
+    wavelength_min_nm: float = 400.0
+    wavelength_max_nm: float = 1100.0
+    default_wavelength_nm: float = 633.0
+    dark_offset_w: float = Field(default=2e-7, description="removed by zeroing with no light")
+    noise_w: float = Field(default=5e-9, ge=0, description="rms noise of one sample")
+    sample_time_s: float = Field(default=0.001, gt=0, description="time per averaged sample")
+    max_power_w: float = Field(default=0.05, gt=0)
+    zero_duration_s: float = Field(default=1.0, ge=0)
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+
+class AxisParams(_Model):
+    """One stage axis: what the true position does relative to the commanded one."""
+
+    scale_error_ppm: float = 0.0
+    pitch_error_um: float = Field(default=0.0, ge=0, description="amplitude of the periodic error")
+    pitch_period_um: float = Field(default=1000.0, gt=0)
+    backlash_um: float = Field(default=0.0, ge=0)
+    repeatability_sigma_um: float = Field(default=0.0, ge=0)
+    thermal_drift_um_per_h: float = 0.0
+    speed_um_per_s: float = Field(default=5000.0, gt=0)
+    settle_s: float = Field(default=0.05, ge=0)
+    min_um: float = -50000.0
+    max_um: float = 50000.0
+
+
+class XYStageParams(_Model):
+    x: AxisParams = AxisParams()
+    y: AxisParams = AxisParams()
+    model: str = "Simulated XY stage"
+    serial: str = "SIM-XY-0001"
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+
+class ZDriveParams(_Model):
+    z: AxisParams = AxisParams(min_um=0.0, max_um=10000.0, speed_um_per_s=1000.0)
+    model: str = "Simulated Z drive"
+    serial: str = "SIM-Z-0001"
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+
+class CameraParams(_Model):
+    """A scientific CMOS camera (Thorlabs Kiralux-like) with ground-truth sensor physics."""
+
+    model: str = "CS2100M-USB"
+    serial: str = "SIM00001"
+    firmware: str = "1.0.6"
+    width_px: int = Field(default=1920, gt=0)
+    height_px: int = Field(default=1080, gt=0)
+    pixel_size_um: float = Field(default=5.04, gt=0)
+    bit_depth: int = Field(default=12, ge=8, le=16)
+    quantum_efficiency: float = Field(default=0.6, gt=0, le=1)
+    conversion_gain_e_per_adu: float = Field(default=2.7, gt=0, description="at gain index 0")
+    gain_db_per_index: float = Field(default=0.1, gt=0)
+    max_gain_index: int = Field(default=480, ge=0)
+    offset_adu: float = Field(default=100.0, ge=0, description="black level at the default setting")
+    read_noise_e: float = Field(default=4.0, ge=0)
+    dark_current_e_per_s: float = Field(default=1.0, ge=0)
+    full_well_e: float = Field(default=11000.0, gt=0)
+    hot_pixels: int = Field(default=8, ge=0)
+    hot_pixel_dark_e_per_s: float = Field(default=20000.0, ge=0)
+    readout_s: float = Field(default=0.02, ge=0)
+    min_exposure_us: int = 40
+    max_exposure_us: int = 26843000
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+
+class BeadFieldParams(_Model):
+    """Fluorescent beads scattered at random (seeded) over the slide."""
+
+    density_per_mm2: float = Field(default=400.0, gt=0)
+    psf_sigma_um: float = Field(default=0.35, gt=0)
+    photons_per_s_per_mw: float = Field(default=2.0e5, gt=0, description="per bead, all pixels together")
+    brightness_spread: float = Field(default=0.2, ge=0, lt=1)
+    background_photons_per_s_per_mw: float = Field(default=20.0, ge=0)
+
+
+class UniformSlideParams(_Model):
+    """An even fluorescent slide lit by an off-centre illumination profile with vignetting."""
+
+    photons_per_s_per_mw: float = Field(default=2.0e4, gt=0, description="per pixel at the profile peak")
+    centre_offset_x_frac: float = Field(default=0.08, description="of image width, + to the right")
+    centre_offset_y_frac: float = Field(default=-0.05, description="of image height, + downwards")
+    sigma_frac: float = Field(default=0.75, gt=0, description="Gaussian sigma, of the half diagonal")
+    vignetting: float = Field(default=0.15, ge=0, lt=1, description="1 - v (r/r_corner)^2")
+
+
+class OpticsParams(_Model):
+    """The light path between sources, sample, meter and camera."""
+
+    magnification: float = Field(default=20.0, gt=0)
+    transmission_to_meter: dict[str, float] = Field(
+        default_factory=dict, description="per laser label; missing: 1.0"
+    )
+    transmission_to_sample: dict[str, float] = Field(
+        default_factory=dict, description="per laser label; missing: 1.0"
+    )
+
+
+class WorldParams(_Model):
+    """Everything a simulated station's physics needs, keyed by device label."""
+
+    seed: int = 1
+    time_scale: float = Field(default=1.0, gt=0)
+    optics: OpticsParams = OpticsParams()
+    sample: Literal["bead_field", "uniform_slide"] = "bead_field"
+    bead_field: BeadFieldParams = BeadFieldParams()
+    uniform_slide: UniformSlideParams = UniformSlideParams()
+    lasers: dict[str, LaserParams] = Field(default_factory=dict)
+    meters: dict[str, MeterParams] = Field(default_factory=dict)
+    cameras: dict[str, CameraParams] = Field(default_factory=dict)
+    xy_stages: dict[str, XYStageParams] = Field(default_factory=dict)
+    z_drives: dict[str, ZDriveParams] = Field(default_factory=dict)
