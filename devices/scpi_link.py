@@ -7,6 +7,7 @@ Hardware: a USB (USBTMC) or serial (ASRL) resource through the VISA library the 
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 
@@ -75,6 +76,9 @@ class ScpiLink:
     def _fail(self, exc: BaseException) -> Exception:
         if isinstance(exc, VisaIOError):
             if exc.error_code == constants.StatusCode.error_timeout:
+                if self._peer_closed():
+                    self.lost = True
+                    return ConnectionLost(self.name, "connection closed by the instrument")
                 return DeviceTimeout(self.name, f"no reply within {self.timeout_ms} ms")
             if exc.error_code in _LOST:
                 self.lost = True
@@ -87,6 +91,29 @@ class ScpiLink:
             return GarbledReply(self.name, "reply is not text")
         self.lost = True
         return ConnectionLost(self.name, f"connection lost ({type(exc).__name__}: {exc})")
+
+    def _peer_closed(self) -> bool:
+        """pyvisa-py reports a TCP socket closed by the instrument as a timeout, not as a lost
+        connection: look at the socket itself (other VISA sessions: nothing to look at)."""
+        try:
+            sock = getattr(self._inst.visalib.sessions[self._inst.session], "interface", None)
+        except Exception:  # not a pyvisa-py session
+            return False
+        if not isinstance(sock, socket.socket):
+            return False
+        blocking = sock.getblocking()
+        try:
+            sock.setblocking(False)
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            try:
+                sock.setblocking(blocking)
+            except OSError:
+                pass
 
     def _check_open(self) -> Any:
         if self._inst is None or self.lost:

@@ -41,6 +41,31 @@ def load_sdk(package: str, device: str) -> ModuleType:
         raise SdkMissing(device, f"{package} could not load its native libraries: {exc}. {INSTALL_HINT}") from None
 
 
+class _SharedSdk:
+    """The SDK allows one ``TLCameraSDK`` per process: every camera of every station shares it."""
+
+    _instances: dict[str, tuple[Any, int]] = {}
+
+    @classmethod
+    def acquire(cls, tl: ModuleType) -> Any:
+        sdk, users = cls._instances.get(tl.__name__, (None, 0))
+        if sdk is None:
+            sdk = tl.TLCameraSDK()
+        cls._instances[tl.__name__] = (sdk, users + 1)
+        return sdk
+
+    @classmethod
+    def release(cls, tl: ModuleType) -> None:
+        sdk, users = cls._instances.get(tl.__name__, (None, 0))
+        if sdk is None:
+            return
+        if users <= 1:
+            del cls._instances[tl.__name__]
+            sdk.dispose()
+        else:
+            cls._instances[tl.__name__] = (sdk, users - 1)
+
+
 class ThorlabsTSICamera(QCDriver, CameraDevice):
     """Thorlabs TSI scientific camera."""
 
@@ -66,7 +91,7 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
         self._tl = load_sdk(self._sdk_name, self._name)
         tl = self._tl
         try:
-            self._sdk = tl.TLCameraSDK()
+            self._sdk = _SharedSdk.acquire(tl)
             found = self._sdk.discover_available_cameras()
             if not found:
                 raise DeviceConnectionError(self._name, "no Thorlabs camera found (is it plugged in and free?)")
@@ -92,12 +117,13 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
             self.add_property(key, str, (lambda v=value: v))
 
     def shutdown(self) -> None:
-        for obj in (self._cam, self._sdk):
-            if obj is not None:
-                try:
-                    obj.dispose()
-                except Exception:  # disposing after a failure must not hide it
-                    pass
+        try:
+            if self._cam is not None:
+                self._cam.dispose()
+            if self._sdk is not None and self._tl is not None:
+                _SharedSdk.release(self._tl)
+        except Exception:  # disposing after a failure must not hide it
+            pass
         self._cam = self._sdk = None
 
     def _camera(self) -> Any:
@@ -192,9 +218,9 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
 
         self._sdk_call("start acquisition", setup)
         expected = 1
-        got = 0
         try:
-            while n is None or got < n:
+            # the camera counts its frames: stop at frame n even if some never arrived
+            while n is None or expected <= n:
                 frame = self._sdk_call("poll", cam.get_pending_frame_or_null)
                 if frame is None:
                     raise FrameTimeout(self._name, f"frame {expected} did not arrive within {timeout_ms} ms")
@@ -202,7 +228,6 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
                 expected = frame.frame_count + 1
                 buf = get_buffer(shape, dtype)
                 buf[:] = frame.image_buffer
-                got += 1
                 yield {
                     "FrameCount": str(frame.frame_count),
                     "DroppedFrames": str(max(dropped, 0)),

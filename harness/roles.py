@@ -44,7 +44,7 @@ class LaserLine:
 
     def set_setpoint_mw(self, mw: float) -> None:
         if mw > self.max_power_mw:
-            raise SafetyLimitError(self.label, f"set point {mw:g} mW exceeds the station's limit of {self.max_power_mw:g} mW for this line; nothing was sent")
+            raise SafetyLimitError(self.label, f"set point {mw:g} mW exceeds the station's safety limit of {self.max_power_mw:g} mW for this line; nothing was sent")
         r = self.role
         if r.setpoint_unit == "%":
             value: float = 100.0 * mw / (r.nominal_power_mw or 1.0)

@@ -130,7 +130,7 @@ class Station:
             else:
                 device = self._python_device(label, entry)
                 self.core.loadPyDevice(label, device)
-                self.core.initializeDevice(label)
+                self._initialize_python_device(label, device)
                 if isinstance(device, QCDriver):
                     self.drivers[label] = device
             for name, value in entry.properties.items():
@@ -139,6 +139,20 @@ class Station:
             raise StationError(f"{where}: device {label} ({entry.driver}): {exc.detail}") from None
         except (RuntimeError, ValueError, OSError, KeyError) as exc:
             raise StationError(f"{where}: device {label} ({entry.driver}): {str(exc).strip()}") from None
+
+    def _initialize_python_device(self, label: str, device: Any) -> None:
+        """UniMMCore logs a failed initialize() with a traceback and returns normally: keep its log
+        quiet and raise the device's own error instead."""
+        mm_log = logging.getLogger("pymmcore-plus")
+        level = mm_log.level
+        mm_log.setLevel(logging.CRITICAL)
+        try:
+            self.core.initializeDevice(label)
+        finally:
+            mm_log.setLevel(level)
+        state = device._initialized_  # where UniMMCore keeps the exception of a failed initialize()
+        if isinstance(state, BaseException):
+            raise state
 
     def _python_device(self, label: str, entry: Any) -> Any:
         if isinstance(entry, (PowerMeterEntry, LaserEntry)):

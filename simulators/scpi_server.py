@@ -112,7 +112,7 @@ class ScpiServer:
                     return None
                 if fault.kind == "no_reply":
                     return []
-                if fault.kind == "garbage_reply":
-                    return ["\x15#?~\x7f@@garbage"]
+                if fault.kind == "garbage_reply":  # the first reply line arrives corrupted
+                    return ["\x15#?~\x7f@@garbage"] + inst.respond(line)[1:]
                 return inst.fault_error()
             return inst.respond(line)

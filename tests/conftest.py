@@ -1,0 +1,62 @@
+"""Shared fixtures: the shipped simulated station, and variants of it written to temporary files."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.station import Station
+
+ROOT = Path(__file__).resolve().parents[1]
+SIMULATED = ROOT / "configs" / "simulated.yaml"
+DEMO = ROOT / "configs" / "demo-micromanager.yaml"
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def station_variant(tmp_path: Path, extra: dict[str, Any], name: str = "station.yaml") -> Path:
+    """The simulated station with ``extra`` merged in, written to ``tmp_path``."""
+    data = merge(yaml.safe_load(SIMULATED.read_text()), extra)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+FAST = {"simulation": {"time_scale": 5000}}
+
+
+@pytest.fixture(scope="module")
+def sim_station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    """The shipped simulated station, its clock sped up for tests."""
+    station = Station.load(station_variant(tmp_path_factory.mktemp("sim"), FAST))
+    yield station
+    station.close()
+
+
+@pytest.fixture
+def make_station(tmp_path: Path) -> Iterator[Any]:
+    opened: list[Station] = []
+
+    def _make(extra: dict[str, Any]) -> Station:
+        # a camera serial of its own: a camera cannot be open in two stations at once
+        serial = {"devices": {"Camera": {"simulation": {"serial": f"SIMVAR{len(opened)}"}}}}
+        station = Station.load(station_variant(tmp_path, merge(merge(FAST, serial), extra), f"station{len(opened)}.yaml"))
+        opened.append(station)
+        return station
+
+    yield _make
+    for station in opened:
+        station.close()

@@ -1,0 +1,162 @@
+"""Injected faults end in clear, typed errors, and never hang longer than the configured timeout."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devices.errors import ConnectionLost, DeviceTimeout, FrameTimeout, GarbledReply, InstrumentError
+
+
+@pytest.fixture(scope="module")
+def init_commands(tmp_path_factory) -> dict[str, int]:
+    """Commands each simulated instrument serves while a station starts (faults count from zero)."""
+    from harness.station import Station
+    from tests.conftest import FAST, station_variant
+
+    with Station.load(station_variant(tmp_path_factory.mktemp("count"), FAST)) as st:
+        w = st.sim.world
+        return {**{k: m.faults.commands for k, m in w.meters.items()}, **{k: l.faults.commands for k, l in w.lasers.items()}}
+
+
+def _meter_with(make_station, fault: dict, timeout_ms: int = 300):
+    return make_station({"devices": {"Meter": {"timeout_ms": timeout_ms, "simulation": {"faults": [fault]}}}})
+
+
+def _commands_so_far(st) -> int:
+    return st.sim.world.meters["Meter"].faults.commands
+
+
+def test_meter_connection_lost_after_n_commands(make_station) -> None:
+    st = _meter_with(make_station, {"kind": "connection_lost", "after_commands": 30})
+    meter = st.power_meter
+    with pytest.raises(ConnectionLost):
+        for _ in range(100):
+            meter.read_w()
+    assert _commands_so_far(st) <= 31
+    with pytest.raises(ConnectionLost):  # stays lost, like an unplugged cable
+        meter.read_w()
+
+
+def test_meter_no_reply_times_out_within_the_configured_timeout(make_station, init_commands) -> None:
+    st = _meter_with(make_station, {"kind": "no_reply", "after_commands": init_commands["Meter"] + 3, "times": 1}, timeout_ms=300)
+    meter = st.power_meter
+    for _ in range(3):
+        meter.read_w()
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeout):
+        meter.read_w()
+    assert time.monotonic() - t0 < 0.3 + 0.5
+    assert meter.read_w() is not None  # the next exchange works again
+
+
+def test_meter_garbage_reply_is_a_garbled_reply(make_station, init_commands) -> None:
+    st = _meter_with(make_station, {"kind": "garbage_reply", "after_commands": init_commands["Meter"], "times": 1})
+    with pytest.raises(GarbledReply):
+        st.power_meter.read_w()
+    assert isinstance(st.power_meter.read_w(), float)
+
+
+def test_meter_scpi_error_surfaces_from_the_error_queue(make_station, init_commands) -> None:
+    st = _meter_with(make_station, {"kind": "scpi_error", "after_commands": init_commands["Meter"], "times": 1})
+    with pytest.raises(InstrumentError) as info:
+        st.power_meter.set_averaging(10)
+    assert info.value.code == -300
+    st.power_meter.set_averaging(10)  # once only
+
+
+def test_meter_fault_at_virtual_time(make_station) -> None:
+    st = make_station({"simulation": {"time_scale": 100000}, "devices": {"Meter": {"simulation": {"faults": [{"kind": "connection_lost", "at_s": 300000}]}}}})
+    assert st.clock.now() < 300000
+    st.power_meter.read_w()
+    st.clock.sleep_until(300000)
+    with pytest.raises(ConnectionLost):
+        st.power_meter.read_w()
+
+
+def test_laser_no_reply_and_garbage(make_station, init_commands) -> None:
+    n = init_commands["Laser488"]
+    st = make_station({"devices": {"Laser488": {"timeout_ms": 300, "simulation": {"faults": [
+        {"kind": "garbage_reply", "after_commands": n, "times": 1},
+        {"kind": "no_reply", "after_commands": n, "times": 1},
+    ]}}}})
+    line = st.lasers["488"]
+    with pytest.raises(GarbledReply):
+        line.setpoint_mw()
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeout):
+        line.setpoint_mw()
+    assert time.monotonic() - t0 < 0.8
+    line.set_setpoint_mw(5)
+    assert line.setpoint_mw() == pytest.approx(5)
+
+
+def test_laser_scpi_error_and_connection_lost_during_use(make_station, init_commands) -> None:
+    n = init_commands["Laser561"]
+    st = make_station({"devices": {"Laser561": {"timeout_ms": 300, "simulation": {"faults": [
+        {"kind": "scpi_error", "after_commands": n, "times": 1},
+        {"kind": "connection_lost", "after_commands": n + 3},
+    ]}}}})
+    line = st.lasers["561"]
+    with pytest.raises(InstrumentError):
+        line.set_setpoint_mw(5)
+    line.set_setpoint_mw(5)
+    line.set_emission(True)
+    with pytest.raises(ConnectionLost):
+        line.set_emission(False)
+    failures = st.safe_state()  # says which device could not be confirmed safe
+    assert any("Laser561" in f for f in failures)
+
+
+def test_stage_that_never_stops_being_busy(make_station) -> None:
+    st = make_station({"devices": {"XYStage": {"simulation": {"faults": [{"kind": "stuck_busy", "after_commands": 2}]}}}})
+    st.xy_stage.timeout_s = 0.5
+    st.xy_stage.move_to(10, 10)
+    st.xy_stage.move_to(20, 10)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeout, match="busy"):
+        st.xy_stage.move_to(30, 10)
+    assert time.monotonic() - t0 < 0.5 + 0.3
+
+
+def test_dropped_frame_on_snap_is_a_frame_timeout(make_station) -> None:
+    # rendering a frame costs real time (~0.3 s here): the frame timeout must cover it
+    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"faults": [{"kind": "dropped_frame", "after_commands": 1, "times": 1}]}}}})
+    st.camera.set_exposure_ms(10)
+    st.camera.snap()
+    t0 = time.monotonic()
+    with pytest.raises(FrameTimeout):
+        st.camera.snap()
+    assert time.monotonic() - t0 < 1.5 + 0.01 + 0.5
+    assert st.camera.snap().shape == (1080, 1920)
+
+
+def test_late_frame_within_and_beyond_the_timeout(make_station) -> None:
+    # time scale 5000: a 1000 s late frame is 0.2 s late in real time, 15000 s late is 3 s
+    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"faults": [
+        {"kind": "late_frame", "after_commands": 0, "times": 1, "delay_s": 1000},
+        {"kind": "late_frame", "after_commands": 1, "times": 1, "delay_s": 15000},
+    ]}}}})
+    st.camera.set_exposure_ms(10)
+    assert st.camera.snap() is not None
+    with pytest.raises(FrameTimeout):
+        st.camera.snap()
+
+
+def test_dropped_frame_in_a_sequence_is_counted(make_station) -> None:
+    st = make_station({"devices": {"Camera": {"simulation": {"faults": [{"kind": "dropped_frame", "after_commands": 2, "times": 1}]}}}})
+    core = st.core
+    st.camera.set_exposure_ms(5)
+    core.startSequenceAcquisition(st.camera.label, 4, 0, True)
+    frames = []
+    for _ in range(400):
+        if core.getRemainingImageCount():
+            frames.append(core.popNextImageAndMD()[1])
+        time.sleep(0.02)
+        if len(frames) == 3 and not core.isSequenceRunning():
+            break
+    core.stopSequenceAcquisition(st.camera.label)
+    # the camera made 4 frames, one never arrived: the gap is visible, nothing is shifted
+    assert [md["FrameCount"] for md in frames] == ["1", "2", "4"]
+    assert [md["DroppedFrames"] for md in frames] == ["0", "0", "1"]
