@@ -89,6 +89,8 @@ class ScpiLink:
             return ConnectionLost(self.name, "session closed")
         if isinstance(exc, UnicodeDecodeError):
             return GarbledReply(self.name, "reply is not text")
+        if isinstance(exc, ConnectionRefusedError):
+            return DeviceConnectionError(self.name, f"cannot open {self.resource}: connection refused")
         self.lost = True
         return ConnectionLost(self.name, f"connection lost ({type(exc).__name__}: {exc})")
 

@@ -132,13 +132,16 @@ def format_errors(doc: YamlDocument, exc: ValidationError, what: str) -> str:
     messages = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        line = doc.line_of(loc)
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "union_tag_invalid":
+            key = str(err["ctx"]["discriminator"]).strip("'")
+            loc += (key,)
+            msg = f"unknown {key} {err['ctx']['tag']!r} (known: {err['ctx']['expected_tags']})"
+        elif err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing (required)"
         elif "input" in err and err["type"] not in ("model_type", "dict_type") and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {err['input']!r})"
-        messages.append(f"{doc.path}:{line}: {what}: {_field_name(loc, doc)}: {msg}")
+        messages.append(f"{doc.path}:{doc.line_of(loc)}: {what}: {_field_name(loc, doc)}: {msg}")
     return "\n".join(messages)
