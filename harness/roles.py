@@ -41,35 +41,45 @@ class LaserLine:
         self.wavelength_nm = wavelength_nm
         self.max_power_mw = max_power_mw
         self.name = f"{wavelength_nm:g}"
+        self.shutter = role.shutter_device or role.device
+
+    def _to_device_units(self, mw: float) -> float:
+        r = self.role
+        if r.setpoint_unit == "%":
+            return 100.0 * mw / r.nominal_power_mw  # type: ignore[operator]
+        if r.setpoint_unit == "V":
+            return mw * r.volts_per_mw  # type: ignore[operator]
+        return mw / _UNIT_TO_MW[r.setpoint_unit]
+
+    def _from_device_units(self, value: float) -> float:
+        r = self.role
+        if r.setpoint_unit == "%":
+            return value * r.nominal_power_mw / 100.0  # type: ignore[operator]
+        if r.setpoint_unit == "V":
+            return value / r.volts_per_mw  # type: ignore[operator]
+        return value * _UNIT_TO_MW[r.setpoint_unit]
 
     def set_setpoint_mw(self, mw: float) -> None:
         if mw > self.max_power_mw:
             raise SafetyLimitError(self.label, f"set point {mw:g} mW exceeds the station's safety limit of {self.max_power_mw:g} mW for this line; nothing was sent")
-        r = self.role
-        if r.setpoint_unit == "%":
-            value: float = 100.0 * mw / (r.nominal_power_mw or 1.0)
-        else:
-            value = mw / _UNIT_TO_MW[r.setpoint_unit]
-        device_call(self.label, lambda: self.core.setProperty(self.label, r.setpoint_property, value))
+        value = self._to_device_units(mw)
+        device_call(self.label, lambda: self.core.setProperty(self.label, self.role.setpoint_property, value))
 
     def setpoint_mw(self) -> float:
-        r = self.role
-        value = float(device_call(self.label, lambda: self.core.getProperty(self.label, r.setpoint_property)))
-        if r.setpoint_unit == "%":
-            return value * (r.nominal_power_mw or 1.0) / 100.0
-        return value * _UNIT_TO_MW[r.setpoint_unit]
+        value = device_call(self.label, lambda: self.core.getProperty(self.label, self.role.setpoint_property))
+        return self._from_device_units(float(value))
 
     def set_emission(self, on: bool) -> None:
         r = self.role
         if r.emission == "shutter":
-            device_call(self.label, lambda: self.core.setShutterOpen(self.label, on))
+            device_call(self.shutter, lambda: self.core.setShutterOpen(self.shutter, on))
         else:
             device_call(self.label, lambda: self.core.setProperty(self.label, r.emission_property, r.emission_on if on else r.emission_off))
 
     def emission(self) -> bool:
         r = self.role
         if r.emission == "shutter":
-            return bool(device_call(self.label, lambda: self.core.getShutterOpen(self.label)))
+            return bool(device_call(self.shutter, lambda: self.core.getShutterOpen(self.shutter)))
         return str(device_call(self.label, lambda: self.core.getProperty(self.label, r.emission_property))) == r.emission_on
 
     def monitor_power_mw(self) -> float | None:

@@ -188,6 +188,8 @@ class Station:
         core = self.core
         for i, role in enumerate(roles.lasers):
             self._require_device(role.device, "roles", "lasers", i, "device")
+            if role.shutter_device:
+                self._require_device(role.shutter_device, "roles", "lasers", i, "shutter_device")
             wavelength = role.wavelength_nm
             if wavelength is None and core.hasProperty(role.device, "Wavelength-nm"):
                 wavelength = float(core.getProperty(role.device, "Wavelength-nm"))

@@ -108,14 +108,26 @@ class LaserRole(_Model):
     device: str
     wavelength_nm: float | None = Field(default=None, description="required for C++ devices")
     setpoint_property: str = "PowerSetpoint-mW"
-    setpoint_unit: Literal["mW", "W", "%"] = "mW"
-    nominal_power_mw: float | None = Field(default=None, description="needed when setpoint_unit is %")
+    setpoint_unit: Literal["mW", "W", "%", "V"] = "mW"
+    nominal_power_mw: float | None = Field(default=None, gt=0, description="needed when setpoint_unit is %")
+    volts_per_mw: float | None = Field(default=None, gt=0, description="analog modulation: needed when setpoint_unit is V")
     emission: Literal["shutter", "property"] = "shutter"
+    shutter_device: str = Field(default="", description="shutter that gates this line (default: the laser device)")
     emission_property: str = ""
     emission_on: str = "1"
     emission_off: str = "0"
     power_property: str = Field(default="", description="the laser's own power reading, if any")
     max_power_mw: float | None = Field(default=None, gt=0, description="station safety limit for this line")
+
+    @model_validator(mode="after")
+    def _units_complete(self) -> LaserRole:
+        if self.setpoint_unit == "%" and self.nominal_power_mw is None:
+            raise ValueError("setpoint_unit % needs nominal_power_mw")
+        if self.setpoint_unit == "V" and self.volts_per_mw is None:
+            raise ValueError("setpoint_unit V needs volts_per_mw")
+        if self.emission == "property" and not self.emission_property:
+            raise ValueError("emission: property needs emission_property")
+        return self
 
 
 class PowerMeterRole(_Model):

@@ -54,3 +54,34 @@ def test_demo_station_camera_follows_the_cpp_stage(tmp_path) -> None:
         # DemoCamera's bead image moves with the stage by one pixel per um
         assert (abs(dx), abs(dy)) == pytest.approx((12, 7), abs=0.3)
         assert np.std(a) > 0
+
+
+def test_a_cpp_device_fills_a_laser_role_by_named_properties(tmp_path) -> None:
+    """An analog-modulated laser: power set through a DemoCamera DA channel (volts), emission gated
+    by a DemoCamera shutter; both are real C++ adapters."""
+    import yaml
+
+    data = merge(yaml.safe_load(DEMO.read_text()), FAST)
+    data["micromanager"]["config"] = str(DEMO.parent / data["micromanager"]["config"])
+    data["devices"]["DA"] = {"driver": "micromanager", "adapter": "DemoCamera", "device": "D-DA"}
+    data["devices"]["Gate"] = {"driver": "micromanager", "adapter": "DemoCamera", "device": "DShutter"}
+    data["roles"]["lasers"].append({
+        "device": "DA", "wavelength_nm": 405, "setpoint_property": "Voltage", "setpoint_unit": "V",
+        "volts_per_mw": 0.05, "shutter_device": "Gate", "max_power_mw": 80,
+    })
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with Station.load(path) as st:
+        line = st.lasers["405"]
+        line.set_setpoint_mw(20)
+        assert float(st.core.getProperty("DA", "Voltage")) == pytest.approx(1.0)
+        assert line.setpoint_mw() == pytest.approx(20)
+        line.set_emission(True)
+        assert st.core.getShutterOpen("Gate") and line.emission()
+        from devices.errors import SafetyLimitError
+
+        with pytest.raises(SafetyLimitError):
+            line.set_setpoint_mw(90)
+        assert float(st.core.getProperty("DA", "Voltage")) == pytest.approx(1.0)
+        st.safe_state()
+        assert not st.core.getShutterOpen("Gate")
