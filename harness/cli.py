@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,11 +19,14 @@ from devices.errors import DeviceError
 
 from . import __version__
 from .errors import UserError
+from .plan import expand, line_key
+from .protocol_file import ProtocolFile
+from .runner import Runner
 from .station import Station
 from .station_file import StationFile
 from .yaml_source import load_yaml, validate
 
-EXIT_USER, EXIT_DEVICE, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_USER, EXIT_DEVICE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 def _station_arg(p: argparse.ArgumentParser) -> None:
@@ -56,12 +60,55 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_kind(doc: Any) -> str:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    return "protocol" if "steps" in data or "protocol" in data else "station"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    failures = []
     for path in args.files:
-        doc = load_yaml(path)
-        validate(doc, StationFile, "station")
-        print(f"{path}: valid station file")
+        try:
+            doc = load_yaml(path)
+            if _file_kind(doc) == "protocol":
+                protocol = validate(doc, ProtocolFile, "protocol")
+                # unroll the loops too: a mistake inside a loop shows only with the values
+                plan = expand(protocol, doc, [str(n) for n in (405, 488, 561, 640)] if protocol.lines == "all" else [line_key(l) for l in protocol.lines])
+                print(f"{path}: valid protocol ({len(plan.actions)} actions, about {plan.estimate_s / 60:.1f} min, needs {', '.join(sorted(plan.roles))})")
+            else:
+                validate(doc, StationFile, "station")
+                print(f"{path}: valid station file")
+        except UserError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise UserError("\n".join(failures))
     return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    models = {"protocol": ProtocolFile, "station": StationFile}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, model in models.items():
+        schema = model.model_json_schema(by_alias=True)
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        path = args.out / f"{name}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with Station.load(args.station, time_scale=args.time_scale) as station:
+        runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
+        if not args.quiet:
+            print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
+            print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
+                  + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
+        outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
+    print(f"{outcome.status}: {outcome.folder}")
+    if outcome.reason:
+        print(f"reason: {outcome.reason}", file=sys.stderr)
+    return {"completed": 0, "aborted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_RUN_FAILED)
 
 
 def _line(station: Station, name: str | None):
@@ -166,9 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("validate", help="check station files without touching hardware")
+    p = sub.add_parser("run", help="run a QC protocol on a station; prints the run folder")
+    p.add_argument("protocol", type=Path, help="protocol file, e.g. protocols/power-stability-short.yaml")
+    _station_arg(p)
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default ./runs)")
+    p.add_argument("--operator", help="who runs it (default: the login name)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output (unattended use)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
+    p.add_argument("--time-scale", type=float, help="simulated station: virtual seconds per real second")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check protocol and station files without touching hardware")
     p.add_argument("files", nargs="+", type=Path)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="export JSON Schemas of protocol and station files (for editors)")
+    p.add_argument("--out", type=Path, default=Path("schemas"))
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("meter", help="read the power meter once (optionally with one laser line on)")
     _station_arg(p)

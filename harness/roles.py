@@ -82,6 +82,14 @@ class LaserLine:
             return bool(device_call(self.shutter, lambda: self.core.getShutterOpen(self.shutter)))
         return str(device_call(self.label, lambda: self.core.getProperty(self.label, r.emission_property))) == r.emission_on
 
+    def nominal_mw(self) -> float | None:
+        """Nominal power: from the station file, else from the driver (``NominalPower-mW``)."""
+        if self.role.nominal_power_mw is not None:
+            return self.role.nominal_power_mw
+        if self.core.hasProperty(self.label, "NominalPower-mW"):
+            return float(device_call(self.label, lambda: self.core.getProperty(self.label, "NominalPower-mW")))
+        return None
+
     def monitor_power_mw(self) -> float | None:
         prop = self.role.power_property or ("Power-mW" if self.core.hasProperty(self.label, "Power-mW") else "")
         if not prop:

@@ -80,10 +80,17 @@ class Station:
 
     # --- loading ---------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Station:
-        """Validate a station file and bring the station up (devices connected, safe state)."""
+    def load(cls, path: str | Path | None = None, time_scale: float | None = None) -> Station:
+        """Validate a station file and bring the station up (devices connected, safe state).
+        ``time_scale`` overrides a simulated station's clock speed."""
         doc = load_yaml(path or default_station())
         spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
+        if time_scale is not None:
+            if spec.simulation is None:
+                raise UserError(f"{doc.path}: --time-scale only applies to a simulated station")
+            if not time_scale > 0:
+                raise UserError(f"--time-scale must be > 0, got {time_scale:g}")
+            spec.simulation.time_scale = time_scale
         station = cls(doc.path, spec, doc)
         try:
             station._bring_up()

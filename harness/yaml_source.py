@@ -22,16 +22,33 @@ class YamlDocument:
     lines: dict[Path_, int] = field(default_factory=dict)
     schema_words: set[str] = field(default_factory=set)
 
-    def line_of(self, loc: Path_) -> int:
-        """Line (1-based) of the deepest existing node on ``loc``; pydantic's union tags are skipped."""
-        best = self.lines.get((), 1)
+    def resolve(self, loc: Path_) -> tuple[Path_, list[str]]:
+        """Map a validation error location onto the file: the deepest node that exists, and the
+        field path to name. Union tags (a step kind, a union member) are dropped; a field missing
+        from the file is named but has no line of its own."""
         node: Path_ = ()
-        for part in loc:
+        names: list[str] = []
+        parts = list(loc)
+        for i, part in enumerate(parts):
             candidate = node + (part,)
+            following = parts[i + 1] if i + 1 < len(parts) else None
             if candidate in self.lines:
+                if following is not None and candidate + (following,) not in self.lines and node + (following,) in self.lines:
+                    continue  # a tag named like a key (for_each.do: 'do' is beside 'for_each')
                 node = candidate
-                best = self.lines[node]
-        return best
+            elif names and part == names[-1]:
+                continue  # a tag named like its field (steps[3].wait.wait)
+            elif not (isinstance(part, int) or part in self.schema_words):
+                continue  # a union member's name
+            names.append(f"[{part}]" if isinstance(part, int) else str(part))
+        return node, names
+
+    def line_of(self, loc: Path_) -> int:
+        """Line (1-based) of the deepest node of ``loc`` present in the file."""
+        node, _ = self.resolve(loc)
+        while node and node not in self.lines:
+            node = node[:-1]
+        return self.lines.get(node, 1)
 
 
 def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
@@ -86,15 +103,7 @@ def load_yaml(path: str | Path) -> YamlDocument:
 
 
 def _field_name(loc: Path_, doc: YamlDocument) -> str:
-    """Dotted field path; pydantic's union tags (not keys of the file nor field names) are left out."""
-    parts: list[str] = []
-    node: Path_ = ()
-    for part in loc:
-        candidate = node + (part,)
-        if candidate in doc.lines or isinstance(part, int) or part in doc.schema_words:
-            node = candidate
-            parts.append(f"[{part}]" if isinstance(part, int) else str(part))
-    return ".".join(parts).replace(".[", "[") or "(top level)"
+    return ".".join(doc.resolve(loc)[1]).replace(".[", "[") or "(top level)"
 
 
 def validate(doc: YamlDocument, model: type[BaseModel], what: str) -> BaseModel:
@@ -128,9 +137,18 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
+def _without_variable_alternatives(errors: list[Any]) -> list[Any]:
+    """A field that also accepts a ``$variable`` fails twice; keep the error of the real type."""
+    def base(err: Any) -> tuple[Any, ...]:
+        return tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p == "constrained-str")))
+
+    real = {base(e) for e in errors if "constrained-str" not in e["loc"]}
+    return [e for e in errors if "constrained-str" not in e["loc"] or base(e) not in real]
+
+
 def format_errors(doc: YamlDocument, exc: ValidationError, what: str) -> str:
     messages = []
-    for err in exc.errors(include_url=False):
+    for err in _without_variable_alternatives(exc.errors(include_url=False)):
         loc = tuple(err["loc"])
         msg = err["msg"]
         if err["type"] == "union_tag_invalid":
@@ -141,7 +159,10 @@ def format_errors(doc: YamlDocument, exc: ValidationError, what: str) -> str:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing (required)"
-        elif "input" in err and err["type"] not in ("model_type", "dict_type") and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {err['input']!r})"
+        else:
+            msg = msg.removeprefix("Value error, ")
+            shown = err.get("input")
+            if "input" in err and not isinstance(shown, (dict, list)) and repr(shown) not in msg:
+                msg = f"{msg} (got {shown!r})"
         messages.append(f"{doc.path}:{doc.line_of(loc)}: {what}: {_field_name(loc, doc)}: {msg}")
     return "\n".join(messages)

@@ -1,0 +1,90 @@
+"""Stream frames of one image stack into a BigTIFF OME-TIFF as they arrive, and finalize it so that
+its OME-XML describes exactly the frames on disk (an interrupted run included).
+
+The first page carries the XML of the plan; ``finalize`` rewrites it (``tifffile.tiffcomment``)
+with one Plane and one TiffData (IFD -> C, T) per written frame, so a missing frame leaves a gap
+at its own index and never shifts the frames after it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo, build_ome, ome_xml_bytes
+from .plan import StackPlan
+
+
+class OmeTiffStack:
+    def __init__(self, path: Path, plan: StackPlan, info: InstrumentInfo, acquisition_date: datetime) -> None:
+        self.path = path
+        self.plan = plan
+        self.info = info
+        self.acquisition_date = acquisition_date
+        self.file_uuid = str(uuid.uuid4())
+        self.channels = {name: ChannelInfo(name) for name in plan.channels}
+        self.planes: list[PlaneInfo] = []
+        self.shape: tuple[int, int] | None = None
+        self._writer: tifffile.TiffWriter | None = None
+        self.finalized = False
+        self.annotations: dict[str, dict[str, Any]] = {}
+
+    def _resolution(self) -> tuple[float, float]:
+        per_cm = 1e4 / self.info.pixel_size_um
+        return (per_cm, per_cm)
+
+    def _xml(self, planes: list[PlaneInfo]) -> bytes:
+        assert self.shape is not None
+        used = sorted({p.c for p in planes}) if self.finalized else list(range(len(self.plan.channels)))
+        remap = {c: i for i, c in enumerate(used)}
+        channels = [self.channels[self.plan.channels[c]] for c in used]
+        mapped = [PlaneInfo(**{**p.__dict__, "c": remap[p.c]}) for p in planes if p.c in remap]
+        ome = build_ome(self.info, self.plan.name, self.shape, channels, mapped, self.acquisition_date, self.file_uuid, self.annotations)
+        return ome_xml_bytes(ome)
+
+    def _planned_planes(self) -> list[PlaneInfo]:
+        out = []
+        for c, name in enumerate(self.plan.channels):
+            for t in range(self.plan.frames_per_channel[name]):
+                out.append(PlaneInfo(c, t, len(out), 0.0, 0.0, None, None, None))
+        return out
+
+    def write(self, image: np.ndarray, plane: PlaneInfo, channel: ChannelInfo | None = None) -> None:
+        """Append one frame; ``plane.ifd`` is set here (frames on disk are in arrival order)."""
+        if self._writer is None:
+            self.shape = (int(image.shape[0]), int(image.shape[1]))
+            description: bytes | None = self._xml(self._planned_planes())
+            self._writer = tifffile.TiffWriter(self.path, bigtiff=True, ome=False)
+        else:
+            description = None
+            if image.shape != self.shape:
+                raise ValueError(f"{self.path.name}: frame shape {image.shape} differs from the stack's {self.shape}")
+        if channel is not None and not self.channels[channel.name].setpoints_mw:
+            self.channels[channel.name] = channel
+        plane.ifd = len(self.planes)
+        self._writer.write(
+            np.ascontiguousarray(image, dtype=np.uint16),
+            photometric="minisblack",
+            description=description,
+            metadata=None,
+            resolution=self._resolution(),
+            resolutionunit="CENTIMETER",
+            contiguous=False,
+        )
+        self.planes.append(plane)
+
+    def finalize(self) -> bool:
+        """Close the file and rewrite its XML to match the frames written. False if none were."""
+        if self.finalized:
+            return self._writer is not None
+        self.finalized = True
+        if self._writer is None:
+            return False
+        self._writer.close()
+        tifffile.tiffcomment(self.path, comment=self._xml(self.planes))
+        return True

@@ -1,0 +1,246 @@
+"""The protocol file format (YAML): what to measure, as data.
+
+A protocol is a list of steps (one key each: ``laser``, ``meter``, ``wait``, ``sample``, ``move``,
+``mark``, ``acquire``, ``specimen``, ``set_property``, ``for_each``, ``repeat``) plus the roles it
+needs, retry rules and acceptance limits. No expression is evaluated and nothing is imported:
+loops bind variables over literal lists and a step may refer to them as ``$name`` (also inside
+names: ``power_$line``). Quantities carry units (``1 s``, ``300 um``, ``80 %``, ``2 mW``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator, model_validator
+
+from .units import Micrometres, Seconds, SetpointQ
+from .yaml_source import YamlDocument, load_yaml, validate
+
+VAR = re.compile(r"\$([A-Za-z_]\w*)")
+VarRef = Annotated[str, StringConstraints(pattern=r"^\$[A-Za-z_]\w*$")]
+LineRef = Union[int, str]  # a wavelength key (488), 'all', or $var
+Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+ROLES = ("lasers", "power_meter", "camera", "xy_stage", "z_drive")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- step parameters -----------------------------------------------------------------------------
+class LaserParams(_Model):
+    """Set a line's set point and/or emission. ``line: all`` applies to every line."""
+
+    line: LineRef
+    setpoint: SetpointQ | VarRef | None = None
+    emission: Literal["on", "off"] | None = None
+
+    @field_validator("emission", mode="before")
+    @classmethod
+    def _yaml_bool(cls, v: Any) -> Any:
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _something(self) -> LaserParams:
+        if self.setpoint is None and self.emission is None:
+            raise ValueError("a laser step sets a setpoint, an emission, or both")
+        return self
+
+
+class MeterParams(_Model):
+    """Configure the power meter. ``wavelength`` is a wavelength or a laser line (its wavelength)."""
+
+    wavelength: Union[int, str, None] = Field(default=None, description="'488 nm', or a laser line: 488 / $line")
+    averaging: int | VarRef | None = Field(default=None, ge=1, le=100000)
+    zero: bool = False
+
+
+class SampleParams(_Model):
+    """Read the meter every ``every`` for ``for`` (deadlines t0 + k*every) into a series file."""
+
+    series: str
+    every: Seconds | VarRef
+    duration: Seconds | VarRef = Field(alias="for")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class MoveParams(_Model):
+    """Move the stage: absolute (x/y/z), relative (``relative: true``), ``along`` a direction ``by``
+    a distance, or ``to`` a marked position; ``approach`` from one side with ``overtravel``."""
+
+    x: Micrometres | VarRef | None = None
+    y: Micrometres | VarRef | None = None
+    z: Micrometres | VarRef | None = None
+    relative: bool = False
+    along: Direction | VarRef | None = None
+    by: Micrometres | VarRef | None = None
+    to: str | None = None
+    approach: Literal["positive", "negative", "any"] = "any"
+    overtravel: Micrometres = 0.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MoveParams:
+        kinds = [self.to is not None, self.along is not None, any(v is not None for v in (self.x, self.y, self.z))]
+        if sum(kinds) != 1:
+            raise ValueError("a move gives exactly one of: x/y/z, along+by, or to")
+        if self.along is not None and self.by is None:
+            raise ValueError("'along' needs 'by'")
+        return self
+
+
+class AcquireParams(_Model):
+    """Acquire frames into an image stack (one OME-TIFF per stack; channels = laser lines)."""
+
+    stack: str
+    frames: int | VarRef = Field(default=1, ge=1, le=100000)
+    exposure: Seconds | VarRef | None = None
+    dark: bool = False
+    tag: str = ""
+    roi: tuple[int, int, int, int] | None = Field(default=None, description="camera pixels: x, y, width, height; default full frame")
+    centre_roi: tuple[int, int] | None = Field(default=None, description="camera pixels: width, height of a region centred on the sensor")
+    binning: int | None = Field(default=None, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _one_roi(self) -> AcquireParams:
+        if self.roi is not None and self.centre_roi is not None:
+            raise ValueError("give roi or centre_roi, not both")
+        return self
+
+
+class SpecimenParams(_Model):
+    """The specimen the next steps need: a simulated station mounts it, an operator is asked."""
+
+    sample: Literal["bead_field", "uniform_slide"]
+    instructions: str = ""
+
+
+class SetPropertyParams(_Model):
+    """Set a Micro-Manager property on a device (by label or role name)."""
+
+    device: str
+    property: str
+    value: Union[bool, int, float, str]
+
+
+# --- steps ---------------------------------------------------------------------------------------
+class LaserStep(_Model):
+    laser: LaserParams
+
+
+class MeterStep(_Model):
+    meter: MeterParams
+
+
+class WaitStep(_Model):
+    wait: Seconds | VarRef
+
+
+class SampleStep(_Model):
+    sample: SampleParams
+
+
+class MoveStep(_Model):
+    move: MoveParams
+
+
+class MarkStep(_Model):
+    mark: str
+
+
+class AcquireStep(_Model):
+    acquire: AcquireParams
+
+
+class SpecimenStep(_Model):
+    specimen: SpecimenParams
+
+
+class SetPropertyStep(_Model):
+    set_property: SetPropertyParams
+
+
+class ForEachStep(_Model):
+    for_each: dict[str, Union[list[Union[int, float, str]], Literal["all"]]]
+    do: list[Step]
+
+    @field_validator("for_each")
+    @classmethod
+    def _one_variable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(v) != 1:
+            raise ValueError("for_each binds exactly one variable, e.g. {line: all} or {size: [300 um, 3000 um]}")
+        name, values = next(iter(v.items()))
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise ValueError(f"bad variable name {name!r}")
+        if values == "all" and name != "line":
+            raise ValueError("'all' is only for the variable 'line' (every laser line of the station)")
+        if isinstance(values, list) and not values:
+            raise ValueError("empty list")
+        return v
+
+
+class RepeatStep(_Model):
+    repeat: int = Field(ge=1, le=100000)
+    as_: str = Field(default="repeat", alias="as")
+    do: list[Step]
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+STEP_KINDS = {
+    "laser": LaserStep, "meter": MeterStep, "wait": WaitStep, "sample": SampleStep, "move": MoveStep,
+    "mark": MarkStep, "acquire": AcquireStep, "specimen": SpecimenStep, "set_property": SetPropertyStep,
+    "for_each": ForEachStep, "repeat": RepeatStep,
+}
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in value:
+            if key in STEP_KINDS:
+                return key
+        return None
+    return next((k for k, cls in STEP_KINDS.items() if isinstance(value, cls)), None)
+
+
+Step = Annotated[
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_KINDS.items())],  # type: ignore[valid-type]
+    Discriminator(_step_kind, custom_error_type="unknown_step", custom_error_message=f"not a step: a step is one of {', '.join(STEP_KINDS)}"),
+]
+ForEachStep.model_rebuild()
+RepeatStep.model_rebuild()
+
+
+# --- acceptance limits (judged by the analysis) ----------------------------------------------------
+class Limit(_Model):
+    """Bounds for one metric: ``pass`` and optionally ``warn`` ranges as ``[min, max]``
+    (``null`` for an open end). Outside ``warn`` (or ``pass`` when no warn is given): fail."""
+
+    pass_: tuple[float | None, float | None] = Field(alias="pass")
+    warn: tuple[float | None, float | None] | None = None
+    unit: str = ""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RetryRule(_Model):
+    attempts: int = Field(default=3, ge=1, le=20, description="tries of one device operation")
+    delay: Seconds = 1.0
+
+
+class ProtocolFile(_Model):
+    protocol: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="short id, used in run folder names")
+    title: str
+    version: str = "1"
+    description: str = ""
+    references: list[str] = Field(default_factory=list)
+    requires: list[Literal["lasers", "power_meter", "camera", "xy_stage", "z_drive"]] = Field(default_factory=list)
+    lines: list[int] | Literal["all"] = "all"
+    retries: RetryRule = RetryRule()
+    max_missing: int = Field(default=0, ge=0, description="failed readings/frames tolerated before the run fails")
+    steps: list[Step]
+    acceptance: dict[str, Limit] = Field(default_factory=dict)
+
+
+def read_protocol_file(path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
+    doc = load_yaml(path)
+    return validate(doc, ProtocolFile, "protocol"), doc  # type: ignore[return-value]

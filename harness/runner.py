@@ -1,0 +1,606 @@
+"""Run a protocol on a station: execute the plan on the station's clock, record everything, and end
+cleanly however the run ends.
+
+Contract:
+- Every action is journaled as it happens; readings go to series CSVs and frames to OME-TIFF
+  stacks as they arrive.
+- A retryable device error (timeout, garbled reply, late frame) is retried as the protocol's
+  ``retries`` allow; a reading or frame that still fails is recorded as missing at its own index,
+  and the run fails once more than ``max_missing`` are missing. Any other device error fails the run.
+- Ctrl-C (SIGINT) or SIGTERM aborts the run.
+- Whatever happens, devices go to their safe state, files are finalized (OME-XML matching the
+  frames on disk), ``run.json`` gets the status and reason, and ``MANIFEST.sha256`` covers every file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from devices.errors import DeviceError
+
+from .errors import UserError
+from .journal import Journal
+from .ome_metadata import NS_NBO, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from .ome_writer import OmeTiffStack
+from .plan import Action, Plan, expand
+from .progress import Progress
+from .protocol_file import ProtocolFile, read_protocol_file
+from .provenance import default_operator, host, sha256_file, sha256_text, software
+from .roles import device_call
+from .series_writer import SeriesWriter
+from .station import Station
+
+T = TypeVar("T")
+LATE_FRACTION = 0.1  # a sample more than 10 % of its interval behind its deadline is late
+
+
+class Terminated(BaseException):
+    """SIGTERM: the run is aborted like Ctrl-C."""
+
+
+class TooManyMissing(Exception):
+    pass
+
+
+@dataclass
+class RunOutcome:
+    folder: Path
+    status: str  # completed | aborted | failed
+    reason: str = ""
+
+
+@dataclass
+class _State:
+    setpoints_mw: dict[str, float] = field(default_factory=dict)
+    emitting: set[str] = field(default_factory=set)
+    meter_wavelength_nm: float | None = None
+    averaging: int | None = None
+    marks: dict[str, dict[str, float]] = field(default_factory=dict)
+    missing: int = 0
+
+
+def slug(text: str) -> str:
+    out = "".join(ch.lower() if ch.isalnum() else "-" for ch in text)
+    return "-".join(p for p in out.split("-") if p)[:40] or "station"
+
+
+class Runner:
+    def __init__(
+        self,
+        station: Station,
+        protocol_path: str | Path,
+        runs_dir: str | Path = "runs",
+        operator: str | None = None,
+        quiet: bool = False,
+        assume_yes: bool = False,
+        progress_stream: Any = None,
+    ) -> None:
+        self.station = station
+        self.protocol: ProtocolFile
+        self.protocol, self.doc = read_protocol_file(protocol_path)
+        self.protocol_path = Path(protocol_path)
+        lines = sorted(station.lasers, key=float)
+        self.plan: Plan = expand(self.protocol, self.doc, lines)
+        self._check_roles()
+        self.runs_dir = Path(runs_dir)
+        self.operator = operator or default_operator()
+        self.quiet = quiet
+        self.assume_yes = assume_yes
+        self.progress_stream = progress_stream
+        self.clock = station.clock
+        self.state = _State()
+        self.series: dict[str, SeriesWriter] = {}
+        self.stacks: dict[str, OmeTiffStack] = {}
+        self.frame_logs: dict[str, SeriesWriter] = {}
+        self.run_id = str(uuid.uuid4())
+        self.folder: Path | None = None
+        self.journal: Journal | None = None
+
+    # --- preconditions ---------------------------------------------------------------------------
+    def _check_roles(self) -> None:
+        st = self.station
+        have = {
+            "lasers": bool(st.lasers), "power_meter": st.power_meter is not None, "camera": st.camera is not None,
+            "xy_stage": st.xy_stage is not None, "z_drive": st.z_drive is not None,
+        }
+        for role in sorted(self.plan.roles):
+            if not have[role]:
+                line = self.plan.role_lines.get(role, 1)
+                raise UserError(f"{self.protocol_path}:{line}: protocol: needs the role '{role}', which station {st.path} does not fill")
+
+    # --- the run ----------------------------------------------------------------------------------
+    def _make_folder(self) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        folder = self.runs_dir / f"{stamp}_{self.protocol.protocol}_{slug(self.station.name)}_{self.run_id[:8]}"
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise UserError(f"cannot create the run folder {folder}: {exc}") from None
+        return folder
+
+    def run(self, on_folder: Callable[[Path], None] | None = None) -> RunOutcome:
+        self.folder = self._make_folder()
+        if on_folder:
+            on_folder(self.folder)
+        self.journal = Journal(self.folder / "journal.jsonl")
+        self.started_utc = datetime.now(timezone.utc)
+        self.software = software(self.station.core)
+        self.info = self._instrument_info()
+        self.t0 = self.clock.now()
+        self._write_run_json("running", "")
+        self.journal.write("run_start", 0.0, sync=True, run_id=self.run_id, protocol=self.protocol.protocol, station=self.station.name,
+                           actions=len(self.plan.actions), estimate_s=self.plan.estimate_s)
+        progress = Progress(self.plan.estimate_s, quiet=self.quiet, stream=self.progress_stream)
+        status, reason = "completed", ""
+        previous = self._install_signals()
+        done = 0.0
+        try:
+            for index, action in enumerate(self.plan.actions):
+                self.journal.write("step", self.now(), index=index, kind=action.kind, line=action.line, context=action.context)
+                self._execute(action, progress, done)
+                done += action.estimate_s
+                progress.update(done, action.describe())
+        except KeyboardInterrupt:
+            status, reason = "aborted", "interrupted by the user (Ctrl-C)"
+        except Terminated:
+            status, reason = "aborted", "terminated (SIGTERM)"
+        except DeviceError as exc:
+            status, reason = "failed", f"device error: {exc}"
+        except TooManyMissing as exc:
+            status, reason = "failed", str(exc)
+        except UserError as exc:
+            status, reason = "failed", str(exc)
+        except Exception as exc:  # a bug must still leave safe devices and readable files
+            status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            self.journal.write("error", self.now(), traceback=traceback.format_exc())
+        finally:
+            self._ignore_signals()
+            progress.close()
+            self._finish(status, reason)
+            self._restore_signals(previous)
+        return RunOutcome(self.folder, status, reason)
+
+    def now(self) -> float:
+        return self.clock.now() - self.t0
+
+    # --- signals ---------------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise Terminated()
+
+        previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, on_term)
+        return previous
+
+    def _ignore_signals(self) -> None:
+        """While files are finalized, a second Ctrl-C must not cut that short."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, lambda s, f: None)
+            signal.signal(signal.SIGTERM, lambda s, f: None)
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    # --- ending ----------------------------------------------------------------------------------
+    def _finish(self, status: str, reason: str) -> None:
+        assert self.journal is not None and self.folder is not None
+        failures = self.station.safe_state()
+        self.journal.write("safe_state", self.now(), confirmed=not failures, failures=failures)
+        if failures:
+            reason = (reason + "; " if reason else "") + "safe state NOT confirmed for: " + "; ".join(failures)
+            if status == "completed":
+                status = "failed"
+        for writer in list(self.series.values()) + list(self.frame_logs.values()):
+            writer.close()
+        for stack in self.stacks.values():
+            try:
+                stack.finalize()
+            except Exception as exc:  # keep finalizing the others; say what went wrong
+                self.journal.write("error", self.now(), message=f"finalizing {stack.path.name}: {exc}")
+                reason = (reason + "; " if reason else "") + f"could not finalize {stack.path.name}: {exc}"
+        self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing)
+        self.journal.close()
+        self._write_run_json(status, reason)
+        write_manifest(self.folder)
+        self.status, self.reason = status, reason
+
+    def _files(self) -> dict[str, Any]:
+        assert self.folder is not None
+        out: dict[str, Any] = {}
+        for name, w in self.series.items():
+            out[w.path.name] = {"kind": "power_series", "series": name, "rows": w.rows, "sha256": sha256_file(w.path)}
+        for name, w in self.frame_logs.items():
+            out[w.path.name] = {"kind": "frame_log", "stack": name, "rows": w.rows, "sha256": sha256_file(w.path)}
+        for name, s in self.stacks.items():
+            if s.path.exists():
+                out[s.path.name] = {"kind": "ome_tiff", "stack": name, "frames": len(s.planes), "planned": sum(s.plan.frames_per_channel.values()), "sha256": sha256_file(s.path) if s.finalized else None}
+        return out
+
+    def _write_run_json(self, status: str, reason: str) -> None:
+        assert self.folder is not None
+        st = self.station
+        spec = st.spec
+        cfg = None
+        if spec.micromanager.config:
+            cfg_path = Path(spec.micromanager.config)
+            cfg_path = cfg_path if cfg_path.is_absolute() else st.path.parent / cfg_path
+            cfg = {"path": str(cfg_path), "sha256": sha256_file(cfg_path) if cfg_path.is_file() else None}
+        protocol_text = self.protocol_path.read_text(encoding="utf-8")
+        station_text = st.path.read_text(encoding="utf-8")
+        ended = datetime.now(timezone.utc) if status != "running" else None
+        data = {
+            "run_id": self.run_id,
+            "status": status,
+            "reason": reason,
+            "protocol": {
+                "id": self.protocol.protocol, "title": self.protocol.title, "version": self.protocol.version,
+                "path": str(self.protocol_path.resolve()), "sha256": sha256_text(protocol_text), "text": protocol_text,
+                "resolved": self.protocol.model_dump(mode="json", by_alias=True),
+                "plan": {"actions": len(self.plan.actions), "estimate_s": self.plan.estimate_s, "lines": self.plan.lines,
+                         "stacks": {n: {"channels": s.channels, "frames": s.frames_per_channel} for n, s in self.plan.stacks.items()}},
+            },
+            "station": {
+                "name": st.name, "path": str(st.path.resolve()), "sha256": sha256_text(station_text), "text": station_text,
+                "micromanager_config": cfg, "simulated": st.sim is not None,
+                "seed": st.sim.world.seed if st.sim else None,
+            },
+            "clock": {"time_scale": self.clock.time_scale, "elapsed_s": self.now()},
+            "software": self.software,
+            "host": host(),
+            "operator": self.operator,
+            "devices": {label: {"role": st.role_of(label), **ident.as_dict()} for label, ident in st.identities.items()},
+            "started_utc": self.started_utc.isoformat(),
+            "ended_utc": ended.isoformat() if ended else None,
+            "missing": self.state.missing,
+            "files": self._files(),
+        }
+        tmp = self.folder / "run.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, self.folder / "run.json")
+
+    # --- metadata ---------------------------------------------------------------------------------
+    def _instrument_info(self) -> InstrumentInfo:
+        st = self.station
+        inst = st.spec.instrument
+        lines = []
+        for key in sorted(st.lasers, key=float):
+            line = st.lasers[key]
+            ident = st.identities.get(line.label)
+            lines.append(LineInfo(key, line.wavelength_nm, line.nominal_mw(), ident.vendor if ident else "", ident.model if ident else "", ident.serial if ident else ""))
+        camera: dict[str, str] = {}
+        bit_depth = 16
+        if st.camera is not None:
+            ident = st.identities[st.camera.label]
+            camera = {"vendor": ident.vendor, "model": ident.model, "serial": ident.serial}
+            bit_depth = int(st.core.getProperty(st.camera.label, "BitDepth")) if st.core.hasProperty(st.camera.label, "BitDepth") else st.core.getImageBitDepth()
+        objective = next((o.model_dump() for o in inst.objectives if o.id == inst.objective_in_use), None)
+        git = self.software["git"]
+        nbo: dict[str, Any] = {
+            "Microscope.Stand.Type": inst.microscope.type,
+            "Station.Name": st.name,
+            "Station.Simulated": str(st.sim is not None),
+        }
+        if st.power_meter is not None:
+            meter = st.identities[st.power_meter.label]
+            nbo.update({
+                "PowerMeter.Location": st.power_meter.location, "PowerMeter.Model": meter.model,
+                "PowerMeter.SerialNumber": meter.serial, "PowerMeter.Sensor": meter.details.get("sensor", ""),
+                "PowerMeter.SensorSerialNumber": meter.details.get("sensor_serial", ""),
+            })
+        return InstrumentInfo(
+            microscope=inst.microscope.model_dump(), lines=lines, camera=camera, objective=objective,
+            filters=[f.model_dump() for f in inst.filters], pixel_size_um=st.camera.pixel_size_um if st.camera else 1.0,
+            bit_depth=bit_depth,
+            run={
+                "RunId": self.run_id, "Protocol": self.protocol.protocol, "ProtocolTitle": self.protocol.title,
+                "ProtocolVersion": self.protocol.version, "ProtocolSHA256": sha256_file(self.protocol_path),
+                "Station": st.name, "StationSHA256": sha256_file(st.path), "ToolVersion": self.software["version"],
+                "GitCommit": git["commit"] if git else "", "Operator": self.operator,
+            },
+            nbo=nbo,
+        )
+
+    # --- device operations with retries -------------------------------------------------------------
+    def _retry(self, what: str, fn: Callable[[], T]) -> tuple[T, int]:
+        rule = self.protocol.retries
+        assert self.journal is not None
+        for attempt in range(1, rule.attempts + 1):
+            try:
+                return fn(), attempt
+            except DeviceError as exc:
+                self.journal.write("device_error", self.now(), sync=True, operation=what, attempt=attempt, device=exc.device,
+                                   error=type(exc).__name__, message=exc.detail, retryable=exc.retryable)
+                if not exc.retryable or attempt == rule.attempts:
+                    raise
+                self.clock.sleep(rule.delay)
+        raise AssertionError("unreachable")
+
+    def _count_missing(self, what: str, exc: DeviceError) -> None:
+        self.state.missing += 1
+        if self.state.missing > self.protocol.max_missing:
+            raise TooManyMissing(
+                f"{what} failed ({exc}); {self.state.missing} missing, more than the protocol's max_missing of {self.protocol.max_missing}"
+            )
+
+    # --- actions ---------------------------------------------------------------------------------
+    def _execute(self, action: Action, progress: Progress, done: float) -> None:
+        handler = getattr(self, f"_do_{action.kind}")
+        handler(action, progress, done)
+
+    def _do_laser(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        targets = sorted(self.station.lasers, key=float) if p.line == "all" else [p.line]
+        for key in targets:
+            line = self.station.lasers[key]
+            if p.setpoint is not None:
+                mw = p.setpoint.to_mw(line.nominal_mw())
+                self._retry(f"set point {key} nm", lambda: line.set_setpoint_mw(mw))
+                self.state.setpoints_mw[key] = mw
+                self.journal.write("setting", self.now(), device=line.label, line=key, setpoint_mw=mw, requested=str(p.setpoint))
+            if p.emission is not None:
+                on = p.emission == "on"
+                self._retry(f"emission {key} nm", lambda: line.set_emission(on))
+                (self.state.emitting.add if on else self.state.emitting.discard)(key)
+                self.journal.write("setting", self.now(), sync=True, device=line.label, line=key, emission=p.emission)
+
+    def _do_meter(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        meter = self.station.power_meter
+        assert meter is not None
+        if p.zero:
+            lit = sorted(self.state.emitting)
+            for key in lit:
+                self._retry("emission off for zeroing", lambda k=key: self.station.lasers[k].set_emission(False))
+            self._retry("zero", lambda: meter.zero())
+            for key in lit:
+                self._retry("emission back on", lambda k=key: self.station.lasers[k].set_emission(True))
+            self.journal.write("setting", self.now(), device=meter.label, zeroed=True, lines_off_during_zero=lit)
+        if p.wavelength is not None:
+            nm = self.station.lasers[p.wavelength].wavelength_nm if isinstance(p.wavelength, str) else float(p.wavelength)
+            self._retry("meter wavelength", lambda: meter.set_wavelength_nm(nm))
+            self.state.meter_wavelength_nm = nm
+            self.journal.write("setting", self.now(), device=meter.label, wavelength_nm=nm)
+        if p.averaging is not None:
+            self._retry("meter averaging", lambda: meter.set_averaging(int(p.averaging)))
+            self.state.averaging = int(p.averaging)
+            self.journal.write("setting", self.now(), device=meter.label, averaging=int(p.averaging))
+
+    def _do_wait(self, action: Action, progress: Progress, done: float) -> None:
+        end = self.clock.now() + float(action.params)
+        step = max(float(action.params) / 100, 1.0 * self.clock.time_scale * 0.25)
+        while (left := end - self.clock.now()) > 0:
+            self.clock.sleep(min(left, step))
+            progress.update(done + float(action.params) - max(end - self.clock.now(), 0), f"wait {action.params:g} s")
+
+    def _do_mark(self, action: Action, progress: Progress, done: float) -> None:
+        self.state.marks[action.params] = self._position()
+        self.journal.write("mark", self.now(), name=action.params, position_um=self.state.marks[action.params])
+
+    def _position(self) -> dict[str, float]:
+        pos: dict[str, float] = {}
+        if self.station.xy_stage is not None:
+            x, y = self.station.xy_stage.position_um()
+            pos.update(x=x, y=y)
+        if self.station.z_drive is not None:
+            pos["z"] = self.station.z_drive.position_um()
+        return pos
+
+    def _do_move(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        here = self._position()
+        target = dict(here)
+        if p.to is not None:
+            if p.to not in self.state.marks:
+                raise UserError(f"{self.protocol_path}:{action.line}: protocol: move: no position marked {p.to!r} before this step")
+            target.update(self.state.marks[p.to])
+        elif p.along is not None:
+            sign = 1.0 if p.along[0] == "+" else -1.0
+            target[p.along[1]] = here[p.along[1]] + sign * float(p.by)
+        else:
+            for axis in "xyz":
+                value = getattr(p, axis)
+                if value is not None:
+                    target[axis] = (here[axis] + float(value)) if p.relative else float(value)
+        moved = [a for a in "xyz" if a in target and target[a] != here.get(a)] or [a for a in "xyz" if getattr(p, a, None) is not None]
+        if p.approach != "any" and p.overtravel > 0:
+            sign = -1.0 if p.approach == "positive" else 1.0
+            pre = dict(target)
+            for axis in moved:
+                pre[axis] = target[axis] + sign * p.overtravel
+            self._move_to(pre, here)
+            here = pre
+        self._move_to(target, here)
+        self.journal.write("move", self.now(), target_um=target, approach=p.approach, context=action.context)
+
+    def _move_to(self, target: dict[str, float], here: dict[str, float]) -> None:
+        st = self.station
+        if st.xy_stage is not None and (target.get("x"), target.get("y")) != (here.get("x"), here.get("y")):
+            self._retry("XY move", lambda: st.xy_stage.move_to(target["x"], target["y"]))  # type: ignore[union-attr]
+        if st.z_drive is not None and "z" in target and target["z"] != here.get("z"):
+            self._retry("Z move", lambda: st.z_drive.move_to(target["z"]))  # type: ignore[union-attr]
+
+    def _lit_context(self) -> dict[str, Any]:
+        on = sorted(self.state.emitting, key=float)
+        return {
+            "lines_on": "+".join(on) or "none",
+            "setpoint_mW": "+".join(f"{self.state.setpoints_mw.get(k, 0):.6g}" for k in on),
+            "setpoint_pct_nominal": "+".join(
+                f"{100 * self.state.setpoints_mw.get(k, 0) / n:.6g}" if (n := self.station.lasers[k].nominal_mw()) else "" for k in on
+            ),
+        }
+
+    def _do_sample(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        meter = self.station.power_meter
+        assert meter is not None
+        name = p.series
+        writer = self.series.get(name)
+        if writer is None:
+            writer = self.series[name] = SeriesWriter(self.folder / f"{name}.csv")  # type: ignore[operator]
+        every, duration = float(p.every), float(p.duration)
+        n = int(round(duration / every))
+        fixed = {
+            **self._lit_context(), "meter_wavelength_nm": self.state.meter_wavelength_nm, "averaging": self.state.averaging,
+            "location": meter.location,
+        }
+        t_start = self.clock.now()
+        for k in range(n):
+            deadline = t_start + k * every
+            self.clock.sleep_until(deadline)
+            t = self.clock.now()
+            lateness = t - deadline
+            late = lateness > LATE_FRACTION * every
+            row: dict[str, Any] = {
+                "sample": writer.rows, "deadline_s": f"{deadline - self.t0:.6f}", "time_s": f"{t - self.t0:.6f}",
+                "lateness_s": f"{lateness:.6f}", "late": int(late), "utc": self.clock.utc(t).isoformat(timespec="microseconds"), **fixed,
+            }
+            try:
+                watts, attempts = self._retry(f"reading {name}[{k}]", meter.read_w)
+                row.update(power_W=f"{watts:.9e}", status="ok", attempts=attempts)
+                self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
+            except DeviceError as exc:
+                row.update(status="missing", error=str(exc), attempts=self.protocol.retries.attempts if exc.retryable else 1)
+                writer.write(row)
+                self.journal.write("reading_missing", t - self.t0, sync=True, series=name, sample=row["sample"], error=str(exc))
+                self._count_missing(f"reading {name}[{k}]", exc)
+                continue
+            if late:
+                self.journal.write("log", t - self.t0, level="warning", message=f"sample {name}[{k}] late by {lateness:.4f} s")
+            writer.write(row)
+            progress.update(done + (k + 1) * every, f"sample {name} {k + 1}/{n}")
+
+    def _stack(self, name: str) -> OmeTiffStack:
+        stack = self.stacks.get(name)
+        if stack is None:
+            plan = self.plan.stacks[name]
+            stack = self.stacks[name] = OmeTiffStack(self.folder / f"{name}.ome.tif", plan, self.info, self.station.clock.utc(self.t0))  # type: ignore[operator]
+            self.frame_logs[name] = SeriesWriter(self.folder / f"{name}_frames.csv", FRAME_COLUMNS)  # type: ignore[operator]
+        return stack
+
+    def _do_acquire(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        cam = self.station.camera
+        assert cam is not None
+        core = self.station.core
+        if p.binning is not None:
+            self._retry("binning", lambda: device_call(cam.label, lambda: core.setProperty(cam.label, "Binning", p.binning)))
+        self._retry("ROI", lambda: device_call(cam.label, lambda: self._apply_roi(p)))
+        if p.exposure is not None:
+            self._retry("exposure", lambda: cam.set_exposure_ms(float(p.exposure) * 1000))
+        exposure_s = cam.exposure_ms() / 1000
+        stack = self._stack(p.stack)
+        log = self.frame_logs[p.stack]
+        lit = sorted(self.state.emitting, key=float)
+        if p.dark:
+            for key in lit:
+                self._retry("emission off for dark frames", lambda k=key: self.station.lasers[k].set_emission(False))
+        try:
+            channel = ChannelInfo(
+                action.channel, {k: self.state.setpoints_mw[k] for k in lit if k in self.state.setpoints_mw and not p.dark},
+                gain_db=_float_or_none(core, cam.label, "Gain"), offset=_float_or_none(core, cam.label, "Offset"),
+                binning=int(_float_or_none(core, cam.label, "Binning") or 1),
+            )
+            for i, (c, t) in enumerate(action.frames):
+                pos = self._position()
+                t_frame = self.clock.now()
+                row = {"frame": log.rows, "stack": p.stack, "channel": action.channel, "c": c, "t": t, "time_s": f"{t_frame - self.t0:.6f}",
+                       "exposure_s": exposure_s, "x_um": pos.get("x"), "y_um": pos.get("y"), "z_um": pos.get("z"), "tag": p.tag,
+                       "context": json.dumps(action.context), **self._lit_context()}
+                try:
+                    image, attempts = self._retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
+                except DeviceError as exc:
+                    log.write({**row, "status": "missing", "error": str(exc)})
+                    self.journal.write("frame_missing", t_frame - self.t0, sync=True, stack=p.stack, c=c, t=t, error=str(exc))
+                    self._count_missing(f"frame {p.stack}[c={c},t={t}]", exc)
+                    continue
+                plane = PlaneInfo(c, t, -1, t_frame - self.t0, exposure_s, pos.get("x"), pos.get("y"), pos.get("z"))
+                stack.write(image, plane, channel)
+                log.write({**row, "status": "ok", "ifd": plane.ifd, "attempts": attempts})
+                self.journal.write("frame", t_frame - self.t0, stack=p.stack, c=c, t=t, ifd=plane.ifd, attempts=attempts,
+                                   mean=float(image.mean()), max=int(image.max()), context=action.context, tag=p.tag)
+                progress.update(done + (i + 1) * action.estimate_s / len(action.frames), f"acquire {p.stack} {i + 1}/{len(action.frames)}")
+        finally:
+            if p.dark:
+                for key in lit:
+                    self._retry("emission back on", lambda k=key: self.station.lasers[k].set_emission(True))
+
+    def _apply_roi(self, p: Any) -> None:
+        core, label = self.station.core, self.station.camera.label  # type: ignore[union-attr]
+        core.clearROI()
+        if p.roi is not None:
+            core.setROI(label, *p.roi)
+        elif p.centre_roi is not None:
+            w, h = p.centre_roi
+            full_w, full_h = core.getImageWidth(), core.getImageHeight()
+            if w > full_w or h > full_h:
+                raise UserError(f"{self.protocol_path}: acquire: centre_roi {w}x{h} is larger than the camera's {full_w}x{full_h}")
+            core.setROI(label, (full_w - w) // 2, (full_h - h) // 2, w, h)
+
+    def _do_specimen(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        st = self.station
+        if st.sim is not None:
+            st.sim.world.mount_sample(p.sample)
+            how = "mounted on the simulated station"
+        elif sys.stdin.isatty() and not self.assume_yes:
+            input(f"\nPlease prepare the specimen: {p.sample}. {p.instructions}\nPress Enter when ready (Ctrl-C aborts) ")
+            how = "confirmed by the operator"
+        else:
+            how = "assumed ready (unattended run)"
+        self.journal.write("specimen", self.now(), sync=True, sample=p.sample, how=how)
+        self.info.nbo["Specimen"] = p.sample
+
+    def _do_set_property(self, action: Action, progress: Progress, done: float) -> None:
+        p = action.params
+        label = self._device_label(p.device, action)
+        self._retry(f"{label}.{p.property}", lambda: device_call(label, lambda: self.station.core.setProperty(label, p.property, p.value)))
+        self.journal.write("setting", self.now(), device=label, property=p.property, value=p.value)
+
+    def _device_label(self, name: str, action: Action) -> str:
+        st = self.station
+        roles = {"camera": st.camera, "power_meter": st.power_meter, "xy_stage": st.xy_stage, "z_drive": st.z_drive}
+        if name in roles and roles[name] is not None:
+            return roles[name].label  # type: ignore[union-attr]
+        if name.startswith("laser:") and name[6:] in st.lasers:
+            return st.lasers[name[6:]].label
+        if name in st.core.getLoadedDevices():
+            return name
+        raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {st.name}")
+
+
+# per-frame context of a stack (what no OME element holds), one row per planned frame
+FRAME_COLUMNS = ["frame", "stack", "channel", "c", "t", "ifd", "time_s", "exposure_s", "x_um", "y_um", "z_um", "lines_on",
+                 "setpoint_mW", "setpoint_pct_nominal", "tag", "context", "status", "attempts", "error"]
+
+
+def _float_or_none(core: Any, label: str, prop: str) -> float | None:
+    try:
+        return float(core.getProperty(label, prop)) if core.hasProperty(label, prop) else None
+    except (ValueError, RuntimeError):
+        return None
+
+
+def write_manifest(folder: Path) -> None:
+    """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
+    lines = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in ("MANIFEST.sha256", "run.json.tmp"):
+            lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
+    tmp = folder / "MANIFEST.sha256.tmp"
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / "MANIFEST.sha256")
