@@ -58,6 +58,8 @@ class PlaneInfo:
     x_um: float | None
     y_um: float | None
     z_um: float | None
+    status: str = ""  # "" for a real frame; "missing" (acquisition failed) or "not acquired" (run ended)
+    note: str = ""
 
 
 @dataclass
@@ -163,6 +165,11 @@ def build_ome(
             detector_settings=m.DetectorSettings(**_kw(id="Detector:0", gain=ch.gain_db, offset=ch.offset, binning=f"{ch.binning}x{ch.binning}" if ch.binning in (1, 2, 4, 8) else "Other")),
         )))
     size_t = max((p.t for p in planes), default=-1) + 1
+    placeholder_notes = [
+        _map(f"Annotation:{100 + i}", NS_RUN, {"FrameStatus": p.status, "Reason": p.note, "Pixels": "all zero: no image was recorded"})
+        for i, p in enumerate(q for q in planes if q.status)
+    ]
+    note_ids = iter(a.id for a in placeholder_notes)
     pixels = m.Pixels(
         id="Pixels:0", dimension_order="XYCZT", type="uint16", significant_bits=info.bit_depth,
         size_x=shape[1], size_y=shape[0], size_z=1, size_c=max(len(channels), 1), size_t=max(size_t, 1),
@@ -178,6 +185,7 @@ def build_ome(
                 position_x_unit=m.UnitsLength.MICROMETER if p.x_um is not None else None,
                 position_y_unit=m.UnitsLength.MICROMETER if p.y_um is not None else None,
                 position_z_unit=m.UnitsLength.MICROMETER if p.z_um is not None else None,
+                annotation_refs=[m.AnnotationRef(id=next(note_ids))] if p.status else None,
             ))
             for p in planes
         ],
@@ -188,12 +196,14 @@ def build_ome(
     ]
     for i, (namespace, values) in enumerate((extra_annotations or {}).items(), start=2):
         annotations.append(_map(f"Annotation:{i}", namespace, values))
+    image_refs = [m.AnnotationRef(id=a.id) for a in annotations]
+    annotations += placeholder_notes
     image = m.Image(
         id="Image:0", name=stack, acquisition_date=acquisition_date,
         instrument_ref=m.InstrumentRef(id="Instrument:0"),
         objective_settings=m.ObjectiveSettings(id="Objective:0") if info.objective else None,
         pixels=pixels,
-        annotation_refs=[m.AnnotationRef(id=a.id) for a in annotations],
+        annotation_refs=image_refs,
     )
     return m.OME(
         uuid=f"urn:uuid:{file_uuid}",

@@ -1,9 +1,11 @@
 """Stream frames of one image stack into a BigTIFF OME-TIFF as they arrive, and finalize it so that
-its OME-XML describes exactly the frames on disk (an interrupted run included).
+its OME-XML describes exactly the pages on disk (an interrupted run included).
 
 The first page carries the XML of the plan; ``finalize`` rewrites it (``tifffile.tiffcomment``)
-with one Plane and one TiffData (IFD -> C, T) per written frame, so a missing frame leaves a gap
-at its own index and never shifts the frames after it.
+with one Plane and one TiffData (IFD -> C, T) per page. A frame whose acquisition failed keeps its
+place as an all-zero page whose Plane is annotated ``FrameStatus: missing``, so no later frame
+shifts. Readers need the C x T grid complete (Bio-Formats refuses a TiffData gap: "missing plane"),
+so when a run ends early, the grid's never-acquired cells get such pages too, ``not acquired``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class OmeTiffStack:
         self._writer: tifffile.TiffWriter | None = None
         self.finalized = False
         self.annotations: dict[str, dict[str, Any]] = {}
+        self._pending: list[PlaneInfo] = []
 
     def _resolution(self) -> tuple[float, float]:
         per_cm = 1e4 / self.info.pixel_size_um
@@ -77,14 +80,32 @@ class OmeTiffStack:
             contiguous=False,
         )
         self.planes.append(plane)
+        pending, self._pending = self._pending, []
+        for waiting in pending:  # missing frames from before the frame size was known
+            self.write(np.zeros(self.shape, dtype=np.uint16), waiting)
+
+    def write_missing(self, plane: PlaneInfo, reason: str) -> None:
+        """Keep a failed frame's place: an all-zero page, its Plane annotated as missing."""
+        plane.status, plane.note = plane.status or "missing", reason
+        if self.shape is None:
+            self._pending.append(plane)  # written once the frame size is known
+            return
+        self.write(np.zeros(self.shape, dtype=np.uint16), plane)
 
     def finalize(self) -> bool:
-        """Close the file and rewrite its XML to match the frames written. False if none were."""
+        """Close the file and rewrite its XML to match the pages written. False if none were."""
         if self.finalized:
             return self._writer is not None
-        self.finalized = True
         if self._writer is None:
+            self.finalized = True
             return False
+        present = {(p.c, p.t) for p in self.planes}
+        size_t = max(p.t for p in self.planes) + 1
+        for c in sorted({p.c for p in self.planes}):
+            for t in range(size_t):
+                if (c, t) not in present:
+                    self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
+        self.finalized = True
         self._writer.close()
         tifffile.tiffcomment(self.path, comment=self._xml(self.planes))
         return True
