@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import tifffile
+from ome_types.model import TiffData
 
 from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo, build_ome, ome_xml_bytes
 from .plan import StackPlan
@@ -50,18 +51,26 @@ class OmeTiffStack:
         ome = build_ome(self.info, self.plan.name, self.shape, channels, mapped, self.acquisition_date, self.file_uuid, self.annotations)
         return ome_xml_bytes(ome)
 
-    def _planned_planes(self) -> list[PlaneInfo]:
-        out = []
+    def _planned_xml(self) -> bytes:
+        """The plan's shape, for a file read before ``finalize`` (a crash): every planned frame in
+        acquisition order, one TiffData per channel run; no Plane elements (nothing is known yet)."""
+        assert self.shape is not None
+        channels = [self.channels[name] for name in self.plan.channels]
+        ome = build_ome(self.info, self.plan.name, self.shape, channels, [], self.acquisition_date, self.file_uuid, self.annotations)
+        px = ome.images[0].pixels
+        px.size_t = max(self.plan.size_t, 1)
+        ifd = 0
         for c, name in enumerate(self.plan.channels):
-            for t in range(self.plan.frames_per_channel[name]):
-                out.append(PlaneInfo(c, t, len(out), 0.0, 0.0, None, None, None))
-        return out
+            count = self.plan.frames_per_channel[name]
+            px.tiff_data_blocks.append(TiffData(ifd=ifd, first_c=c, first_t=0, first_z=0, plane_count=count))
+            ifd += count
+        return ome_xml_bytes(ome)
 
     def write(self, image: np.ndarray, plane: PlaneInfo, channel: ChannelInfo | None = None) -> None:
         """Append one frame; ``plane.ifd`` is set here (frames on disk are in arrival order)."""
         if self._writer is None:
             self.shape = (int(image.shape[0]), int(image.shape[1]))
-            description: bytes | None = self._xml(self._planned_planes())
+            description: bytes | None = self._planned_xml()
             self._writer = tifffile.TiffWriter(self.path, bigtiff=True, ome=False)
         else:
             description = None

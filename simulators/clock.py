@@ -40,7 +40,7 @@ class ScaledClock:
             remaining = (t - self.now()) / self.time_scale
             if remaining <= 0:
                 return
-            if remaining > _SPIN_S:
+            if remaining > _SPIN_S:  # the last stretch is spun: OS timers overshoot
                 time.sleep(remaining - _SPIN_S)
 
     def to_real(self, seconds: float) -> float:

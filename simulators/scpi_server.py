@@ -28,11 +28,11 @@ class ScpiServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(1)
-        self._sock.settimeout(0.1)
         self.port: int = self._sock.getsockname()[1]
         self._lock = threading.Lock()  # one command at a time, across reconnects
         self._thread = threading.Thread(target=self._serve, name=f"scpi-{name}", daemon=True)
         self.lost = False
+        self._conn: socket.socket | None = None
 
     @property
     def resource(self) -> str:
@@ -43,7 +43,15 @@ class ScpiServer:
         return self
 
     def stop(self) -> None:
+        """Blocking accept/recv calls (no polling: no wake-ups that would disturb the timing of
+        the harness) are ended by shutting their sockets down."""
         self._stop.set()
+        for sock in (self._conn, self._sock):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self._thread.join(timeout=2)
         try:
             self._sock.close()
@@ -54,14 +62,13 @@ class ScpiServer:
         while not self._stop.is_set() and not self.lost:
             try:
                 conn, _ = self._sock.accept()
-            except socket.timeout:
-                continue
             except OSError:
                 break
+            self._conn = conn
             with conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn.settimeout(0.1)
                 self._session(conn)
+            self._conn = None
         try:
             self._sock.close()
         except OSError:
@@ -72,8 +79,6 @@ class ScpiServer:
         while not self._stop.is_set():
             try:
                 chunk = conn.recv(65536)
-            except socket.timeout:
-                continue
             except OSError:
                 return
             if not chunk:

@@ -1,0 +1,30 @@
+"""Shared bits of the benchmarks: a simulated station variant in a temporary folder, percentiles."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def station_file(extra: dict[str, Any], folder: Path | None = None) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "simulated.yaml").read_text())
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    folder = folder or Path(tempfile.mkdtemp(prefix="qc-bench-"))
+    path = folder / "station.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def stats_ms(errors_s: np.ndarray) -> str:
+    e = np.abs(errors_s) * 1e3
+    return f"p50 {np.percentile(e, 50):.3f} ms, p99 {np.percentile(e, 99):.3f} ms, max {e.max():.3f} ms"

@@ -1,0 +1,24 @@
+"""The benchmarks run (with small sizes here: the real figures come from running them in full)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    "module,args,expect",
+    [
+        ("benchmarks.ome_throughput", ["--frames", "4", "--repeats", "2", "--size", "256"], "throughput ratio harness / tifffile"),
+        ("benchmarks.sampling_precision", ["--seconds", "2"], "p99 ratio harness / naive"),
+        ("benchmarks.memory_flat", ["--minutes", "3", "--frames", "20"], "growth in second half"),
+    ],
+)
+def test_benchmark_runs(module: str, args: list[str], expect: str) -> None:
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert expect in out.stdout

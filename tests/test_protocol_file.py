@@ -1,0 +1,127 @@
+"""Protocol files: validated as data; every mistake named by file, line and field (loops included);
+JSON Schema exported for editors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import run
+from harness.errors import UserError
+from harness.plan import expand
+from harness.protocol_file import read_protocol_file
+from tests.conftest import ROOT
+
+LINES = ["405", "488", "561", "640"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text)
+    return path
+
+
+def _plan(path: Path, lines: list[str] = LINES):
+    protocol, doc = read_protocol_file(path)
+    return expand(protocol, doc, lines)
+
+
+def test_shipped_protocols_validate_and_expand() -> None:
+    counts = {}
+    for path in sorted((ROOT / "protocols").glob("*.yaml")):
+        plan = _plan(path)
+        counts[path.stem] = plan
+    assert len(counts["power-stability-short"].actions) == 2 + 4 * 5
+    assert counts["stage-repeatability"].stacks["repeatability"].frames_per_channel == {"488": 320}
+    assert counts["flat-field"].stacks["flatfield"].channels == ["dark", "405", "488", "561", "640"]
+    assert counts["power-linearity"].estimate_s > 4 * 13 * 20
+    assert counts["stage-iso230"].roles == {"lasers", "camera", "xy_stage"}
+
+
+@pytest.mark.parametrize(
+    "snippet,expected",
+    [
+        ("  - wait: 5\n", ":4: protocol: steps[0].wait: duration needs a unit"),
+        ("  - wait: 5 kg\n", ":4: protocol: steps[0].wait: duration: wrong unit 'kg'"),
+        ("  - laser: {line: 488, setpoint: 120 %}\n", ":4: protocol: steps[0].laser.setpoint: set point '120 %' outside 0..100 %"),
+        ("  - meter: {averaging: 0}\n", ":4: protocol: steps[0].meter.averaging: Input should be greater than or equal to 1"),
+        ("  - sample: {series: p, every: 1 s, for: 1 min, extra: 1}\n", ":4: protocol: steps[0].sample.extra: unknown key"),
+        ("  - acquire: {frames: 2}\n", ":4: protocol: steps[0].acquire.stack: missing (required)"),
+        ("  - lazer: {line: 488}\n", ":4: protocol: steps[0]: not a step"),
+        ("  - move: {x: 1 um, along: +x, by: 2 um}\n", ":4: protocol: steps[0].move: a move gives exactly one of"),
+    ],
+)
+def test_mistakes_name_file_line_and_field(tmp_path: Path, snippet: str, expected: str) -> None:
+    path = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n" + snippet)
+    with pytest.raises(UserError) as info:
+        _plan(path)
+    assert str(info.value).startswith(str(path) + expected), str(info.value)
+
+
+def test_mistake_inside_a_loop_names_the_step_line_and_the_values(tmp_path: Path) -> None:
+    path = _write(tmp_path, """\
+protocol: t
+title: T
+steps:
+  - for_each: {size: [300 um, 3 kg]}
+    do:
+      - move: {along: +x, by: $size}
+""")
+    with pytest.raises(UserError) as info:
+        _plan(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}:6: protocol: ") and "wrong unit 'kg'" in text and "(with size=3 kg)" in text
+
+
+def test_unknown_variable_and_unknown_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n  - for_each: {line: all}\n    do:\n      - laser: {line: $lin, emission: on}\n")
+    with pytest.raises(UserError, match=rf"{path}:6: protocol: laser: unknown variable \$lin \(in scope: \$line\)"):
+        _plan(path)
+    path = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n  - laser: {line: 532, emission: on}\n")
+    with pytest.raises(UserError, match=rf"{path}:4: protocol: laser: no 532 nm line on this station \(it has 405, 488, 561, 640\)"):
+        _plan(path)
+    path = _write(tmp_path, "protocol: t\ntitle: T\nlines: [488, 532]\nsteps:\n  - laser: {line: all, emission: off}\n")
+    with pytest.raises(UserError, match=rf"{path}:3: protocol: lines: the station has no 532 nm line"):
+        _plan(path)
+
+
+def test_no_code_in_protocols(tmp_path: Path) -> None:
+    """YAML tags that would build Python objects are refused by the safe loader."""
+    path = _write(tmp_path, "protocol: t\ntitle: T\nsteps: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(UserError, match="YAML error"):
+        _plan(path)
+    path = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n  - wait: \"__import__('os') s\"\n")
+    with pytest.raises(UserError, match="cannot read"):
+        _plan(path)
+
+
+def test_validate_command_checks_protocols_and_stations(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    files = [str(p) for p in sorted((ROOT / "protocols").glob("*.yaml"))] + [str(ROOT / "configs" / "simulated.yaml")]
+    assert run(["validate", *files]) == 0
+    out = capsys.readouterr().out
+    assert out.count("valid protocol") == 6 and out.count("valid station file") == 1
+    bad = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n  - wait: 5\n")
+    assert run(["validate", str(bad)]) == 2
+    assert f"{bad}:4:" in capsys.readouterr().err
+
+
+def test_json_schema_export(tmp_path: Path) -> None:
+    assert run(["schema", "--out", str(tmp_path)]) == 0
+    protocol = json.loads((tmp_path / "protocol.schema.json").read_text())
+    station = json.loads((tmp_path / "station.schema.json").read_text())
+    assert {"protocol", "title", "steps"} <= set(protocol["properties"])
+    text = json.dumps(protocol)
+    for kind in ("laser", "sample", "acquire", "for_each", "repeat"):
+        assert f'"{kind}"' in text
+    assert "pattern" in json.dumps(protocol["$defs"]["SampleParams"])  # quantities: number + unit
+    assert "devices" in station["properties"]
+
+
+def test_committed_schemas_are_current(tmp_path: Path) -> None:
+    assert run(["schema", "--out", str(tmp_path)]) == 0
+    for name in ("protocol", "station"):
+        assert (tmp_path / f"{name}.schema.json").read_text() == (ROOT / "schemas" / f"{name}.schema.json").read_text(), (
+            f"schemas/{name}.schema.json is out of date: run microscope-qc schema --out schemas"
+        )
