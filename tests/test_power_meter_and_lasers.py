@@ -123,19 +123,19 @@ def test_laser_setpoint_emission_and_monitor_follow_the_laser(sim_station: Stati
     assert truth.true_power_mw() == 0.0
 
 
-def test_setpoints_beyond_limits_are_refused_before_anything_is_sent(sim_station: Station) -> None:
-    st = sim_station
-    line = st.lasers["488"]  # nominal 150 mW, station safety limit 120 mW
+def test_setpoints_beyond_limits_are_refused_before_anything_is_sent(make_station) -> None:
+    st = make_station({"roles": {"lasers": [{"device": "Laser405"}, {"device": "Laser488", "max_power_mw": 100}]}})
+    line = st.lasers["488"]  # nominal 150 mW, this line's safety limit 100 mW
     truth = st.sim.world.lasers[line.label]
     sent_before = truth.faults.commands
-    with pytest.raises(SafetyLimitError, match="safety limit"):
+    with pytest.raises(SafetyLimitError, match="safety limit of 100 mW"):
         line.set_setpoint_mw(130)
-    with pytest.raises(SafetyLimitError):
+    with pytest.raises(SafetyLimitError, match="safety limit of 100 mW"):
         st.core.setProperty(line.label, "PowerSetpoint-mW", 130)  # the driver itself refuses too
     with pytest.raises(SafetyLimitError, match="laser's range"):
         st.core.setProperty(line.label, "PowerSetpoint-mW", -1)
     assert truth.faults.commands == sent_before
-    assert truth.setpoint_mw <= 120
+    assert truth.setpoint_mw <= 100
 
 
 def test_percent_setpoint_is_of_nominal_power(sim_station: Station) -> None:
