@@ -103,9 +103,9 @@ class ScpiLink:
             return False
         if not isinstance(sock, socket.socket):
             return False
-        blocking = sock.getblocking()
+        timeout = sock.gettimeout()
         try:
-            sock.setblocking(False)
+            sock.settimeout(0.0)
             return sock.recv(1, socket.MSG_PEEK) == b""
         except BlockingIOError:
             return False
@@ -113,7 +113,7 @@ class ScpiLink:
             return True
         finally:
             try:
-                sock.setblocking(blocking)
+                sock.settimeout(timeout)
             except OSError:
                 pass
 

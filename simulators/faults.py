@@ -44,5 +44,13 @@ class FaultInjector:
                     return spec
         return None
 
+    def arm(self, spec: FaultSpec) -> None:
+        """Add a fault while the device runs; ``after_commands`` counts from now."""
+        with self._lock:
+            if spec.after_commands is not None:
+                spec = spec.model_copy(update={"after_commands": self.commands + spec.after_commands})
+            self._specs.append(spec)
+            self._remaining.append(spec.times if spec.times > 0 else -1)
+
     def has(self, kind: str) -> bool:
         return any(s.kind == kind for s in self._specs)

@@ -6,18 +6,16 @@ import time
 
 import pytest
 
+from simulators.params import FaultSpec
+
 from devices.errors import ConnectionLost, DeviceTimeout, FrameTimeout, GarbledReply, InstrumentError
 
 
-@pytest.fixture(scope="module")
-def init_commands(tmp_path_factory) -> dict[str, int]:
-    """Commands each simulated instrument serves while a station starts (faults count from zero)."""
-    from harness.station import Station
-    from tests.conftest import FAST, station_variant
-
-    with Station.load(station_variant(tmp_path_factory.mktemp("count"), FAST)) as st:
-        w = st.sim.world
-        return {**{k: m.faults.commands for k, m in w.meters.items()}, **{k: l.faults.commands for k, l in w.lasers.items()}}
+def _arm(st, device: str, **spec) -> None:
+    """Inject a fault now (``after_commands`` counts from now), as the station file would at start."""
+    w = st.sim.world
+    model = w.meters.get(device) or w.lasers.get(device)
+    model.faults.arm(FaultSpec(**spec))
 
 
 def _meter_with(make_station, fault: dict, timeout_ms: int = 300):
@@ -39,8 +37,9 @@ def test_meter_connection_lost_after_n_commands(make_station) -> None:
         meter.read_w()
 
 
-def test_meter_no_reply_times_out_within_the_configured_timeout(make_station, init_commands) -> None:
-    st = _meter_with(make_station, {"kind": "no_reply", "after_commands": init_commands["Meter"] + 3, "times": 1}, timeout_ms=300)
+def test_meter_no_reply_times_out_within_the_configured_timeout(make_station) -> None:
+    st = make_station({"devices": {"Meter": {"timeout_ms": 300}}})
+    _arm(st, "Meter", kind="no_reply", after_commands=3, times=1)
     meter = st.power_meter
     for _ in range(3):
         meter.read_w()
@@ -51,15 +50,17 @@ def test_meter_no_reply_times_out_within_the_configured_timeout(make_station, in
     assert meter.read_w() is not None  # the next exchange works again
 
 
-def test_meter_garbage_reply_is_a_garbled_reply(make_station, init_commands) -> None:
-    st = _meter_with(make_station, {"kind": "garbage_reply", "after_commands": init_commands["Meter"], "times": 1})
+def test_meter_garbage_reply_is_a_garbled_reply(make_station) -> None:
+    st = make_station({"devices": {"Meter": {"timeout_ms": 300}}})
+    _arm(st, "Meter", kind="garbage_reply", after_commands=0, times=1)
     with pytest.raises(GarbledReply):
         st.power_meter.read_w()
     assert isinstance(st.power_meter.read_w(), float)
 
 
-def test_meter_scpi_error_surfaces_from_the_error_queue(make_station, init_commands) -> None:
-    st = _meter_with(make_station, {"kind": "scpi_error", "after_commands": init_commands["Meter"], "times": 1})
+def test_meter_scpi_error_surfaces_from_the_error_queue(make_station) -> None:
+    st = make_station({"devices": {"Meter": {"timeout_ms": 300}}})
+    _arm(st, "Meter", kind="scpi_error", after_commands=0, times=1)
     with pytest.raises(InstrumentError) as info:
         st.power_meter.set_averaging(10)
     assert info.value.code == -300
@@ -75,12 +76,10 @@ def test_meter_fault_at_virtual_time(make_station) -> None:
         st.power_meter.read_w()
 
 
-def test_laser_no_reply_and_garbage(make_station, init_commands) -> None:
-    n = init_commands["Laser488"]
-    st = make_station({"devices": {"Laser488": {"timeout_ms": 300, "simulation": {"faults": [
-        {"kind": "garbage_reply", "after_commands": n, "times": 1},
-        {"kind": "no_reply", "after_commands": n, "times": 1},
-    ]}}}})
+def test_laser_no_reply_and_garbage(make_station) -> None:
+    st = make_station({"devices": {"Laser488": {"timeout_ms": 300}}})
+    _arm(st, "Laser488", kind="garbage_reply", after_commands=0, times=1)
+    _arm(st, "Laser488", kind="no_reply", after_commands=0, times=1)
     line = st.lasers["488"]
     with pytest.raises(GarbledReply):
         line.setpoint_mw()
@@ -92,12 +91,10 @@ def test_laser_no_reply_and_garbage(make_station, init_commands) -> None:
     assert line.setpoint_mw() == pytest.approx(5)
 
 
-def test_laser_scpi_error_and_connection_lost_during_use(make_station, init_commands) -> None:
-    n = init_commands["Laser561"]
-    st = make_station({"devices": {"Laser561": {"timeout_ms": 300, "simulation": {"faults": [
-        {"kind": "scpi_error", "after_commands": n, "times": 1},
-        {"kind": "connection_lost", "after_commands": n + 3},
-    ]}}}})
+def test_laser_scpi_error_and_connection_lost_during_use(make_station) -> None:
+    st = make_station({"devices": {"Laser561": {"timeout_ms": 300}}})
+    _arm(st, "Laser561", kind="scpi_error", after_commands=0, times=1)
+    _arm(st, "Laser561", kind="connection_lost", after_commands=3)
     line = st.lasers["561"]
     with pytest.raises(InstrumentError):
         line.set_setpoint_mw(5)

@@ -85,11 +85,12 @@ def _check_ome_matches_frames(folder: Path, stack: str) -> tuple[list, list, lis
 
 
 def test_meter_lost_mid_run_fails_the_run_and_keeps_the_data(make_station, tmp_path: Path) -> None:
-    st = make_station({"devices": {"Meter": {"timeout_ms": 300, "simulation": {"faults": [{"kind": "connection_lost", "at_s": 1e9}]}}}})
+    from simulators.params import FaultSpec
+
+    st = make_station({"devices": {"Meter": {"timeout_ms": 300}}})
     runner = Runner(st, _protocol(tmp_path, SAMPLING.replace("MAXMISSING", "0")), runs_dir=tmp_path / "runs", quiet=True)
-    meter_faults = st.sim.world.meters["Meter"].faults
-    # the connection drops 20 readings into the sampling (commands counted from now)
-    meter_faults._specs[0] = meter_faults._specs[0].model_copy(update={"at_s": None, "after_commands": meter_faults.commands + 5 + 20})
+    # the connection drops about 20 readings into the sampling (commands counted from now)
+    st.sim.world.meters["Meter"].faults.arm(FaultSpec(kind="connection_lost", after_commands=5 + 20))
     outcome = runner.run()
     assert outcome.status == "failed"
     assert "ConnectionLost" in outcome.reason or "connection" in outcome.reason.lower()
@@ -109,9 +110,7 @@ def test_a_timeout_is_retried_and_recorded(make_station, tmp_path: Path) -> None
     runner = Runner(st, _protocol(tmp_path, SAMPLING.replace("MAXMISSING", "0")), runs_dir=tmp_path / "runs", quiet=True)
     from simulators.params import FaultSpec
 
-    faults = st.sim.world.meters["Meter"].faults
-    faults._specs.append(FaultSpec(kind="no_reply", after_commands=faults.commands + 30, times=1))
-    faults._remaining.append(1)
+    st.sim.world.meters["Meter"].faults.arm(FaultSpec(kind="no_reply", after_commands=30, times=1))
     outcome = runner.run()
     assert outcome.status == "completed", outcome.reason
     rows = _rows(outcome.folder / "power.csv")
