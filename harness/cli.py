@@ -65,6 +65,25 @@ def _file_kind(doc: Any) -> str:
     return "protocol" if "steps" in data or "protocol" in data else "station"
 
 
+def _lines_named(data: Any) -> list[str]:
+    """Laser lines a protocol names (``line: 561``, ``for_each: {line: [...]}``, ``lines:``),
+    plus the usual four: what a station-free validation assumes the station has."""
+    found = {"405", "488", "561", "640"}
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif key in ("line", "lines") and str(node)[:1].isdigit():
+            found.add(line_key(node))
+
+    walk(data)
+    return sorted(found, key=float)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     failures = []
     for path in args.files:
@@ -72,8 +91,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             doc = load_yaml(path)
             if _file_kind(doc) == "protocol":
                 protocol = validate(doc, ProtocolFile, "protocol")
-                # unroll the loops too: a mistake inside a loop shows only with the values
-                plan = expand(protocol, doc, [str(n) for n in (405, 488, 561, 640)] if protocol.lines == "all" else [line_key(l) for l in protocol.lines])
+                # unroll the loops too: a mistake inside a loop shows only with the values; with no
+                # station at hand, every line the protocol names is taken to exist
+                plan = expand(protocol, doc, _lines_named(doc.data))
                 print(f"{path}: valid protocol ({len(plan.actions)} actions, about {plan.estimate_s / 60:.1f} min, needs {', '.join(sorted(plan.roles))})")
             else:
                 validate(doc, StationFile, "station")

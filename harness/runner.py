@@ -31,7 +31,7 @@ from devices.errors import DeviceError
 
 from .errors import UserError
 from .journal import Journal
-from .ome_metadata import NS_NBO, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import Action, Plan, expand
 from .progress import Progress

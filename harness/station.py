@@ -313,7 +313,7 @@ class Station:
                 line.set_emission(False)
             except DeviceError as exc:
                 failures.append(str(exc))
-        for label, driver in self.drivers.items():
+        for _label, driver in self.drivers.items():
             try:
                 driver.safe_state()
             except DeviceError as exc:
