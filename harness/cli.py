@@ -18,6 +18,7 @@ import numpy as np
 from devices.errors import DeviceError
 
 from . import __version__
+from .analysis import analyse_run, summary
 from .errors import UserError
 from .plan import expand, line_key
 from .protocol_file import ProtocolFile
@@ -105,6 +106,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .runner import write_manifest
+
+    data = analyse_run(args.folder)
+    write_manifest(Path(args.folder))
+    print(summary(data))
+    print(f"wrote {Path(args.folder) / 'results.json'}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     models = {"protocol": ProtocolFile, "station": StationFile}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +136,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
                   + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
         outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
+    if runner.results is not None and not args.quiet:
+        print(summary(runner.results), file=sys.stderr)
+    if runner.analysis_error:
+        print(runner.analysis_error, file=sys.stderr)
     print(f"{outcome.status}: {outcome.folder}")
     if outcome.reason:
         print(f"reason: {outcome.reason}", file=sys.stderr)
@@ -242,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
     p.add_argument("--time-scale", type=float, help="simulated station: virtual seconds per real second")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("analyze", help="(re)compute metrics and verdicts of a run folder from its files alone")
+    p.add_argument("folder", type=Path)
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("validate", help="check protocol and station files without touching hardware")
     p.add_argument("files", nargs="+", type=Path)

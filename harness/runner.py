@@ -29,6 +29,7 @@ from typing import Any, Callable, TypeVar
 
 from devices.errors import DeviceError
 
+from .analysis import analyse_run
 from .errors import UserError
 from .journal import Journal
 from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
@@ -106,6 +107,8 @@ class Runner:
         self.run_id = str(uuid.uuid4())
         self.folder: Path | None = None
         self.journal: Journal | None = None
+        self.results: dict[str, Any] | None = None
+        self.analysis_error = ""
 
     # --- preconditions ---------------------------------------------------------------------------
     def _check_roles(self) -> None:
@@ -220,6 +223,11 @@ class Runner:
         self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing)
         self.journal.close()
         self._write_run_json(status, reason)
+        self.results: dict[str, Any] | None = None
+        try:
+            self.results = analyse_run(self.folder)
+        except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
+            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); rerun: microscope-qc analyze {self.folder}"
         write_manifest(self.folder)
         self.status, self.reason = status, reason
 

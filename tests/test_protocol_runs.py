@@ -216,3 +216,47 @@ def test_bioformats_reads_the_files(runs: dict, protocol: str, stack: str) -> No
     assert int(bioformats_value(info, "SizeC")) == len(plan.channels)
     assert int(bioformats_value(info, "SizeT")) == plan.size_t
     assert bioformats_value(info, "Pixel type") == "uint16"
+
+
+def test_drift_rate_recovered_from_the_long_protocol(runs: dict) -> None:
+    """Ground truth: each simulated laser's drift in %/h (the 561 line also has a -1.2 % mode hop at
+    t = 5400 s, which falls before its part of the run)."""
+    folder, runner = runs["power-stability-long"]
+    results = json.loads((folder / "results.json").read_text())
+    world = runner.station.sim.world
+    by_line = {r["lines_on"][0]: r for r in results["results"]}
+    for line, label in (("405", "Laser405"), ("488", "Laser488"), ("561", "Laser561"), ("640", "Laser640")):
+        truth = world.lasers[label].p.drift_pct_per_h
+        measured = by_line[line]["metrics"]["drift_pct_per_h"]["value"]
+        assert measured == pytest.approx(truth, abs=0.05), line
+    assert results["verdict"] in ("pass", "warn", "fail")
+
+
+def test_linearity_detects_lasers_with_a_threshold(runs: dict) -> None:
+    """Ground truth: 561 (threshold 1.0 mW) and 405 (0.8 mW) emit little at 1 % of nominal; 640
+    (threshold 0.3 mW) and 488 (0.5 mW) stay within 5 %."""
+    folder, _ = runs["power-linearity"]
+    results = {r["lines_on"][0]: r for r in json.loads((folder / "results.json").read_text())["results"]}
+    assert results["561"]["metrics"]["max_relative_deviation_pct"]["verdict"] == "fail"
+    assert results["405"]["metrics"]["max_relative_deviation_pct"]["verdict"] == "fail"
+    assert results["640"]["metrics"]["max_relative_deviation_pct"]["verdict"] == "pass"
+    assert all(r["kind"] == "linearity" and len(r["points"]) == 13 for r in results.values())
+    # slope against ground truth: set point x transmission to the meter (x calibration 1)
+    assert results["640"]["metrics"]["slope"]["value"] == pytest.approx(0.40, rel=0.01)
+
+
+def test_analyze_recreates_results_from_the_folder_alone(runs: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from harness.cli import run
+
+    folder, _ = runs["power-stability-short"]
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    before = json.loads((copy / "results.json").read_text())
+    (copy / "results.json").unlink()
+    assert run(["analyze", str(copy)]) == 0
+    after = json.loads((copy / "results.json").read_text())
+    assert after["results"] == before["results"] and after["verdict"] == before["verdict"]
+    listed = [line.split("  ", 1)[1] for line in (copy / "MANIFEST.sha256").read_text().splitlines()]
+    assert "results.json" in listed

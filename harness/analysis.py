@@ -1,0 +1,124 @@
+"""Analyse a run folder offline, from its files alone: metrics, verdicts against the protocol's
+acceptance limits, ``results.json``. Power series are analysed so far (stability and linearity);
+image stacks are listed as not analysed yet.
+
+A series with one set point is a stability record; a series stepping through set points is a
+linearity record (mean power per set point against the set point).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import __version__, power_metrics
+from .errors import UserError
+from .power_metrics import Metric, linearity_metrics, power_series_metrics
+from .protocol_file import Limit, ProtocolFile
+from .series_writer import read_series
+from .verdicts import judge, overall
+
+CONVENTIONS = (power_metrics.__doc__ or "").split("Conventions", 1)[-1].strip()
+
+
+def _limits(run: dict[str, Any]) -> dict[str, Limit]:
+    protocol = ProtocolFile.model_validate(yaml.safe_load(run["protocol"]["text"]))
+    return protocol.acceptance
+
+
+def _entry(name: str, metric: Metric, limits: dict[str, Limit]) -> dict[str, Any]:
+    limit = limits.get(name)
+    value = None if math.isnan(metric.value) else metric.value
+    return {
+        "value": value, "unit": metric.unit,
+        "limit": limit.model_dump(by_alias=True) if limit else None,
+        "verdict": judge(metric.value, limit),
+    }
+
+
+def analyse_series(path: Path, limits: dict[str, Limit]) -> dict[str, Any]:
+    rows = [r for r in read_series(path) if r["status"] == "ok"]
+    if not rows:
+        return {"series": path.name, "kind": "empty", "metrics": {}, "verdict": "fail", "note": "no valid reading"}
+    lines = sorted({r["lines_on"] for r in rows})
+    setpoints = OrderedDict()
+    for r in rows:
+        setpoints.setdefault(float(r["setpoint_mW"] or "nan"), []).append(r)
+    subject = f"{'+'.join(lines)} nm"
+    if len(setpoints) > 1:
+        s = np.array(list(setpoints))
+        p = np.array([np.mean([float(r["power_W"]) for r in group]) * 1e3 for group in setpoints.values()])
+        metrics = linearity_metrics(s, p)
+        kind = "linearity"
+        table = [{"setpoint_mw": float(k), "mean_power_mw": float(v)} for k, v in zip(s, p)]
+    else:
+        t = np.array([float(r["time_s"]) for r in rows])
+        p = np.array([float(r["power_W"]) for r in rows])
+        metrics = power_series_metrics(t, p)
+        kind = "stability"
+        table = []
+    judged = {name: _entry(name, m, limits) for name, m in metrics.items()}
+    missing = sum(1 for r in read_series(path) if r["status"] != "ok")
+    out: dict[str, Any] = {
+        "series": path.name, "kind": kind, "subject": subject, "lines_on": lines,
+        "setpoints_mw": sorted(setpoints), "location": rows[0]["location"], "missing_readings": missing,
+        "metrics": judged, "verdict": overall([m["verdict"] for m in judged.values()]),
+    }
+    if table:
+        out["points"] = table
+    return out
+
+
+def analyse_run(folder: str | Path) -> dict[str, Any]:
+    """Metrics and verdicts of a run folder; writes ``results.json`` next to ``run.json``."""
+    folder = Path(folder)
+    run_file = folder / "run.json"
+    if not run_file.is_file():
+        raise UserError(f"{folder}: not a run folder (no run.json)")
+    run = json.loads(run_file.read_text(encoding="utf-8"))
+    limits = _limits(run)
+    results = []
+    not_analysed = []
+    for name, entry in sorted(run.get("files", {}).items()):
+        if entry.get("kind") == "power_series":
+            results.append(analyse_series(folder / name, limits))
+        elif entry.get("kind") == "ome_tiff":
+            not_analysed.append(name)
+    verdicts = [r["verdict"] for r in results]
+    if run["status"] != "completed":
+        verdicts.append("fail")
+    data = {
+        "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
+        "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
+        "conventions": CONVENTIONS, "results": results, "not_analysed": not_analysed,
+        "verdict": overall(verdicts) if results or run["status"] != "completed" else "not judged",
+    }
+    tmp = folder / "results.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, folder / "results.json")
+    return data
+
+
+def summary(data: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    lines = [f"Results ({data['protocol']}, run {data['run_id'][:8]}): overall {data['verdict'].upper()}"]
+    keys = {"stability": ("stability_pct", "cv_pct", "drift_pct_per_h", "mean_mw"), "linearity": ("r_squared", "max_relative_deviation_pct", "slope")}
+    for r in data["results"]:
+        parts = []
+        for k in keys.get(r["kind"], ()):
+            m = r["metrics"].get(k)
+            if m and m["value"] is not None:
+                mark = "" if m["verdict"] == "not judged" else f" [{m['verdict']}]"
+                parts.append(f"{k} {m['value']:.4g}{(' ' + m['unit']) if m['unit'] else ''}{mark}")
+        lines.append(f"  {r['subject']:>10} {r['kind']:<9} {r['verdict']:<10} " + "; ".join(parts))
+    if data["not_analysed"]:
+        lines.append(f"  not analysed yet: {', '.join(data['not_analysed'])}")
+    return "\n".join(lines)
