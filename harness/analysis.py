@@ -1,6 +1,6 @@
 """Analyse a run folder offline, from its files alone: metrics, verdicts against the protocol's
-acceptance limits, ``results.json``. Power series are analysed so far (stability and linearity);
-image stacks are listed as not analysed yet.
+acceptance limits, ``results.json``. Analysed so far: power series (stability and linearity) and
+flat-field stacks (a stack with a dark channel); other image stacks are listed as not analysed yet.
 
 A series with one set point is a stability record; a series stepping through set points is a
 linearity record (mean power per set point against the set point).
@@ -21,6 +21,7 @@ import yaml
 
 from . import __version__, power_metrics
 from .errors import UserError
+from .flat_field_metrics import flat_field_metrics
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .series_writer import read_series
@@ -77,6 +78,38 @@ def analyse_series(path: Path, limits: dict[str, Limit]) -> dict[str, Any]:
     return out
 
 
+def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
+    """One result per lit channel: dark-subtracted mean image against the stack's dark channel."""
+    import tifffile
+    from ome_types import from_xml
+
+    with tifffile.TiffFile(folder / f"{stack}.ome.tif") as tif:
+        ome = from_xml(tif.ome_metadata)
+        px = ome.images[0].pixels
+        real = {td.ifd for td, plane in zip(px.tiff_data_blocks, px.planes) if not plane.annotation_refs}
+        by_channel: dict[int, list[np.ndarray]] = {}
+        for td in px.tiff_data_blocks:
+            if td.ifd in real:
+                by_channel.setdefault(td.first_c, []).append(tif.pages[td.ifd].asarray().astype(np.float64))
+    names = [c.name for c in px.channels]
+    if "dark" not in names or names.index("dark") not in by_channel:
+        return [{"series": f"{stack}.ome.tif", "kind": "flat_field", "subject": stack, "metrics": {}, "verdict": "fail", "note": "no dark frames"}]
+    dark = np.mean(by_channel[names.index("dark")], axis=0)
+    out = []
+    for c, name in enumerate(names):
+        if name == "dark" or c not in by_channel:
+            continue
+        mean = np.mean(by_channel[c], axis=0) - dark
+        metrics, profiles = flat_field_metrics(mean)
+        judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
+        out.append({
+            "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
+            "frames": len(by_channel[c]), "dark_frames": len(by_channel[names.index("dark")]),
+            "metrics": judged, "profiles": profiles, "verdict": overall([m["verdict"] for m in judged.values()]),
+        })
+    return out
+
+
 def analyse_run(folder: str | Path) -> dict[str, Any]:
     """Metrics and verdicts of a run folder; writes ``results.json`` next to ``run.json``."""
     folder = Path(folder)
@@ -90,6 +123,8 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     for name, entry in sorted(run.get("files", {}).items()):
         if entry.get("kind") == "power_series":
             results.append(analyse_series(folder / name, limits))
+        elif entry.get("kind") == "ome_tiff" and run["protocol"]["id"] == "flat-field" or (entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", [])):
+            results.extend(analyse_flat_field(folder, entry["stack"], limits))
         elif entry.get("kind") == "ome_tiff":
             not_analysed.append(name)
     verdicts = [r["verdict"] for r in results]
@@ -110,7 +145,11 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
 def summary(data: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"Results ({data['protocol']}, run {data['run_id'][:8]}): overall {data['verdict'].upper()}"]
-    keys = {"stability": ("stability_pct", "cv_pct", "drift_pct_per_h", "mean_mw"), "linearity": ("r_squared", "max_relative_deviation_pct", "slope")}
+    keys = {
+        "stability": ("stability_pct", "cv_pct", "drift_pct_per_h", "mean_mw"),
+        "linearity": ("r_squared", "max_relative_deviation_pct", "slope"),
+        "flat_field": ("uniformity_pct", "field_uniformity_pct", "centering_accuracy_pct", "cv_pct"),
+    }
     for r in data["results"]:
         parts = []
         for k in keys.get(r["kind"], ()):

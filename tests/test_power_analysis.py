@@ -59,3 +59,19 @@ def test_verdicts() -> None:
     assert judge(float("nan"), limit) == "fail"
     assert judge(2.0, Limit.model_validate({"pass": [None, 1.0]})) == "fail"
     assert overall(["pass", "not judged", "warn"]) == "warn" and overall([]) == "not judged"
+
+
+def test_flat_field_formulas_on_a_small_image_by_hand() -> None:
+    from harness.flat_field_metrics import flat_field_metrics
+
+    img = np.full((5, 7), 100.0)
+    img[2, 3] = 200.0  # the maximum at the centre pixel
+    img[0, 0] = 50.0
+    m, profiles = flat_field_metrics(img, blur=False)
+    assert m["uniformity_pct"].value == pytest.approx(25.0)
+    corners_edges = [50.0, 100, 100, 100, 100, 100, 100, 100]
+    assert m["field_uniformity_pct"].value == pytest.approx(100 - 100 * np.std(corners_edges) / 200)
+    # reference zone = the one pixel >= 90 % of max, centred at (3.5, 2.5) = the image centre
+    assert m["centering_accuracy_pct"].value == pytest.approx(100.0)
+    assert m["ratio_top_left"].value == pytest.approx(0.25)
+    assert profiles["centre_row"][3] == 200.0 and len(profiles["diagonal_down"]) == 5

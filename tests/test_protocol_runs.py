@@ -260,3 +260,35 @@ def test_analyze_recreates_results_from_the_folder_alone(runs: dict, tmp_path: P
     assert after["results"] == before["results"] and after["verdict"] == before["verdict"]
     listed = [line.split("  ", 1)[1] for line in (copy / "MANIFEST.sha256").read_text().splitlines()]
     assert "results.json" in listed
+
+
+def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> None:
+    """The same metrics on the noise-free ground-truth profile (off-centre Gaussian x vignetting)
+    and on the measured, dark-subtracted frames agree."""
+    from harness.flat_field_metrics import flat_field_metrics
+    from simulators.camera import Exposure
+
+    folder, runner = runs["flat-field"]
+    world = runner.station.sim.world
+    camera = world.cameras["Camera"]
+    p = camera.p
+    fov = camera.field_of_view(0.0, Exposure(0.1, (0, 0, p.width_px - 1, p.height_px - 1)))
+    from simulators.sample import illumination_profile
+
+    truth, _ = flat_field_metrics(illumination_profile(world.params.uniform_slide, fov))
+    results = json.loads((folder / "results.json").read_text())
+    flat = [r for r in results["results"] if r["kind"] == "flat_field"]
+    assert [r["subject"] for r in flat] == ["405 nm", "488 nm", "561 nm", "640 nm"]
+    for r in flat:
+        m = {k: v["value"] for k, v in r["metrics"].items()}
+        assert m["uniformity_pct"] == pytest.approx(truth["uniformity_pct"].value, abs=1.0)
+        assert m["field_uniformity_pct"] == pytest.approx(truth["field_uniformity_pct"].value, abs=1.0)
+        assert m["centering_accuracy_pct"] == pytest.approx(truth["centering_accuracy_pct"].value, abs=0.5)
+        assert m["reference_zone_x_px"] == pytest.approx(truth["reference_zone_x_px"].value, abs=5)
+        assert m["reference_zone_y_px"] == pytest.approx(truth["reference_zone_y_px"].value, abs=5)
+        assert m["centre_of_intensity_x_px"] == pytest.approx(truth["centre_of_intensity_x_px"].value, abs=2)
+        assert m["centre_of_intensity_y_px"] == pytest.approx(truth["centre_of_intensity_y_px"].value, abs=2)
+        assert len(r["profiles"]["centre_row"]) == p.width_px
+    # the profile's centre is right of and above the image centre, as configured (+8 %, -5 %)
+    assert flat[0]["metrics"]["reference_zone_x_px"]["value"] > p.width_px / 2
+    assert flat[0]["metrics"]["reference_zone_y_px"]["value"] < p.height_px / 2
