@@ -1,6 +1,7 @@
 """Analyse a run folder offline, from its files alone: metrics, verdicts against the protocol's
 acceptance limits, ``results.json``. Analysed so far: power series (stability and linearity) and
-flat-field stacks (a stack with a dark channel); other image stacks are listed as not analysed yet.
+flat-field stacks (a stack with a dark channel), stage repeatability (reference/return frame pairs,
+QUAREP WG6); other image stacks are listed as not analysed yet.
 
 A series with one set point is a stability record; a series stepping through set points is a
 linearity record (mean power per set point against the set point).
@@ -25,6 +26,7 @@ from .flat_field_metrics import flat_field_metrics
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .series_writer import read_series
+from .stage_metrics import displacements, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
 
 CONVENTIONS = (power_metrics.__doc__ or "").split("Conventions", 1)[-1].strip()
@@ -78,6 +80,10 @@ def analyse_series(path: Path, limits: dict[str, Limit]) -> dict[str, Any]:
     return out
 
 
+def _has_tag(frames_csv: Path, tag: str) -> bool:
+    return frames_csv.is_file() and any(r["tag"] == tag for r in read_series(frames_csv))
+
+
 def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
     """One result per lit channel: dark-subtracted mean image against the stack's dark channel."""
     import tifffile
@@ -110,6 +116,25 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
     return out
 
 
+def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
+    import tifffile
+    from ome_types import from_xml
+
+    rows = read_series(folder / f"{stack}_frames.csv")
+    with tifffile.TiffFile(folder / f"{stack}.ome.tif") as tif:
+        pixel_um = float(from_xml(tif.ome_metadata).images[0].pixels.physical_size_x)
+        found = displacements(pair_frames(rows), lambda i: tif.pages[i].asarray(), pixel_um)
+    out = []
+    for size, table in repeatability_tables(found).items():
+        judged = {k: _entry(k, m, limits) for k, m in repeatability_metrics(table).items()}
+        out.append({
+            "series": f"{stack}.ome.tif", "kind": "stage_repeatability", "subject": f"{size} moves" if size else stack,
+            "metrics": judged, "table": table, "displacements": [d for d in found if d["size"] == size],
+            "verdict": overall([m["verdict"] for m in judged.values()]),
+        })
+    return out
+
+
 def analyse_run(folder: str | Path) -> dict[str, Any]:
     """Metrics and verdicts of a run folder; writes ``results.json`` next to ``run.json``."""
     folder = Path(folder)
@@ -125,6 +150,8 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
             results.append(analyse_series(folder / name, limits))
         elif entry.get("kind") == "ome_tiff" and run["protocol"]["id"] == "flat-field" or (entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", [])):
             results.extend(analyse_flat_field(folder, entry["stack"], limits))
+        elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
+            results.extend(analyse_repeatability(folder, entry["stack"], limits))
         elif entry.get("kind") == "ome_tiff":
             not_analysed.append(name)
     verdicts = [r["verdict"] for r in results]
@@ -149,6 +176,7 @@ def summary(data: dict[str, Any]) -> str:
         "stability": ("stability_pct", "cv_pct", "drift_pct_per_h", "mean_mw"),
         "linearity": ("r_squared", "max_relative_deviation_pct", "slope"),
         "flat_field": ("uniformity_pct", "field_uniformity_pct", "centering_accuracy_pct", "cv_pct"),
+        "stage_repeatability": ("max_displacement_um", "sd_x_um", "sd_y_um"),
     }
     for r in data["results"]:
         parts = []

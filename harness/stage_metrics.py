@@ -1,0 +1,82 @@
+"""Stage repeatability (QUAREP-LiMi WG6) from image pairs: each ``return`` frame is registered
+against the ``reference`` frame taken just before it in the same cycle.
+
+Conventions: displacement = the stage's positioning error as seen by the camera: the sample's image
+moves opposite to the stage, so d = -(image shift) x pixel size, in um, per axis. Tables per move
+size, for all approach directions and per direction: mean, SD (n-1) and max |d| per axis, and
+max |d| of the 2-D displacement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from .power_metrics import Metric
+from .registration import shift_px
+
+
+def pair_frames(rows: list[dict[str, str]]) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """(reference row, return row) pairs in acquisition order; rows without a real frame are skipped."""
+    pairs, reference = [], None
+    for row in rows:
+        if row["status"] != "ok":
+            reference = None if row["tag"] == "reference" else reference
+            continue
+        if row["tag"] == "reference":
+            reference = row
+        elif row["tag"] == "return" and reference is not None:
+            pairs.append((reference, row))
+            reference = None
+    return pairs
+
+
+def displacements(pairs: list[tuple[dict[str, str], dict[str, str]]], page: Any, pixel_um: float) -> list[dict[str, Any]]:
+    out = []
+    for ref, ret in pairs:
+        dx, dy = shift_px(page(int(ref["ifd"])), page(int(ret["ifd"])))
+        ctx = json.loads(ret["context"] or "{}")
+        out.append({"size": str(ctx.get("size", "")), "direction": str(ctx.get("direction", "")), "round": ctx.get("round"),
+                    "dx_um": -dx * pixel_um, "dy_um": -dy * pixel_um})
+    return out
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    return {
+        "mean_um": float(np.mean(values)),
+        "sd_um": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+        "max_abs_um": float(np.max(np.abs(values))),
+    }
+
+
+def repeatability_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["size"]].append(r)
+    out = {}
+    for size, items in groups.items():
+        table: dict[str, Any] = {}
+        for direction in ["all"] + sorted({r["direction"] for r in items}):
+            sel = [r for r in items if direction == "all" or r["direction"] == direction]
+            dx = np.array([r["dx_um"] for r in sel])
+            dy = np.array([r["dy_um"] for r in sel])
+            table[direction] = {"n": len(sel), "x": _stats(dx), "y": _stats(dy), "max_abs_2d_um": float(np.max(np.hypot(dx, dy)))}
+        out[size] = table
+    return out
+
+
+def repeatability_metrics(table: dict[str, Any]) -> dict[str, Metric]:
+    """Headline metrics of one move size (all directions)."""
+    a = table["all"]
+    return {
+        "max_displacement_um": Metric(a["max_abs_2d_um"], "um"),
+        "sd_x_um": Metric(a["x"]["sd_um"], "um"),
+        "sd_y_um": Metric(a["y"]["sd_um"], "um"),
+        "mean_x_um": Metric(a["x"]["mean_um"], "um"),
+        "mean_y_um": Metric(a["y"]["mean_um"], "um"),
+        "pairs": Metric(float(a["n"]), ""),
+    }
