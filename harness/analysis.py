@@ -1,7 +1,7 @@
 """Analyse a run folder offline, from its files alone: metrics, verdicts against the protocol's
 acceptance limits, ``results.json``. Analysed so far: power series (stability and linearity) and
 flat-field stacks (a stack with a dark channel), stage repeatability (reference/return frame pairs,
-QUAREP WG6); other image stacks are listed as not analysed yet.
+QUAREP WG6) and ISO 230-2 stacks (up/down images per target); other image stacks are listed as not analysed yet.
 
 A series with one set point is a stability record; a series stepping through set points is a
 linearity record (mean power per set point against the set point).
@@ -26,7 +26,7 @@ from .flat_field_metrics import flat_field_metrics
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .series_writer import read_series
-from .stage_metrics import displacements, pair_frames, repeatability_metrics, repeatability_tables
+from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
 
 CONVENTIONS = (power_metrics.__doc__ or "").split("Conventions", 1)[-1].strip()
@@ -135,6 +135,22 @@ def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) ->
     return out
 
 
+def analyse_iso230(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
+    import tifffile
+    from ome_types import from_xml
+
+    rows = read_series(folder / f"{stack}_frames.csv")
+    with tifffile.TiffFile(folder / f"{stack}.ome.tif") as tif:
+        pixel_um = float(from_xml(tif.ome_metadata).images[0].pixels.physical_size_x)
+        metrics, table = iso230_metrics(rows, lambda i: tif.pages[i].asarray(), pixel_um)
+    judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
+    return [{
+        "series": f"{stack}.ome.tif", "kind": "iso230", "subject": "x axis", "metrics": judged, "targets": table,
+        "not_reported": "E, M, A: the sample gives no absolute position reference",
+        "verdict": overall([m["verdict"] for m in judged.values()]),
+    }]
+
+
 def analyse_run(folder: str | Path) -> dict[str, Any]:
     """Metrics and verdicts of a run folder; writes ``results.json`` next to ``run.json``."""
     folder = Path(folder)
@@ -152,6 +168,8 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
             results.extend(analyse_flat_field(folder, entry["stack"], limits))
         elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
             results.extend(analyse_repeatability(folder, entry["stack"], limits))
+        elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "up"):
+            results.extend(analyse_iso230(folder, entry["stack"], limits))
         elif entry.get("kind") == "ome_tiff":
             not_analysed.append(name)
     verdicts = [r["verdict"] for r in results]
@@ -177,6 +195,7 @@ def summary(data: dict[str, Any]) -> str:
         "linearity": ("r_squared", "max_relative_deviation_pct", "slope"),
         "flat_field": ("uniformity_pct", "field_uniformity_pct", "centering_accuracy_pct", "cv_pct"),
         "stage_repeatability": ("max_displacement_um", "sd_x_um", "sd_y_um"),
+        "iso230": ("bidirectional_repeatability_R_um", "reversal_B_um"),
     }
     for r in data["results"]:
         parts = []

@@ -80,3 +80,47 @@ def repeatability_metrics(table: dict[str, Any]) -> dict[str, Metric]:
         "mean_y_um": Metric(a["y"]["mean_um"], "um"),
         "pairs": Metric(float(a["n"]), ""),
     }
+
+
+def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis: str = "x") -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+    """ISO 230-2 along one axis from images at each target and approach (``tag`` up / down).
+
+    Deviations are measured relative to the first ``up`` image at each target (no absolute scale is
+    in the sample), so the repeatability R (and R_up, R_down) and reversal B are reported; the
+    systematic deviation E, range M and accuracy A need an absolute reference and are not.
+    Notation after ISO 230-2: s with n - 1; B_i = mean_up - mean_down; R_i = max(2 s_up + 2 s_down + |B_i|, 4 s_up, 4 s_down).
+    """
+    by_target: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: {"up": [], "down": []})
+    for row in rows:
+        if row["status"] == "ok" and row["tag"] in ("up", "down"):
+            target = str(json.loads(row["context"] or "{}").get("target", ""))
+            by_target[target][row["tag"]].append(row)
+    index = 0 if axis == "x" else 1
+    table = []
+    for target, groups in by_target.items():
+        if not groups["up"]:
+            continue
+        ref = page(int(groups["up"][0]["ifd"]))
+        dev = {d: np.array([-shift_px(ref, page(int(r["ifd"])))[index] * pixel_um for r in groups[d]]) for d in ("up", "down")}
+        s_up = float(np.std(dev["up"], ddof=1)) if len(dev["up"]) > 1 else math.nan
+        s_down = float(np.std(dev["down"], ddof=1)) if len(dev["down"]) > 1 else math.nan
+        b_i = float(np.mean(dev["up"]) - np.mean(dev["down"])) if len(dev["down"]) else math.nan
+        table.append({
+            "target": target, "n_up": len(dev["up"]), "n_down": len(dev["down"]),
+            "mean_up_um": float(np.mean(dev["up"])), "mean_down_um": float(np.mean(dev["down"])) if len(dev["down"]) else math.nan,
+            "s_up_um": s_up, "s_down_um": s_down, "B_i_um": b_i,
+            "R_up_i_um": 4 * s_up, "R_down_i_um": 4 * s_down,
+            "R_i_um": max(2 * s_up + 2 * s_down + abs(b_i), 4 * s_up, 4 * s_down),
+        })
+    def worst(key: str, absolute: bool = False) -> float:
+        values = [abs(t[key]) if absolute else t[key] for t in table if not math.isnan(t[key])]
+        return max(values) if values else math.nan
+
+    metrics = {
+        "bidirectional_repeatability_R_um": Metric(worst("R_i_um"), "um"),
+        "repeatability_R_up_um": Metric(worst("R_up_i_um"), "um"),
+        "repeatability_R_down_um": Metric(worst("R_down_i_um"), "um"),
+        "reversal_B_um": Metric(worst("B_i_um", absolute=True), "um"),
+        "targets": Metric(float(len(table)), ""),
+    }
+    return metrics, table

@@ -63,3 +63,22 @@ def test_repeatability_sigma_recovered(make_station, tmp_path: Path) -> None:
     assert m["sd_y_um"] == pytest.approx(expected, rel=0.3)
     assert abs(m["mean_x_um"]) < 0.2 and abs(m["mean_y_um"]) < 0.2
     assert rep["verdict"] == "pass"
+
+
+def test_iso230_reversal_equals_the_simulated_backlash(make_station, tmp_path: Path) -> None:
+    """Ground truth: no random error, no drift, backlash 2 um on x: every target shows B_i = -2 um
+    (approached upwards the carriage lags by b/2 below, downwards b/2 above) and R = |B|."""
+    axis = {"repeatability_sigma_um": 0.0, "backlash_um": 2.0, "thermal_drift_um_per_h": 0.0}
+    st = make_station({"devices": {"XYStage": {"simulation": {"x": axis, "y": {"repeatability_sigma_um": 0.0, "thermal_drift_um_per_h": 0.0}}}}})
+    from tests.conftest import ROOT
+
+    outcome = Runner(st, ROOT / "protocols" / "stage-iso230.yaml", runs_dir=tmp_path / "runs", quiet=True).run()
+    assert outcome.status == "completed", outcome.reason
+    [iso] = [r for r in json.loads((outcome.folder / "results.json").read_text())["results"] if r["kind"] == "iso230"]
+    assert len(iso["targets"]) == 5 and all(t["n_up"] == 5 and t["n_down"] == 5 for t in iso["targets"])
+    for t in iso["targets"]:
+        assert t["B_i_um"] == pytest.approx(-2.0, abs=0.05)
+        assert t["s_up_um"] < 0.02 and t["s_down_um"] < 0.02
+    m = {k: v["value"] for k, v in iso["metrics"].items()}
+    assert m["reversal_B_um"] == pytest.approx(2.0, abs=0.05)
+    assert m["bidirectional_repeatability_R_um"] == pytest.approx(2.0, abs=0.15)
