@@ -77,8 +77,6 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
         self._sdk: Any = None
         self._cam: Any = None
         self._tl: ModuleType | None = None
-        self._exposure_ms = 10.0
-        self._last_count = 0
         self.add_property("SerialNumberRequested", str, default=serial, pre_init=True)
         self.add_property("SDK", str, default=sdk, pre_init=True)
         self.add_property("FrameTimeout-ms", int, default=frame_timeout_ms, pre_init=True)
@@ -108,7 +106,6 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
         cam = self._cam
         cam.operation_mode = 0  # software triggered
         cam.frames_per_trigger_zero_for_unlimited = 1
-        self._exposure_ms = cam.exposure_time_us / 1000.0
         self.add_property("BitDepth", int, lambda: int(cam.bit_depth))
         self.add_property("SensorPixelSize-um", float, lambda: float(cam.sensor_pixel_width_um))
         self.add_property("SensorWidth", int, lambda: int(cam.sensor_width_pixels))

@@ -164,7 +164,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     for name, entry in sorted(run.get("files", {}).items()):
         if entry.get("kind") == "power_series":
             results.append(analyse_series(folder / name, limits))
-        elif entry.get("kind") == "ome_tiff" and run["protocol"]["id"] == "flat-field" or (entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", [])):
+        elif entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", []):
             results.extend(analyse_flat_field(folder, entry["stack"], limits))
         elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
             results.extend(analyse_repeatability(folder, entry["stack"], limits))

@@ -18,7 +18,6 @@ from ome_types import to_xml
 
 NS_RUN = "urn:microscope-qc-harness:run:1"
 NS_NBO = "urn:microscope-qc-harness:4dn-bina-ome:tier1-2:1"
-NS_QC = "urn:microscope-qc-harness:qc-metrics:1"
 
 _MICROSCOPE_TYPES = {"Upright", "Inverted", "Dissection", "Electrophysiology", "Other"}
 

@@ -22,7 +22,6 @@ VAR = re.compile(r"\$([A-Za-z_]\w*)")
 VarRef = Annotated[str, StringConstraints(pattern=r"^\$[A-Za-z_]\w*$")]
 LineRef = Union[int, str]  # a wavelength key (488), 'all', or $var
 Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
-ROLES = ("lasers", "power_meter", "camera", "xy_stage", "z_drive")
 
 
 class _Model(BaseModel):

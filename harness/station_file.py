@@ -4,7 +4,6 @@ truth. Validated with pydantic; every mistake is reported with file, line and fi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,7 +19,6 @@ from simulators.params import (
     ZDriveParams,
 )
 
-from .yaml_source import load_yaml, validate
 
 SIMULATED = "simulated"
 
@@ -231,9 +229,3 @@ class StationFile(_Model):
         if simulated and self.simulation is None:
             raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, time_scale, ...)")
         return self
-
-
-def read_station_file(path: str | Path) -> tuple[StationFile, Path]:
-    doc = load_yaml(path)
-    station = validate(doc, StationFile, "station")
-    return station, doc.path  # type: ignore[return-value]

@@ -48,7 +48,6 @@ def _quantity(units: dict[str, float], what: str, base: str) -> Any:
 
 Seconds = _quantity(TIME_S, "duration", "s")
 Micrometres = _quantity(LENGTH_UM, "length", "um")
-Nanometres = _quantity(WAVELENGTH_NM, "wavelength", "nm")
 
 
 @dataclass(frozen=True)

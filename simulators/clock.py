@@ -43,10 +43,6 @@ class ScaledClock:
             if remaining > _SPIN_S:  # the last stretch is spun: OS timers overshoot
                 time.sleep(remaining - _SPIN_S)
 
-    def to_real(self, seconds: float) -> float:
-        """Real seconds that ``seconds`` of virtual time take."""
-        return seconds / self.time_scale
-
     def utc(self, t: float | None = None) -> datetime:
         """The UTC date-time that virtual time ``t`` (default: now) stands for."""
         return self.started_utc + timedelta(seconds=self.now() if t is None else t)

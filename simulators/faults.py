@@ -51,6 +51,3 @@ class FaultInjector:
                 spec = spec.model_copy(update={"after_commands": self.commands + spec.after_commands})
             self._specs.append(spec)
             self._remaining.append(spec.times if spec.times > 0 else -1)
-
-    def has(self, kind: str) -> bool:
-        return any(s.kind == kind for s in self._specs)

@@ -56,11 +56,6 @@ class PowerMeterModel:
         self._zero_done_at = -1.0
 
     # --- ground truth ---------------------------------------------------------------------------
-    def incident_power_w(self, t: float | None = None) -> float:
-        """Optical power on the sensor at ``t`` (noise-free)."""
-        t = self.clock.now() if t is None else t
-        return sum(l.true_power_mw(t) * self.transmission(name) for name, l in self.lasers.items()) / 1e3
-
     def expected_reading_w(self, t: float | None = None) -> float:
         """What an ideal, zeroed meter set to ``wavelength_nm`` shows (responsivity mismatch included)."""
         t = self.clock.now() if t is None else t

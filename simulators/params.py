@@ -92,7 +92,6 @@ class MeterParams(_Model):
     dark_offset_w: float = Field(default=2e-7, description="removed by zeroing with no light")
     noise_w: float = Field(default=5e-9, ge=0, description="rms noise of one sample")
     sample_time_s: float = Field(default=0.001, gt=0, description="time per averaged sample")
-    max_power_w: float = Field(default=0.05, gt=0)
     zero_duration_s: float = Field(default=1.0, ge=0)
     faults: list[FaultSpec] = Field(default_factory=list)
 
