@@ -20,16 +20,23 @@ from typing import Any
 import numpy as np
 import yaml
 
-from . import __version__, power_metrics
+from . import __version__, power_metrics, stage_metrics
+from . import flat_field_metrics as flat_field_metrics_module
 from .errors import UserError
-from .flat_field_metrics import flat_field_metrics
+from .flat_field_correction import correction_image, write_correction
+from .flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
+from .provenance import sha256_file
+from .qc_annotations import annotate_run
 from .series_writer import read_series
 from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
 
-CONVENTIONS = (power_metrics.__doc__ or "").split("Conventions", 1)[-1].strip()
+CONVENTIONS = "\n\n".join(
+    f"{title}: " + (module.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
+    for title, module in (("Power", power_metrics), ("Flat field", flat_field_metrics_module), ("Stage", stage_metrics))
+)
 
 
 def _limits(run: dict[str, Any]) -> dict[str, Limit]:
@@ -50,7 +57,7 @@ def _entry(name: str, metric: Metric, limits: dict[str, Limit]) -> dict[str, Any
 def analyse_series(path: Path, limits: dict[str, Limit]) -> dict[str, Any]:
     rows = [r for r in read_series(path) if r["status"] == "ok"]
     if not rows:
-        return {"series": path.name, "kind": "empty", "metrics": {}, "verdict": "fail", "note": "no valid reading"}
+        return {"series": path.name, "kind": "empty", "subject": path.stem, "metrics": {}, "verdict": "fail", "note": "no valid reading"}
     lines = sorted({r["lines_on"] for r in rows})
     setpoints = OrderedDict()
     for r in rows:
@@ -106,13 +113,24 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
         if name == "dark" or c not in by_channel:
             continue
         mean = np.mean(by_channel[c], axis=0) - dark
-        metrics, profiles = flat_field_metrics(mean)
+        smoothed = gaussian_blur(mean)
+        metrics, profiles = flat_field_metrics(smoothed, blur=False)
         judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
-        out.append({
+        entry = {
             "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
             "frames": len(by_channel[c]), "dark_frames": len(by_channel[names.index("dark")]),
             "metrics": judged, "profiles": profiles, "verdict": overall([m["verdict"] for m in judged.values()]),
-        })
+        }
+        try:
+            correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
+            write_correction(folder / correction_name, correction_image(smoothed), ome, name, {
+                "Frames": len(by_channel[c]), "DarkFrames": len(by_channel[names.index("dark")]),
+                "GaussianBlurSigmaPx": BLUR_SIGMA_PX, "DarkSubtracted": "mean of the dark channel",
+            })
+            entry["correction_image"] = correction_name
+        except ValueError as exc:
+            entry["note"] = f"no correction image: {exc}"
+        out.append(entry)
     return out
 
 
@@ -181,10 +199,36 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         "conventions": CONVENTIONS, "results": results, "not_analysed": not_analysed,
         "verdict": overall(verdicts) if results or run["status"] != "completed" else "not judged",
     }
-    tmp = folder / "results.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, folder / "results.json")
+    data["annotated_files"] = annotate_run(folder, data)
+    _record_checksums(run_file, run, folder, data["annotated_files"])
+    _write_json(folder / "results.json", data)
+    try:
+        from .report import write_report
+
+        data["report"] = write_report(folder, run, data).name
+    except Exception as exc:  # the results are kept; the report can be redone with `analyze`
+        data["report_error"] = f"{type(exc).__name__}: {exc}"
+    _write_json(folder / "results.json", data)
     return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed: list[str]) -> None:
+    """The QC annotations change the files' XML (not their pixels): run.json keeps the checksum
+    at acquisition and gets the current one."""
+    if not changed:
+        return
+    for name in changed:
+        entry = run["files"][name]
+        entry.setdefault("sha256_acquired", entry.get("sha256"))
+        entry["sha256"] = sha256_file(folder / name)
+        entry["qc_annotated"] = True
+    _write_json(run_file, run)
 
 
 def summary(data: dict[str, Any]) -> str:
@@ -207,4 +251,9 @@ def summary(data: dict[str, Any]) -> str:
         lines.append(f"  {r['subject']:>10} {r['kind']:<9} {r['verdict']:<10} " + "; ".join(parts))
     if data["not_analysed"]:
         lines.append(f"  not analysed yet: {', '.join(data['not_analysed'])}")
+    corrections = [r["correction_image"] for r in data["results"] if r.get("correction_image")]
+    if corrections:
+        lines.append(f"  flat-field correction images: {', '.join(corrections)}")
+    if data.get("report_error"):
+        lines.append(f"  report NOT written: {data['report_error']}")
     return "\n".join(lines)

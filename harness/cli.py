@@ -113,6 +113,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     write_manifest(Path(args.folder))
     print(summary(data))
     print(f"wrote {Path(args.folder) / 'results.json'}")
+    if data.get("report"):
+        print(f"report: {Path(args.folder) / data['report']}")
     return 0
 
 
@@ -138,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
     if runner.results is not None and not args.quiet:
         print(summary(runner.results), file=sys.stderr)
+        if runner.results.get("report"):
+            print(f"report: {outcome.folder / runner.results['report']}", file=sys.stderr)
     if runner.analysis_error:
         print(runner.analysis_error, file=sys.stderr)
     print(f"{outcome.status}: {outcome.folder}")
@@ -236,6 +240,84 @@ def cmd_move(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- results store: history, trends, import ------------------------------------------------------
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", help="results database URL (default: $MICROSCOPE_QC_DB, else results.sqlite in the user data folder)")
+
+
+def _date(text: str | None, option: str) -> Any:
+    """YYYY-MM-DD (a whole UTC day) or an ISO 8601 time (naive: UTC)."""
+    from datetime import date, datetime
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{option} {text!r}: not a date (use YYYY-MM-DD, or YYYY-MM-DDTHH:MM in UTC)") from None
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .results_store import ResultsStore, shown
+
+    since, until = _date(args.since, "--since"), _date(args.until, "--until")
+    with ResultsStore(args.db) as store:
+        records = store.history(station=args.station, protocol=args.protocol, verdict=args.verdict, since=since, until=until)
+    if not records:
+        print(f"no runs match (database {shown(store.url)})")
+        return 0
+    fmt = "%Y-%m-%d %H:%M"
+    rows = [
+        [r.started_utc.strftime(fmt) if r.started_utc else "-", r.station, r.protocol, r.protocol_version or "-", r.status,
+         r.verdict, r.run_id[:8], r.folder]
+        for r in records
+    ]
+    print(_table(rows, ["STARTED (UTC)", "STATION", "PROTOCOL", "VERSION", "STATUS", "VERDICT", "RUN", "FOLDER"]))
+    print(f"{len(records)} run{'s' if len(records) != 1 else ''} (database {shown(store.url)})")
+    return 0
+
+
+def cmd_trend(args: argparse.Namespace) -> int:
+    from .results_store import ResultsStore
+    from .trend_report import build_charts, write_report
+
+    if args.baseline < 2:
+        raise UserError(f"--baseline {args.baseline}: control limits need a baseline of at least 2 runs")
+    if args.run_length < 2:
+        raise UserError(f"--run-length {args.run_length}: a run needs at least 2 points")
+    with ResultsStore(args.db) as store:
+        charts = build_charts(store, args.metric, station=args.station, subject=args.subject, protocol=args.protocol,
+                              kind=args.kind, baseline=args.baseline, run_length=args.run_length)
+        path = write_report(charts, args.out, store.url, args.run_length)
+    for c in charts:
+        lim, unit = c.limits, f" {c.key.unit}" if c.key.unit else ""
+        limits = f"limits {lim.lower:.5g} to {lim.upper:.5g}{unit} from the first {lim.baseline}" if lim.defined else "no limits yet (one run)"
+        flagged = sorted({f.index for f in c.flags})
+        print(f"{c.title}: {len(c.points)} run{'s' if len(c.points) != 1 else ''}, centre {lim.centre:.5g}{unit}, {limits}; "
+              + (f"{len(flagged)} flagged" if flagged else "none flagged"))
+        for i in flagged:
+            p = c.points[i]
+            why = "; ".join(f.detail for f in c.flags_at(i))
+            print(f"  FLAG {p.ended_utc:%Y-%m-%d %H:%M}  run {p.run_id[:8]}  {p.value:.5g}{unit}  {why}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .results_store import ResultsStore
+
+    failures = []
+    with ResultsStore(args.db) as store:
+        for folder in args.folders:
+            try:
+                print(f"{store.import_run(folder)}: {folder}")
+            except UserError as exc:
+                failures.append(str(exc))
+    if failures:
+        raise UserError("\n".join(failures))
+    return 0
+
+
 # --- entry point ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microscope-qc", description="Quality control of light microscopes (QUAREP-LiMi) through Micro-Manager.")
@@ -295,6 +377,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("y", type=float, help="um")
     p.add_argument("--z", type=float, help="um")
     p.set_defaults(func=cmd_move)
+
+    p = sub.add_parser("history", help="list recorded runs from the results database")
+    p.add_argument("--station", help="station name, as in run.json")
+    p.add_argument("--protocol", help="protocol id, e.g. power-stability-short")
+    p.add_argument("--verdict", help="pass, warn, fail or 'not judged'")
+    p.add_argument("--since", help="runs started on or after this date (YYYY-MM-DD, UTC)")
+    p.add_argument("--until", help="runs started on or before this date (YYYY-MM-DD, UTC; the whole day)")
+    _db_arg(p)
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("trend", help="control chart of one metric over time; writes an HTML report")
+    p.add_argument("metric", help="metric name, e.g. stability_pct")
+    p.add_argument("--station", help="station name (default: every station)")
+    p.add_argument("--subject", help='e.g. "488 nm" (default: one chart per subject)')
+    p.add_argument("--protocol", help="protocol id (default: one chart per protocol)")
+    p.add_argument("--kind", help="kind of result, e.g. stability or flat_field (default: every kind)")
+    p.add_argument("--baseline", type=int, default=10, help="runs the control limits come from (default: the first 10)")
+    p.add_argument("--run-length", type=int, default=8, help="points in a row on one side of the centre that flag a shift (default 8)")
+    p.add_argument("--out", type=Path, default=Path("trend.html"), help="the HTML report (default ./trend.html)")
+    _db_arg(p)
+    p.set_defaults(func=cmd_trend)
+
+    p = sub.add_parser("import", help="record run folders in the results database")
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    _db_arg(p)
+    p.set_defaults(func=cmd_import)
     return parser
 
 

@@ -5,20 +5,22 @@ spots and beads give)."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import fft
 
 
 def shift_px(reference: np.ndarray, moved: np.ndarray) -> tuple[float, float]:
     """(dx, dy) in pixels such that ``moved(x, y) ~ reference(x - dx, y - dy)``."""
-    a = reference.astype(np.float64) - reference.mean()
-    b = moved.astype(np.float64) - moved.mean()
-    corr = np.fft.irfft2(np.fft.rfft2(b) * np.conj(np.fft.rfft2(a)), s=a.shape)
+    a = reference.astype(np.float32) - np.float32(reference.mean())
+    b = moved.astype(np.float32) - np.float32(moved.mean())
+    # single precision on all cores: 3x faster than numpy's double-precision FFT on 2048 x 2048
+    corr = fft.irfft2(fft.rfft2(b, workers=-1) * np.conj(fft.rfft2(a, workers=-1)), s=a.shape, workers=-1)
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     h, w = corr.shape
 
     def refine(c_m: float, c_0: float, c_p: float) -> float:
         if min(c_m, c_0, c_p) <= 0:
             return 0.0
-        c_m, c_0, c_p = np.log(c_m), np.log(c_0), np.log(c_p)
+        c_m, c_0, c_p = np.log(float(c_m)), np.log(float(c_0)), np.log(float(c_p))
         denom = c_m - 2 * c_0 + c_p
         return 0.5 * (c_m - c_p) / denom if denom != 0 else 0.0
 

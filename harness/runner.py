@@ -616,7 +616,7 @@ def write_manifest(folder: Path) -> None:
     """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
     lines = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name not in ("MANIFEST.sha256", "run.json.tmp"):
+        if path.is_file() and path.name != "MANIFEST.sha256" and not path.name.endswith(".tmp"):
             lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
     tmp = folder / "MANIFEST.sha256.tmp"
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -292,3 +292,114 @@ def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> No
     # the profile's centre is right of and above the image centre, as configured (+8 %, -5 %)
     assert flat[0]["metrics"]["reference_zone_x_px"]["value"] > p.width_px / 2
     assert flat[0]["metrics"]["reference_zone_y_px"]["value"] < p.height_px / 2
+
+
+def test_flat_field_correction_images_recover_the_illumination_and_correct_it(runs: dict) -> None:
+    """Each lit channel's correction image (mean 1) equals the simulator's illumination profile
+    normalised to mean 1 within 1 % everywhere; dividing a raw frame by it lifts U from ~27 % to > 95 %."""
+    from harness.flat_field_metrics import flat_field_metrics
+    from simulators.camera import Exposure
+    from simulators.sample import illumination_profile
+
+    folder, runner = runs["flat-field"]
+    world = runner.station.sim.world
+    camera = world.cameras["Camera"]
+    p = camera.p
+    truth = illumination_profile(world.params.uniform_slide, camera.field_of_view(0.0, Exposure(0.1, (0, 0, p.width_px - 1, p.height_px - 1))))
+    truth = truth / truth.mean()
+    results = json.loads((folder / "results.json").read_text())
+    flat = [r for r in results["results"] if r["kind"] == "flat_field"]
+    ome, pages, _, _ = _ome(folder / "flatfield.ome.tif")
+    channels = [c.name for c in ome.images[0].pixels.channels]
+    dark = np.mean([pages[td.ifd] for td in ome.images[0].pixels.tiff_data_blocks if td.first_c == channels.index("dark")], axis=0)
+    for r in flat:
+        name = r["lines_on"][0]
+        path = folder / r["correction_image"]
+        correction = tifffile.imread(path)
+        assert correction.dtype == np.float32 and correction.shape == truth.shape
+        assert float(correction.mean()) == pytest.approx(1.0, abs=1e-5)
+        assert float(np.max(np.abs(correction - truth))) < 0.01
+        corr_ome = from_xml(tifffile.TiffFile(path).ome_metadata, validate=True)
+        assert corr_ome.images[0].pixels.channels[0].name == name
+        assert corr_ome.images[0].pixels.physical_size_x == ome.images[0].pixels.physical_size_x
+        raw = next(pages[td.ifd] for td in ome.images[0].pixels.tiff_data_blocks if td.first_c == channels.index(name)).astype(float)
+        before = flat_field_metrics(raw - dark)[0]["uniformity_pct"].value
+        after = flat_field_metrics((raw - dark) / correction)[0]["uniformity_pct"].value
+        assert before < 30 and after > 95, (name, before, after)
+    info = bioformats_info(folder / flat[0]["correction_image"])
+    assert bioformats_value(info, "Pixel type") == "float" and bioformats_value(info, "Image count") == "1"
+
+
+@pytest.mark.parametrize("protocol,stack", [("flat-field", "flatfield"), ("stage-repeatability", "repeatability"), ("stage-iso230", "iso230")])
+def test_qc_results_travel_in_the_ome_tiff(runs: dict, protocol: str, stack: str, tmp_path: Path) -> None:
+    """The metrics of results.json are in the stack's own OME-XML (schema-valid, linked from the
+    Image), with 4DN-BINA-OME calibration names; re-analysing replaces them, it does not pile up."""
+    import shutil
+
+    from harness.analysis import analyse_run
+    from harness.qc_annotations import NS_NBO_QC, NS_QC
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs[protocol][0], copy)
+    first = analyse_run(copy)
+    analyse_run(copy)  # twice: still one set of QC annotations
+    ome = from_xml(tifffile.TiffFile(copy / f"{stack}.ome.tif").ome_metadata, validate=True)
+    maps = {a.namespace: a for a in ome.structured_annotations.map_annotations if a.namespace in (NS_QC, NS_NBO_QC)}
+    assert len([a for a in ome.structured_annotations.map_annotations if a.namespace == NS_QC]) == 1
+    refs = {r.id for r in ome.images[0].annotation_refs}
+    assert {a.id for a in maps.values()} <= refs
+    qc = {m.k: m.value for m in maps[NS_QC].value.ms}
+    assert qc["OverallVerdict"] == first["verdict"] and qc["RunId"] == first["run_id"]
+    for r in first["results"]:
+        assert qc[f"{r['subject']}/verdict"] == r["verdict"]
+        for name, metric in r["metrics"].items():
+            if metric["value"] is not None:
+                assert float(qc[f"{r['subject']}/{name}"]) == pytest.approx(metric["value"], rel=1e-5)
+    nbo = {m.k: m.value for m in maps[NS_NBO_QC].value.ms}
+    expected = {"flat-field": "FieldUniformityEvaluation[488 nm]", "stage-repeatability": "XYRepeatability[300 um moves]",
+                "stage-iso230": "XYRepeatability.ISO230-2.R[x axis]"}[protocol]
+    assert expected in nbo
+    # the pixels did not change; run.json knows both checksums; the manifest verifies
+    run = json.loads((copy / "run.json").read_text())
+    entry = run["files"][f"{stack}.ome.tif"]
+    assert entry["sha256"] == hashlib.sha256((copy / f"{stack}.ome.tif").read_bytes()).hexdigest() != entry["sha256_acquired"]
+    original = tifffile.imread(runs[protocol][0] / f"{stack}.ome.tif")
+    assert np.array_equal(tifffile.imread(copy / f"{stack}.ome.tif"), original)
+    assert "Exception" not in bioformats_info(copy / f"{stack}.ome.tif")
+
+
+@pytest.mark.parametrize("protocol", [p.stem for p in PROTOCOLS])
+def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, protocol: str) -> None:
+    """report.html: self-contained (no external reference), the overall verdict, every judged metric
+    with its verdict colour, and one decodable PNG figure per result."""
+    import base64
+    import io
+
+    import lxml.html
+    from matplotlib.image import imread
+
+    from harness.report import COLOURS
+
+    folder, _ = runs[protocol]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["report"] == "report.html" and "report_error" not in results
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    doc = lxml.html.fromstring(page)
+    assert not doc.xpath("//script") and not doc.xpath("//link")
+    images = doc.xpath("//img")
+    assert len(images) == len(results["results"]) > 0
+    for img in images:
+        src = img.get("src")
+        assert src.startswith("data:image/png;base64,")
+        pixels = imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.01  # a drawing, not a blank
+    text = doc.text_content()
+    assert results["verdict"].upper() in text and results["run_id"] in text
+    rows = doc.xpath("//table//tr[td]")
+    for r in results["results"]:
+        for name, metric in r["metrics"].items():
+            if metric["limit"]:
+                row = [tr for tr in rows if len(tr) >= 7 and tr[0].text_content() == r["subject"] and tr[2].text_content() == name]
+                assert len(row) == 1, (r["subject"], name)
+                assert row[0][6].text_content() == metric["verdict"].upper()
+                assert COLOURS[metric["verdict"]] in lxml.html.tostring(row[0][6]).decode()

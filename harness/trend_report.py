@@ -1,0 +1,195 @@
+"""Trend report: one metric over time from the results store, as control charts (one per station,
+protocol and subject) in a single self-contained HTML file: plots embedded as PNG, no network.
+
+Each chart shows the values, the centre line and the +-3 SD control limits of the baseline, the
+flagged points highlighted, and a table of the flagged runs with their folders.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+from . import __version__
+from .control_chart import Flag, Limits, evaluate
+from .errors import UserError
+from .results_store import ChartKey, Point, ResultsStore, RunRecord, shown
+
+
+@dataclass
+class Chart:
+    key: ChartKey
+    metric: str
+    points: list[Point]
+    limits: Limits
+    flags: list[Flag]
+    runs: dict[str, RunRecord] = field(default_factory=dict)  # the flagged runs
+
+    @property
+    def title(self) -> str:
+        k = self.key
+        kind = "" if k.kind in ("", "stability") else f" ({k.kind.replace('_', ' ')})"
+        return f"{self.metric}: {k.station}, {k.protocol}, {k.subject}{kind}"
+
+    def flags_at(self, index: int) -> list[Flag]:
+        return [f for f in self.flags if f.index == index]
+
+
+def build_charts(store: ResultsStore, metric: str, station: str | None = None, subject: str | None = None,
+                 protocol: str | None = None, kind: str | None = None, baseline: int = 10, run_length: int = 8) -> list[Chart]:
+    """One control chart per comparable group of the metric's values; UserError if there is none."""
+    if metric not in store.names("metric"):
+        known = store.names("metric")
+        raise UserError(f"no metric {metric!r} in the results database "
+                        + (f"(metrics: {', '.join(known)})" if known else "(it holds no metrics yet: import run folders first)"))
+    if station is not None and station not in store.names("station"):
+        raise UserError(f"no station {station!r} in the results database (stations: {', '.join(store.names('station'))})")
+    keys = store.chart_keys(metric, station, subject, protocol, kind)
+    if not keys:
+        which = ", ".join(f"{n} {v!r}" for n, v in (("station", station), ("subject", subject), ("protocol", protocol), ("kind", kind)) if v)
+        raise UserError(f"no completed run has a value of {metric!r}" + (f" for {which}" if which else ""))
+    charts = []
+    for key in keys:
+        points = store.series(key.station, metric, key.subject, key.protocol, key.kind)
+        if not points:  # pragma: no cover - the keys come from the same rows
+            continue
+        limits, flags = evaluate([p.value for p in points], baseline, run_length)
+        chart = Chart(key, metric, points, limits, flags)
+        chart.runs = store.runs_by_id(sorted({points[f.index].run_id for f in flags}))
+        charts.append(chart)
+    return charts
+
+
+# --- plot ----------------------------------------------------------------------------------------
+def plot_png(chart: Chart) -> bytes:
+    """The chart as PNG (Agg canvas, no pyplot: no global state, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    t = [p.ended_utc.replace(tzinfo=None) for p in chart.points]  # UTC, labelled as such
+    v = [p.value for p in chart.points]
+    lim = chart.limits
+    if len(t) > lim.baseline:
+        ax.axvspan(t[0], t[lim.baseline - 1], color="0.92", zorder=0, label=f"baseline ({lim.baseline} runs)")
+    ax.plot(t, v, "-o", color="tab:blue", markersize=4, linewidth=1, label=chart.metric, zorder=2)
+    ax.axhline(lim.centre, color="tab:green", linewidth=1.2, label=f"centre {lim.centre:.5g}")
+    if lim.defined:
+        ax.axhline(lim.upper, color="tab:red", linestyle="--", linewidth=1, label=f"±3 SD ({lim.lower:.5g} to {lim.upper:.5g})")
+        ax.axhline(lim.lower, color="tab:red", linestyle="--", linewidth=1)
+    flagged = sorted({f.index for f in chart.flags})
+    if flagged:
+        ax.plot([t[i] for i in flagged], [v[i] for i in flagged], "o", markersize=10, markerfacecolor="none",
+                markeredgecolor="red", markeredgewidth=2, label="flagged", zorder=3)
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_xlabel("end of run (UTC)")
+    ax.set_ylabel(f"{chart.metric}" + (f" ({chart.key.unit})" if chart.key.unit else ""))
+    ax.grid(True, color="0.85", linewidth=0.5)
+    ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1000px; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.flagged { color: #b00; font-weight: bold; } .ok { color: #070; } .meta { color: #666; font-size: 0.9em; }
+img { max-width: 100%; }
+"""
+
+
+def _time(t: datetime | None) -> str:
+    return "-" if t is None else t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _value(v: float, unit: str | None) -> str:
+    return f"{v:.6g}" + (f" {unit}" if unit else "")
+
+
+def _chart_html(n: int, chart: Chart) -> str:
+    e = escape
+    lim, unit = chart.limits, chart.key.unit
+    png = base64.b64encode(plot_png(chart)).decode("ascii")
+    limits = (f"{_value(lim.lower, unit)} to {_value(lim.upper, unit)} (SD {lim.sd:.4g})" if lim.defined
+              else "not defined (a baseline of one run)")
+    parts = [
+        f'<section id="chart-{n}">',
+        f"<h2>{e(chart.title)}</h2>",
+        f'<p class="meta">{len(chart.points)} completed runs, {e(_time(chart.points[0].ended_utc))} to {e(_time(chart.points[-1].ended_utc))} UTC; '
+        f"centre line {e(_value(lim.centre, unit))}, control limits {e(limits)}, from the first {lim.baseline} runs.</p>",
+        f'<img alt="{e(chart.title)} over time" src="data:image/png;base64,{png}">',
+    ]
+    flagged = sorted({f.index for f in chart.flags})
+    if not flagged:
+        parts.append('<p class="ok">No flagged runs: the metric is in statistical control.</p>')
+    else:
+        parts.append(f'<p class="flagged">{len(flagged)} flagged run{"s" if len(flagged) != 1 else ""}:</p>')
+        parts.append("<table><thead><tr><th>end (UTC)</th><th>value</th><th>verdict</th><th>why flagged</th><th>run</th><th>folder</th></tr></thead><tbody>")
+        for i in flagged:
+            p = chart.points[i]
+            run = chart.runs.get(p.run_id)
+            why = "; ".join(f.detail for f in chart.flags_at(i))
+            parts.append(
+                f"<tr><td>{e(_time(p.ended_utc))}</td><td class=\"num\">{e(_value(p.value, unit))}</td><td>{e(p.verdict)}</td>"
+                f"<td>{e(why)}</td><td><code>{e(p.run_id)}</code></td><td><code>{e(run.folder if run else '')}</code></td></tr>"
+            )
+        parts.append("</tbody></table>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_html(charts: list[Chart], database: str, run_length: int) -> str:
+    e = escape
+    metric = charts[0].metric if charts else ""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = []
+    for n, c in enumerate(charts):
+        count = len({f.index for f in c.flags})
+        cls = "flagged" if count else "ok"
+        rows.append(f'<tr><td><a href="#chart-{n}">{e(c.key.station)}</a></td><td>{e(c.key.protocol)}</td><td>{e(c.key.subject)}</td>'
+                    f'<td class="num">{len(c.points)}</td><td class="num {cls}">{count}</td></tr>')
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Trend of {e(metric)} - microscope-qc</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Trend of {e(metric)}</h1>",
+        f'<p class="meta">Generated {e(now)} by microscope-qc {e(__version__)} from {e(database)}. '
+        f"Control limits: mean ± 3 SD (n - 1) of the baseline runs; flagged: a point outside the limits, "
+        f"or {run_length} or more consecutive points on one side of the centre line (Western Electric / Nelson rule 2). "
+        "Completed runs only.</p>",
+        "<table><thead><tr><th>station</th><th>protocol</th><th>subject</th><th>runs</th><th>flagged</th></tr></thead><tbody>",
+        *rows,
+        "</tbody></table>",
+        *(_chart_html(n, c) for n, c in enumerate(charts)),
+        "</body></html>",
+        "",
+    ])
+
+
+def write_report(charts: list[Chart], path: str | Path, database: str, run_length: int = 8) -> Path:
+    """Write the report atomically; returns its path."""
+    path = Path(path)
+    text = render_html(charts, shown(database), run_length)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write the report {path}: {exc}") from None
+    return path
