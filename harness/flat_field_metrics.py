@@ -1,7 +1,8 @@
 """Field illumination metrics (QUAREP-LiMi WG3, after MetroloJ_QC's field illumination analysis).
 
 Conventions: the image is the dark-subtracted mean of the frames, smoothed with a Gaussian of sigma
-2 px (MetroloJ's default); pixel centres at (k + 0.5), the image centre at (W/2, H/2);
+2 px (MetroloJ's default sigma; edges mirrored and the kernel cut at 3 sigma, where ImageJ repeats
+the edge pixel: U comes out up to ~0.6 points higher at the corners than MetroloJ's); pixel centres at (k + 0.5), the image centre at (W/2, H/2);
 - U = 100 Imin / Imax;
 - field uniformity = 100 - 100 SD(4 corner + 4 edge-midpoint pixels) / Imax (single pixels, as MetroloJ);
 - centering accuracy = 100 - 200 d / diagonal, d = distance from the image centre to the centroid of

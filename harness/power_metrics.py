@@ -7,8 +7,9 @@ Conventions (stated so results can be compared with other tools):
 - warm-up time = time from the first reading until the power stays within +-``band_pct`` of its final
   value (the mean of the last 10 % of readings);
 - linearity: ordinary least squares (slope, intercept, R^2, as microscope-metrics) and the Tool-Kit's fit
-  through the origin P = a s with chi^2 = sum (P_i - a s_i)^2 / |a s_i|; the largest relative deviation
-  of a set point's mean power from the OLS line, in %.
+  through the origin P = a s with chi^2 = sum (P_i - a s_i)^2 / |a s_i| over the set points > 0 (as the
+  Tool-Kit, which fits every reading; with n readings per set point its chi^2 is larger); the largest
+  relative deviation of a set point's mean power from the OLS line, in %, over the set points > 0.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def linearity_metrics(setpoint_mw: np.ndarray, power_mw: np.ndarray) -> dict[str
     ss_tot = float(np.sum((p - np.mean(p)) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
     a = float(np.sum(s * p) / np.sum(s * s))
-    chi2 = float(np.sum((p - a * s) ** 2 / np.abs(a * s)))
-    deviation = float(np.max(np.abs(p - fit) / np.abs(fit)) * 100.0)
+    nonzero = (s > 0) & (np.abs(a * s) > 0)  # as the Tool-Kit: a 0 set point would divide by 0
+    chi2 = float(np.sum((p[nonzero] - a * s[nonzero]) ** 2 / np.abs(a * s[nonzero])))
+    deviation = float(np.max(np.abs(p - fit)[nonzero] / np.abs(fit)[nonzero]) * 100.0) if nonzero.any() else math.nan
     return {
         "slope": Metric(float(slope), "mW/mW"),
         "intercept_mw": Metric(float(intercept), "mW"),

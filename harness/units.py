@@ -16,10 +16,11 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PATTERN = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-zµ%]+)\s*$")
 
-TIME_S = {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0, "us": 1e-6, "µs": 1e-6}
+TIME_S = {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0, "d": 86400.0, "us": 1e-6, "µs": 1e-6}
 LENGTH_UM = {"um": 1.0, "µm": 1.0, "nm": 1e-3, "mm": 1e3}
 WAVELENGTH_NM = {"nm": 1.0}
 POWER_MW = {"mW": 1.0, "W": 1e3, "uW": 1e-3, "µW": 1e-3}
+SIZE_B = {"GB": 1e9, "MB": 1e6, "TB": 1e12, "GiB": 2.0**30, "MiB": 2.0**20}
 
 
 def parse_quantity(value: Any, units: dict[str, float], what: str) -> float:
@@ -48,6 +49,7 @@ def _quantity(units: dict[str, float], what: str, base: str) -> Any:
 
 Seconds = _quantity(TIME_S, "duration", "s")
 Micrometres = _quantity(LENGTH_UM, "length", "um")
+Bytes = _quantity(SIZE_B, "size", "B")
 
 
 @dataclass(frozen=True)
