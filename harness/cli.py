@@ -96,6 +96,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 # station at hand, every line the protocol names is taken to exist
                 plan = expand(protocol, doc, _lines_named(doc.data))
                 print(f"{path}: valid protocol ({len(plan.actions)} actions, about {plan.estimate_s / 60:.1f} min, needs {', '.join(sorted(plan.roles))})")
+            elif isinstance(doc.data, dict) and "schedule" in doc.data:
+                from .schedule_file import read_schedule_file
+
+                schedule = read_schedule_file(path)
+                print(f"{path}: valid schedule file ({len(schedule.spec.jobs)} jobs, time zone {schedule.spec.timezone})")
             else:
                 validate(doc, StationFile, "station")
                 print(f"{path}: valid station file")
@@ -119,7 +124,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    models = {"protocol": ProtocolFile, "station": StationFile}
+    from .schedule_file import ScheduleFile
+
+    models = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile}
     args.out.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
         schema = model.model_json_schema(by_alias=True)
@@ -131,13 +138,35 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with Station.load(args.station, time_scale=args.time_scale) as station:
-        runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
-        if not args.quiet:
-            print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
-            print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
-                  + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
-        outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
+    from .run_guard import EXIT_PRECONDITION, PreconditionFailed, interlock_problems, record, station_name, write_outcome
+    from .station_lock import StationBusy, StationLock
+
+    _recover_interrupted(args.runs_dir, None if args.no_store else args.db)
+    name = station_name(args.station)
+    lock = StationLock(name, purpose=f"run {args.protocol.stem}")
+    try:
+        stale = lock.acquire(wait_s=args.wait_for_station, on_wait=lambda owner: print(
+            f"station '{name}' is in use by {owner.describe()}; waiting up to {args.wait_for_station:g} s", file=sys.stderr))
+        if stale:
+            print(stale, file=sys.stderr)
+        with lock, Station.load(args.station, time_scale=args.time_scale) as station:
+            if args.check_interlock and (problems := interlock_problems(station)):
+                raise PreconditionFailed("interlock open: " + "; ".join(problems))
+            runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
+            if not args.quiet:
+                print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
+                print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
+                      + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
+            outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
+    except (StationBusy, PreconditionFailed) as exc:
+        write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
+        print(f"not started: {exc}", file=sys.stderr)
+        return EXIT_PRECONDITION
+    stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
+    write_outcome(args.outcome, status=outcome.status, reason=outcome.reason, folder=str(outcome.folder),
+                  verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored)
+    if not args.quiet:
+        print(f"results store: {stored}", file=sys.stderr)
     if runner.results is not None and not args.quiet:
         print(summary(runner.results), file=sys.stderr)
         if runner.results.get("report"):
@@ -318,6 +347,47 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- crash recovery --------------------------------------------------------------------------------
+def _recover_interrupted(runs_dir: Path, db: str | None) -> None:
+    """Before a run: finish the run folders that a killed run process left behind (cheap when none)."""
+    from .recovery import recover_all
+    from .run_guard import record
+
+    try:
+        reports = recover_all(runs_dir)
+    except Exception as exc:  # never keeps a run from starting
+        print(f"recovery of interrupted runs in {runs_dir} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    for report in reports:
+        print(report.line(), file=sys.stderr)
+        if report.outcome == "recovered":
+            print(f"  results store: {record(report.folder, db)}", file=sys.stderr)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from .recovery import recover_all, recover_run, scan_runs
+
+    if args.folders:
+        reports = [recover_run(folder, force=args.force) for folder in args.folders]
+    else:
+        found = scan_runs(args.runs_dir)
+        for candidate in found:
+            if candidate.owner != "gone":
+                print(f"left alone: {candidate.folder} ({candidate.detail})")
+        reports = recover_all(args.runs_dir)
+        if not found:
+            print(f"no interrupted runs in {args.runs_dir}")
+    from .run_guard import record
+
+    for report in reports:
+        print(report.line())
+        for detail in report.details:
+            print(f"  {detail}")
+        if report.outcome == "recovered":
+            print(f"  results store: {record(report.folder, args.db)}")
+    return EXIT_RUN_FAILED if any(r.outcome == "failed" for r in reports) else 0
+
+
 # --- entry point ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microscope-qc", description="Quality control of light microscopes (QUAREP-LiMi) through Micro-Manager.")
@@ -338,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output (unattended use)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
     p.add_argument("--time-scale", type=float, help="simulated station: virtual seconds per real second")
+    p.add_argument("--wait-for-station", type=float, default=0.0, metavar="SECONDS",
+                   help="if another run holds the station, wait this long for it (default: refuse at once)")
+    p.add_argument("--check-interlock", action="store_true", help="refuse to start if a laser reports an open interlock")
+    p.add_argument("--outcome", type=Path, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
+    p.add_argument("--db", metavar="URL", help="results database URL (default: $MICROSCOPE_QC_DB, else results.sqlite in the user data folder)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("analyze", help="(re)compute metrics and verdicts of a run folder from its files alone")
@@ -403,6 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
     _db_arg(p)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("recover", help="finish run folders left behind by a killed run process (kill -9, power loss)")
+    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER", help="run folders (default: every interrupted run in --runs-dir)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders are (default ./runs)")
+    p.add_argument("--force", action="store_true", help="also a named FOLDER whose run process is on another host or unknown")
+    _db_arg(p)
+    p.set_defaults(func=cmd_recover)
+
+    from .schedule_cli import add_parser as add_schedule_parser
+
+    add_schedule_parser(sub)
     return parser
 
 

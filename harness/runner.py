@@ -18,6 +18,7 @@ import gc
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import psutil
 from devices.errors import DeviceError
 
 from .analysis import analyse_run
@@ -284,6 +286,8 @@ class Runner:
             "ended_utc": ended.isoformat() if ended else None,
             "missing": self.state.missing,
             "files": self._files(),
+            # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
+            "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
         }
         tmp = self.folder / "run.json.tmp"
         tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+# the tests never touch the user's own results database or station locks (runs started by the
+# CLI record into the store and lock the station; child processes inherit these)
+_PRIVATE = Path(tempfile.mkdtemp(prefix="qc-tests-userdata-"))
+os.environ["XDG_DATA_HOME"] = str(_PRIVATE)
+os.environ["MICROSCOPE_QC_DB"] = f"sqlite:///{(_PRIVATE / 'results.sqlite').as_posix()}"
 
 from harness.station import Station
 

@@ -16,6 +16,7 @@ from tests.conftest import ROOT
         ("benchmarks.ome_throughput", ["--frames", "4", "--repeats", "2", "--size", "256"], "throughput ratio harness / tifffile"),
         ("benchmarks.sampling_precision", ["--seconds", "2"], "p99 ratio harness / naive"),
         ("benchmarks.memory_flat", ["--minutes", "3", "--frames", "20"], "growth in second half"),
+        ("benchmarks.analysis_speed", ["--size", "256", "--rounds", "1"], "analysis ratio harness / frame reading"),
     ],
 )
 def test_benchmark_runs(module: str, args: list[str], expect: str) -> None:

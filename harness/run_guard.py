@@ -1,0 +1,66 @@
+"""What a run checks before it starts and records after it ends, outside the protocol itself:
+the station lock (one run per station across processes), the laser interlocks, the outcome file
+a supervising scheduler reads, and the results store.
+
+A failed precondition means the run never started: no run folder, exit code 5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .station_file import StationFile
+from .yaml_source import load_yaml, validate
+
+EXIT_PRECONDITION = 5
+
+
+class PreconditionFailed(Exception):
+    """The run did not start: the station is busy or not ready; nothing was touched."""
+
+
+def station_name(path: str | Path | None) -> str:
+    """The ``name`` of a station file, without bringing the station up."""
+    from .resources import default_station
+
+    doc = load_yaml(path or default_station())
+    spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
+    return spec.name
+
+
+def interlock_problems(station: Any) -> list[str]:
+    """Lasers whose device reports an open interlock (devices that report none are not judged)."""
+    problems = []
+    core = station.core
+    for key, line in station.lasers.items():
+        try:
+            if core.hasProperty(line.label, "Interlock"):
+                state = core.getProperty(line.label, "Interlock")
+                if str(state).lower() != "closed":
+                    problems.append(f"{key} nm laser ({line.label}): interlock {state}")
+        except RuntimeError as exc:
+            problems.append(f"{key} nm laser ({line.label}): interlock cannot be read ({exc})")
+    return problems
+
+
+def write_outcome(path: Path | None, **fields: Any) -> None:
+    """A small JSON file for a supervising process (the scheduler): status, folder, verdict, reason."""
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(fields, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def record(folder: Path, db_url: str | None) -> str:
+    """Put the run into the results store; a store problem never fails the run (it is said)."""
+    from .results_store import record_run
+
+    try:
+        return record_run(folder, db_url)
+    except UserError as exc:
+        return f"not recorded in the results store: {exc}"

@@ -1,0 +1,112 @@
+"""``microscope-qc schedule ...``: the unattended service (``run``), what is due next (``list``),
+one job now (``run-now``), the last outcomes (``last``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import UserError
+from .schedule_file import read_schedule_file
+
+
+def cmd_schedule_run(args: argparse.Namespace) -> int:
+    from .scheduler import Scheduler
+    from .station_lock import StationBusy, StationLock
+
+    schedule = read_schedule_file(args.file)
+    service_lock = StationLock(f"schedule {schedule.spec.schedule}", purpose="schedule service")
+    try:
+        stale = service_lock.acquire()
+    except StationBusy as exc:
+        raise UserError(f"the schedule {schedule.spec.schedule!r} is already being run: {exc}") from None
+    if stale:
+        print(stale, file=sys.stderr)
+    with service_lock:
+        scheduler = Scheduler(schedule)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda s, f: scheduler.terminate())
+        print(f"schedule {schedule.spec.schedule!r} ({schedule.path}): {len(schedule.spec.jobs)} jobs, time zone {schedule.spec.timezone}; "
+              f"runs in {schedule.runs_dir}; stop with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
+        scheduler.run()
+        print("schedule service stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_schedule_list(args: argparse.Namespace) -> int:
+    from .scheduler import ScheduleState
+
+    schedule = read_schedule_file(args.file)
+    state = ScheduleState(schedule.state_dir)
+    last = {o["job"]: o for o in state.outcomes()}
+    now = datetime.now(timezone.utc)
+    print(f"schedule {schedule.spec.schedule!r}, time zone {schedule.spec.timezone}, now {now.astimezone(schedule.tz):%a %Y-%m-%d %H:%M %Z}")
+    for job in schedule.spec.jobs:
+        when = job.cron and f"cron '{job.cron}'" or f"every {job.every:g} s"
+        times = []
+        if job.enabled:
+            it = schedule.due_times(job, now)
+            times = [f"{next(it).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}" for _ in range(args.count)]
+        prev = last.get(job.name)
+        prev_text = f"{prev['outcome']}{' ' + prev['verdict'] if prev.get('verdict') else ''} at {prev['time'][:16]}Z" if prev else "never run"
+        pending = [p for p in state.pending if p.job == job.name]
+        print(f"  {job.name:<20} {Path(job.protocol).stem:<24} {when}; missed: {job.missed}; last: {prev_text}")
+        print(f"  {'':<20} next: {', '.join(times) if times else 'disabled'}"
+              + (f"; pending attempt {pending[0].attempt} at {pending[0].not_before[:16]}Z" if pending else ""))
+    return 0
+
+
+def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from .scheduler import Scheduler
+
+    schedule = read_schedule_file(args.file)
+    outcome = Scheduler(schedule).run_now(args.job)
+    print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
+          + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
+    return 0 if outcome.outcome == "completed" else 4
+
+
+def cmd_schedule_last(args: argparse.Namespace) -> int:
+    from .scheduler import ScheduleState
+
+    schedule = read_schedule_file(args.file)
+    outcomes = ScheduleState(schedule.state_dir).outcomes()
+    if args.job:
+        outcomes = [o for o in outcomes if o["job"] == args.job]
+    if not outcomes:
+        print("no outcomes recorded yet")
+        return 0
+    for o in outcomes[-args.count:]:
+        t = datetime.fromisoformat(o["time"]).astimezone(schedule.tz)
+        sent = ", ".join(f"{d['event']} via {d['channel']}{'' if d['ok'] else ' FAILED'}" for d in o.get("notified", []))
+        print(f"{t:%a %Y-%m-%d %H:%M}  {o['job']:<20} #{o['attempt']} {o['outcome']:<12} {o.get('verdict') or '':<10} "
+              f"{o.get('reason', '')[:100]}{'  [notified: ' + sent + ']' if sent else ''}")
+        if o.get("folder"):
+            print(f"{'':<22}{o['folder']}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("schedule", help="unattended QC: run a schedule file's jobs when they are due")
+    ss = p.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    q = ss.add_parser("run", help="the long-running service (systemd / Task Scheduler)")
+    q.add_argument("file", type=Path, help="schedule file (YAML)")
+    q.set_defaults(func=cmd_schedule_run)
+    q = ss.add_parser("list", help="what is due next, and each job's last outcome")
+    q.add_argument("file", type=Path)
+    q.add_argument("--count", "-n", type=int, default=3, help="next times per job (default 3)")
+    q.set_defaults(func=cmd_schedule_list)
+    q = ss.add_parser("run-now", help="run one job now (preconditions checked, outcome recorded and notified)")
+    q.add_argument("file", type=Path)
+    q.add_argument("job")
+    q.set_defaults(func=cmd_schedule_run_now)
+    q = ss.add_parser("last", help="the last outcomes")
+    q.add_argument("file", type=Path)
+    q.add_argument("--job")
+    q.add_argument("--count", "-n", type=int, default=20)
+    q.set_defaults(func=cmd_schedule_last)

@@ -1,0 +1,430 @@
+"""The unattended service: run a schedule's jobs when they are due, one at a time, each in its own
+process (``microscope-qc run``), so that a crash of a run or of a vendor library never takes the
+service down, and a killed run is found and recovered.
+
+Contract:
+- At start: interrupted runs in the runs folder are recovered (marked ``interrupted``, files
+  finalized); the station is put into its safe state; times missed while the service was not
+  running are handled per job (``missed: run_once``: one run now; ``skip``: recorded as missed and
+  notified as skipped).
+- An attempt checks free disk space here; the run process itself waits for the station lock and
+  checks the laser interlocks, and exits without touching anything if one fails (exit code 5).
+  A failed precondition postpones the job by ``retries.delay`` while attempts last (or skips it at
+  once with ``on_precondition_failure: skip``); when attempts are spent the job is skipped. A
+  failed or killed run is retried the same way, and the station is put into its safe state.
+- Every attempt goes to ``outcomes.jsonl`` in the schedule's state folder, with what was notified;
+  ``state.json`` keeps each job's last handled time and pending retries, so a restart neither
+  repeats nor forgets a job.
+- Notifications (schedule's ``notify``): verdict ``fail``/``warn``, ``run_failed``,
+  ``interrupted``, ``skipped``.
+
+The clock is injected: ``WallClock`` for the service, ``VirtualClock`` for tests, where a week
+passes in seconds; a run then advances the virtual clock by the station time it took.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .notify import Notifier
+from .run_guard import EXIT_PRECONDITION
+from .schedule_file import Job, Schedule
+
+log = logging.getLogger(__name__)
+
+
+# --- clocks ---------------------------------------------------------------------------------------
+class WallClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep_until(self, t: datetime, stop: threading.Event) -> None:
+        while not stop.is_set():
+            left = (t - self.now()).total_seconds()
+            if left <= 0:
+                return
+            stop.wait(min(left, 30.0))
+
+    def advance(self, seconds: float) -> None:
+        """Real time passes by itself."""
+
+
+class VirtualClock:
+    """Time that jumps: ``sleep_until`` returns at once with the clock set to ``t``; ``on_time`` is
+    called with each new time (tests change the world there: inject a fault, open an interlock)."""
+
+    def __init__(self, start: datetime, on_time: Callable[[datetime], None] | None = None) -> None:
+        self._now = start.astimezone(timezone.utc)
+        self.on_time = on_time
+
+    def now(self) -> datetime:
+        return self._now
+
+    def sleep_until(self, t: datetime, stop: threading.Event) -> None:
+        if t > self._now:
+            self._now = t.astimezone(timezone.utc)
+            if self.on_time:
+                self.on_time(self._now)
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=max(seconds, 0.0))
+        if self.on_time:
+            self.on_time(self._now)
+
+
+# --- state ----------------------------------------------------------------------------------------
+@dataclass
+class Pending:
+    job: str
+    due: str  # ISO UTC
+    attempt: int
+    not_before: str  # ISO UTC
+    note: str = ""
+
+
+@dataclass
+class Outcome:
+    job: str
+    due: str
+    attempt: int
+    outcome: str  # completed | failed | interrupted | not started | skipped | missed
+    time: str
+    verdict: str | None = None
+    folder: str | None = None
+    reason: str = ""
+    retry_at: str | None = None
+    notified: list[dict[str, Any]] = field(default_factory=list)
+    protocol: str = ""
+    station: str = ""
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat()
+
+
+def _dt(s: str) -> datetime:
+    return datetime.fromisoformat(s)
+
+
+class ScheduleState:
+    """``state.json`` (last handled due time per job, pending attempts) and ``outcomes.jsonl``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "state.json"
+        self.outcomes_path = folder / "outcomes.jsonl"
+        data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
+        self.last_due: dict[str, str] = data.get("last_due", {})
+        self.pending: list[Pending] = [Pending(**p) for p in data.get("pending", [])]
+
+    def save(self) -> None:
+        tmp = self.path.with_name("state.json.tmp")
+        tmp.write_text(json.dumps({"last_due": self.last_due, "pending": [asdict(p) for p in self.pending]}, indent=2), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def record(self, outcome: Outcome) -> None:
+        with open(self.outcomes_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(outcome)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        if not self.outcomes_path.is_file():
+            return []
+        out = []
+        for line in self.outcomes_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a power loss
+        return out
+
+
+# --- the service ----------------------------------------------------------------------------------
+class Scheduler:
+    def __init__(
+        self,
+        schedule: Schedule,
+        clock: WallClock | VirtualClock | None = None,
+        on_started: Callable[[Job, subprocess.Popen, int], None] | None = None,
+        env: dict[str, str] | None = None,
+        out: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    ) -> None:
+        self.schedule = schedule
+        self.clock = clock or WallClock()
+        self.on_started = on_started
+        self.env = env
+        self.out = out
+        self.stop = threading.Event()
+        self.state = ScheduleState(schedule.state_dir)
+        self.notifier = Notifier(schedule.spec.notify, env) if schedule.spec.notify else None
+        self._child: subprocess.Popen | None = None
+
+    # -- start ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover interrupted runs, safe state, missed times."""
+        self.schedule.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        self._safe_state("service start")
+        if self.notifier:
+            for problem in self.notifier.check():
+                self.out(f"notifications: {problem}")
+        now = self.clock.now()
+        for job in self.schedule.spec.jobs:
+            if not job.enabled:
+                continue
+            last = self.state.last_due.get(job.name)
+            if last is None:
+                self.state.last_due[job.name] = _iso(now)
+                continue
+            missed = self.schedule.missed(job, _dt(last), now)
+            if not missed:
+                continue
+            self.state.last_due[job.name] = _iso(missed[-1])
+            what = f"{len(missed)} time{'s' if len(missed) > 1 else ''} missed while the service was not running ({_local(missed[0], self.schedule)} .. {_local(missed[-1], self.schedule)})"
+            if job.missed == "run_once":
+                self._queue(job, missed[-1], note=what + "; running once now")
+                self.out(f"{job.name}: {what}; running once now")
+            else:
+                self._finish(Outcome(job.name, _iso(missed[-1]), 0, "missed", _iso(now), reason=what + "; skipped (missed: skip)"), notify="skipped")
+        self.state.save()
+
+    # -- loop ----------------------------------------------------------------------------------------
+    def run(self, until: datetime | None = None) -> None:
+        """Until stopped (SIGTERM, Ctrl-C) or, with a virtual clock, until ``until``."""
+        self.start()
+        while not self.stop.is_set():
+            now = self.clock.now()
+            if until is not None and now >= until:
+                break
+            self._queue_due(now)
+            ready = sorted((p for p in self.state.pending if _dt(p.not_before) <= now), key=lambda p: (p.not_before, p.due))
+            if ready:
+                self._attempt(ready[0])
+                continue
+            wake = self._next_wake(now)
+            if until is not None:
+                wake = min(wake, until)
+            self.clock.sleep_until(wake, self.stop)
+
+    def _next_wake(self, now: datetime) -> datetime:
+        times = [_dt(p.not_before) for p in self.state.pending]
+        for job in self.schedule.spec.jobs:
+            if job.enabled:
+                times.append(self.schedule.next_due(job, _dt(self.state.last_due.get(job.name, _iso(now)))))
+        return min(times) if times else now + timedelta(days=1)
+
+    def _queue_due(self, now: datetime) -> None:
+        for job in self.schedule.spec.jobs:
+            if not job.enabled:
+                continue
+            last = _dt(self.state.last_due.get(job.name, _iso(now)))
+            due = self.schedule.next_due(job, last)
+            if due <= now:
+                self.state.last_due[job.name] = _iso(due)
+                if any(p.job == job.name for p in self.state.pending):
+                    self._finish(Outcome(job.name, _iso(due), 0, "skipped", _iso(now), reason="an earlier time of this job is still pending (retrying)"), notify="skipped")
+                else:
+                    self._queue(job, due)
+                self.state.save()
+
+    def _queue(self, job: Job, due: datetime, note: str = "") -> None:
+        self.state.pending.append(Pending(job.name, _iso(due), 1, _iso(max(due, self.clock.now())), note))
+
+    # -- one attempt --------------------------------------------------------------------------------
+    def run_now(self, name: str) -> Outcome:
+        """One attempt of one job now (``schedule run-now``); no retry is queued."""
+        job = self.schedule.job(name)
+        self.schedule.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        now = self.clock.now()
+        return self._attempt(Pending(job.name, _iso(now), 1, _iso(now), "run now"), retry=False)
+
+    def _attempt(self, p: Pending, retry: bool = True) -> Outcome:
+        if p in self.state.pending:
+            self.state.pending.remove(p)
+        job = self.schedule.job(p.job)
+        pre = self.schedule.preconditions_of(job)
+        now = self.clock.now()
+        base = dict(protocol=str(self.schedule.protocol_of(job)), station=str(self.schedule.station_of(job)))
+        problem = self._disk_problem(pre.free_disk)
+        if problem:
+            return self._not_started(job, p, problem, retry, base)
+        self.out(f"{_local(now, self.schedule)} {job.name}: attempt {p.attempt} (due {_local(_dt(p.due), self.schedule)}{'; ' + p.note if p.note else ''})")
+        result = self._run_process(job, p, pre.station_free_within, pre.interlock_closed)
+        now = self.clock.now()
+        if result["status"] == "not started":
+            return self._not_started(job, p, result.get("reason", ""), retry, base)
+        status = result["status"]
+        outcome = Outcome(job.name, p.due, p.attempt, status, _iso(now), verdict=result.get("verdict"), folder=result.get("folder"),
+                          reason=result.get("reason", ""), **base)
+        if status == "completed":
+            verdict = outcome.verdict or "not judged"
+            return self._finish(outcome, notify=verdict if verdict in ("fail", "warn") else None)
+        # failed, aborted or interrupted: the station goes to its safe state; retry while attempts last
+        self._safe_state(f"after {status} run of {job.name}")
+        if retry and p.attempt < job.retries.attempts and not result.get("user_error"):
+            at = now + timedelta(seconds=job.retries.delay)
+            outcome.retry_at = _iso(at)
+            self.state.pending.append(Pending(job.name, p.due, p.attempt + 1, _iso(at), f"retry after {status}"))
+            self.state.save()
+        return self._finish(outcome, notify="interrupted" if status == "interrupted" else "run_failed")
+
+    def _not_started(self, job: Job, p: Pending, reason: str, retry: bool, base: dict[str, str]) -> Outcome:
+        now = self.clock.now()
+        if retry and job.on_precondition_failure == "postpone" and p.attempt < job.retries.attempts:
+            at = now + timedelta(seconds=job.retries.delay)
+            self.state.pending.append(Pending(job.name, p.due, p.attempt + 1, _iso(at), f"postponed: {reason}"))
+            self.state.save()
+            self.out(f"{job.name}: not started ({reason}); postponed to {_local(at, self.schedule)}")
+            return self._finish(Outcome(job.name, p.due, p.attempt, "not started", _iso(now), reason=reason, retry_at=_iso(at), **base))
+        self.out(f"{job.name}: skipped ({reason})")
+        return self._finish(Outcome(job.name, p.due, p.attempt, "skipped", _iso(now), reason=f"precondition failed: {reason}", **base), notify="skipped")
+
+    def _finish(self, outcome: Outcome, notify: str | None = None) -> Outcome:
+        if notify and self.notifier and self.notifier.wants(notify):
+            deliveries = self.notifier.send(notify, self._subject(outcome, notify), self._body(outcome), details=asdict(outcome))
+            outcome.notified = [asdict(d) | {"event": notify} for d in deliveries]
+        self.state.record(outcome)
+        self.state.save()
+        return outcome
+
+    # -- pieces ----------------------------------------------------------------------------------------
+    def _disk_problem(self, need: float | None) -> str:
+        if need is None:
+            return ""
+        free = shutil.disk_usage(self.schedule.runs_dir).free
+        return f"only {free / 1e9:.2f} GB free in {self.schedule.runs_dir}, {need / 1e9:.2f} GB needed" if free < need else ""
+
+    def _run_process(self, job: Job, p: Pending, wait_s: float, interlock: bool) -> dict[str, Any]:
+        outcome_file = self.schedule.state_dir / f"outcome-{job.name}.json"
+        outcome_file.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "harness", "run", str(self.schedule.protocol_of(job)), "--station", str(self.schedule.station_of(job)),
+               "--runs-dir", str(self.schedule.runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]
+        if interlock:
+            cmd.append("--check-interlock")
+        if self.schedule.spec.database:
+            cmd += ["--db", self.schedule.spec.database]
+        env = dict(self.env if self.env is not None else os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        before = set(self.schedule.runs_dir.iterdir())
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self._child = proc
+        if self.on_started:
+            self.on_started(job, proc, p.attempt)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            self._child = None
+        rc = proc.returncode
+        result: dict[str, Any] = json.loads(outcome_file.read_text(encoding="utf-8")) if outcome_file.is_file() else {}
+        outcome_file.unlink(missing_ok=True)
+        if rc == EXIT_PRECONDITION:
+            return {"status": "not started", "reason": result.get("reason") or stderr.strip()[-300:]}
+        if not result:  # the process died before it could say (killed, crashed)
+            new = sorted(set(self.schedule.runs_dir.iterdir()) - before)
+            reports = self._recover()
+            folder = next((str(r.folder) for r in reports if r.folder in new), str(new[-1]) if new else None)
+            how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+            return {"status": "interrupted" if folder else "failed", "folder": folder,
+                    "reason": f"the run process ended without finishing ({how}){': ' + stderr.strip()[-300:] if stderr.strip() else ''}",
+                    "user_error": rc == 2}
+        if result.get("folder"):
+            self.clock.advance(_station_seconds(Path(result["folder"])))
+        status = {"completed": "completed", "aborted": "failed"}.get(result.get("status", ""), "failed")
+        reason = result.get("reason") or ("" if status == "completed" else stderr.strip()[-300:])
+        return {"status": status, "folder": result.get("folder"), "verdict": result.get("verdict"), "reason": reason}
+
+    def _recover(self) -> list[Any]:
+        try:
+            from .recovery import recover_all
+
+            reports = recover_all(self.schedule.runs_dir)
+        except Exception as exc:  # recovery must not stop the schedule; say it
+            self.out(f"recovery failed: {type(exc).__name__}: {exc}")
+            return []
+        from .run_guard import record
+
+        for r in reports:
+            stored = record(Path(r.folder), self.schedule.spec.database) if r.outcome == "recovered" else "not recorded"
+            self.out(f"{r.line()}; results store: {stored}")
+        return [r for r in reports if r.outcome == "recovered"]
+
+    def _safe_state(self, why: str) -> None:
+        """Bring every station of the schedule up (which puts its devices into their safe state)
+        and down again, under the station lock."""
+        from .run_guard import station_name
+        from .station import Station
+        from .station_lock import StationBusy, StationLock
+
+        for path in sorted({self.schedule.station_of(j) for j in self.schedule.spec.jobs}):
+            lock = StationLock(station_name(path), purpose=f"safe state ({why})")
+            try:
+                lock.acquire(wait_s=self.schedule.spec.preconditions.station_free_within)
+            except StationBusy as exc:
+                self.out(f"safe state skipped ({exc}): the run holding the station is responsible for it")
+                continue
+            try:
+                with lock, Station.load(path) as station:
+                    failures = station.safe_state()
+                self.out(f"safe state ({why}): {'confirmed' if not failures else 'NOT confirmed: ' + '; '.join(failures)}")
+            except Exception as exc:  # a station that cannot come up is reported, the schedule goes on
+                self.out(f"safe state ({why}) failed: {type(exc).__name__}: {exc}")
+
+    def _subject(self, o: Outcome, event: str) -> str:
+        what = {"fail": "QC FAILED", "warn": "QC warning", "run_failed": "run failed", "interrupted": "run interrupted", "skipped": "job skipped"}[event]
+        return f"[microscope-qc] {self.schedule.spec.schedule}: {o.job} - {what}"
+
+    def _body(self, o: Outcome) -> str:
+        lines = [f"Job {o.job} (due {_local(_dt(o.due), self.schedule)}, attempt {o.attempt}): {o.outcome}"
+                 + (f", verdict {o.verdict}" if o.verdict else "")]
+        if o.reason:
+            lines.append(f"Reason: {o.reason}")
+        if o.retry_at:
+            lines.append(f"Next attempt: {_local(_dt(o.retry_at), self.schedule)}")
+        if o.folder:
+            lines.append(f"Run folder: {o.folder}")
+            lines += _failing_metrics(Path(o.folder))
+        return "\n".join(lines)
+
+    def terminate(self) -> None:
+        """Stop the service; a running run is asked to abort (it ends cleanly: safe state, files)."""
+        self.stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+
+def _local(t: datetime, schedule: Schedule) -> str:
+    return t.astimezone(schedule.tz).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _station_seconds(folder: Path) -> float:
+    try:
+        return float(json.loads((folder / "run.json").read_text(encoding="utf-8"))["clock"]["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _failing_metrics(folder: Path) -> list[str]:
+    try:
+        data = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    out = []
+    for r in data.get("results", []):
+        for name, m in r.get("metrics", {}).items():
+            if m.get("verdict") in ("fail", "warn"):
+                out.append(f"  {r.get('subject')}: {name} = {m.get('value')} {m.get('unit', '')} ({m['verdict']})")
+    return (["Metrics outside their limits:"] + out) if out else []

@@ -1,0 +1,290 @@
+"""Unattended operation: schedule files, due times, and a virtual-time week of the service.
+
+The week runs the real service loop (``Scheduler``) with a virtual clock: every job is a real
+``microscope-qc run`` process on a simulated station; faults are injected by changing the station
+file while virtual time passes; one run process is killed with SIGKILL; the service is stopped for
+two days (machine off) and restarted. Notifications go to a webhook server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from harness.errors import UserError
+from harness.schedule_file import read_schedule_file
+from harness.scheduler import ScheduleState, Scheduler, VirtualClock
+from tests.conftest import ROOT, merge, station_variant
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+NIGHTLY = """\
+protocol: nightly-power-test
+title: Nightly power (short, for the schedule test)
+version: "1"
+requires: [lasers, power_meter]
+retries: {attempts: 2, delay: 1 s}
+max_missing: 0
+steps:
+  - meter: {wavelength: 488, averaging: 100}
+  - laser: {line: 488, setpoint: 50 %, emission: on}
+  - sample: {series: power_488, every: 1 s, for: 3 min}
+  - laser: {line: 488, emission: off}
+acceptance:
+  stability_pct: {pass: [99.0, null], unit: "%"}
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _schedule(tmp_path: Path, body: dict[str, Any]) -> Path:
+    base = {"schedule": "test", "timezone": "Europe/Berlin", "station": str(ROOT / "configs" / "simulated.yaml"),
+            "jobs": [{"name": "nightly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 2 * * *"}]}
+    return _write(tmp_path / "schedule.yaml", yaml.safe_dump(merge(base, body), sort_keys=False))
+
+
+# --- the file ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "change,expect",
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone: unknown time zone 'Mars/Olympus'"),
+        ({"jobs": [{"name": "n", "protocol": "x.yaml", "cron": "0 25 * * *"}]}, "cron '0 25 * * *'"),
+        ({"jobs": [{"name": "n", "protocol": "x.yaml", "cron": "0 2 * * *", "every": "1 h"}]}, "exactly one of 'cron' or 'every'"),
+        ({"jobs": [{"name": "n", "protocol": "x.yaml", "every": 3600}]}, "needs a unit"),
+        ({"jobs": [{"name": "n", "protocol": "x.yaml", "cron": "0 2 * * *", "missed": "later"}]}, "missed"),
+        ({"preconditions": {"free_disk": "5 parsecs"}}, "wrong unit 'parsecs'"),
+    ],
+)
+def test_schedule_file_mistakes_name_file_line_and_field(tmp_path: Path, change: dict, expect: str) -> None:
+    path = _schedule(tmp_path, {})
+    data = yaml.safe_load(path.read_text())
+    data.update(change)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(UserError) as err:
+        read_schedule_file(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:") and expect in message, message
+    assert message.split(":")[1].isdigit()
+
+
+def test_missing_protocol_file_is_named_with_its_line(tmp_path: Path) -> None:
+    path = _schedule(tmp_path, {})
+    data = yaml.safe_load(path.read_text())
+    data["jobs"][0]["protocol"] = "nowhere.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(UserError, match=r"schedule.yaml:\d+: schedule: jobs\[0\]\.protocol: file not found: .*nowhere.yaml"):
+        read_schedule_file(path)
+
+
+def test_shipped_example_schedule_is_valid() -> None:
+    schedule = read_schedule_file(ROOT / "configs" / "schedule-simulated.yaml")
+    assert [j.name for j in schedule.spec.jobs] == ["nightly-power", "weekly-stage"]
+    assert schedule.protocol_of(schedule.spec.jobs[0]).is_file() and schedule.station_of(schedule.spec.jobs[0]).is_file()
+
+
+def test_due_times_in_the_local_zone_across_daylight_saving(tmp_path: Path) -> None:
+    schedule = read_schedule_file(_schedule(tmp_path, {"jobs": [
+        {"name": "nightly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "30 2 * * *"},
+        {"name": "sunday", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 3 * * SUN"},
+        {"name": "six-hourly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "every": "6 h", "start": "2026-03-27T01:00:00"},
+    ]}))
+    nightly, sunday, six = schedule.spec.jobs
+    after = datetime(2026, 3, 27, 12, 0, tzinfo=BERLIN)
+    it = schedule.due_times(nightly, after)
+    times = [next(it) for _ in range(3)]
+    # 02:30 does not exist on 29 March 2026 (clocks jump 02:00 -> 03:00): the job runs once, at 03:00
+    assert [t.strftime("%d %H:%M %Z") for t in times] == ["28 02:30 CET", "29 03:00 CEST", "30 02:30 CEST"]
+    assert schedule.next_due(sunday, after).strftime("%a %d %H:%M") == "Sun 29 03:00"
+    it = schedule.due_times(six, after)
+    assert [next(it).strftime("%d %H:%M") for _ in range(2)] == ["27 13:00", "27 19:00"]
+    missed = schedule.missed(nightly, datetime(2026, 3, 27, 3, 0, tzinfo=BERLIN), datetime(2026, 3, 31, 0, 0, tzinfo=BERLIN))
+    assert len(missed) == 3
+
+
+# --- the week ---------------------------------------------------------------------------------------
+class _Hooks(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append({"path": self.path, "json": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def webhook() -> Any:
+    _Hooks.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, _Hooks.received
+    server.shutdown()
+    server.server_close()
+
+
+def _local(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
+
+
+def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
+    server, received = webhook
+    token = "s3cr3t-T0KEN-9431"
+    night_station = station_variant(tmp_path, {"simulation": {"time_scale": 90}}, "night-station.yaml")
+    week_station = station_variant(tmp_path, {"simulation": {"time_scale": 3000}}, "week-station.yaml")
+    clean = night_station.read_text()
+    nightly = _write(tmp_path / "nightly.yaml", NIGHTLY)
+    schedule_path = _write(tmp_path / "schedule.yaml", yaml.safe_dump({
+        "schedule": "week-test", "timezone": "Europe/Berlin", "station": night_station.name, "runs_dir": "runs",
+        "preconditions": {"free_disk": "100 MB", "interlock_closed": True, "station_free_within": "5 s"},
+        "notify": {"on": ["fail", "run_failed", "interrupted", "skipped"], "webhooks": [{"name": "facility", "url_env": "QC_TEST_HOOK"}]},
+        "jobs": [
+            {"name": "nightly", "protocol": nightly.name, "cron": "0 2 * * *", "missed": "run_once", "retries": {"attempts": 2, "delay": "1 h"}},
+            {"name": "weekly-stage", "protocol": str(ROOT / "protocols" / "stage-iso230.yaml"), "station": week_station.name,
+             "cron": "0 3 * * SUN", "missed": "skip"},
+        ],
+    }, sort_keys=False))
+    env = dict(os.environ, QC_TEST_HOOK=f"http://127.0.0.1:{server.server_port}/hook/{token}")
+    schedule = read_schedule_file(schedule_path)
+
+    def station_at(now: datetime) -> None:
+        """The world changes with the virtual time: a meter that loses its connection on Wednesday
+        night until 02:30; an open laser interlock on Thursday night until 06:00."""
+        local = now.astimezone(BERLIN)
+        data = yaml.safe_load(clean)
+        if local.weekday() == 2 and 1 <= local.hour and (local.hour, local.minute) < (2, 30):
+            data["devices"]["Meter"]["simulation"]["faults"] = [{"kind": "connection_lost", "after_commands": 30, "times": 0}]
+        if local.weekday() == 3 and 1 <= local.hour < 6:
+            data["devices"]["Laser488"]["simulation"]["interlock_closed"] = False
+        text = yaml.safe_dump(data, sort_keys=False)
+        if text != night_station.read_text():
+            night_station.write_text(text)
+
+    killed: list[int] = []
+
+    def kill_first_monday_run(job: Any, proc: Any, attempt: int) -> None:
+        local = clock.now().astimezone(BERLIN)
+        if job.name != "nightly" or local.weekday() != 0 or attempt != 1:
+            return
+
+        def killer() -> None:  # SIGKILL once the run has recorded some readings
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                series = list((schedule.runs_dir).glob("*/power_488.csv"))
+                if series and sum(1 for _ in open(series[0])) > 20:
+                    proc.kill()
+                    killed.append(proc.pid)
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=killer, daemon=True).start()
+
+    # first service: Sunday 23:00 until Thursday noon, then the machine is off until Saturday 20:00
+    clock = VirtualClock(_local(2026, 11, 29, 23), on_time=station_at)
+    station_at(clock.now())
+    Scheduler(schedule, clock, on_started=kill_first_monday_run, env=env, out=lambda s: None).run(until=_local(2026, 12, 3, 12))
+    assert killed, "the Monday run was not killed"
+    clock = VirtualClock(_local(2026, 12, 5, 20), on_time=station_at)
+    station_at(clock.now())
+    Scheduler(schedule, clock, env=env, out=lambda s: None).run(until=_local(2026, 12, 6, 23, 59))
+
+    outcomes = ScheduleState(schedule.state_dir).outcomes()
+    got = [(o["job"], datetime.fromisoformat(o["due"]).astimezone(BERLIN).strftime("%a %H:%M"), o["attempt"], o["outcome"]) for o in outcomes]
+    assert got == [
+        ("nightly", "Mon 02:00", 1, "interrupted"),
+        ("nightly", "Mon 02:00", 2, "completed"),
+        ("nightly", "Tue 02:00", 1, "completed"),
+        ("nightly", "Wed 02:00", 1, "failed"),
+        ("nightly", "Wed 02:00", 2, "completed"),
+        ("nightly", "Thu 02:00", 1, "not started"),
+        ("nightly", "Thu 02:00", 2, "skipped"),
+        ("nightly", "Sat 02:00", 1, "completed"),  # Fri and Sat missed while off: run once at start
+        ("nightly", "Sun 02:00", 1, "completed"),
+        ("weekly-stage", "Sun 03:00", 1, "completed"),
+    ], got
+    by = {(g[1], g[2]): o for g, o in zip(got, outcomes)}
+    assert "interlock" in by[("Thu 02:00", 2)]["reason"] and "488" in by[("Thu 02:00", 2)]["reason"]
+    assert "killed by signal 9" in by[("Mon 02:00", 1)]["reason"]
+    started = [datetime.fromisoformat(o["time"]).astimezone(BERLIN) for o in outcomes]
+    assert started[1].strftime("%a %H") == "Mon 03" and started[4].strftime("%a %H") == "Wed 03"  # retries 1 h later
+    assert started[7].strftime("%a %H") == "Sat 20"  # the catch-up run when the service came back
+
+    # the run folders: 8 runs, each labelled as it ended, each complete and verifiable
+    folders = sorted(p for p in schedule.runs_dir.iterdir() if (p / "run.json").is_file())
+    status = sorted(json.loads((f / "run.json").read_text())["status"] for f in folders)
+    assert status == ["completed"] * 6 + ["failed", "interrupted"]
+    for folder in folders:
+        for line in (folder / "MANIFEST.sha256").read_text().splitlines():
+            digest, name = line.split("  ", 1)
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, (folder.name, name)
+        results = json.loads((folder / "results.json").read_text())
+        run = json.loads((folder / "run.json").read_text())
+        assert results["verdict"] == ("fail" if run["status"] != "completed" else results["verdict"])
+    interrupted = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "interrupted")
+    rows = (interrupted / "power_488.csv").read_text().splitlines()
+    assert len(rows) > 20 and all(r.count(",") == rows[0].count(",") for r in rows)  # readings kept, no torn row
+    failed = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "failed")
+    assert "Meter" in json.loads((failed / "run.json").read_text())["reason"]
+
+    # exactly the three notifications, with the reason, and the token nowhere in what was recorded
+    events = [r["json"]["event"] for r in received]
+    assert events == ["interrupted", "run_failed", "skipped"], events
+    assert all(r["path"] == f"/hook/{token}" for r in received)
+    assert "interlock" in received[2]["json"]["body"]
+    state_text = "".join(p.read_text() for p in schedule.state_dir.iterdir() if p.is_file())
+    assert token not in state_text
+    assert all(d["ok"] for o in outcomes for d in o["notified"])
+
+    # the results store has every run, the interrupted one included
+    from harness.results_store import ResultsStore
+
+    with ResultsStore() as store:
+        ids = {r.run_id for r in store.history()}
+    assert {json.loads((f / "run.json").read_text())["run_id"] for f in folders} <= ids
+
+
+# --- what a run checks before it starts ------------------------------------------------------------
+def test_a_run_on_a_busy_station_is_refused_and_touches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from harness.cli import run
+    from harness.run_guard import EXIT_PRECONDITION, station_name
+    from harness.station_lock import StationLock
+
+    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
+    outcome = tmp_path / "outcome.json"
+    protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
+    with StationLock(station_name(station), purpose="run by a colleague"):
+        code = run(["run", str(protocol), "--station", str(station), "--runs-dir", str(tmp_path / "runs"), "-q", "-y", "--outcome", str(outcome)])
+    assert code == EXIT_PRECONDITION
+    err = capsys.readouterr().err
+    assert "not started: station 'Simulated widefield' is in use by pid" in err and "run by a colleague" in err
+    assert not (tmp_path / "runs").exists()
+    assert json.loads(outcome.read_text())["status"] == "not started"
+
+
+def test_a_run_with_an_open_interlock_is_refused_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from harness.cli import run
+    from harness.run_guard import EXIT_PRECONDITION
+
+    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}, "devices": {"Laser561": {"simulation": {"interlock_closed": False}}}})
+    protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
+    code = run(["run", str(protocol), "--station", str(station), "--runs-dir", str(tmp_path / "runs"), "-q", "-y", "--check-interlock"])
+    assert code == EXIT_PRECONDITION
+    assert "interlock open: 561 nm laser (Laser561): interlock Open" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
