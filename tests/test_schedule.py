@@ -288,3 +288,43 @@ def test_a_run_with_an_open_interlock_is_refused_before_it_starts(tmp_path: Path
     assert code == EXIT_PRECONDITION
     assert "interlock open: 561 nm laser (Laser561): interlock Open" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """``microscope-qc schedule run`` as a real process: a job missed while it was not running is
+    run once at start; SIGTERM stops the service; ``schedule last`` and ``list`` show what happened."""
+    import signal
+    import subprocess
+    import sys
+
+    from harness.cli import run
+
+    station = station_variant(tmp_path, {"simulation": {"time_scale": 300}})
+    protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
+    path = _write(tmp_path / "schedule.yaml", yaml.safe_dump({
+        "schedule": "service-test", "timezone": "UTC", "station": station.name, "runs_dir": "runs",
+        "preconditions": {"free_disk": "10 MB"},
+        "jobs": [{"name": "hourly", "protocol": protocol.name, "cron": "0 * * * *", "missed": "run_once"}],
+    }, sort_keys=False))
+    schedule = read_schedule_file(path)
+    state = ScheduleState(schedule.state_dir)
+    state.last_due["hourly"] = (datetime.now(timezone.utc) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0).isoformat()
+    state.save()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "schedule", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ScheduleState(schedule.state_dir).outcomes():
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "missed while the service was not running" in err and "schedule service stopped" in err
+    outcomes = ScheduleState(schedule.state_dir).outcomes()
+    assert [(o["job"], o["outcome"], o["verdict"]) for o in outcomes] == [("hourly", "completed", "pass")]
+    folder = Path(outcomes[0]["folder"])
+    assert json.loads((folder / "run.json").read_text())["status"] == "completed"
+    assert run(["schedule", "last", str(path)]) == 0
+    assert run(["schedule", "list", str(path)]) == 0
