@@ -235,7 +235,7 @@ def summary(data: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"Results ({data['protocol']}, run {data['run_id'][:8]}): overall {data['verdict'].upper()}"]
     keys = {
-        "stability": ("stability_pct", "cv_pct", "drift_pct_per_h", "mean_mw"),
+        "stability": ("stability_pct", "cv_pct", "noise_pct", "drift_pct_per_h", "mean_mw"),
         "linearity": ("r_squared", "max_relative_deviation_pct", "slope"),
         "flat_field": ("uniformity_pct", "field_uniformity_pct", "centering_accuracy_pct", "cv_pct"),
         "stage_repeatability": ("max_displacement_um", "sd_x_um", "sd_y_um"),

@@ -165,14 +165,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
     write_outcome(args.outcome, status=outcome.status, reason=outcome.reason, folder=str(outcome.folder),
                   verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored)
-    if not args.quiet:
-        print(f"results store: {stored}", file=sys.stderr)
     if runner.results is not None and not args.quiet:
         print(summary(runner.results), file=sys.stderr)
         if runner.results.get("report"):
             print(f"report: {outcome.folder / runner.results['report']}", file=sys.stderr)
     if runner.analysis_error:
         print(runner.analysis_error, file=sys.stderr)
+    if not args.quiet:
+        print(f"results store: {stored}", file=sys.stderr)
     print(f"{outcome.status}: {outcome.folder}")
     if outcome.reason:
         print(f"reason: {outcome.reason}", file=sys.stderr)

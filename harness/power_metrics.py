@@ -4,6 +4,8 @@ Conventions (stated so results can be compared with other tools):
 - stability S = 100 (1 - (Pmax - Pmin) / (Pmax + Pmin)) % (ISO 21073:2019, NBO IlluminationStability);
 - CV = 100 SD / mean with the population SD (ddof = 0), as the QUAREP-LiMi Tool-Kit computes it;
 - drift = ordinary-least-squares slope of power against time, in % of the mean power per hour;
+- short-term noise = 100 SD(P_i+1 - P_i) / (sqrt(2) mean) %: reading-to-reading fluctuation, blind to
+  slow drift and warm-up (for independent readings it is the relative SD of one reading);
 - warm-up time = time from the first reading until the power stays within +-``band_pct`` of its final
   value (the mean of the last 10 % of readings);
 - linearity: ordinary least squares (slope, intercept, R^2, as microscope-metrics) and the Tool-Kit's fit
@@ -42,6 +44,12 @@ def drift_pct_per_h(time_s: np.ndarray, power: np.ndarray) -> float:
     return 100.0 * slope_per_s * 3600.0 / float(np.mean(power))
 
 
+def noise_pct(power: np.ndarray) -> float:
+    if len(power) < 3:
+        return math.nan
+    return 100.0 * float(np.std(np.diff(power), ddof=1)) / math.sqrt(2.0) / float(np.mean(power))
+
+
 def warmup_time_s(time_s: np.ndarray, power: np.ndarray, band_pct: float = 1.0) -> float:
     n_tail = max(1, len(power) // 10)
     final = float(np.mean(power[-n_tail:]))
@@ -67,6 +75,7 @@ def power_series_metrics(time_s: np.ndarray, power_w: np.ndarray) -> dict[str, M
         "stability_pct": Metric(stability_pct(p), "%"),
         "cv_pct": Metric(cv_pct(p), "%"),
         "drift_pct_per_h": Metric(drift_pct_per_h(t, p), "%/h"),
+        "noise_pct": Metric(noise_pct(p), "%"),
         "warmup_time_s": Metric(warmup_time_s(t, p), "s"),
         "samples": Metric(float(len(p)), ""),
     }
