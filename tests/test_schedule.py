@@ -151,13 +151,17 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
     week_station = station_variant(tmp_path, {"simulation": {"time_scale": 3000}}, "week-station.yaml")
     clean = night_station.read_text()
     nightly = _write(tmp_path / "nightly.yaml", NIGHTLY)
+    # the weekly stage check with a reversal limit the simulated stage's backlash (1.5 um) exceeds
+    iso = yaml.safe_load((ROOT / "protocols" / "stage-iso230.yaml").read_text())
+    iso["acceptance"] = {"reversal_B_um": {"pass": [None, 0.5], "unit": "um"}}
+    weekly = _write(tmp_path / "weekly-stage.yaml", yaml.safe_dump(iso, sort_keys=False))
     schedule_path = _write(tmp_path / "schedule.yaml", yaml.safe_dump({
         "schedule": "week-test", "timezone": "Europe/Berlin", "station": night_station.name, "runs_dir": "runs",
         "preconditions": {"free_disk": "100 MB", "interlock_closed": True, "station_free_within": "5 s"},
         "notify": {"on": ["fail", "run_failed", "interrupted", "skipped"], "webhooks": [{"name": "facility", "url_env": "QC_TEST_HOOK"}]},
         "jobs": [
             {"name": "nightly", "protocol": nightly.name, "cron": "0 2 * * *", "missed": "run_once", "retries": {"attempts": 2, "delay": "1 h"}},
-            {"name": "weekly-stage", "protocol": str(ROOT / "protocols" / "stage-iso230.yaml"), "station": week_station.name,
+            {"name": "weekly-stage", "protocol": weekly.name, "station": week_station.name,
              "cron": "0 3 * * SUN", "missed": "skip"},
         ],
     }, sort_keys=False))
@@ -243,11 +247,12 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
     failed = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "failed")
     assert "Meter" in json.loads((failed / "run.json").read_text())["reason"]
 
-    # exactly the three notifications, with the reason, and the token nowhere in what was recorded
+    # exactly the four notifications, with the reason, and the token nowhere in what was recorded
     events = [r["json"]["event"] for r in received]
-    assert events == ["interrupted", "run_failed", "skipped"], events
+    assert events == ["interrupted", "run_failed", "skipped", "fail"], events
     assert all(r["path"] == f"/hook/{token}" for r in received)
     assert "interlock" in received[2]["json"]["body"]
+    assert "reversal_B_um" in received[3]["json"]["body"] and outcomes[-1]["verdict"] == "fail"
     state_text = "".join(p.read_text() for p in schedule.state_dir.iterdir() if p.is_file())
     assert token not in state_text
     assert all(d["ok"] for o in outcomes for d in o["notified"])
@@ -328,3 +333,5 @@ def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigter
     assert json.loads((folder / "run.json").read_text())["status"] == "completed"
     assert run(["schedule", "last", str(path)]) == 0
     assert run(["schedule", "list", str(path)]) == 0
+    assert run(["schedule", "run-now", str(path), "hourly"]) == 0
+    assert [o["outcome"] for o in ScheduleState(schedule.state_dir).outcomes()] == ["completed", "completed"]
