@@ -469,7 +469,9 @@ def _channel(row: dict[str, str]) -> ChannelInfo:
         for key, value in zip((row.get("lines_on") or "").split("+"), (row.get("setpoint_mW") or "").split("+")):
             if (mw := _float(value)) is not None:
                 setpoints[key] = mw
-    return ChannelInfo(row["channel"], setpoints)
+    binning = _float(row.get("binning"))
+    return ChannelInfo(row["channel"], setpoints, gain_db=_float(row.get("gain_db")), offset=_float(row.get("offset")),
+                       binning=int(binning) if binning else 1)
 
 
 @dataclass

@@ -540,6 +540,7 @@ class Runner:
                 t_frame = self.clock.now()
                 row = {"frame": log.rows, "stack": p.stack, "channel": action.channel, "c": c, "t": t, "time_s": f"{t_frame - self.t0:.6f}",
                        "exposure_s": exposure_s, "x_um": pos.get("x"), "y_um": pos.get("y"), "z_um": pos.get("z"), "tag": p.tag,
+                       "gain_db": channel.gain_db, "offset": channel.offset, "binning": channel.binning,
                        "context": json.dumps(action.context), **self._lit_context()}
                 plane = PlaneInfo(c, t, -1, t_frame - self.t0, exposure_s, pos.get("x"), pos.get("y"), pos.get("z"))
                 try:
@@ -606,7 +607,7 @@ class Runner:
 
 # per-frame context of a stack (what no OME element holds), one row per planned frame
 FRAME_COLUMNS = ["frame", "stack", "channel", "c", "t", "ifd", "time_s", "exposure_s", "x_um", "y_um", "z_um", "lines_on",
-                 "setpoint_mW", "setpoint_pct_nominal", "tag", "context", "status", "attempts", "error"]
+                 "setpoint_mW", "setpoint_pct_nominal", "tag", "context", "status", "attempts", "error", "gain_db", "offset", "binning"]
 
 
 def _float_or_none(core: Any, label: str, prop: str) -> float | None:

@@ -140,6 +140,11 @@ def test_killed_run_is_recovered_through_the_cli(crashed: Path, tmp_path: Path, 
     assert pages == len(px.planes) == len(px.tiff_data_blocks) == px.size_c * px.size_t
     names = [c.name for c in px.channels]
     assert names[:2] == ["dark", "405"] and px.size_t == 10  # killed during the 405 nm frames (the rest never began)
+    # detector settings as acquired (from the frame log): the camera's gain, offset and binning
+    for c, name in enumerate(names):
+        row = next(r for r in rows if r["channel"] == name)
+        ds = px.channels[c].detector_settings
+        assert (ds.gain, ds.offset, ds.binning.value) == (float(row["gain_db"]), float(row["offset"]), f"{row['binning']}x{row['binning']}")
     notes = {a.id: {m.k: m.value for m in a.value.ms} for a in ome.structured_annotations.map_annotations}
     real = 0
     for td, plane in zip(px.tiff_data_blocks, px.planes):
