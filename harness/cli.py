@@ -19,6 +19,8 @@ from devices.errors import DeviceError
 
 from . import __version__
 from .analysis import analyse_run, summary
+from .run_guard import EXIT_PRECONDITION, held_station
+from .station_lock import StationBusy
 from .errors import UserError
 from .plan import expand, line_key
 from .protocol_file import ProtocolFile
@@ -44,7 +46,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
-    with Station.load(args.station) as station:
+    with held_station(args.station, "devices") as station:
         records = station.device_records()
         if args.json:
             print(json.dumps([{"label": r.label, "role": r.role, **r.identity.as_dict(), "properties": r.properties} for r in records], indent=2))
@@ -100,7 +102,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 from .schedule_file import read_schedule_file
 
                 schedule = read_schedule_file(path)
-                print(f"{path}: valid schedule file ({len(schedule.spec.jobs)} jobs, time zone {schedule.spec.timezone})")
+                print(f"{path}: valid schedule file ({len(schedule.spec.jobs)} job{'s' if len(schedule.spec.jobs) != 1 else ''}, time zone {schedule.spec.timezone})")
             else:
                 validate(doc, StationFile, "station")
                 print(f"{path}: valid station file")
@@ -189,7 +191,7 @@ def _line(station: Station, name: str | None):
 
 
 def cmd_meter(args: argparse.Namespace) -> int:
-    with Station.load(args.station) as station:
+    with held_station(args.station, "meter") as station:
         meter = station.power_meter
         if meter is None:
             raise UserError(f"{station.path}: the station has no power meter role")
@@ -218,7 +220,7 @@ def cmd_meter(args: argparse.Namespace) -> int:
 
 
 def cmd_snap(args: argparse.Namespace) -> int:
-    with Station.load(args.station) as station:
+    with held_station(args.station, "snap") as station:
         camera = station.camera
         if camera is None:
             raise UserError(f"{station.path}: the station has no camera role")
@@ -252,7 +254,7 @@ def cmd_snap(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    with Station.load(args.station) as station:
+    with held_station(args.station, "move") as station:
         if station.xy_stage is None:
             raise UserError(f"{station.path}: the station has no XY stage role")
         station.xy_stage.move_to(args.x, args.y)
@@ -505,6 +507,9 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     except DeviceError as exc:
         out(f"device error: {exc}")
         return EXIT_DEVICE
+    except StationBusy as exc:
+        out(f"not started: {exc}")
+        return EXIT_PRECONDITION
     except KeyboardInterrupt:
         out("interrupted: devices were put into their safe state")
         return EXIT_INTERRUPTED

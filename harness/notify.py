@@ -87,7 +87,15 @@ class WebhookConfig(_Model):
 class NotifyConfig(_Model):
     smtp: SmtpConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
-    on: list[Event] = Field(default_factory=lambda: ["fail", "run_failed", "skipped"])
+    on: list[Event] = Field(default_factory=lambda: ["fail", "run_failed", "interrupted", "skipped"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        """YAML 1.1 (PyYAML) reads an unquoted ``on:`` key as the boolean True."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
 
 @dataclass(frozen=True)

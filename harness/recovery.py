@@ -736,13 +736,13 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
     files: dict[str, Any] = {}
     frame_entries: dict[str, Any] = {}
     missing = 0
-    series_header = ",".join(SERIES_COLUMNS) + "\r\n"
+    series_header = (",".join(SERIES_COLUMNS) + "\r\n").encode("utf-8")
     for path in sorted(folder.glob("*.csv")):
         rows = _read_rows(path)
         missing += sum(1 for r in rows if r.get("status") == "missing")
         if path.name in frame_logs:
             frame_entries[path.name] = {"kind": "frame_log", "stack": path.name.removesuffix("_frames.csv"), "rows": len(rows), "sha256": sha256_file(path)}
-        elif path.read_text(encoding="utf-8", errors="replace").startswith(series_header):
+        elif path.read_bytes()[: len(series_header)] == series_header:  # bytes: read_text would turn \r\n into \n
             files[path.name] = {"kind": "power_series", "series": path.stem, "rows": len(rows), "sha256": sha256_file(path)}
     files.update(frame_entries)
     files.update(stack_entries)

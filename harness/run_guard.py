@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,20 @@ def station_name(path: str | Path | None) -> str:
     doc = load_yaml(path or default_station())
     spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
     return spec.name
+
+
+@contextmanager
+def held_station(path: str | Path | None, purpose: str) -> Iterator[Any]:
+    """The station, brought up under its lock (any command that touches the hardware: loading a
+    station puts its lasers into their safe state, which must not happen under a running run).
+    Raises ``StationBusy`` at once if another process holds it."""
+    from .station import Station
+    from .station_lock import StationLock
+
+    lock = StationLock(station_name(path), purpose=purpose)
+    lock.acquire()
+    with lock, Station.load(path) as station:
+        yield station
 
 
 def interlock_problems(station: Any) -> list[str]:

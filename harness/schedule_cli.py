@@ -31,7 +31,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda s, f: scheduler.terminate())
-        print(f"schedule {schedule.spec.schedule!r} ({schedule.path}): {len(schedule.spec.jobs)} jobs, time zone {schedule.spec.timezone}; "
+        print(f"schedule {schedule.spec.schedule!r} ({schedule.path}): {len(schedule.spec.jobs)} job{'s' if len(schedule.spec.jobs) != 1 else ''}, time zone {schedule.spec.timezone}; "
               f"runs in {schedule.runs_dir}; stop with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
         scheduler.run()
         print("schedule service stopped", file=sys.stderr)
@@ -47,17 +47,18 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     print(f"schedule {schedule.spec.schedule!r}, time zone {schedule.spec.timezone}, now {now.astimezone(schedule.tz):%a %Y-%m-%d %H:%M %Z}")
     for job in schedule.spec.jobs:
-        when = job.cron and f"cron '{job.cron}'" or f"every {job.every:g} s"
+        when = f"cron '{job.cron}'" if job.cron else f"every {_duration(job.every or 0)}"
         times = []
         if job.enabled:
             it = schedule.due_times(job, now)
             times = [f"{next(it).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}" for _ in range(args.count)]
         prev = last.get(job.name)
-        prev_text = f"{prev['outcome']}{' ' + prev['verdict'] if prev.get('verdict') else ''} at {prev['time'][:16]}Z" if prev else "never run"
+        prev_text = (f"{prev['outcome']}{' ' + prev['verdict'] if prev.get('verdict') else ''} at "
+                     f"{datetime.fromisoformat(prev['time']).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}") if prev else "never run"
         pending = [p for p in state.pending if p.job == job.name]
         print(f"  {job.name:<20} {Path(job.protocol).stem:<24} {when}; missed: {job.missed}; last: {prev_text}")
         print(f"  {'':<20} next: {', '.join(times) if times else 'disabled'}"
-              + (f"; pending attempt {pending[0].attempt} at {pending[0].not_before[:16]}Z" if pending else ""))
+              + (f"; pending attempt {pending[0].attempt} at {datetime.fromisoformat(pending[0].not_before).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}" if pending else ""))
     return 0
 
 
@@ -65,10 +66,15 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     from .scheduler import Scheduler
 
     schedule = read_schedule_file(args.file)
+    job = schedule.job(args.job)
+    wait = schedule.preconditions_of(job).station_free_within
+    print(f"{job.name}: if the station is in use, waiting up to {wait:g} s for it", file=sys.stderr)
     outcome = Scheduler(schedule).run_now(args.job)
     print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
           + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
-    return 0 if outcome.outcome == "completed" else 4
+    from .run_guard import EXIT_PRECONDITION
+
+    return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else 4
 
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:
@@ -85,10 +91,17 @@ def cmd_schedule_last(args: argparse.Namespace) -> int:
         t = datetime.fromisoformat(o["time"]).astimezone(schedule.tz)
         sent = ", ".join(f"{d['event']} via {d['channel']}{'' if d['ok'] else ' FAILED'}" for d in o.get("notified", []))
         print(f"{t:%a %Y-%m-%d %H:%M}  {o['job']:<20} #{o['attempt']} {o['outcome']:<12} {o.get('verdict') or '':<10} "
-              f"{o.get('reason', '')[:100]}{'  [notified: ' + sent + ']' if sent else ''}")
+              f"{o.get('reason', '')[:200]}{'  [notified: ' + sent + ']' if sent else ''}")
         if o.get("folder"):
             print(f"{'':<22}{o['folder']}")
     return 0
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

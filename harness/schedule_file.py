@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +22,8 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .notify import NotifyConfig
+from .protocol_file import read_protocol_file
+from .station_file import StationFile
 from .units import Bytes, Seconds
 from .yaml_source import load_yaml, validate
 
@@ -162,14 +164,15 @@ class Schedule:
         anchor = job.start.replace(tzinfo=self.tz) if job.start and job.start.tzinfo is None else job.start
         if anchor is None:
             anchor = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        anchor = anchor.astimezone(self.tz)
-        if anchor > local:
-            t = anchor
+        # intervals are elapsed time: stepped in UTC, so a daylight-saving change neither doubles nor drops one
+        anchor_utc, after_utc = anchor.astimezone(timezone.utc), after.astimezone(timezone.utc)
+        if anchor_utc > after_utc:
+            t = anchor_utc
         else:
-            n = int((local - anchor) / step) + 1
-            t = anchor + n * step
+            n = int((after_utc - anchor_utc) / step) + 1
+            t = anchor_utc + n * step
         while True:
-            yield t
+            yield t.astimezone(self.tz)
             t = t + step
 
     def next_due(self, job: Job, after: datetime) -> datetime:
@@ -204,4 +207,17 @@ def read_schedule_file(path: str | Path) -> Schedule:
             if not p.is_file():
                 field = f"jobs[{i}].{what}" if loc[0] == "jobs" else what
                 raise UserError(f"{path}:{doc.line_of(loc)}: schedule: {field}: file not found: {p}")
+    problems = []
+    for p in sorted({schedule.protocol_of(j) for j in spec.jobs}):
+        try:
+            read_protocol_file(p)
+        except UserError as exc:
+            problems.append(f"{path}: a job's protocol is not valid:\n{exc}")
+    for p in sorted({schedule.station_of(j) for j in spec.jobs}):
+        try:
+            validate(load_yaml(p), StationFile, "station")
+        except UserError as exc:
+            problems.append(f"{path}: a job's station file is not valid:\n{exc}")
+    if problems:
+        raise UserError("\n".join(problems))
     return schedule

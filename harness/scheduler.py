@@ -106,6 +106,7 @@ class Outcome:
     notified: list[dict[str, Any]] = field(default_factory=list)
     protocol: str = ""
     station: str = ""
+    stored: str = ""  # what the results store said
 
 
 def _iso(t: datetime) -> str:
@@ -234,7 +235,7 @@ class Scheduler:
             if due <= now:
                 self.state.last_due[job.name] = _iso(due)
                 if any(p.job == job.name for p in self.state.pending):
-                    self._finish(Outcome(job.name, _iso(due), 0, "skipped", _iso(now), reason="an earlier time of this job is still pending (retrying)"), notify="skipped")
+                    self._finish(Outcome(job.name, _iso(due), 0, "skipped", _iso(now), reason=f"an earlier time of this job ({_local(_dt(next(p.due for p in self.state.pending if p.job == job.name)), self.schedule)}) is still pending"), notify="skipped")
                 else:
                     self._queue(job, due)
                 self.state.save()
@@ -249,9 +250,10 @@ class Scheduler:
         self.schedule.runs_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
         now = self.clock.now()
-        return self._attempt(Pending(job.name, _iso(now), 1, _iso(now), "run now"), retry=False)
+        return self._attempt(Pending(job.name, _iso(now), 1, _iso(now), "run now"), retry=False, notify=False)
 
-    def _attempt(self, p: Pending, retry: bool = True) -> Outcome:
+    def _attempt(self, p: Pending, retry: bool = True, notify: bool = True) -> Outcome:
+        self._notify_enabled = notify
         if p in self.state.pending:
             self.state.pending.remove(p)
         job = self.schedule.job(p.job)
@@ -268,10 +270,18 @@ class Scheduler:
             return self._not_started(job, p, result.get("reason", ""), retry, base)
         status = result["status"]
         outcome = Outcome(job.name, p.due, p.attempt, status, _iso(now), verdict=result.get("verdict"), folder=result.get("folder"),
-                          reason=result.get("reason", ""), **base)
+                          reason=result.get("reason", ""), stored=result.get("stored", ""), **base)
+        self.out(f"{_local(now, self.schedule)} {job.name}: {status}{', verdict ' + outcome.verdict if outcome.verdict else ''}"
+                 f"{' (' + outcome.reason + ')' if outcome.reason else ''}; {outcome.folder or 'no run folder'}; results store: {outcome.stored or 'n/a'}")
         if status == "completed":
             verdict = outcome.verdict or "not judged"
             return self._finish(outcome, notify=verdict if verdict in ("fail", "warn") else None)
+        if status == "aborted" and self.stop.is_set():
+            # the service was stopped (SIGTERM, Ctrl-C): the run ended cleanly; the same attempt is due again at the next start
+            outcome.outcome, outcome.reason = "stopped", "the service was stopped during the run; the job is tried again at the next start"
+            self.state.pending.append(Pending(job.name, p.due, p.attempt, _iso(now), "again after the service was stopped"))
+            self.state.save()
+            return self._finish(outcome)
         # failed, aborted or interrupted: the station goes to its safe state; retry while attempts last
         self._safe_state(f"after {status} run of {job.name}")
         if retry and p.attempt < job.retries.attempts and not result.get("user_error"):
@@ -293,7 +303,7 @@ class Scheduler:
         return self._finish(Outcome(job.name, p.due, p.attempt, "skipped", _iso(now), reason=f"precondition failed: {reason}", **base), notify="skipped")
 
     def _finish(self, outcome: Outcome, notify: str | None = None) -> Outcome:
-        if notify and self.notifier and self.notifier.wants(notify):
+        if notify and self.notifier and self.notifier.wants(notify) and getattr(self, "_notify_enabled", True):
             deliveries = self.notifier.send(notify, self._subject(outcome, notify), self._body(outcome), details=asdict(outcome))
             outcome.notified = [asdict(d) | {"event": notify} for d in deliveries]
         self.state.record(outcome)
@@ -319,7 +329,7 @@ class Scheduler:
         env = dict(self.env if self.env is not None else os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         before = set(self.schedule.runs_dir.iterdir())
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_end_with_parent())
         self._child = proc
         if self.on_started:
             self.on_started(job, proc, p.attempt)
@@ -331,20 +341,21 @@ class Scheduler:
         result: dict[str, Any] = json.loads(outcome_file.read_text(encoding="utf-8")) if outcome_file.is_file() else {}
         outcome_file.unlink(missing_ok=True)
         if rc == EXIT_PRECONDITION:
-            return {"status": "not started", "reason": result.get("reason") or stderr.strip()[-300:]}
+            return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr)}
+        if rc == 2 and not result:  # a mistake in a file: the run never started
+            return {"status": "failed", "folder": None, "reason": f"the run could not start: {_last_lines(stderr)}", "user_error": True}
         if not result:  # the process died before it could say (killed, crashed)
             new = sorted(set(self.schedule.runs_dir.iterdir()) - before)
             reports = self._recover()
             folder = next((str(r.folder) for r in reports if r.folder in new), str(new[-1]) if new else None)
             how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
             return {"status": "interrupted" if folder else "failed", "folder": folder,
-                    "reason": f"the run process ended without finishing ({how}){': ' + stderr.strip()[-300:] if stderr.strip() else ''}",
-                    "user_error": rc == 2}
+                    "reason": f"the run process ended without finishing ({how}){': ' + _last_lines(stderr) if stderr.strip() else ''}"}
         if result.get("folder"):
             self.clock.advance(_station_seconds(Path(result["folder"])))
-        status = {"completed": "completed", "aborted": "failed"}.get(result.get("status", ""), "failed")
-        reason = result.get("reason") or ("" if status == "completed" else stderr.strip()[-300:])
-        return {"status": status, "folder": result.get("folder"), "verdict": result.get("verdict"), "reason": reason}
+        status = {"completed": "completed", "aborted": "aborted"}.get(result.get("status", ""), "failed")
+        reason = result.get("reason") or ("" if status == "completed" else _last_lines(stderr))
+        return {"status": status, "folder": result.get("folder"), "verdict": result.get("verdict"), "reason": reason, "stored": result.get("stored", "")}
 
     def _recover(self) -> list[Any]:
         try:
@@ -404,6 +415,32 @@ class Scheduler:
         child = self._child
         if child is not None and child.poll() is None:
             child.terminate()
+
+
+def _last_lines(text: str, limit: int = 600) -> str:
+    """The end of a process's error output, whole lines only."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    out: list[str] = []
+    for line in reversed(lines):
+        if out and sum(len(x) + 1 for x in out) + len(line) > limit:
+            break
+        out.insert(0, line.strip())
+    return " | ".join(out)
+
+
+def _end_with_parent() -> Callable[[], None] | None:
+    """Linux: the run process gets SIGTERM (and ends cleanly: safe state, files) if the service dies,
+    even by kill -9, so no orphan run goes on unsupervised. Elsewhere: nothing (None)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    def set_parent_death_signal() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return set_parent_death_signal
 
 
 def _local(t: datetime, schedule: Schedule) -> str:

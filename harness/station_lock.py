@@ -100,7 +100,15 @@ class StaleLock:
         return f"removed a stale lock on station '{self.station}' from {who} ({self.reason}) -- lock file {self.path}"
 
 
+LOCK_DIR_ENV = "MICROSCOPE_QC_LOCK_DIR"
+
+
 def default_lock_dir() -> Path:
+    """``$MICROSCOPE_QC_LOCK_DIR`` if set (a folder every account that uses the microscope can
+    write, so runs of different users exclude each other), else the user's data folder."""
+    shared = os.environ.get(LOCK_DIR_ENV)
+    if shared:
+        return Path(shared)
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "locks"
 
 

@@ -90,10 +90,31 @@ def test_missing_protocol_file_is_named_with_its_line(tmp_path: Path) -> None:
         read_schedule_file(path)
 
 
-def test_shipped_example_schedule_is_valid() -> None:
+def test_shipped_example_schedule_is_valid(tmp_path: Path) -> None:
     schedule = read_schedule_file(ROOT / "configs" / "schedule-simulated.yaml")
     assert [j.name for j in schedule.spec.jobs] == ["nightly-power", "weekly-stage"]
     assert schedule.protocol_of(schedule.spec.jobs[0]).is_file() and schedule.station_of(schedule.spec.jobs[0]).is_file()
+    # its commented notification block, switched on, is valid too (YAML reads a bare `on:` as True)
+    text = (ROOT / "configs" / "schedule-simulated.yaml").read_text()
+    head, tail = text.split("# notify:")
+    enabled = tmp_path / "configs" / "schedule.yaml"
+    enabled.parent.mkdir()
+    enabled.write_text(head + "notify:" + "\n".join(line.replace("# ", "", 1) for line in tail.splitlines()) + "\n")
+    for name in ("simulated.yaml",):
+        (enabled.parent / name).write_text((ROOT / "configs" / name).read_text())
+    enabled.write_text(enabled.read_text().replace("../protocols/", str(ROOT / "protocols") + "/"))
+    notify = read_schedule_file(enabled).spec.notify
+    assert notify is not None and notify.on == ["fail", "run_failed", "interrupted", "skipped"] and notify.webhooks[0].url_env == "QC_WEBHOOK_URL"
+
+
+def test_schedule_validation_checks_the_jobs_protocol_and_station(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad-protocol.yaml", NIGHTLY.replace("every: 1 s", "every: 1 parsec"))
+    path = _schedule(tmp_path, {})
+    data = yaml.safe_load(path.read_text())
+    data["jobs"][0]["protocol"] = bad.name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(UserError, match=r"a job's protocol is not valid:\n.*bad-protocol.yaml:\d+: .*parsec"):
+        read_schedule_file(path)
 
 
 def test_due_times_in_the_local_zone_across_daylight_saving(tmp_path: Path) -> None:
@@ -113,6 +134,12 @@ def test_due_times_in_the_local_zone_across_daylight_saving(tmp_path: Path) -> N
     assert [next(it).strftime("%d %H:%M") for _ in range(2)] == ["27 13:00", "27 19:00"]
     missed = schedule.missed(nightly, datetime(2026, 3, 27, 3, 0, tzinfo=BERLIN), datetime(2026, 3, 31, 0, 0, tzinfo=BERLIN))
     assert len(missed) == 3
+    # an interval is elapsed time: 6 h apart in UTC across the change, shown in local time
+    it = schedule.due_times(six, datetime(2026, 3, 28, 20, 0, tzinfo=BERLIN))
+    times = [next(it) for _ in range(3)]
+    assert [t.strftime("%d %H:%M %Z") for t in times] == ["29 01:00 CET", "29 08:00 CEST", "29 14:00 CEST"]
+    utc = [t.astimezone(timezone.utc) for t in times]  # (same-zone subtraction would use wall time)
+    assert {(b - a).total_seconds() for a, b in zip(utc, utc[1:])} == {6 * 3600}
 
 
 # --- the week ---------------------------------------------------------------------------------------
@@ -244,6 +271,9 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
     interrupted = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "interrupted")
     rows = (interrupted / "power_488.csv").read_text().splitlines()
     assert len(rows) > 20 and all(r.count(",") == rows[0].count(",") for r in rows)  # readings kept, no torn row
+    kept = json.loads((interrupted / "results.json").read_text())["results"]  # and analysed
+    assert [(r["kind"], r["metrics"]["samples"]["value"]) for r in kept] == [("stability", len(rows) - 1)]
+    assert json.loads((interrupted / "run.json").read_text())["files"]["power_488.csv"]["rows"] == len(rows) - 1
     failed = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "failed")
     assert "Meter" in json.loads((failed / "run.json").read_text())["reason"]
 
@@ -335,3 +365,25 @@ def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigter
     assert run(["schedule", "list", str(path)]) == 0
     assert run(["schedule", "run-now", str(path), "hourly"]) == 0
     assert [o["outcome"] for o in ScheduleState(schedule.state_dir).outcomes()] == ["completed", "completed"]
+
+
+@pytest.mark.parametrize("command", [["devices"], ["meter"], ["snap"], ["move", "0", "0"]])
+def test_every_command_that_touches_the_station_respects_a_running_run(tmp_path: Path, capsys: pytest.CaptureFixture, command: list[str]) -> None:
+    """Bringing a station up puts its lasers into their safe state: never under somebody's run."""
+    from harness.cli import run
+    from harness.run_guard import EXIT_PRECONDITION, station_name
+    from harness.station_lock import StationLock
+
+    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
+    with StationLock(station_name(station), purpose="run power-stability-long"):
+        assert run([*command, "--station", str(station)]) == EXIT_PRECONDITION
+    assert "is in use by pid" in capsys.readouterr().err
+
+
+def test_the_lock_folder_can_be_shared_by_every_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.station_lock import StationLock, default_lock_dir
+
+    monkeypatch.setenv("MICROSCOPE_QC_LOCK_DIR", str(tmp_path / "shared-locks"))
+    assert default_lock_dir() == tmp_path / "shared-locks"
+    with StationLock("Microscope 3", purpose="test") as lock:
+        assert lock.path.parent == tmp_path / "shared-locks" and lock.path.is_file()
