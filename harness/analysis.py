@@ -175,7 +175,16 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     run_file = folder / "run.json"
     if not run_file.is_file():
         raise UserError(f"{folder}: not a run folder (no run.json)")
-    run = json.loads(run_file.read_text(encoding="utf-8"))
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{run_file}: cannot read the run record ({exc})") from None
+    if run.get("status") == "running":
+        raise UserError(f"{folder}: the run is still running, or its process was killed; for a killed run: microscope-qc recover {folder}")
+    missing = [name for name in run.get("files", {}) if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder}: files listed in run.json are missing: {', '.join(missing)} (restore them from a copy; MANIFEST.sha256 has their checksums)")
+    changed = _changed_since_run(folder, run)
     limits = _limits(run)
     results = []
     not_analysed = []
@@ -196,7 +205,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     data = {
         "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
         "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
-        "conventions": CONVENTIONS, "results": results, "not_analysed": not_analysed,
+        "conventions": CONVENTIONS, "results": results, "not_analysed": not_analysed, "files_changed_since_run": changed,
         "verdict": overall(verdicts) if results or run["status"] != "completed" else "not judged",
     }
     data["annotated_files"] = annotate_run(folder, data)
@@ -210,6 +219,16 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["report_error"] = f"{type(exc).__name__}: {exc}"
     _write_json(folder / "results.json", data)
     return data
+
+
+def _changed_since_run(folder: Path, run: dict[str, Any]) -> list[str]:
+    """Data files whose content is not what the run recorded (run.json checksums): results from
+    them are not the run's; they are named in results.json, the summary and the report."""
+    changed = []
+    for name, entry in run.get("files", {}).items():
+        if entry.get("sha256") and sha256_file(folder / name) != entry["sha256"]:
+            changed.append(name)
+    return changed
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -254,6 +273,8 @@ def summary(data: dict[str, Any]) -> str:
     corrections = [r["correction_image"] for r in data["results"] if r.get("correction_image")]
     if corrections:
         lines.append(f"  flat-field correction images: {', '.join(corrections)}")
+    if data.get("files_changed_since_run"):
+        lines.append(f"  WARNING: changed since the run recorded them (checksum differs from run.json): {', '.join(data['files_changed_since_run'])}")
     if data.get("report_error"):
         lines.append(f"  report NOT written: {data['report_error']}")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from .run_guard import EXIT_PRECONDITION, held_station
 from .station_lock import StationBusy
 from .errors import UserError
 from .plan import expand, line_key
-from .protocol_file import ProtocolFile
+from .protocol_file import ProtocolFile, check_acceptance
 from .runner import Runner
 from .station import Station
 from .station_file import StationFile
@@ -94,6 +94,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             doc = load_yaml(path)
             if _file_kind(doc) == "protocol":
                 protocol = validate(doc, ProtocolFile, "protocol")
+                check_acceptance(protocol, doc)  # type: ignore[arg-type]
                 # unroll the loops too: a mistake inside a loop shows only with the values; with no
                 # station at hand, every line the protocol names is taken to exist
                 plan = expand(protocol, doc, _lines_named(doc.data))

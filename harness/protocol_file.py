@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator, model_validator
 
+from .errors import UserError
 from .units import Micrometres, Seconds, SetpointQ
 from .yaml_source import YamlDocument, load_yaml, validate
 
@@ -240,6 +241,39 @@ class ProtocolFile(_Model):
     acceptance: dict[str, Limit] = Field(default_factory=dict)
 
 
+def acceptance_problem(name: str, limit: Limit) -> str:
+    """Why a limit is a mistake ("" if it is not): a misspelt metric would never be judged; a unit
+    that is not the metric's, an empty range, or a warn range that does not contain the pass range."""
+    from difflib import get_close_matches
+
+    from .metric_names import METRICS
+
+    if name not in METRICS:
+        close = get_close_matches(name, list(METRICS), n=1)
+        return f"no metric {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + "; the metrics are listed in harness/metric_names.py"
+    unit = METRICS[name]
+    if limit.unit and limit.unit != unit:
+        return f"unit {limit.unit!r}, but the metric is in {unit!r}" if unit else f"unit {limit.unit!r}, but the metric has no unit"
+    for bounds, what in ((limit.pass_, "pass"), (limit.warn, "warn")):
+        if bounds and bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+            return f"{what} range [{bounds[0]:g}, {bounds[1]:g}] is empty (min > max)"
+    if limit.warn is not None:
+        (plo, phi), (wlo, whi) = limit.pass_, limit.warn
+        inside = (wlo is None or (plo is not None and plo >= wlo)) and (whi is None or (phi is not None and phi <= whi))
+        if not inside:
+            return "the warn range must contain the pass range (warn is the wider band)"
+    return ""
+
+
+def check_acceptance(protocol: ProtocolFile, doc: YamlDocument) -> None:
+    for name, limit in protocol.acceptance.items():
+        problem = acceptance_problem(name, limit)
+        if problem:
+            raise UserError(f"{doc.path}:{doc.line_of(('acceptance', name))}: protocol: acceptance.{name}: {problem}")
+
+
 def read_protocol_file(path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
     doc = load_yaml(path)
-    return validate(doc, ProtocolFile, "protocol"), doc  # type: ignore[return-value]
+    protocol: ProtocolFile = validate(doc, ProtocolFile, "protocol")  # type: ignore[assignment]
+    check_acceptance(protocol, doc)
+    return protocol, doc

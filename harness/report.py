@@ -115,7 +115,7 @@ def _verdict_table(results: list[dict[str, Any]]) -> str:
         for name, m in list(judged.items()) + list(others.items()):
             rows.append(
                 f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}</td>"
-                f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>reported</span>'}</td></tr>"
+                f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>"
             )
     return ("<table><tr><th>subject</th><th>analysis</th><th>metric</th><th>value</th><th>unit</th><th>limit</th><th>verdict</th></tr>"
             + "".join(rows) + "</table>")
@@ -150,12 +150,15 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
     parts.append(f"<h1>{_e(protocol.get('title') or data['protocol'])}</h1>")
     parts.append(f"<p>{_badge(data['verdict'], big=True)} &nbsp; station <b>{_e(station['name'])}</b>"
                  f"{' (simulated)' if station.get('simulated') else ''}, run {_e(data['run_id'])}</p>")
+    if data.get("files_changed_since_run"):
+        parts.append(f"<p style='color:{COLOURS['fail']}'><b>Files changed since the run recorded them</b> (checksum differs from run.json): "
+                     f"{_e(', '.join(data['files_changed_since_run']))}. Results from them are not the run's.</p>")
     if run["status"] != "completed":
         parts.append(f"<p><b>The run did not complete: {_e(run['status'])}</b> - {_e(run.get('reason'))}</p>")
     parts.append("<h2>Run</h2>" + _table([
         ("protocol", f"{protocol['id']} version {protocol.get('version', '')} ({protocol.get('path', '')}, sha256 {protocol.get('sha256', '')[:12]})"),
         ("station file", f"{station.get('path', '')} (sha256 {station.get('sha256', '')[:12]})"),
-        ("status", f"{run['status']} {run.get('reason') or ''}".strip()),
+        ("status", run["status"] + (f": {run['reason']}" if run.get("reason") else "")),
         ("started (UTC)", run.get("started_utc")), ("ended (UTC)", run.get("ended_utc")),
         ("missing readings/frames", run.get("missing")),
         ("operator", run.get("operator")), ("host", " ".join(str(v) for v in run.get("host", {}).values())),

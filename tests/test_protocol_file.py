@@ -125,3 +125,39 @@ def test_committed_schemas_are_current(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.schema.json").read_text() == (ROOT / "schemas" / f"{name}.schema.json").read_text(), (
             f"schemas/{name}.schema.json is out of date: run microscope-qc schema --out schemas"
         )
+
+
+@pytest.mark.parametrize(
+    "acceptance,expected",
+    [
+        ("  stabilty_pct: {pass: [99, null]}\n", ":6: protocol: acceptance.stabilty_pct: no metric 'stabilty_pct' (did you mean 'stability_pct'?)"),
+        ("  cv_pct: {pass: [null, 0.5], unit: mW}\n", ":6: protocol: acceptance.cv_pct: unit 'mW', but the metric is in '%'"),
+        ("  cv_pct: {pass: [null, 1.0], warn: [null, 0.5]}\n", ":6: protocol: acceptance.cv_pct: the warn range must contain the pass range"),
+        ("  cv_pct: {pass: [2, 1]}\n", ":6: protocol: acceptance.cv_pct: pass range [2, 1] is empty"),
+    ],
+)
+def test_acceptance_limits_name_real_metrics_in_their_units(tmp_path: Path, acceptance: str, expected: str) -> None:
+    path = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n  - wait: 1 s\nacceptance:\n" + acceptance)
+    with pytest.raises(UserError) as info:
+        _plan(path)
+    assert str(info.value).startswith(str(path) + expected), str(info.value)
+
+
+def test_the_metric_table_is_what_the_analyses_report() -> None:
+    """Every metric an analysis reports is in harness/metric_names.py with the same unit, and nothing else is."""
+    import numpy as np
+
+    from harness.flat_field_metrics import flat_field_metrics
+    from harness.metric_names import METRICS
+    from harness.power_metrics import linearity_metrics, power_series_metrics
+    from harness.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
+
+    rng = np.random.default_rng(0)
+    found = {}
+    found.update(power_series_metrics(np.arange(50.0), 0.01 + 1e-5 * rng.standard_normal(50)))
+    found.update(linearity_metrics(np.arange(1.0, 11.0), 0.4 * np.arange(1.0, 11.0) + 0.01))
+    found.update(flat_field_metrics(100 + rng.random((40, 60)))[0])
+    rows = [{"size": "300 um", "direction": d, "round": 0, "dx_um": rng.normal(), "dy_um": rng.normal()} for d in ("+x", "-x") * 3]
+    found.update(repeatability_metrics(repeatability_tables(rows)["300 um"]))
+    found.update(iso230_metrics([], lambda i: None, 1.0)[0])
+    assert {k: m.unit for k, m in found.items()} == METRICS

@@ -419,3 +419,26 @@ def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, proto
                 assert len(row) == 1, (r["subject"], name)
                 assert row[0][6].text_content() == metric["verdict"].upper()
                 assert COLOURS[metric["verdict"]] in lxml.html.tostring(row[0][6]).decode()
+
+
+def test_analyze_names_changed_and_missing_files(runs: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A folder whose data no longer match run.json's checksums is analysed with a warning naming
+    the files; a folder with a listed file missing, or a damaged run.json, is one clear message."""
+    import shutil
+
+    from harness.cli import run
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["power-stability-short"][0], copy)
+    series = copy / "power_short_405.csv"
+    series.write_text("".join(series.read_text().splitlines(keepends=True)[:23]))
+    assert run(["analyze", str(copy)]) == 0
+    assert "WARNING: changed since the run recorded them (checksum differs from run.json): power_short_405.csv" in capsys.readouterr().out
+    assert json.loads((copy / "results.json").read_text())["files_changed_since_run"] == ["power_short_405.csv"]
+    assert "Files changed since the run recorded them" in (copy / "report.html").read_text()
+    series.unlink()
+    assert run(["analyze", str(copy)]) == 2
+    assert "files listed in run.json are missing: power_short_405.csv" in capsys.readouterr().err
+    (copy / "run.json").write_text("{ not json")
+    assert run(["analyze", str(copy)]) == 2
+    assert "run.json: cannot read the run record" in capsys.readouterr().err
