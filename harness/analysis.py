@@ -36,7 +36,7 @@ from .verdicts import judge, overall
 CONVENTIONS = "\n\n".join(
     f"{title}: " + (module.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
     for title, module in (("Power", power_metrics), ("Flat field", flat_field_metrics_module), ("Stage", stage_metrics))
-)
+) + "\n\nISO 230-2: " + " ".join((stage_metrics.iso230_metrics.__doc__ or "").split("\n\n", 1)[-1].split())
 
 
 def _limits(run: dict[str, Any]) -> dict[str, Limit]:
@@ -260,6 +260,8 @@ def summary(data: dict[str, Any]) -> str:
         "stage_repeatability": ("max_displacement_um", "sd_x_um", "sd_y_um"),
         "iso230": ("bidirectional_repeatability_R_um", "reversal_B_um"),
     }
+    width = max([10] + [len(r["subject"]) for r in data["results"]])
+    kind_width = max([9] + [len(r["kind"]) for r in data["results"]])
     for r in data["results"]:
         parts = []
         for k in keys.get(r["kind"], ()):
@@ -267,7 +269,7 @@ def summary(data: dict[str, Any]) -> str:
             if m and m["value"] is not None:
                 mark = "" if m["verdict"] == "not judged" else f" [{m['verdict']}]"
                 parts.append(f"{k} {m['value']:.4g}{(' ' + m['unit']) if m['unit'] else ''}{mark}")
-        lines.append(f"  {r['subject']:>10} {r['kind']:<9} {r['verdict']:<10} " + "; ".join(parts))
+        lines.append(f"  {r['subject']:>{width}} {r['kind']:<{kind_width}} {r['verdict']:<10} " + "; ".join(parts))
     if data["not_analysed"]:
         lines.append(f"  not analysed yet: {', '.join(data['not_analysed'])}")
     corrections = [r["correction_image"] for r in data["results"] if r.get("correction_image")]

@@ -6,7 +6,7 @@ Conventions (stated so results can be compared with other tools):
 - drift = ordinary-least-squares slope of power against time, in % of the mean power per hour;
 - short-term noise = 100 SD(P_i+1 - P_i) / (sqrt(2) mean) %: reading-to-reading fluctuation, blind to
   slow drift and warm-up (for independent readings it is the relative SD of one reading);
-- warm-up time = time from the first reading until the power stays within +-``band_pct`` of its final
+- warm-up time = time from the first reading until the power stays within +-1 % of its final
   value (the mean of the last 10 % of readings);
 - linearity: ordinary least squares (slope, intercept, R^2, as microscope-metrics) and the Tool-Kit's fit
   through the origin P = a s with chi^2 = sum (P_i - a s_i)^2 / |a s_i| over the set points > 0 (as the

@@ -143,6 +143,13 @@ def _stage_tables(r: dict[str, Any]) -> str:
     return "".join(out) + "</table><p class=muted>um; SD with n - 1</p>"
 
 
+def _iso_table(targets: list[dict[str, Any]]) -> str:
+    keys = ("n_up", "n_down", "mean_up_um", "mean_down_um", "s_up_um", "s_down_um", "B_i_um", "R_up_i_um", "R_down_i_um", "R_i_um")
+    head = "".join(f"<th>{_e(k.replace('_um', '').replace('_i', ' i').replace('_', ' '))}</th>" for k in keys)
+    rows = "".join(f"<tr><td>{_e(t['target'])}</td>" + "".join(f"<td class=num>{_num(t[k])}</td>" for k in keys) + "</tr>" for t in targets)
+    return f"<table><tr><th>target</th>{head}</tr>{rows}</table><p class=muted>um; s with n - 1</p>"
+
+
 def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
     station, software, protocol = run["station"], run.get("software", {}), run["protocol"]
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>QC report {_e(data['protocol'])} {_e(data['run_id'][:8])}</title>"
@@ -188,6 +195,8 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
             parts.append(f"<p class=muted>{_e(r['subject'])}: figure not drawn ({_e(type(exc).__name__)}: {_e(exc)})</p>")
         if r["kind"] == "stage_repeatability":
             parts.append(_stage_tables(r))
+        if r["kind"] == "iso230" and r.get("targets"):
+            parts.append(_iso_table(r["targets"]))
         if r["kind"] == "iso230" and r.get("not_reported"):
             parts.append(f"<p class=muted>Not reported: {_e(r['not_reported'])}</p>")
     outputs = [r["correction_image"] for r in data["results"] if r.get("correction_image")]

@@ -79,4 +79,4 @@ def record(folder: Path, db_url: str | None) -> str:
     try:
         return record_run(folder, db_url)
     except UserError as exc:
-        return f"not recorded in the results store: {exc}"
+        return f"NOT recorded: {exc}"

@@ -395,10 +395,25 @@ class Scheduler:
 
     def _subject(self, o: Outcome, event: str) -> str:
         what = {"fail": "QC FAILED", "warn": "QC warning", "run_failed": "run failed", "interrupted": "run interrupted", "skipped": "job skipped"}[event]
-        return f"[microscope-qc] {self.schedule.spec.schedule}: {o.job} - {what}"
+        station = self._station_names().get(o.station, Path(o.station).stem if o.station else "")
+        return f"[microscope-qc] {station or self.schedule.spec.schedule}: {o.job} - {what}"
+
+    def _station_names(self) -> dict[str, str]:
+        from .run_guard import station_name
+
+        names = {}
+        for job in self.schedule.spec.jobs:
+            path = self.schedule.station_of(job)
+            try:
+                names[str(path)] = station_name(path)
+            except Exception:  # a name is a nicety here; the file is checked where it matters
+                names[str(path)] = path.stem
+        return names
 
     def _body(self, o: Outcome) -> str:
-        lines = [f"Job {o.job} (due {_local(_dt(o.due), self.schedule)}, attempt {o.attempt}): {o.outcome}"
+        lines = [f"Station: {self._station_names().get(o.station, o.station) or '(see schedule)'}",
+                 f"Protocol: {Path(o.protocol).name if o.protocol else '(see schedule)'}",
+                 f"Job {o.job} (due {_local(_dt(o.due), self.schedule)}, attempt {o.attempt}): {o.outcome}"
                  + (f", verdict {o.verdict}" if o.verdict else "")]
         if o.reason:
             lines.append(f"Reason: {o.reason}")
@@ -463,5 +478,7 @@ def _failing_metrics(folder: Path) -> list[str]:
     for r in data.get("results", []):
         for name, m in r.get("metrics", {}).items():
             if m.get("verdict") in ("fail", "warn"):
-                out.append(f"  {r.get('subject')}: {name} = {m.get('value')} {m.get('unit', '')} ({m['verdict']})")
+                value = m.get("value")
+                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                out.append(f"  {r.get('subject')}: {name} = {shown} {m.get('unit', '')} ({m['verdict']}; limit {json.dumps(m.get('limit'))})")
     return (["Metrics outside their limits:"] + out) if out else []

@@ -85,7 +85,7 @@ def repeatability_metrics(table: dict[str, Any]) -> dict[str, Metric]:
 def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis: str = "x") -> tuple[dict[str, Metric], list[dict[str, Any]]]:
     """ISO 230-2 along one axis from images at each target and approach (``tag`` up / down).
 
-    Deviations are measured relative to the first ``up`` image at each target (no absolute scale is
+    Deviations are measured relative to the first up-approach image at each target (no absolute scale is
     in the sample), so the repeatability R (and R_up, R_down) and reversal B are reported; the
     systematic deviation E, range M and accuracy A need an absolute reference and are not.
     Notation after ISO 230-2: s with n - 1; B_i = mean_up - mean_down; R_i = max(2 s_up + 2 s_down + |B_i|, 4 s_up, 4 s_down).

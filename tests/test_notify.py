@@ -165,7 +165,8 @@ def test_config_models_forbid_unknown_fields_and_bad_combinations() -> None:
         WebhookConfig(url="https://h.example/x", headers_env={"Authorization": "Bearer abc"})
     with pytest.raises(ValidationError):
         NotifyConfig(on=["fail", "exploded"])  # type: ignore[list-item]
-    assert NotifyConfig().on == ["fail", "run_failed", "skipped"]
+    assert NotifyConfig().on == ["fail", "run_failed", "interrupted", "skipped"]
+    assert NotifyConfig.model_validate({True: ["warn"]}).on == ["warn"]  # YAML 1.1 reads a bare `on:` key as True
 
 
 def test_check_names_missing_and_empty_variables_without_values() -> None:
