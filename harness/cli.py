@@ -148,10 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = station_name(args.station)
     lock = StationLock(name, purpose=f"run {args.protocol.stem}")
     try:
-        stale = lock.acquire(wait_s=args.wait_for_station, on_wait=lambda owner: print(
+        lock.acquire(wait_s=args.wait_for_station, on_wait=lambda owner: print(
             f"station '{name}' is in use by {owner.describe()}; waiting up to {args.wait_for_station:g} s", file=sys.stderr))
-        if stale:
-            print(stale, file=sys.stderr)
+        # a stale lock taken over is logged (WARNING) by the lock itself
         with lock, Station.load(args.station, time_scale=args.time_scale) as station:
             if args.check_interlock and (problems := interlock_problems(station)):
                 raise PreconditionFailed("interlock open: " + "; ".join(problems))

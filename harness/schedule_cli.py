@@ -21,11 +21,10 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
     schedule = read_schedule_file(args.file)
     service_lock = StationLock(f"schedule {schedule.spec.schedule}", purpose="schedule service")
     try:
-        stale = service_lock.acquire()
+        service_lock.acquire()  # a stale lock taken over is logged (WARNING) by the lock itself
     except StationBusy as exc:
-        raise UserError(f"the schedule {schedule.spec.schedule!r} is already being run: {exc}") from None
-    if stale:
-        print(stale, file=sys.stderr)
+        raise UserError(f"the schedule {schedule.spec.schedule!r} is already being run by another service: pid {exc.owner.pid} "
+                        f"on {exc.owner.hostname} -- lock file {exc.path}") from None
     with service_lock:
         scheduler = Scheduler(schedule)
         if threading.current_thread() is threading.main_thread():

@@ -387,3 +387,13 @@ def test_the_lock_folder_can_be_shared_by_every_account(tmp_path: Path, monkeypa
     assert default_lock_dir() == tmp_path / "shared-locks"
     with StationLock("Microscope 3", purpose="test") as lock:
         assert lock.path.parent == tmp_path / "shared-locks" and lock.path.is_file()
+
+
+def test_a_second_service_for_the_same_schedule_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from harness.cli import run
+    from harness.station_lock import StationLock
+
+    path = _schedule(tmp_path, {"schedule": "one-service"})
+    with StationLock("schedule one-service", purpose="schedule service"):
+        assert run(["schedule", "run", str(path)]) == 2
+    assert "the schedule 'one-service' is already being run by another service: pid" in capsys.readouterr().err
