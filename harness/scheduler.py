@@ -330,6 +330,7 @@ class Scheduler:
         env["PYTHONUNBUFFERED"] = "1"
         before = set(self.schedule.runs_dir.iterdir())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_end_with_parent())
+        _windows_end_with_parent(proc, self.out)
         self._child = proc
         if self.on_started:
             self.on_started(job, proc, p.attempt)
@@ -456,6 +457,50 @@ def _end_with_parent() -> Callable[[], None] | None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
 
     return set_parent_death_signal
+
+
+_JOB_HANDLE: Any = None
+
+
+def _windows_end_with_parent(proc: subprocess.Popen, out: Callable[[str], None]) -> None:
+    """Windows: put the run process into a Job Object that is closed when the service ends (also
+    when it is killed), which ends the run process too; the next start recovers the interrupted run.
+    Without it, a killed service would leave an unsupervised run behind. Best effort: a failure is
+    said and the run goes on."""
+    global _JOB_HANDLE
+    if sys.platform != "win32":
+        return
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        class _Basic(ctypes.Structure):
+            _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
+                        ("LimitFlags", wintypes.DWORD), ("MinimumWorkingSetSize", ctypes.c_size_t),
+                        ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", wintypes.DWORD),
+                        ("Affinity", ctypes.c_size_t), ("PriorityClass", wintypes.DWORD), ("SchedulingClass", wintypes.DWORD)]
+
+        class _Io(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_uint64) for name in ("ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
+                                                             "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
+
+        class _Extended(ctypes.Structure):
+            _fields_ = [("BasicLimitInformation", _Basic), ("IoInfo", _Io), ("ProcessMemoryLimit", ctypes.c_size_t),
+                        ("JobMemoryLimit", ctypes.c_size_t), ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.CreateJobObjectW.restype = wintypes.HANDLE
+        if _JOB_HANDLE is None:
+            job = kernel32.CreateJobObjectW(None, None)
+            info = _Extended()
+            info.BasicLimitInformation.LimitFlags = 0x2000  # JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+            if not job or not kernel32.SetInformationJobObject(job, 9, ctypes.byref(info), ctypes.sizeof(info)):  # JobObjectExtendedLimitInformation
+                raise OSError(ctypes.get_last_error(), "CreateJobObject/SetInformationJobObject failed")
+            _JOB_HANDLE = job
+        if not kernel32.AssignProcessToJobObject(_JOB_HANDLE, wintypes.HANDLE(int(proc._handle))):  # type: ignore[attr-defined]
+            raise OSError(ctypes.get_last_error(), "AssignProcessToJobObject failed")
+    except Exception as exc:  # the run goes on; only the clean-up on a killed service is lost
+        out(f"the run process is not tied to the service ({type(exc).__name__}: {exc}); if the service is killed, the run goes on alone")
 
 
 def _local(t: datetime, schedule: Schedule) -> str:
