@@ -183,7 +183,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"{folder}: the run is still running, or its process was killed; for a killed run: microscope-qc recover {folder}")
     missing = [name for name in run.get("files", {}) if not (folder / name).is_file()]
     if missing:
-        raise UserError(f"{folder}: files listed in run.json are missing: {', '.join(missing)} (restore them from a copy; MANIFEST.sha256 has their checksums)")
+        raise UserError(f"{folder}: files listed in run.json are missing: {', '.join(missing)} (restore them from a copy; run.json has their checksums)")
     changed = _changed_since_run(folder, run)
     limits = _limits(run)
     results = []
@@ -208,9 +208,11 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         "conventions": CONVENTIONS, "results": results, "not_analysed": not_analysed, "files_changed_since_run": changed,
         "verdict": overall(verdicts) if results or run["status"] != "completed" else "not judged",
     }
-    data["annotated_files"] = annotate_run(folder, data)
-    _record_checksums(run_file, run, folder, data["annotated_files"])
-    _write_json(folder / "results.json", data)
+    try:
+        data["annotated_files"] = annotate_run(folder, data)
+    except Exception as exc:  # the results stand without the copy inside the OME-TIFFs; say so
+        data["annotated_files"], data["annotation_error"] = [], f"{type(exc).__name__}: {exc}"
+    _record_checksums(run_file, run, folder, [n for n in data["annotated_files"] if n not in changed])
     try:
         from .report import write_report
 
@@ -239,7 +241,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed: list[str]) -> None:
     """The QC annotations change the files' XML (not their pixels): run.json keeps the checksum
-    at acquisition and gets the current one."""
+    at acquisition and gets the current one. A file that had changed before is not re-recorded, so
+    it stays flagged however often it is analysed."""
     if not changed:
         return
     for name in changed:
@@ -277,6 +280,8 @@ def summary(data: dict[str, Any]) -> str:
         lines.append(f"  flat-field correction images: {', '.join(corrections)}")
     if data.get("files_changed_since_run"):
         lines.append(f"  WARNING: changed since the run recorded them (checksum differs from run.json): {', '.join(data['files_changed_since_run'])}")
+    if data.get("annotation_error"):
+        lines.append(f"  QC annotations NOT written into the OME-TIFFs: {data['annotation_error']}")
     if data.get("report_error"):
         lines.append(f"  report NOT written: {data['report_error']}")
     return "\n".join(lines)

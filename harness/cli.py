@@ -21,7 +21,7 @@ from . import __version__
 from .analysis import analyse_run, summary
 from .run_guard import EXIT_PRECONDITION, held_station
 from .station_lock import StationBusy
-from .errors import UserError
+from .errors import StationError, UserError
 from .plan import expand, line_key
 from .protocol_file import ProtocolFile, check_acceptance
 from .runner import Runner
@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run_guard import EXIT_PRECONDITION, PreconditionFailed, interlock_problems, record, station_name, write_outcome
     from .station_lock import StationBusy, StationLock
 
-    _recover_interrupted(args.runs_dir, None if args.no_store else args.db)
+    _recover_interrupted(args.runs_dir, args.db, store=not args.no_store)
     name = station_name(args.station)
     lock = StationLock(name, purpose=f"run {args.protocol.stem}")
     try:
@@ -350,7 +350,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 # --- crash recovery --------------------------------------------------------------------------------
-def _recover_interrupted(runs_dir: Path, db: str | None) -> None:
+def _recover_interrupted(runs_dir: Path, db: str | None, store: bool = True) -> None:
     """Before a run: finish the run folders that a killed run process left behind (cheap when none)."""
     from .recovery import recover_all
     from .run_guard import record
@@ -362,7 +362,7 @@ def _recover_interrupted(runs_dir: Path, db: str | None) -> None:
         return
     for report in reports:
         print(report.line(), file=sys.stderr)
-        if report.outcome == "recovered":
+        if report.outcome == "recovered" and store:
             print(f"  results store: {record(report.folder, db)}", file=sys.stderr)
 
 
@@ -501,6 +501,9 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except StationError as exc:  # a device that cannot be reached: not the user's mistake, may be retried
+        out(f"device error: {exc}")
+        return EXIT_DEVICE
     except UserError as exc:
         out(f"error: {exc}")
         return EXIT_USER

@@ -20,8 +20,10 @@ DIRECTION_COLOURS = {"+x": "tab:red", "-x": "tab:orange", "+y": "tab:blue", "-y"
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    finally:
+        plt.close(fig)  # also on failure: the service is long-running
     return buf.getvalue()
 
 

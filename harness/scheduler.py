@@ -125,13 +125,23 @@ class ScheduleState:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "state.json"
         self.outcomes_path = folder / "outcomes.jsonl"
-        data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
-        self.last_due: dict[str, str] = data.get("last_due", {})
-        self.pending: list[Pending] = [Pending(**p) for p in data.get("pending", [])]
+        self.problem = ""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
+            self.last_due: dict[str, str] = {str(k): str(v) for k, v in data.get("last_due", {}).items()}
+            self.pending: list[Pending] = [Pending(**p) for p in data.get("pending", [])]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+            aside = self.path.with_name(f"state.json.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+            self.path.replace(aside)
+            self.problem = f"{self.path} could not be read ({type(exc).__name__}: {exc}); kept as {aside.name}, starting afresh"
+            self.last_due, self.pending = {}, []
 
     def save(self) -> None:
         tmp = self.path.with_name("state.json.tmp")
-        tmp.write_text(json.dumps({"last_due": self.last_due, "pending": [asdict(p) for p in self.pending]}, indent=2), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"last_due": self.last_due, "pending": [asdict(p) for p in self.pending]}, indent=2))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
     def record(self, outcome: Outcome) -> None:
@@ -171,11 +181,18 @@ class Scheduler:
         self.state = ScheduleState(schedule.state_dir)
         self.notifier = Notifier(schedule.spec.notify, env) if schedule.spec.notify else None
         self._child: subprocess.Popen | None = None
+        self._manual = False
 
     # -- start ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Recover interrupted runs, safe state, missed times."""
         self.schedule.runs_dir.mkdir(parents=True, exist_ok=True)
+        if self.state.problem:
+            self.out(self.state.problem)
+        enabled = {j.name for j in self.schedule.spec.jobs if j.enabled}
+        for p in [p for p in self.state.pending if p.job not in enabled]:
+            self.state.pending.remove(p)
+            self.out(f"{p.job}: pending attempt dropped (the job is no longer in the schedule, or is disabled)")
         self._recover()
         self._safe_state("service start")
         if self.notifier:
@@ -231,9 +248,14 @@ class Scheduler:
             if not job.enabled:
                 continue
             last = _dt(self.state.last_due.get(job.name, _iso(now)))
-            due = self.schedule.next_due(job, last)
-            if due <= now:
+            if self.schedule.next_due(job, last) <= now:
+                dues = self.schedule.missed(job, last, now)
+                due = dues[-1]  # the latest time; earlier ones passed while the station was busy
                 self.state.last_due[job.name] = _iso(due)
+                if len(dues) > 1:
+                    self._finish(Outcome(job.name, _iso(dues[0]), 0, "missed", _iso(now),
+                                         reason=f"{len(dues) - 1} time(s) from {_local(dues[0], self.schedule)} passed while earlier work ran; running the latest only"),
+                                 notify="skipped")
                 if any(p.job == job.name for p in self.state.pending):
                     self._finish(Outcome(job.name, _iso(due), 0, "skipped", _iso(now), reason=f"an earlier time of this job ({_local(_dt(next(p.due for p in self.state.pending if p.job == job.name)), self.schedule)}) is still pending"), notify="skipped")
                 else:
@@ -250,10 +272,10 @@ class Scheduler:
         self.schedule.runs_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
         now = self.clock.now()
-        return self._attempt(Pending(job.name, _iso(now), 1, _iso(now), "run now"), retry=False, notify=False)
+        self._manual = True  # a person is there: no notifications; the service's state.json is not touched
+        return self._attempt(Pending(job.name, _iso(now), 1, _iso(now), "run now"), retry=False)
 
-    def _attempt(self, p: Pending, retry: bool = True, notify: bool = True) -> Outcome:
-        self._notify_enabled = notify
+    def _attempt(self, p: Pending, retry: bool = True) -> Outcome:
         if p in self.state.pending:
             self.state.pending.remove(p)
         job = self.schedule.job(p.job)
@@ -303,11 +325,12 @@ class Scheduler:
         return self._finish(Outcome(job.name, p.due, p.attempt, "skipped", _iso(now), reason=f"precondition failed: {reason}", **base), notify="skipped")
 
     def _finish(self, outcome: Outcome, notify: str | None = None) -> Outcome:
-        if notify and self.notifier and self.notifier.wants(notify) and getattr(self, "_notify_enabled", True):
+        if notify and self.notifier and self.notifier.wants(notify) and not self._manual:
             deliveries = self.notifier.send(notify, self._subject(outcome, notify), self._body(outcome), details=asdict(outcome))
             outcome.notified = [asdict(d) | {"event": notify} for d in deliveries]
         self.state.record(outcome)
-        self.state.save()
+        if not self._manual:
+            self.state.save()
         return outcome
 
     # -- pieces ----------------------------------------------------------------------------------------
@@ -318,7 +341,7 @@ class Scheduler:
         return f"only {free / 1e9:.2f} GB free in {self.schedule.runs_dir}, {need / 1e9:.2f} GB needed" if free < need else ""
 
     def _run_process(self, job: Job, p: Pending, wait_s: float, interlock: bool) -> dict[str, Any]:
-        outcome_file = self.schedule.state_dir / f"outcome-{job.name}.json"
+        outcome_file = self.schedule.state_dir / f"outcome-{job.name}-{os.getpid()}.json"
         outcome_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "harness", "run", str(self.schedule.protocol_of(job)), "--station", str(self.schedule.station_of(job)),
                "--runs-dir", str(self.schedule.runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]

@@ -109,7 +109,7 @@ def default_lock_dir() -> Path:
     shared = os.environ.get(LOCK_DIR_ENV)
     if shared:
         return Path(shared)
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "locks"
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "locks"  # next to the results database
 
 
 def lock_file_name(station_name: str) -> str:
@@ -353,6 +353,18 @@ class StationLock:
         """Hold the OS lock on the guard file (for milliseconds: only while looking at the lock)."""
         try:
             fd = os.open(self.guard_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+            if os.name == "posix":
+                try:  # a shared lock folder: the next account must open it too, whatever our umask
+                    os.fchmod(fd, 0o666)
+                except OSError:
+                    pass  # created by another account: theirs to set
+        except PermissionError:
+            if os.name != "posix":
+                raise LockDirError(f"cannot open {self.guard_path}: permission denied") from None
+            try:  # flock needs no write access: another account's guard file is usable read-only
+                fd = os.open(self.guard_path, os.O_RDONLY)
+            except OSError as error:
+                raise LockDirError(f"cannot open {self.guard_path}: {error.strerror or error}") from None
         except OSError as error:
             raise LockDirError(f"cannot open {self.guard_path}: {error.strerror or error}") from None
         try:

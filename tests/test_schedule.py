@@ -397,3 +397,52 @@ def test_a_second_service_for_the_same_schedule_is_refused(tmp_path: Path, capsy
     with StationLock("schedule one-service", purpose="schedule service"):
         assert run(["schedule", "run", str(path)]) == 2
     assert "the schedule 'one-service' is already being run by another service: pid" in capsys.readouterr().err
+
+
+class _FakeRuns(Scheduler):
+    """The service loop with runs that take ``hours`` of (virtual) station time and no station."""
+
+    hours = 5.0
+
+    def _run_process(self, job: Any, p: Any, wait_s: float, interlock: bool) -> dict[str, Any]:
+        self.clock.advance(self.hours * 3600)
+        return {"status": "completed", "verdict": "pass", "folder": None, "reason": "", "stored": "n/a"}
+
+    def _safe_state(self, why: str) -> None:
+        pass
+
+    def _recover(self) -> list[Any]:
+        return []
+
+
+def test_a_long_run_does_not_build_a_backlog_and_gone_jobs_leave_no_pending(tmp_path: Path) -> None:
+    path = _schedule(tmp_path, {"jobs": [{"name": "hourly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 * * * *"}]})
+    schedule = read_schedule_file(path)
+    clock = VirtualClock(_local(2026, 12, 1, 0, 30))
+    _FakeRuns(schedule, clock, out=lambda s: None).run(until=_local(2026, 12, 1, 12, 0))
+    done = [o for o in ScheduleState(schedule.state_dir).outcomes()]
+    ran = [datetime.fromisoformat(o["due"]).astimezone(BERLIN).strftime("%H:%M") for o in done if o["outcome"] == "completed"]
+    # 01:00 runs until 06:00; then only the latest time (06:00) runs, not 02:00..05:00 one after another
+    assert ran == ["01:00", "06:00", "11:00"], ran
+    missed = [o for o in done if o["outcome"] == "missed"]
+    assert len(missed) == 2 and "4 time(s)" in missed[0]["reason"]
+    # a pending attempt of a job that is no longer in the file is dropped at start, with a message
+    state = ScheduleState(schedule.state_dir)
+    from harness.scheduler import Pending
+
+    state.pending.append(Pending("renamed-job", "2026-12-01T00:00:00+00:00", 2, "2026-12-01T00:00:00+00:00"))
+    state.save()
+    said: list[str] = []
+    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 12, 30)), out=said.append).run(until=_local(2026, 12, 1, 12, 45))
+    assert any("renamed-job: pending attempt dropped" in s for s in said)
+    assert not ScheduleState(schedule.state_dir).pending
+
+
+def test_an_unreadable_state_file_is_kept_aside_and_the_service_starts(tmp_path: Path) -> None:
+    schedule = read_schedule_file(_schedule(tmp_path, {}))
+    schedule.state_dir.mkdir(parents=True)
+    (schedule.state_dir / "state.json").write_text("{ torn")
+    said: list[str] = []
+    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 12)), out=said.append).run(until=_local(2026, 12, 1, 12, 5))
+    assert any("could not be read" in s and "starting afresh" in s for s in said)
+    assert list(schedule.state_dir.glob("state.json.unreadable-*"))

@@ -336,7 +336,7 @@ def test_different_stations_do_not_block_each_other(tmp_path: Path) -> None:
 def test_the_default_lock_dir_is_per_user_data(tmp_path: Path) -> None:
     lock = StationLock("Scope A")  # constructing creates nothing
     assert lock.lock_dir == default_lock_dir()
-    assert lock.lock_dir == Path(platformdirs.user_data_dir("microscope-qc", appauthor=False)) / "locks"
+    assert lock.lock_dir == Path(platformdirs.user_data_dir("microscope-qc")) / "locks"
 
 
 def test_an_unusable_lock_dir_is_a_user_error(tmp_path: Path) -> None:
