@@ -297,13 +297,14 @@ def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> No
     assert [r["subject"] for r in flat] == ["405 nm", "488 nm", "561 nm", "640 nm"]
     for r in flat:
         m = {k: v["value"] for k, v in r["metrics"].items()}
-        assert m["uniformity_pct"] == pytest.approx(truth["uniformity_pct"].value, abs=1.0)
-        assert m["field_uniformity_pct"] == pytest.approx(truth["field_uniformity_pct"].value, abs=1.0)
-        assert m["centering_accuracy_pct"] == pytest.approx(truth["centering_accuracy_pct"].value, abs=0.5)
-        assert m["reference_zone_x_px"] == pytest.approx(truth["reference_zone_x_px"].value, abs=5)
-        assert m["reference_zone_y_px"] == pytest.approx(truth["reference_zone_y_px"].value, abs=5)
-        assert m["centre_of_intensity_x_px"] == pytest.approx(truth["centre_of_intensity_x_px"].value, abs=2)
-        assert m["centre_of_intensity_y_px"] == pytest.approx(truth["centre_of_intensity_y_px"].value, abs=2)
+        # measured (x120 run): |error| <= 0.12 point, 0.03 point, 0.01 point, 0.13 px, 0.002 px
+        assert m["uniformity_pct"] == pytest.approx(truth["uniformity_pct"].value, abs=0.35)
+        assert m["field_uniformity_pct"] == pytest.approx(truth["field_uniformity_pct"].value, abs=0.1)
+        assert m["centering_accuracy_pct"] == pytest.approx(truth["centering_accuracy_pct"].value, abs=0.05)
+        assert m["reference_zone_x_px"] == pytest.approx(truth["reference_zone_x_px"].value, abs=0.5)
+        assert m["reference_zone_y_px"] == pytest.approx(truth["reference_zone_y_px"].value, abs=0.5)
+        assert m["centre_of_intensity_x_px"] == pytest.approx(truth["centre_of_intensity_x_px"].value, abs=0.02)
+        assert m["centre_of_intensity_y_px"] == pytest.approx(truth["centre_of_intensity_y_px"].value, abs=0.02)
         assert len(r["profiles"]["centre_row"]) == p.width_px
     # the profile's centre is right of and above the image centre, as configured (+8 %, -5 %)
     assert flat[0]["metrics"]["reference_zone_x_px"]["value"] > p.width_px / 2
