@@ -28,6 +28,7 @@ from harness.station import Station
 
 def protocol_variant(folder: Path, rounds: int) -> Path:
     text = (ROOT / "protocols" / "stage-repeatability.yaml").read_text(encoding="utf-8")
+    assert ", centre_roi: [512, 512]" in text and "repeat: 20" in text, "the shipped protocol changed: update this benchmark"
     text = text.replace(", centre_roi: [512, 512]", "")
     text = re.sub(r"repeat: 20\b", f"repeat: {rounds}", text)
     path = folder / "stage-repeatability-full-frame.yaml"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 
 from . import __version__, power_metrics, stage_metrics
 from . import flat_field_metrics as flat_field_metrics_module
+from .atomic_files import replace_json
 from .errors import UserError
 from .flat_field_correction import correction_image, write_correction
 from .flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
@@ -219,7 +219,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["report"] = write_report(folder, run, data).name
     except Exception as exc:  # the results are kept; the report can be redone with `analyze`
         data["report_error"] = f"{type(exc).__name__}: {exc}"
-    _write_json(folder / "results.json", data)
+    replace_json(folder / "results.json", data)
     return data
 
 
@@ -233,12 +233,6 @@ def _changed_since_run(folder: Path, run: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed: list[str]) -> None:
     """The QC annotations change the files' XML (not their pixels): run.json keeps the checksum
     at acquisition and gets the current one. A file that had changed before is not re-recorded, so
@@ -250,7 +244,7 @@ def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed
         entry.setdefault("sha256_acquired", entry.get("sha256"))
         entry["sha256"] = sha256_file(folder / name)
         entry["qc_annotated"] = True
-    _write_json(run_file, run)
+    replace_json(run_file, run)
 
 
 def summary(data: dict[str, Any]) -> str:

@@ -19,9 +19,9 @@ from devices.errors import DeviceError
 
 from . import __version__
 from .analysis import analyse_run, summary
-from .run_guard import EXIT_PRECONDITION, held_station
+from .run_guard import held_station
 from .station_lock import StationBusy
-from .errors import StationError, UserError
+from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 from .plan import expand, line_key
 from .protocol_file import ProtocolFile, check_acceptance
 from .runner import Runner
@@ -29,7 +29,6 @@ from .station import Station
 from .station_file import StationFile
 from .yaml_source import load_yaml, validate
 
-EXIT_USER, EXIT_DEVICE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 def _station_arg(p: argparse.ArgumentParser) -> None:
@@ -141,7 +140,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run_guard import EXIT_PRECONDITION, PreconditionFailed, interlock_problems, record, station_name, write_outcome
+    from .run_guard import PreconditionFailed, interlock_problems, record, station_name, write_outcome
     from .station_lock import StationBusy, StationLock
 
     _recover_interrupted(args.runs_dir, args.db, store=not args.no_store)
@@ -310,6 +309,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_trend(args: argparse.Namespace) -> int:
     from .results_store import ResultsStore
+    from .control_chart import flagged_indices
     from .trend_report import build_charts, write_report
 
     if args.baseline < 2:
@@ -323,7 +323,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     for c in charts:
         lim, unit = c.limits, f" {c.key.unit}" if c.key.unit else ""
         limits = f"limits {lim.lower:.5g} to {lim.upper:.5g}{unit} from the first {lim.baseline}" if lim.defined else "no limits yet (one run)"
-        flagged = sorted({f.index for f in c.flags})
+        flagged = flagged_indices(c.flags)
         print(f"{c.title}: {len(c.points)} run{'s' if len(c.points) != 1 else ''}, centre {lim.centre:.5g}{unit}, {limits}; "
               + (f"{len(flagged)} flagged" if flagged else "none flagged"))
         for i in flagged:

@@ -2,6 +2,10 @@
 traceback."""
 
 
+# exit codes of the command line, shared by the run process and the scheduler that reads them
+EXIT_USER, EXIT_DEVICE, EXIT_RUN_FAILED, EXIT_PRECONDITION, EXIT_INTERRUPTED = 2, 3, 4, 5, 130
+
+
 class UserError(Exception):
     """A problem the user can fix; ``str()`` is the whole message."""
 

@@ -61,11 +61,13 @@ import tifffile
 from ome_types import from_xml
 from ome_types import model as m
 
+from .atomic_files import replace_bytes, replace_json
 from .journal import Journal
 from .ome_metadata import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import StackPlan
 from .provenance import sha256_file
+from .qc_annotations import NS_NBO_QC, NS_QC
 from .series_writer import COLUMNS as SERIES_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -201,19 +203,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _replace_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _replace_bytes(path, json.dumps(data, indent=2, default=str).encode("utf-8"))
-
-
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[bool]:
     """True while this process alone recovers ``folder`` (flock on the folder; POSIX only)."""
@@ -253,7 +242,7 @@ def repair_journal(path: Path) -> bytes:
         keep = start
     if keep == len(data):
         return b""
-    _replace_bytes(path, data[:keep])
+    replace_bytes(path, data[:keep])
     return data[keep:]
 
 
@@ -300,12 +289,12 @@ def repair_csv(path: Path, columns: list[str] | None = None) -> tuple[int, bytes
     if header is None:  # the header itself was cut short: nothing else can follow it
         if columns is None or b"\n" in data:
             return 0, b""  # not a CSV we know how to mend: left alone
-        _replace_bytes(path, (",".join(columns) + "\r\n").encode("utf-8"))
+        replace_bytes(path, (",".join(columns) + "\r\n").encode("utf-8"))
         return 0, data
     base = text[:keep].encode("utf-8", errors="surrogateescape")
     if base == data and not fix_cr:
         return rows, b""
-    _replace_bytes(path, base + (b"\n" if fix_cr else b""))
+    replace_bytes(path, base + (b"\n" if fix_cr else b""))
     return rows, data[len(base):]
 
 
@@ -315,7 +304,7 @@ def _rewrite_frame_log(path: Path, rows: list[dict[str, str]], columns: list[str
     writer.writeheader()
     for row in rows:
         writer.writerow({k: row.get(k) or "" for k in columns})
-    _replace_bytes(path, buf.getvalue().encode("utf-8", errors="surrogateescape"))
+    replace_bytes(path, buf.getvalue().encode("utf-8", errors="surrogateescape"))
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -422,7 +411,7 @@ def info_from_ome(ome: m.OME, line_keys: list[str] | None = None) -> tuple[Instr
     image_refs = {r.id for r in ome.images[0].annotation_refs}
     extra = {}
     for a in (ome.structured_annotations.map_annotations if ome.structured_annotations else []):
-        if a.id in image_refs and a.id not in ours and a.namespace not in (NS_RUN, NS_NBO) and not a.id.startswith("Annotation:QC"):
+        if a.id in image_refs and a.id not in ours and a.namespace not in (NS_RUN, NS_NBO, NS_QC, NS_NBO_QC):
             extra[a.namespace or a.id] = {item.k: item.value for item in a.value.ms}
     return info, extra
 
@@ -775,7 +764,7 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
     if isinstance(run.get("clock"), dict) and last and isinstance(last.get("t_s"), (int, float)):
         run["clock"]["elapsed_s"] = last["t_s"]
     run["recovery"] = {"utc": recovered_utc, "owner": candidate.detail, "actions": list(details)}
-    _write_json(folder / "run.json", run)
+    replace_json(folder / "run.json", run)
     report.status, report.reason = status, reason
     # 5. analysis and manifest
     _analyse(folder, report, analyse_run)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import plots
+from .atomic_files import replace_text
 from .series_writer import read_series
 
 COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "not judged": "#5f6368"}
@@ -211,7 +212,5 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
 
 def write_report(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> Path:
     path = folder / "report.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(folder, run, data), encoding="utf-8")
-    tmp.replace(path)
+    replace_text(path, render(folder, run, data))
     return path

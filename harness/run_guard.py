@@ -7,18 +7,16 @@ A failed precondition means the run never started: no run folder, exit code 5.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .atomic_files import replace_json
 from .errors import UserError
 from .station_file import StationFile
 from .yaml_source import load_yaml, validate
 
-EXIT_PRECONDITION = 5
 
 
 class PreconditionFailed(Exception):
@@ -67,9 +65,7 @@ def write_outcome(path: Path | None, **fields: Any) -> None:
     """A small JSON file for a supervising process (the scheduler): status, folder, verdict, reason."""
     if path is None:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(fields, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    replace_json(path, fields)
 
 
 def record(folder: Path, db_url: str | None) -> str:

@@ -32,6 +32,7 @@ import psutil
 from devices.errors import DeviceError
 
 from .analysis import analyse_run
+from .atomic_files import replace_json, replace_text
 from .errors import UserError
 from .journal import Journal
 from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
@@ -289,9 +290,7 @@ class Runner:
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
             "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
         }
-        tmp = self.folder / "run.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, self.folder / "run.json")
+        replace_json(self.folder / "run.json", data)
 
     # --- metadata ---------------------------------------------------------------------------------
     def _instrument_info(self) -> InstrumentInfo:
@@ -623,6 +622,4 @@ def write_manifest(folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != "MANIFEST.sha256" and not path.name.endswith(".tmp"):
             lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
-    tmp = folder / "MANIFEST.sha256.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "MANIFEST.sha256")
+    replace_text(folder / "MANIFEST.sha256", "\n".join(lines) + "\n")

@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import UserError
+from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
 from .schedule_file import read_schedule_file
 
 
@@ -71,9 +71,7 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     outcome = Scheduler(schedule).run_now(args.job)
     print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
           + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
-    from .run_guard import EXIT_PRECONDITION
-
-    return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else 4
+    return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else EXIT_RUN_FAILED
 
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:

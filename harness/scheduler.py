@@ -36,8 +36,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic_files import replace_json
 from .notify import Notifier
-from .run_guard import EXIT_PRECONDITION
+from .errors import EXIT_PRECONDITION, EXIT_USER
 from .schedule_file import Job, Schedule
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,7 @@ class ScheduleState:
             self.last_due, self.pending = {}, []
 
     def save(self) -> None:
-        tmp = self.path.with_name("state.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"last_due": self.last_due, "pending": [asdict(p) for p in self.pending]}, indent=2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        replace_json(self.path, {"last_due": self.last_due, "pending": [asdict(p) for p in self.pending]})
 
     def record(self, outcome: Outcome) -> None:
         with open(self.outcomes_path, "a", encoding="utf-8") as f:
@@ -366,7 +362,7 @@ class Scheduler:
         outcome_file.unlink(missing_ok=True)
         if rc == EXIT_PRECONDITION:
             return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr)}
-        if rc == 2 and not result:  # a mistake in a file: the run never started
+        if rc == EXIT_USER and not result:  # a mistake in a file: the run never started
             return {"status": "failed", "folder": None, "reason": f"the run could not start: {_last_lines(stderr)}", "user_error": True}
         if not result:  # the process died before it could say (killed, crashed)
             new = sorted(set(self.schedule.runs_dir.iterdir()) - before)

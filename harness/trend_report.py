@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
 from . import __version__
-from .control_chart import Flag, Limits, evaluate
+from .control_chart import Flag, Limits, evaluate, flagged_indices
+from .atomic_files import replace_text
 from .errors import UserError
 from .results_store import ChartKey, Point, ResultsStore, RunRecord, shown
 
@@ -85,7 +85,7 @@ def plot_png(chart: Chart) -> bytes:
     if lim.defined:
         ax.axhline(lim.upper, color="tab:red", linestyle="--", linewidth=1, label=f"±3 SD ({lim.lower:.5g} to {lim.upper:.5g})")
         ax.axhline(lim.lower, color="tab:red", linestyle="--", linewidth=1)
-    flagged = sorted({f.index for f in chart.flags})
+    flagged = flagged_indices(chart.flags)
     if flagged:
         ax.plot([t[i] for i in flagged], [v[i] for i in flagged], "o", markersize=10, markerfacecolor="none",
                 markeredgecolor="red", markeredgewidth=2, label="flagged", zorder=3)
@@ -134,7 +134,7 @@ def _chart_html(n: int, chart: Chart) -> str:
         f"centre line {e(_value(lim.centre, unit))}, control limits {e(limits)}, from the first {lim.baseline} runs.</p>",
         f'<img alt="{e(chart.title)} over time" src="data:image/png;base64,{png}">',
     ]
-    flagged = sorted({f.index for f in chart.flags})
+    flagged = flagged_indices(chart.flags)
     if not flagged:
         parts.append('<p class="ok">No flagged runs: the metric is in statistical control.</p>')
     else:
@@ -159,7 +159,7 @@ def render_html(charts: list[Chart], database: str, run_length: int) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
     for n, c in enumerate(charts):
-        count = len({f.index for f in c.flags})
+        count = len(flagged_indices(c.flags))
         cls = "flagged" if count else "ok"
         rows.append(f'<tr><td><a href="#chart-{n}">{e(c.key.station)}</a></td><td>{e(c.key.protocol)}</td><td>{e(c.key.subject)}</td>'
                     f'<td class="num">{len(c.points)}</td><td class="num {cls}">{count}</td></tr>')
@@ -186,10 +186,8 @@ def write_report(charts: list[Chart], path: str | Path, database: str, run_lengt
     """Write the report atomically; returns its path."""
     path = Path(path)
     text = render_html(charts, shown(database), run_length)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        replace_text(path, text)
     except OSError as exc:
         raise UserError(f"cannot write the report {path}: {exc}") from None
     return path

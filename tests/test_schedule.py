@@ -298,7 +298,8 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
 # --- what a run checks before it starts ------------------------------------------------------------
 def test_a_run_on_a_busy_station_is_refused_and_touches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from harness.cli import run
-    from harness.run_guard import EXIT_PRECONDITION, station_name
+    from harness.errors import EXIT_PRECONDITION
+    from harness.run_guard import station_name
     from harness.station_lock import StationLock
 
     station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
@@ -315,7 +316,7 @@ def test_a_run_on_a_busy_station_is_refused_and_touches_nothing(tmp_path: Path, 
 
 def test_a_run_with_an_open_interlock_is_refused_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from harness.cli import run
-    from harness.run_guard import EXIT_PRECONDITION
+    from harness.errors import EXIT_PRECONDITION
 
     station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}, "devices": {"Laser561": {"simulation": {"interlock_closed": False}}}})
     protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
@@ -371,7 +372,8 @@ def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigter
 def test_every_command_that_touches_the_station_respects_a_running_run(tmp_path: Path, capsys: pytest.CaptureFixture, command: list[str]) -> None:
     """Bringing a station up puts its lasers into their safe state: never under somebody's run."""
     from harness.cli import run
-    from harness.run_guard import EXIT_PRECONDITION, station_name
+    from harness.errors import EXIT_PRECONDITION
+    from harness.run_guard import station_name
     from harness.station_lock import StationLock
 
     station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
