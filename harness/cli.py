@@ -322,7 +322,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
         path = write_report(charts, args.out, store.url, args.run_length)
     for c in charts:
         lim, unit = c.limits, f" {c.key.unit}" if c.key.unit else ""
-        limits = f"limits {lim.lower:.5g} to {lim.upper:.5g}{unit} from the first {lim.baseline}" if lim.defined else "no limits yet (one run)"
+        limits = lim.describe(c.key.unit)
         flagged = flagged_indices(c.flags)
         print(f"{c.title}: {len(c.points)} run{'s' if len(c.points) != 1 else ''}, centre {lim.centre:.5g}{unit}, {limits}; "
               + (f"{len(flagged)} flagged" if flagged else "none flagged"))

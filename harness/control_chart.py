@@ -9,6 +9,11 @@ are fewer), limits = centre +- 3 SD with the sample SD (n - 1). Rules (Western E
   (rule 2); a point exactly on the centre line ends a run. As control-chart software does, the point
   that completes the run is flagged, and each further point that continues it.
 
+Statistical control is only claimed from a baseline of at least ``MIN_CONTROL_BASELINE`` (10) runs:
+the SD of fewer runs is too uncertain for +-3 SD limits to mean what they say (with 5 runs the upper
+95 % confidence bound of the SD is 2.9 times its estimate). With fewer, the limits are provisional and
+a chart says "too few runs for control limits".
+
 Pure functions of plain sequences of numbers; no I/O.
 """
 
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 OUTSIDE, RUN = "outside", "run"
+MIN_CONTROL_BASELINE = 10  # baseline runs needed before a series is said to be in (or out of) statistical control
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,21 @@ class Limits:
     @property
     def defined(self) -> bool:
         return math.isfinite(self.lower) and math.isfinite(self.upper)
+
+    @property
+    def established(self) -> bool:
+        """Enough baseline runs to judge statistical control (``MIN_CONTROL_BASELINE``)."""
+        return self.defined and self.baseline >= MIN_CONTROL_BASELINE
+
+    def describe(self, unit: str | None = None) -> str:
+        """For people: the limits, or why there are none yet."""
+        u = f" {unit}" if unit else ""
+        if not self.defined:
+            return f"too few runs for control limits (1 run; {MIN_CONTROL_BASELINE} are needed)"
+        limits = f"{self.lower:.5g} to {self.upper:.5g}{u} from the first {self.baseline} runs"
+        if not self.established:
+            return f"too few runs for control limits ({self.baseline} in the baseline; {MIN_CONTROL_BASELINE} are needed): provisional limits {limits}"
+        return f"control limits {limits}"
 
 
 @dataclass(frozen=True)

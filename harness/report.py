@@ -1,11 +1,12 @@
 """``report.html``: one self-contained page (figures embedded as PNG data URIs, no scripts, no
 network) that a facility manager reads in a browser and attaches to a paper or a service ticket.
 
-Sections: the verdict, the run and its provenance (station, devices, software), the verdict table
-with every metric, its unit, limit and verdict, one figure per result (power vs time with the
-stability band, linearity fit with residuals, stage displacement scatter per approach direction,
-ISO 230-2 deviations, flat-field heat map with iso-intensity contours and profiles), and the
-analysis conventions. Everything is read from the run folder.
+Sections, most important first: the verdict, the failures and warnings (every metric judged fail or
+warn, with its value and limit), the verdict per result, one figure per result (power vs time with
+the stability band, linearity fit with residuals, stage displacement scatter per approach direction,
+ISO 230-2 deviations, flat-field heat map with iso-intensity contours and profiles), then the long
+table of every metric with its unit, limit and verdict, the run and its provenance (station,
+devices, software), and the analysis conventions. Everything is read from the run folder.
 """
 
 from __future__ import annotations
@@ -108,18 +109,31 @@ def _figures(folder: Path, r: dict[str, Any]) -> str:
     return ""
 
 
+METRIC_HEADER = "<tr><th>subject</th><th>analysis</th><th>metric</th><th>value</th><th>unit</th><th>limit</th><th>verdict</th></tr>"
+
+
+def _metric_row(r: dict[str, Any], name: str, m: dict[str, Any]) -> str:
+    return (f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}</td>"
+            f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>")
+
+
 def _verdict_table(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
-        judged = {k: v for k, v in r["metrics"].items() if v["limit"]}
-        others = {k: v for k, v in r["metrics"].items() if not v["limit"]}
-        for name, m in list(judged.items()) + list(others.items()):
-            rows.append(
-                f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}</td>"
-                f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>"
-            )
-    return ("<table><tr><th>subject</th><th>analysis</th><th>metric</th><th>value</th><th>unit</th><th>limit</th><th>verdict</th></tr>"
-            + "".join(rows) + "</table>")
+        judged = [(k, v) for k, v in r["metrics"].items() if v["limit"]]
+        others = [(k, v) for k, v in r["metrics"].items() if not v["limit"]]
+        rows += [_metric_row(r, name, m) for name, m in judged + others]
+    return "<table id=metrics>" + METRIC_HEADER + "".join(rows) + "</table>"
+
+
+def _failures(results: list[dict[str, Any]]) -> str:
+    """What needs attention first: every metric judged fail or warn, with its value and limit."""
+    rows = [_metric_row(r, name, m) for verdict in ("fail", "warn") for r in results
+            for name, m in r["metrics"].items() if m["limit"] and m["verdict"] == verdict]
+    if not rows:
+        judged = any(m["limit"] for r in results for m in r["metrics"].values())
+        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else "No metric was judged (the protocol sets no acceptance limits).") + "</p>"
+    return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>"
 
 
 def _git(git: Any) -> str:
@@ -163,6 +177,26 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
                      f"{_e(', '.join(data['files_changed_since_run']))}. Results from them are not the run's.</p>")
     if run["status"] != "completed":
         parts.append(f"<p><b>The run did not complete: {_e(run['status'])}</b> - {_e(run.get('reason'))}</p>")
+    parts.append(_failures(data["results"]))
+    parts.append("<h2>Verdicts</h2>")
+    parts.append("<table><tr><th>subject</th><th>analysis</th><th>source</th><th>verdict</th></tr>" + "".join(
+        f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(r['series'])}</td><td>{_badge(r['verdict'])}{(' ' + _e(r['note'])) if r.get('note') else ''}</td></tr>"
+        for r in data["results"]) + "</table>")
+    if data.get("not_analysed"):
+        parts.append(f"<p class=muted>Not analysed: {_e(', '.join(data['not_analysed']))}</p>")
+    parts.append("<h2>Figures</h2>")
+    for r in data["results"]:
+        try:
+            parts.append(_figures(folder, r))
+        except Exception as exc:  # a figure that cannot be drawn must not cost the report
+            parts.append(f"<p class=muted>{_e(r['subject'])}: figure not drawn ({_e(type(exc).__name__)}: {_e(exc)})</p>")
+        if r["kind"] == "stage_repeatability":
+            parts.append(_stage_tables(r))
+        if r["kind"] == "iso230" and r.get("targets"):
+            parts.append(_iso_table(r["targets"]))
+        if r["kind"] == "iso230" and r.get("not_reported"):
+            parts.append(f"<p class=muted>Not reported: {_e(r['not_reported'])}</p>")
+    parts.append("<h2>Metrics</h2>" + _verdict_table(data["results"]))
     parts.append("<h2>Run</h2>" + _table([
         ("protocol", f"{protocol['id']} version {protocol.get('version', '')} ({protocol.get('path', '')}, sha256 {protocol.get('sha256', '')[:12]})"),
         ("station file", f"{station.get('path', '')} (sha256 {station.get('sha256', '')[:12]})"),
@@ -181,25 +215,6 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
             ident = d.get("identity", d) if isinstance(d, dict) else {}
             parts.append(f"<tr><td>{_e(role)}</td>" + "".join(f"<td>{_e(ident.get(k))}</td>" for k in ("vendor", "model", "serial", "firmware")) + "</tr>")
         parts.append("</table>")
-    parts.append("<h2>Verdicts</h2>")
-    parts.append("<table><tr><th>subject</th><th>analysis</th><th>source</th><th>verdict</th></tr>" + "".join(
-        f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(r['series'])}</td><td>{_badge(r['verdict'])}{(' ' + _e(r['note'])) if r.get('note') else ''}</td></tr>"
-        for r in data["results"]) + "</table>")
-    if data.get("not_analysed"):
-        parts.append(f"<p class=muted>Not analysed: {_e(', '.join(data['not_analysed']))}</p>")
-    parts.append("<h2>Metrics</h2>" + _verdict_table(data["results"]))
-    parts.append("<h2>Figures</h2>")
-    for r in data["results"]:
-        try:
-            parts.append(_figures(folder, r))
-        except Exception as exc:  # a figure that cannot be drawn must not cost the report
-            parts.append(f"<p class=muted>{_e(r['subject'])}: figure not drawn ({_e(type(exc).__name__)}: {_e(exc)})</p>")
-        if r["kind"] == "stage_repeatability":
-            parts.append(_stage_tables(r))
-        if r["kind"] == "iso230" and r.get("targets"):
-            parts.append(_iso_table(r["targets"]))
-        if r["kind"] == "iso230" and r.get("not_reported"):
-            parts.append(f"<p class=muted>Not reported: {_e(r['not_reported'])}</p>")
     outputs = [r["correction_image"] for r in data["results"] if r.get("correction_image")]
     if outputs:
         parts.append("<h2>Outputs</h2><p>Flat-field correction images (OME-TIFF, mean 1; corrected = (raw - dark) / correction): "

@@ -373,6 +373,16 @@ class ResultsStore:
         with self._errors(), self.engine.connect() as conn:
             return [Point(*r) for r in conn.execute(query)]
 
+    def acceptance_limit(self, key: ChartKey, metric: str) -> dict[str, Any] | None:
+        """The acceptance limit (``{"pass": [lo, hi], "warn": ...}``) the newest run of a chart's group
+        was judged by, or None if it had none."""
+        cols = [metrics.c.limit_json]
+        query = self._metric_query(cols, metric, key.station, key.subject, key.protocol, key.kind)
+        query = query.order_by(runs.c.ended_utc.desc(), runs.c.run_id.desc()).limit(1)
+        with self._errors(), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return json.loads(row[0]) if row and row[0] else None
+
     def names(self, column: str, station: str | None = None) -> list[str]:
         """Distinct values of ``"station"``, ``"protocol"`` or ``"metric"`` (of one station's runs)."""
         col = metrics.c.metric if column == "metric" else getattr(runs.c, column)

@@ -1,8 +1,10 @@
 """Trend report: one metric over time from the results store, as control charts (one per station,
 protocol and subject) in a single self-contained HTML file: plots embedded as PNG, no network.
 
-Each chart shows the values, the centre line and the +-3 SD control limits of the baseline, the
-flagged points highlighted, and a table of the flagged runs with their folders.
+Each chart shows the values on a time axis that spans them, the centre line and the +-3 SD control
+limits of the baseline (provisional below ``MIN_CONTROL_BASELINE`` runs), the protocol's acceptance
+limits (as the newest run was judged), the flagged points highlighted, and a table of the flagged
+runs with their folders. "In statistical control" is said only of an established baseline.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .control_chart import Flag, Limits, evaluate, flagged_indices
+from .control_chart import MIN_CONTROL_BASELINE, Flag, Limits, evaluate, flagged_indices
 from .atomic_files import replace_text
 from .errors import UserError
 from .results_store import ChartKey, Point, ResultsStore, RunRecord, shown
@@ -29,6 +32,7 @@ class Chart:
     limits: Limits
     flags: list[Flag]
     runs: dict[str, RunRecord] = field(default_factory=dict)  # the flagged runs
+    acceptance: dict[str, Any] | None = None  # the protocol's limit: {"pass": [lo, hi], "warn": [lo, hi] | None}
 
     @property
     def title(self) -> str:
@@ -59,18 +63,41 @@ def build_charts(store: ResultsStore, metric: str, station: str | None = None, s
         if not points:  # pragma: no cover - the keys come from the same rows
             continue
         limits, flags = evaluate([p.value for p in points], baseline, run_length)
-        chart = Chart(key, metric, points, limits, flags)
+        chart = Chart(key, metric, points, limits, flags, acceptance=store.acceptance_limit(key, metric))
         chart.runs = store.runs_by_id(sorted({points[f.index].run_id for f in flags}))
         charts.append(chart)
     return charts
 
 
 # --- plot ----------------------------------------------------------------------------------------
+def time_span(times: list[datetime]) -> tuple[datetime, datetime]:
+    """The time axis: the data with 5 % margins (at least 1 h); one run (or runs at one time) +-12 h."""
+    first, last = min(times), max(times)
+    pad = max((last - first) * 0.05, timedelta(hours=1)) if last > first else timedelta(hours=12)
+    return first - pad, last + pad
+
+
+def acceptance_bounds(acceptance: dict[str, Any] | None) -> list[tuple[str, float]]:
+    """("pass"|"warn", value) for each finite bound of a limit."""
+    if not acceptance:
+        return []
+    return [(band, float(v)) for band in ("pass", "warn") for v in (acceptance.get(band) or ()) if v is not None]
+
+
 def plot_png(chart: Chart) -> bytes:
-    """The chart as PNG (Agg canvas, no pyplot: no global state, no display needed)."""
+    """The chart as PNG."""
+    buf = io.BytesIO()
+    figure(chart).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def figure(chart: Chart) -> Any:
+    """The chart as a matplotlib Figure on an Agg canvas (no pyplot: no global state, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import ScalarFormatter
 
     fig = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -82,23 +109,45 @@ def plot_png(chart: Chart) -> bytes:
         ax.axvspan(t[0], t[lim.baseline - 1], color="0.92", zorder=0, label=f"baseline ({lim.baseline} runs)")
     ax.plot(t, v, "-o", color="tab:blue", markersize=4, linewidth=1, label=chart.metric, zorder=2)
     ax.axhline(lim.centre, color="tab:green", linewidth=1.2, label=f"centre {lim.centre:.5g}")
+    shown = list(v)
     if lim.defined:
-        ax.axhline(lim.upper, color="tab:red", linestyle="--", linewidth=1, label=f"±3 SD ({lim.lower:.5g} to {lim.upper:.5g})")
-        ax.axhline(lim.lower, color="tab:red", linestyle="--", linewidth=1)
+        what = "±3 SD" if lim.established else "±3 SD, provisional"
+        ax.axhline(lim.upper, color="tab:red", linestyle="--" if lim.established else ":", linewidth=1, label=f"{what} ({lim.lower:.5g} to {lim.upper:.5g})")
+        ax.axhline(lim.lower, color="tab:red", linestyle="--" if lim.established else ":", linewidth=1)
+        shown += [lim.lower, lim.upper]
     flagged = flagged_indices(chart.flags)
     if flagged:
         ax.plot([t[i] for i in flagged], [v[i] for i in flagged], "o", markersize=10, markerfacecolor="none",
                 markeredgecolor="red", markeredgewidth=2, label="flagged", zorder=3)
+    # acceptance limits: drawn where they are near the data; one far away is named in the legend, so
+    # the variation of the values stays visible
+    lo, hi = min(shown), max(shown)
+    reach = max(hi - lo, abs(lim.centre) * 0.01, 1e-12)
+    styles = {"pass": ("black", "-"), "warn": ("tab:orange", "-.")}
+    handles: list[Any] = []
+    for band, value in acceptance_bounds(chart.acceptance):
+        colour, style = styles[band]
+        label = f"acceptance: {band} limit {value:.5g}"
+        if lo - 2 * reach <= value <= hi + 2 * reach:
+            ax.axhline(value, color=colour, linestyle=style, linewidth=1.4, label=label)
+            shown.append(value)
+        else:
+            handles.append(Line2D([], [], color=colour, linestyle=style, label=f"{label} ({'above' if value > hi else 'below'} the axis)"))
+    ax.set_xlim(*time_span(t))
+    pad = (max(shown) - min(shown)) * 0.08 or reach * 0.5
+    ax.set_ylim(min(shown) - pad, max(shown) + pad)
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    ax.yaxis.set_major_formatter(formatter)
     ax.set_xlabel("end of run (UTC)")
     ax.set_ylabel(f"{chart.metric}" + (f" ({chart.key.unit})" if chart.key.unit else ""))
     ax.grid(True, color="0.85", linewidth=0.5)
-    ax.legend(loc="best", fontsize="small", framealpha=0.85)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    existing, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=existing + handles, loc="best", fontsize="small", framealpha=0.85)
+    return fig
 
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -125,20 +174,23 @@ def _chart_html(n: int, chart: Chart) -> str:
     e = escape
     lim, unit = chart.limits, chart.key.unit
     png = base64.b64encode(plot_png(chart)).decode("ascii")
-    limits = (f"{_value(lim.lower, unit)} to {_value(lim.upper, unit)} (SD {lim.sd:.4g})" if lim.defined
-              else "not defined (a baseline of one run)")
+    acceptance = "; ".join(f"{band} {'at least' if i == 0 else 'at most'} {_value(v, unit)}"
+                           for band in ("pass", "warn") for i, v in enumerate((chart.acceptance or {}).get(band) or ()) if v is not None)
     parts = [
         f'<section id="chart-{n}">',
         f"<h2>{e(chart.title)}</h2>",
         f'<p class="meta">{len(chart.points)} completed runs, {e(_time(chart.points[0].ended_utc))} to {e(_time(chart.points[-1].ended_utc))} UTC; '
-        f"centre line {e(_value(lim.centre, unit))}, control limits {e(limits)}, from the first {lim.baseline} runs.</p>",
+        f"centre line {e(_value(lim.centre, unit))}" + (f" (SD {lim.sd:.4g})" if lim.defined else "") + f"; {e(lim.describe(unit))}. "
+        f"Acceptance limits of the protocol: {e(acceptance or 'none')}.</p>",
         f'<img alt="{e(chart.title)} over time" src="data:image/png;base64,{png}">',
     ]
     flagged = flagged_indices(chart.flags)
     if not flagged:
-        parts.append('<p class="ok">No flagged runs: the metric is in statistical control.</p>')
+        parts.append('<p class="ok">No flagged runs: the metric is in statistical control.</p>' if lim.established else
+                     f'<p class="meta">No flagged runs, but too few runs for control limits: statistical control is judged from a baseline of {MIN_CONTROL_BASELINE} runs.</p>')
     else:
-        parts.append(f'<p class="flagged">{len(flagged)} flagged run{"s" if len(flagged) != 1 else ""}:</p>')
+        provisional = "" if lim.established else " (against provisional limits: too few runs for control limits)"
+        parts.append(f'<p class="flagged">{len(flagged)} flagged run{"s" if len(flagged) != 1 else ""}{provisional}:</p>')
         parts.append("<table><thead><tr><th>end (UTC)</th><th>value</th><th>verdict</th><th>why flagged</th><th>run</th><th>folder</th></tr></thead><tbody>")
         for i in flagged:
             p = chart.points[i]
@@ -170,7 +222,7 @@ def render_html(charts: list[Chart], database: str, run_length: int) -> str:
         f"<style>{CSS}</style></head><body>",
         f"<h1>Trend of {e(metric)}</h1>",
         f'<p class="meta">Generated {e(now)} by microscope-qc {e(__version__)} from {e(database)}. '
-        f"Control limits: mean ± 3 SD (n - 1) of the baseline runs; flagged: a point outside the limits, "
+        f"Control limits: mean ± 3 SD (n - 1) of the baseline runs, established from {MIN_CONTROL_BASELINE} baseline runs (provisional before); flagged: a point outside the limits, "
         f"or {run_length} or more consecutive points on one side of the centre line (Western Electric / Nelson rule 2). "
         "Completed runs only.</p>",
         "<table><thead><tr><th>station</th><th>protocol</th><th>subject</th><th>runs</th><th>flagged</th></tr></thead><tbody>",

@@ -412,7 +412,9 @@ def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, proto
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.01  # a drawing, not a blank
     text = doc.text_content()
     assert results["verdict"].upper() in text and results["run_id"] in text
-    rows = doc.xpath("//table//tr[td]")
+    rows = doc.xpath("//table[@id='metrics']//tr[td]")
+    flagged = doc.xpath("//table[@id='failures']//tr[td]")
+    expected_flagged = []
     for r in results["results"]:
         for name, metric in r["metrics"].items():
             if metric["limit"]:
@@ -420,6 +422,16 @@ def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, proto
                 assert len(row) == 1, (r["subject"], name)
                 assert row[0][6].text_content() == metric["verdict"].upper()
                 assert COLOURS[metric["verdict"]] in lxml.html.tostring(row[0][6]).decode()
+                if metric["verdict"] in ("fail", "warn"):
+                    expected_flagged.append((metric["verdict"], r["subject"], name))
+    # what needs attention comes first: failures (then warnings), then the figures, then the long tables
+    assert [(tr[6].text_content().lower(), tr[0].text_content(), tr[2].text_content()) for tr in flagged] == sorted(
+        expected_flagged, key=lambda f: f[0] != "fail")
+    headings = [h.text_content() for h in doc.xpath("//h2")]
+    assert headings.index("Figures") < headings.index("Metrics") < headings.index("Run")
+    assert headings[0] == ("Failures and warnings" if expected_flagged else "Failures")
+    order = page.index
+    assert order(results["verdict"].upper()) < order("<h2>Figures") < order("<img") < order("<table id=metrics>")
 
 
 def test_analyze_names_changed_and_missing_files(runs: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,12 +21,12 @@ import sqlalchemy as sa
 
 from harness import cli
 from harness.analysis import analyse_run
-from harness.control_chart import OUTSIDE, RUN, control_limits, evaluate, outside_limits, runs_on_one_side
+from harness.control_chart import MIN_CONTROL_BASELINE, OUTSIDE, RUN, control_limits, evaluate, outside_limits, runs_on_one_side
 from harness.errors import UserError
 from harness.results_store import ENV_VAR, ResultsStore, metrics, record_run
 from harness.runner import Runner
 from harness.station import Station
-from harness.trend_report import build_charts, write_report
+from harness.trend_report import build_charts, figure, write_report
 from tests.conftest import station_variant
 
 PROTOCOL = """\
@@ -345,6 +345,52 @@ def test_trend_report_is_self_contained_and_flags_the_step(real_run: Path, store
     assert len(rows) == 2 and flagged[0] in rows[0].text_content() and "below the lower control limit" in rows[0].text_content()
     assert str((tmp_path / "runs" / "run011").resolve()) in rows[0].text_content()
     assert "No flagged runs" in doc.xpath("//section[@id='chart-1']")[0].text_content()
+
+
+def test_trend_chart_does_not_overstate(real_run: Path, store: ResultsStore, tmp_path: Path) -> None:
+    """One run: the time axis spans a day around it (not years), no offset notation on the value
+    axis, the protocol's acceptance limits drawn, and no claim of statistical control."""
+    store.import_run(make_run(real_run, tmp_path / "runs", 0, values={"488 nm": 99.5}))
+    [chart] = build_charts(store, "stability_pct", subject="488 nm")
+    assert chart.acceptance == {"pass": [99.0, None], "warn": [98.0, None], "unit": "%"}
+    ax = figure(chart).axes[0]
+    left, right = ax.get_xlim()  # matplotlib date numbers: days
+    assert right - left == pytest.approx(1.0)
+    ax.figure.canvas.draw()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all("e" not in t and float(t.replace("\u2212", "-")) > 90 for t in labels)
+    drawn = {round(line.get_ydata()[0], 6) for line in ax.lines if len(set(line.get_ydata())) == 1}
+    assert {99.0, 98.0} <= drawn  # pass and warn limits
+    assert "acceptance: pass limit 99" in [t.get_text() for t in ax.get_legend().get_texts()]
+    text = lxml.html.fromstring(write_report([chart], tmp_path / "one.html", store.url).read_text()).text_content()
+    assert "too few runs for control limits (1 run; 10 are needed)" in text
+    assert "in statistical control" not in text and "pass at least 99 %" in text
+
+
+def test_statistical_control_needs_an_established_baseline(real_run: Path, store: ResultsStore, tmp_path: Path) -> None:
+    """In control is said only from a baseline of MIN_CONTROL_BASELINE runs; before, the limits are
+    provisional; the time axis spans the runs with a margin; a far acceptance limit is named, not drawn."""
+    few = BASE[:MIN_CONTROL_BASELINE - 1]
+    for n, v in enumerate(few):
+        store.import_run(make_run(real_run, tmp_path / "runs", n, values={"488 nm": v}))
+    [chart] = build_charts(store, "stability_pct", subject="488 nm")
+    assert chart.limits.defined and not chart.limits.established and chart.flags == []
+    text = lxml.html.fromstring(write_report([chart], tmp_path / "few.html", store.url).read_text()).text_content()
+    assert "too few runs for control limits (9 in the baseline; 10 are needed): provisional limits" in text
+    assert "in statistical control" not in text
+    ax = figure(chart).axes[0]
+    left, right = ax.get_xlim()
+    span = (len(few) - 1)  # days between the first and last run
+    assert span < right - left < span * 1.2
+    store.import_run(make_run(real_run, tmp_path / "runs", 9, values={"488 nm": BASE[9]}))
+    [chart] = build_charts(store, "stability_pct", subject="488 nm")
+    assert chart.limits.established
+    text = lxml.html.fromstring(write_report([chart], tmp_path / "ten.html", store.url).read_text()).text_content()
+    assert "No flagged runs: the metric is in statistical control." in text and "too few runs" not in text
+    chart.acceptance = {"pass": [50.0, None], "warn": None}  # far below the data: named, the data keep the axis
+    ax = figure(chart).axes[0]
+    assert ax.get_ylim()[0] > 98 and "acceptance: pass limit 50 (below the axis)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 # --- commands ------------------------------------------------------------------------------------
