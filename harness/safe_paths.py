@@ -20,13 +20,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, WithJsonSchema
 
+from .errors import UserError
+
 MAX_NAME = 64
 _PLAIN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 _VARIABLE = re.compile(r"\$([A-Za-z_]\w*)")
 _RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{p}{d}" for p in ("COM", "LPT") for d in "123456789"}
 
 
-class UnsafePath(ValueError):
+class UnsafePath(UserError):
     """A path that would leave the folder it belongs in."""
 
 

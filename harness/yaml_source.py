@@ -271,6 +271,8 @@ def format_errors(doc: YamlDocument, exc: ValidationError, what: str) -> str:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing (required)"
+        elif err["type"] == "too_short" and err.get("input") in ([], {}):
+            msg = "must not be empty" + (": give at least one step" if loc and loc[-1] in ("steps", "do") else "")
         else:
             msg = msg.removeprefix("Value error, ")
             shown = err.get("input")
