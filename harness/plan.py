@@ -26,7 +26,7 @@ from .protocol_file import (
     RepeatStep,
     SampleStep,
     WaitStep,
-    over_limit,
+    limit_problems,
 )
 from .units import WAVELENGTH_NM, parse_quantity
 from .yaml_source import YamlDocument, format_errors
@@ -231,22 +231,10 @@ class _Expander:
 
     def _check_limits(self, kind: str, params: Any, loc: tuple[Any, ...], scope: dict[str, Any]) -> None:
         """Refuse a value over the protocol's ``limits`` (surely a typo unless the protocol raises it)."""
-        checks: list[tuple[str, str, Any]] = []
-        if kind == "wait":
-            checks = [("wait", "max_wait", params)]
-        elif kind == "sample":
-            checks = [("every", "max_sample_interval", params.every), ("for", "max_sample_duration", params.duration)]
-        elif kind == "acquire":
-            checks = [("exposure", "max_exposure", params.exposure)]
-        elif kind == "move":
-            checks = [(axis, "max_move", getattr(params, axis)) for axis in ("x", "y", "z", "by", "overtravel")]
-        for name, limit, value in checks:
-            if isinstance(value, (int, float)):
-                problem = over_limit(self.protocol.limits, limit, float(value))
-                if problem:
-                    values = ", ".join(f"{k}={v}" for k, v in scope.items())
-                    field = kind if name == kind else f"{kind}.{name}"
-                    raise self.error(loc + ((kind,) if name == kind else (kind, name)), f"{field}: {problem}" + (f" (with {values})" if values else ""))
+        for name, problem in limit_problems(kind, params, self.protocol.limits):
+            values = ", ".join(f"{k}={v}" for k, v in scope.items())
+            field = kind if name == kind else f"{kind}.{name}"
+            raise self.error(loc + ((kind,) if name == kind else (kind, name)), f"{field}: {problem}" + (f" (with {values})" if values else ""))
 
     def _meter_wavelength(self, value: Any, loc: tuple[Any, ...]) -> str | float:
         """A line of the station (its key, e.g. '488') or a wavelength in nm."""

@@ -259,6 +259,27 @@ def over_limit(limits: Limits, name: str, value: float) -> str:
             f"if you mean it, raise it with `limits: {{{name}: {fmt(abs(value))}}}`")
 
 
+def limit_problems(kind: str, params: Any, limits: Limits) -> list[tuple[str, str]]:
+    """(field, message) for each value of one step (its parameters, variables resolved or not)
+    over ``limits``; a ``$variable`` is checked once it has a value (harness/plan.py)."""
+    checks: list[tuple[str, str, Any]] = []
+    if kind == "wait":
+        checks = [("wait", "max_wait", params)]
+    elif kind == "sample":
+        checks = [("every", "max_sample_interval", params.every), ("for", "max_sample_duration", params.duration)]
+    elif kind == "acquire":
+        checks = [("exposure", "max_exposure", params.exposure)]
+    elif kind == "move":
+        checks = [(axis, "max_move", getattr(params, axis)) for axis in ("x", "y", "z", "by", "overtravel")]
+    out = []
+    for name, limit, value in checks:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = over_limit(limits, limit, float(value))
+            if problem:
+                out.append((name, problem))
+    return out
+
+
 class ProtocolFile(_Model):
     protocol: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=MAX_NAME, description="short id, used in run folder names")
     title: str
@@ -313,8 +334,25 @@ def check_acceptance(protocol: ProtocolFile, doc: YamlDocument) -> None:
             raise UserError(f"{doc.path}:{doc.line_of(('acceptance', name))}: protocol: acceptance.{name}: {problem}")
 
 
+def check_limits(protocol: ProtocolFile, doc: YamlDocument) -> None:
+    """Refuse a value written in a step (not a ``$variable``) over the protocol's ``limits``."""
+    def walk(steps: list[Any], loc: tuple[Any, ...]) -> None:
+        for i, step in enumerate(steps):
+            kind = _step_kind(step)
+            if isinstance(step, (ForEachStep, RepeatStep)):
+                walk(step.do, loc + (i, "do"))
+                continue
+            for name, problem in limit_problems(kind or "", getattr(step, kind or "", None), protocol.limits):
+                where = loc + (i, kind) + (() if name == kind else (name,))
+                field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+                raise UserError(f"{doc.path}:{doc.line_of(where)}: protocol: {field}: {problem}")
+
+    walk(protocol.steps, ("steps",))
+
+
 def read_protocol_file(path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
     doc = load_yaml(path)
     protocol: ProtocolFile = validate(doc, ProtocolFile, "protocol")  # type: ignore[assignment]
     check_acceptance(protocol, doc)
+    check_limits(protocol, doc)
     return protocol, doc

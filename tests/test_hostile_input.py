@@ -309,7 +309,7 @@ def test_unreadable_bytes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize("body, expected", [
     ("steps:\n  - wait: -5 s\n", r":4: protocol: steps\[0\]\.wait: duration must not be negative"),
     ("steps:\n  - wait: 1e400 s\n", r":4: protocol: steps\[0\]\.wait: duration: '1e400 s' is not a finite number"),
-    ("steps:\n  - wait: 30 d\n", r":4: protocol: wait: 30 d is over the 7 d limit for a wait; if you mean it, raise it with `limits: \{max_wait: 30 d\}`"),
+    ("steps:\n  - wait: 30 d\n", r":4: protocol: steps\[0\]\.wait: 30 d is over the 7 d limit for a wait; if you mean it, raise it with `limits: \{max_wait: 30 d\}`"),
     ("retries: {delay: -30 min}\nsteps:\n  - wait: 1 s\n", r":3: protocol: retries\.delay: duration must not be negative"),
     ("retries: {delay: 2 d}\nsteps:\n  - wait: 1 s\n", r":3: protocol: retries: delay: 2 d is over the 1 d limit for a retry delay"),
     ("steps: []\n", r":3: protocol: steps: must not be empty"),
@@ -317,14 +317,16 @@ def test_unreadable_bytes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     ("steps:\n  - for_each: {line: all}\n    do: []\n", r":5: protocol: steps\[0\]\.do: must not be empty"),
     ("steps:\n  - sample: {series: s, every: 0 s, for: 2 s}\n", r":4: protocol: steps\[0\]\.sample\.every: duration must be more than zero"),
     ("steps:\n  - sample: {series: s, every: 1 s, for: 0 s}\n", r":4: protocol: steps\[0\]\.sample\.for: duration must be more than zero"),
-    ("steps:\n  - sample: {series: s, every: 2 d, for: 3 d}\n", r":4: protocol: sample\.every: 2 d is over the 1 d limit"),
-    ("steps:\n  - acquire: {stack: a, exposure: 20 min}\n", r":4: protocol: acquire\.exposure: 20 min is over the 10 min limit for an exposure"),
+    ("steps:\n  - sample: {series: s, every: 2 d, for: 3 d}\n", r":4: protocol: steps\[0\]\.sample\.every: 2 d is over the 1 d limit"),
+    ("steps:\n  - acquire: {stack: a, exposure: 20 min}\n", r":4: protocol: steps\[0\]\.acquire\.exposure: 20 min is over the 10 min limit for an exposure"),
     ("steps:\n  - acquire: {stack: a, exposure: -1 ms}\n", r":4: protocol: steps\[0\]\.acquire\.exposure: duration must be more than zero"),
-    ("steps:\n  - move: {x: 2000 mm}\n", r":4: protocol: move\.x: 2000 mm is over the 1000 mm limit"),
+    ("steps:\n  - move: {x: 2000 mm}\n", r":4: protocol: steps\[0\]\.move\.x: 2000 mm is over the 1000 mm limit"),
     ("steps:\n  - move: {along: +x, by: -5 um}\n", r":4: protocol: steps\[0\]\.move\.by: distance must be more than zero"),
     ("steps:\n  - move: {x: 1 mm, overtravel: -5 um}\n", r":4: protocol: steps\[0\]\.move\.overtravel: distance must not be negative"),
     ("steps:\n  - for_each: {t: [1e400 s]}\n    do:\n      - wait: $t\n", r":6: protocol: wait: duration: '1e400 s' is not a finite number"),
     ("steps:\n  - for_each: {t: [-1 s]}\n    do:\n      - wait: $t\n", r":6: protocol: wait: duration must not be negative"),
+    ("steps:\n  - for_each: {t: [1 s, 8 d]}\n    do:\n      - wait: $t\n", r":6: protocol: wait: 8 d is over the 7 d limit for a wait; .* \(with t=8 d\)"),
+    ("steps:\n  - repeat: 2\n    do:\n      - acquire: {stack: a, exposure: 11 min}\n", r":6: protocol: steps\[0\]\.do\[0\]\.acquire\.exposure: 11 min is over"),
     ("steps:\n  - laser: {line: 488, setpoint: 1e400 mW}\n", r":4: protocol: steps\[0\]\.laser\.setpoint: set point: '1e400 mW' is not a finite number"),
     ("steps:\n  - meter: {wavelength: -5 nm}\n", r":4: protocol: meter: wavelength '-5 nm' is outside 100 nm"),
     ("acceptance: {power_cv_pct: {pass: [.nan, 1]}}\nsteps:\n  - wait: 1 s\n", r":3: protocol: acceptance\.power_cv_pct\.pass\[0\]: .*finite"),
@@ -347,6 +349,13 @@ def test_a_protocol_may_raise_a_limit(tmp_path: Path) -> None:
                      "  - acquire: {stack: a, exposure: 20 min}\n  - move: {x: 1500 mm}\n")
     protocol, doc = read_protocol_file(path)
     assert [a.kind for a in expand(protocol, doc, LINES).actions] == ["wait", "acquire", "move"]
+
+
+def test_a_schedule_refuses_a_job_protocol_over_its_limits(tmp_path: Path) -> None:
+    path = _schedule(tmp_path)
+    (tmp_path / "p.yaml").write_text(HEAD + "steps:\n  - wait: 30 d\n")
+    with pytest.raises(UserError, match=r"p.yaml:4: protocol: steps\[0\]\.wait: 30 d is over the 7 d limit"):
+        read_schedule_file(path)
 
 
 def test_schedule_durations_are_not_negative(tmp_path: Path) -> None:
