@@ -228,7 +228,6 @@ class _Expander:
             self.role_lines.setdefault(role, line)
         self.actions.append(action)
 
-
     def _check_limits(self, kind: str, params: Any, loc: tuple[Any, ...], scope: dict[str, Any]) -> None:
         """Refuse a value over the protocol's ``limits`` (surely a typo unless the protocol raises it)."""
         for name, problem in limit_problems(kind, params, self.protocol.limits):

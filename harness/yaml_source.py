@@ -92,6 +92,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # the scanner looks ahead over '[[[[...' (quadratically): stop it at the same depth
+        if self.flow_level >= MAX_DEPTH:
+            raise _TooLarge(self.get_mark(), f"nested more than {MAX_DEPTH} levels deep")
+        super().fetch_flow_collection_start(TokenClass)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
