@@ -22,6 +22,7 @@ import yaml
 from . import __version__, power_metrics, stage_metrics
 from . import flat_field_metrics as flat_field_metrics_module
 from .atomic_files import replace_json
+from .safe_paths import inside
 from .errors import UserError
 from .flat_field_correction import correction_image, write_correction
 from .flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
@@ -96,7 +97,7 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
     import tifffile
     from ome_types import from_xml
 
-    with tifffile.TiffFile(folder / f"{stack}.ome.tif") as tif:
+    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
         ome = from_xml(tif.ome_metadata)
         px = ome.images[0].pixels
         real = {td.ifd for td, plane in zip(px.tiff_data_blocks, px.planes) if not plane.annotation_refs}
@@ -123,7 +124,7 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
         }
         try:
             correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
-            write_correction(folder / correction_name, correction_image(smoothed), ome, name, {
+            write_correction(inside(folder, correction_name), correction_image(smoothed), ome, name, {
                 "Frames": len(by_channel[c]), "DarkFrames": len(by_channel[names.index("dark")]),
                 "GaussianBlurSigmaPx": BLUR_SIGMA_PX, "DarkSubtracted": "mean of the dark channel",
             })
@@ -138,8 +139,8 @@ def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) ->
     import tifffile
     from ome_types import from_xml
 
-    rows = read_series(folder / f"{stack}_frames.csv")
-    with tifffile.TiffFile(folder / f"{stack}.ome.tif") as tif:
+    rows = read_series(inside(folder, f"{stack}_frames.csv"))
+    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
         pixel_um = float(from_xml(tif.ome_metadata).images[0].pixels.physical_size_x)
         found = displacements(pair_frames(rows), lambda i: tif.pages[i].asarray(), pixel_um)
     out = []
@@ -157,8 +158,8 @@ def analyse_iso230(folder: Path, stack: str, limits: dict[str, Limit]) -> list[d
     import tifffile
     from ome_types import from_xml
 
-    rows = read_series(folder / f"{stack}_frames.csv")
-    with tifffile.TiffFile(folder / f"{stack}.ome.tif") as tif:
+    rows = read_series(inside(folder, f"{stack}_frames.csv"))
+    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
         pixel_um = float(from_xml(tif.ome_metadata).images[0].pixels.physical_size_x)
         metrics, table = iso230_metrics(rows, lambda i: tif.pages[i].asarray(), pixel_um)
     judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
@@ -181,7 +182,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"{run_file}: cannot read the run record ({exc})") from None
     if run.get("status") == "running":
         raise UserError(f"{folder}: the run is still running, or its process was killed; for a killed run: microscope-qc recover {folder}")
-    missing = [name for name in run.get("files", {}) if not (folder / name).is_file()]
+    missing = [name for name in run.get("files", {}) if not inside(folder, name).is_file()]
     if missing:
         raise UserError(f"{folder}: files listed in run.json are missing: {', '.join(missing)} (restore them from a copy; run.json has their checksums)")
     changed = _changed_since_run(folder, run)
@@ -190,7 +191,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     not_analysed = []
     for name, entry in sorted(run.get("files", {}).items()):
         if entry.get("kind") == "power_series":
-            results.append(analyse_series(folder / name, limits))
+            results.append(analyse_series(inside(folder, name), limits))
         elif entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", []):
             results.extend(analyse_flat_field(folder, entry["stack"], limits))
         elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
@@ -219,7 +220,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["report"] = write_report(folder, run, data).name
     except Exception as exc:  # the results are kept; the report can be redone with `analyze`
         data["report_error"] = f"{type(exc).__name__}: {exc}"
-    replace_json(folder / "results.json", data)
+    replace_json(inside(folder, "results.json"), data)
     return data
 
 

@@ -63,8 +63,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _file_kind(doc: Any) -> str:
-    data = doc.data if isinstance(doc.data, dict) else {}
-    return "protocol" if "steps" in data or "protocol" in data else "station"
+    from .file_kinds import guess_kind
+
+    return guess_kind(doc)
 
 
 def _lines_named(data: Any) -> list[str]:
@@ -91,14 +92,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             doc = load_yaml(path)
-            if _file_kind(doc) == "protocol":
+            kind = _file_kind(doc)
+            if kind == "protocol":
                 protocol = validate(doc, ProtocolFile, "protocol")
                 check_acceptance(protocol, doc)  # type: ignore[arg-type]
                 # unroll the loops too: a mistake inside a loop shows only with the values; with no
                 # station at hand, every line the protocol names is taken to exist
                 plan = expand(protocol, doc, _lines_named(doc.data))
                 print(f"{path}: valid protocol ({len(plan.actions)} actions, about {plan.estimate_s / 60:.1f} min, needs {', '.join(sorted(plan.roles))})")
-            elif isinstance(doc.data, dict) and "schedule" in doc.data:
+            elif kind == "schedule":
                 from .schedule_file import read_schedule_file
 
                 schedule = read_schedule_file(path)

@@ -26,6 +26,7 @@ from .protocol_file import (
     RepeatStep,
     SampleStep,
     WaitStep,
+    limit_problems,
 )
 from .units import WAVELENGTH_NM, parse_quantity
 from .yaml_source import YamlDocument, format_errors
@@ -171,6 +172,7 @@ class _Expander:
             text = format_errors(self.doc, exc, "protocol").replace(f"{self.doc.path}:1:", f"{self.doc.path}:{line}:")
             raise UserError(text + (f" (with {values})" if values else "")) from None
         params = getattr(step, kind)
+        self._check_limits(kind, params, loc, scope)
         action = Action(kind, params, dict(scope), line, STEP_OVERHEAD_S)
         if isinstance(step, LaserStep):
             self.roles.add("lasers")
@@ -226,6 +228,12 @@ class _Expander:
             self.role_lines.setdefault(role, line)
         self.actions.append(action)
 
+    def _check_limits(self, kind: str, params: Any, loc: tuple[Any, ...], scope: dict[str, Any]) -> None:
+        """Refuse a value over the protocol's ``limits`` (surely a typo unless the protocol raises it)."""
+        for name, problem in limit_problems(kind, params, self.protocol.limits):
+            values = ", ".join(f"{k}={v}" for k, v in scope.items())
+            field = kind if name == kind else f"{kind}.{name}"
+            raise self.error(loc + ((kind,) if name == kind else (kind, name)), f"{field}: {problem}" + (f" (with {values})" if values else ""))
 
     def _meter_wavelength(self, value: Any, loc: tuple[Any, ...]) -> str | float:
         """A line of the station (its key, e.g. '488') or a wavelength in nm."""
@@ -234,7 +242,10 @@ class _Expander:
                 return line_key(value)
             raise self.error(loc + ("meter", "wavelength"), f"meter: wavelength: {value!r} is not a line of this station ({', '.join(self.lines)}); a wavelength needs its unit, e.g. '532 nm'")
         try:
-            return parse_quantity(value, WAVELENGTH_NM, "wavelength")
+            nm = parse_quantity(value, WAVELENGTH_NM, "wavelength")
+            if not 100 <= nm <= 20000:
+                raise ValueError(f"wavelength {value!r} is outside 100 nm .. 20000 nm")
+            return nm
         except ValueError as exc:
             raise self.error(loc + ("meter", "wavelength"), f"meter: {exc}") from None
 

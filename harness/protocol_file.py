@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, ValidationInfo, field_validator, model_validator
 
 from .errors import UserError
-from .units import Micrometres, Seconds, SetpointQ
+from .safe_paths import MAX_NAME, PlainNameOrVariables
+from .units import Distance, Micrometres, PositiveDistance, PositiveSeconds, Seconds, SetpointQ
 from .yaml_source import YamlDocument, load_yaml, validate
 
 VAR = re.compile(r"\$([A-Za-z_]\w*)")
@@ -26,7 +27,7 @@ Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- step parameters -----------------------------------------------------------------------------
@@ -60,9 +61,9 @@ class MeterParams(_Model):
 class SampleParams(_Model):
     """Read the meter every ``every`` for ``for`` (deadlines t0 + k*every) into a series file."""
 
-    series: str
-    every: Seconds | VarRef
-    duration: Seconds | VarRef = Field(alias="for")
+    series: PlainNameOrVariables = Field(description="name of the series file (<series>.csv in the run folder)")
+    every: PositiveSeconds | VarRef
+    duration: PositiveSeconds | VarRef = Field(alias="for")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -75,10 +76,10 @@ class MoveParams(_Model):
     z: Micrometres | VarRef | None = None
     relative: bool = False
     along: Direction | VarRef | None = None
-    by: Micrometres | VarRef | None = None
+    by: PositiveDistance | VarRef | None = None
     to: str | None = None
     approach: Literal["positive", "negative", "any"] = "any"
-    overtravel: Micrometres = 0.0
+    overtravel: Distance = 0.0
 
     @model_validator(mode="after")
     def _one_kind(self) -> MoveParams:
@@ -93,11 +94,11 @@ class MoveParams(_Model):
 class AcquireParams(_Model):
     """Acquire frames into an image stack (one OME-TIFF per stack; channels = laser lines)."""
 
-    stack: str
+    stack: PlainNameOrVariables = Field(description="name of the stack file (<stack>.ome.tif in the run folder)")
     frames: int | VarRef = Field(default=1, ge=1, le=100000)
-    exposure: Seconds | VarRef | None = None
+    exposure: PositiveSeconds | VarRef | None = None
     dark: bool = False
-    tag: str = ""
+    tag: str = Field(default="", max_length=64, description="a label in the frame log (not a file name)")
     roi: tuple[int, int, int, int] | None = Field(default=None, description="camera pixels: x, y, width, height; default full frame")
     centre_roi: tuple[int, int] | None = Field(default=None, description="camera pixels: width, height of a region centred on the sensor")
     binning: int | None = Field(default=None, ge=1, le=16)
@@ -163,7 +164,7 @@ class SetPropertyStep(_Model):
 
 class ForEachStep(_Model):
     for_each: dict[str, Union[list[Union[int, float, str]], Literal["all"]]]
-    do: list[Step]
+    do: list[Step] = Field(min_length=1)
 
     @field_validator("for_each")
     @classmethod
@@ -183,7 +184,7 @@ class ForEachStep(_Model):
 class RepeatStep(_Model):
     repeat: int = Field(ge=1, le=100000)
     as_: str = Field(default="repeat", alias="as")
-    do: list[Step]
+    do: list[Step] = Field(min_length=1)
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -227,18 +228,79 @@ class RetryRule(_Model):
     delay: Seconds = 1.0
 
 
+DAY_S = 86400.0
+
+
+class Limits(_Model):
+    """Upper bounds above which a value in this protocol is taken for a typo. A protocol that means
+    a larger value raises the bound here (``limits: {max_wait: 40 d}``)."""
+
+    max_wait: Seconds = Field(default=7 * DAY_S, description="longest wait step (default 7 d)")
+    max_sample_duration: Seconds = Field(default=7 * DAY_S, description="longest sample 'for' (default 7 d)")
+    max_sample_interval: Seconds = Field(default=DAY_S, description="longest sample 'every' (default 1 d)")
+    max_exposure: Seconds = Field(default=600.0, description="longest camera exposure (default 10 min)")
+    max_move: Micrometres = Field(default=1e6, ge=0, description="largest stage position or move, any axis (default 1 m)")
+    max_retry_delay: Seconds = Field(default=DAY_S, description="longest retries.delay (default 1 d)")
+
+
+LIMIT_WORDS = {"max_wait": "a wait", "max_sample_duration": "a sample's 'for'", "max_sample_interval": "a sample's 'every'",
+               "max_exposure": "an exposure", "max_move": "a stage move or position", "max_retry_delay": "a retry delay"}
+
+
+def over_limit(limits: Limits, name: str, value: float) -> str:
+    """The message for a value over one of ``limits`` ("" if it is within)."""
+    from .units import format_micrometres, format_seconds
+
+    bound = getattr(limits, name)
+    if abs(value) <= bound:
+        return ""
+    fmt = format_micrometres if name == "max_move" else format_seconds
+    return (f"{fmt(value)} is over the {fmt(bound)} limit for {LIMIT_WORDS[name]}; "
+            f"if you mean it, raise it with `limits: {{{name}: {fmt(abs(value))}}}`")
+
+
+def limit_problems(kind: str, params: Any, limits: Limits) -> list[tuple[str, str]]:
+    """(field, message) for each value of one step (its parameters, variables resolved or not)
+    over ``limits``; a ``$variable`` is checked once it has a value (harness/plan.py)."""
+    checks: list[tuple[str, str, Any]] = []
+    if kind == "wait":
+        checks = [("wait", "max_wait", params)]
+    elif kind == "sample":
+        checks = [("every", "max_sample_interval", params.every), ("for", "max_sample_duration", params.duration)]
+    elif kind == "acquire":
+        checks = [("exposure", "max_exposure", params.exposure)]
+    elif kind == "move":
+        checks = [(axis, "max_move", getattr(params, axis)) for axis in ("x", "y", "z", "by", "overtravel")]
+    out = []
+    for name, limit, value in checks:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = over_limit(limits, limit, float(value))
+            if problem:
+                out.append((name, problem))
+    return out
+
+
 class ProtocolFile(_Model):
-    protocol: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="short id, used in run folder names")
+    protocol: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=MAX_NAME, description="short id, used in run folder names")
     title: str
     version: str = "1"
     description: str = ""
     references: list[str] = Field(default_factory=list)
     requires: list[Literal["lasers", "power_meter", "camera", "xy_stage", "z_drive"]] = Field(default_factory=list)
     lines: list[int] | Literal["all"] = "all"
+    limits: Limits = Field(default=Limits(), description="raise a bound above which a value is taken for a typo")
     retries: RetryRule = RetryRule()
     max_missing: int = Field(default=0, ge=0, description="failed readings/frames tolerated before the run fails")
-    steps: list[Step]
+    steps: list[Step] = Field(min_length=1)
     acceptance: dict[str, Limit] = Field(default_factory=dict)
+
+    @field_validator("retries")
+    @classmethod
+    def _retry_delay(cls, v: RetryRule, info: ValidationInfo) -> RetryRule:
+        problem = over_limit(info.data.get("limits", Limits()), "max_retry_delay", v.delay)
+        if problem:
+            raise ValueError(f"delay: {problem}")
+        return v
 
 
 def acceptance_problem(name: str, limit: Limit) -> str:
@@ -272,8 +334,25 @@ def check_acceptance(protocol: ProtocolFile, doc: YamlDocument) -> None:
             raise UserError(f"{doc.path}:{doc.line_of(('acceptance', name))}: protocol: acceptance.{name}: {problem}")
 
 
+def check_limits(protocol: ProtocolFile, doc: YamlDocument) -> None:
+    """Refuse a value written in a step (not a ``$variable``) over the protocol's ``limits``."""
+    def walk(steps: list[Any], loc: tuple[Any, ...]) -> None:
+        for i, step in enumerate(steps):
+            kind = _step_kind(step)
+            if isinstance(step, (ForEachStep, RepeatStep)):
+                walk(step.do, loc + (i, "do"))
+                continue
+            for name, problem in limit_problems(kind or "", getattr(step, kind or "", None), protocol.limits):
+                where = loc + (i, kind) + (() if name == kind else (name,))
+                field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+                raise UserError(f"{doc.path}:{doc.line_of(where)}: protocol: {field}: {problem}")
+
+    walk(protocol.steps, ("steps",))
+
+
 def read_protocol_file(path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
     doc = load_yaml(path)
     protocol: ProtocolFile = validate(doc, ProtocolFile, "protocol")  # type: ignore[assignment]
     check_acceptance(protocol, doc)
+    check_limits(protocol, doc)
     return protocol, doc

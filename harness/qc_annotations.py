@@ -21,6 +21,7 @@ from ome_types import from_xml
 from ome_types import model as m
 
 from .ome_metadata import ome_xml_bytes
+from .safe_paths import inside
 
 NS_QC = "urn:microscope-qc-harness:qc-results:1"
 NS_NBO_QC = "urn:microscope-qc-harness:4dn-bina-ome:calibration-performance:1"
@@ -96,5 +97,5 @@ def annotate_run(folder: Path, data: dict[str, Any]) -> list[str]:
         if r["series"].endswith(".ome.tif"):
             by_file.setdefault(r["series"], []).append(r)
     for name, results in by_file.items():
-        annotate_file(folder / name, results, data)
+        annotate_file(inside(folder, name), results, data)
     return sorted(by_file)

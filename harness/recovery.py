@@ -62,6 +62,7 @@ from ome_types import from_xml
 from ome_types import model as m
 
 from .atomic_files import replace_bytes, replace_json
+from .safe_paths import inside, plain_name_problem
 from .journal import Journal
 from .ome_metadata import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
@@ -491,8 +492,8 @@ def _assign_ifds(rows: list[dict[str, str]]) -> tuple[dict[int, int], list[int]]
 
 def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: list[str]) -> StackResult:
     """Make ``<name>.ome.tif`` describe exactly its complete pages (see the module's doc)."""
-    path = folder / f"{name}.ome.tif"
-    frames_csv = folder / f"{name}_frames.csv"
+    path = inside(folder, f"{name}.ome.tif")
+    frames_csv = inside(folder, f"{name}_frames.csv")
     result = StackResult(name, None)
     rows = _read_rows(frames_csv) if frames_csv.is_file() else []
     stale_tmp = path.with_name(path.name + ".tmp")
@@ -650,7 +651,7 @@ def _stacks_of(folder: Path, run: dict[str, Any] | None) -> list[str]:
     names = set((run or {}).get("protocol", {}).get("plan", {}).get("stacks", {}))
     for p in folder.glob("*_frames.csv"):
         names.add(p.name.removesuffix("_frames.csv"))
-    return sorted(n for n in names if (folder / f"{n}.ome.tif").exists() or (folder / f"{n}_frames.csv").exists())
+    return sorted(n for n in names if not plain_name_problem(n) and ((folder / f"{n}.ome.tif").exists() or (folder / f"{n}_frames.csv").exists()))
 
 
 def recover_run(folder: str | Path, force: bool = False) -> RecoveryReport:
@@ -764,7 +765,7 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
     if isinstance(run.get("clock"), dict) and last and isinstance(last.get("t_s"), (int, float)):
         run["clock"]["elapsed_s"] = last["t_s"]
     run["recovery"] = {"utc": recovered_utc, "owner": candidate.detail, "actions": list(details)}
-    replace_json(folder / "run.json", run)
+    replace_json(inside(folder, "run.json"), run)
     report.status, report.reason = status, reason
     # 5. analysis and manifest
     _analyse(folder, report, analyse_run)

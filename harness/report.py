@@ -20,6 +20,7 @@ import numpy as np
 
 from . import plots
 from .atomic_files import replace_text
+from .safe_paths import inside
 from .series_writer import read_series
 
 COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "not judged": "#5f6368"}
@@ -83,7 +84,7 @@ def _limit_value(result: dict[str, Any], metric: str, side: int) -> float | None
 def _figures(folder: Path, r: dict[str, Any]) -> str:
     kind, subject = r["kind"], r["subject"]
     if kind == "stability":
-        rows = [x for x in read_series(folder / r["series"]) if x["status"] == "ok"]
+        rows = [x for x in read_series(inside(folder, r["series"])) if x["status"] == "ok"]
         t = np.array([float(x["time_s"]) for x in rows])
         p = np.array([float(x["power_W"]) for x in rows]) * 1e3
         return _figure(plots.power_vs_time(t, p, f"{subject}: power vs time", _limit_value(r, "stability_pct", 0)),
@@ -103,7 +104,7 @@ def _figures(folder: Path, r: dict[str, Any]) -> str:
     if kind == "flat_field" and r.get("correction_image"):
         import tifffile
 
-        image = tifffile.imread(folder / r["correction_image"])
+        image = tifffile.imread(inside(folder, r["correction_image"]))
         return _figure(plots.flat_field(image, r["profiles"], f"{subject}: field illumination"),
                        f"{subject}: dark-subtracted, smoothed mean of {r.get('frames')} frames (from {r['correction_image']}); contours every 10 % of the maximum")
     return ""
@@ -226,6 +227,6 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
 
 
 def write_report(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> Path:
-    path = folder / "report.html"
+    path = inside(folder, "report.html")
     replace_text(path, render(folder, run, data))
     return path

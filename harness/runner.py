@@ -33,6 +33,7 @@ from devices.errors import DeviceError
 
 from .analysis import analyse_run
 from .atomic_files import replace_json, replace_text
+from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal
 from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
@@ -128,7 +129,7 @@ class Runner:
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        folder = self.runs_dir / f"{stamp}_{self.protocol.protocol}_{slug(self.station.name)}_{self.run_id[:8]}"
+        folder = inside(self.runs_dir, f"{stamp}_{self.protocol.protocol}_{slug(self.station.name)}_{self.run_id[:8]}")
         try:
             folder.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
@@ -139,7 +140,7 @@ class Runner:
         self.folder = self._make_folder()
         if on_folder:
             on_folder(self.folder)
-        self.journal = Journal(self.folder / "journal.jsonl")
+        self.journal = Journal(inside(self.folder, "journal.jsonl"))
         self.started_utc = datetime.now(timezone.utc)
         self.software = software(self.station.core)
         self.info = self._instrument_info()
@@ -290,7 +291,7 @@ class Runner:
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
             "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
         }
-        replace_json(self.folder / "run.json", data)
+        replace_json(inside(self.folder, "run.json"), data)
 
     # --- metadata ---------------------------------------------------------------------------------
     def _instrument_info(self) -> InstrumentInfo:
@@ -470,7 +471,7 @@ class Runner:
         name = p.series
         writer = self.series.get(name)
         if writer is None:
-            writer = self.series[name] = SeriesWriter(self.folder / f"{name}.csv")  # type: ignore[operator]
+            writer = self.series[name] = SeriesWriter(inside(self.folder, f"{name}.csv"))  # type: ignore[operator]
         every, duration = float(p.every), float(p.duration)
         n = int(round(duration / every))
         fixed = {
@@ -507,8 +508,8 @@ class Runner:
         stack = self.stacks.get(name)
         if stack is None:
             plan = self.plan.stacks[name]
-            stack = self.stacks[name] = OmeTiffStack(self.folder / f"{name}.ome.tif", plan, self.info, self.station.clock.utc(self.t0))  # type: ignore[operator]
-            self.frame_logs[name] = SeriesWriter(self.folder / f"{name}_frames.csv", FRAME_COLUMNS)  # type: ignore[operator]
+            stack = self.stacks[name] = OmeTiffStack(inside(self.folder, f"{name}.ome.tif"), plan, self.info, self.station.clock.utc(self.t0))  # type: ignore[operator]
+            self.frame_logs[name] = SeriesWriter(inside(self.folder, f"{name}_frames.csv"), FRAME_COLUMNS)  # type: ignore[operator]
         return stack
 
     def _do_acquire(self, action: Action, progress: Progress, done: float) -> None:
@@ -622,4 +623,4 @@ def write_manifest(folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != "MANIFEST.sha256" and not path.name.endswith(".tmp"):
             lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
-    replace_text(folder / "MANIFEST.sha256", "\n".join(lines) + "\n")
+    replace_text(inside(folder, "MANIFEST.sha256"), "\n".join(lines) + "\n")

@@ -11,7 +11,6 @@ and field. Paths are relative to the schedule file.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,15 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .notify import NotifyConfig
 from .protocol_file import read_protocol_file
+from .safe_paths import PlainName, inside
 from .station_file import StationFile
 from .units import Bytes, Seconds
 from .yaml_source import load_yaml, validate
 
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Preconditions(_Model):
@@ -48,7 +45,7 @@ class Retries(_Model):
 
 
 class Job(_Model):
-    name: str = Field(description="unique within the file; letters, digits, - _ .")
+    name: PlainName = Field(description="unique within the file; letters, digits, - _ . (it becomes part of file names)")
     protocol: str = Field(description="protocol file, relative to the schedule file")
     station: str | None = Field(default=None, description="station file for this job (default: the schedule's)")
     cron: str | None = Field(default=None, description="cron expression (minute hour day month weekday) in the schedule's time zone")
@@ -59,13 +56,6 @@ class Job(_Model):
     retries: Retries = Retries()
     preconditions: Preconditions | None = Field(default=None, description="instead of the schedule's")
     enabled: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not _SLUG.match(v):
-            raise ValueError(f"job name {v!r}: use letters, digits, '-', '_' or '.'")
-        return v
 
     @field_validator("cron")
     @classmethod
@@ -87,7 +77,7 @@ class Job(_Model):
 
 
 class ScheduleFile(_Model):
-    schedule: str = Field(description="name of this schedule")
+    schedule: PlainName = Field(description="name of this schedule (letters, digits, - _ .): its state folder is <runs_dir>/.schedule/<name>")
     timezone: str = Field(description="IANA time zone of the times in this file, e.g. Europe/Berlin")
     station: str = Field(description="station file, relative to the schedule file")
     runs_dir: str = Field(default="runs", description="where run folders are written, relative to the schedule file")
@@ -127,7 +117,7 @@ class Schedule:
         self.tz = spec.tz
         base = path.parent
         self.runs_dir = (base / spec.runs_dir).resolve()
-        self.state_dir = self.runs_dir / ".schedule" / _slug(spec.schedule)
+        self.state_dir = inside(self.runs_dir / ".schedule", spec.schedule)
 
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
@@ -188,10 +178,6 @@ class Schedule:
             if len(out) > 10000:
                 break
         return out
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "schedule"
 
 
 def read_schedule_file(path: str | Path) -> Schedule:

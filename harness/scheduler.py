@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic_files import replace_json
+from .safe_paths import inside
 from .notify import Notifier
 from .errors import EXIT_PRECONDITION, EXIT_USER
 from .schedule_file import Job, Schedule
@@ -124,8 +125,8 @@ class ScheduleState:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "state.json"
-        self.outcomes_path = folder / "outcomes.jsonl"
+        self.path = inside(folder, "state.json")
+        self.outcomes_path = inside(folder, "outcomes.jsonl")
         self.problem = ""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
@@ -337,7 +338,7 @@ class Scheduler:
         return f"only {free / 1e9:.2f} GB free in {self.schedule.runs_dir}, {need / 1e9:.2f} GB needed" if free < need else ""
 
     def _run_process(self, job: Job, p: Pending, wait_s: float, interlock: bool) -> dict[str, Any]:
-        outcome_file = self.schedule.state_dir / f"outcome-{job.name}-{os.getpid()}.json"
+        outcome_file = inside(self.schedule.state_dir, f"outcome-{job.name}-{os.getpid()}.json")
         outcome_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "harness", "run", str(self.schedule.protocol_of(job)), "--station", str(self.schedule.station_of(job)),
                "--runs-dir", str(self.schedule.runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]

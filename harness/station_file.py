@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from simulators.params import (
     BeadFieldParams,
@@ -19,12 +19,14 @@ from simulators.params import (
     ZDriveParams,
 )
 
+from .units import KeyMsInt, KeyMw, KeyNm, KeyUm
+
 
 SIMULATED = "simulated"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 PropertyValue = Union[bool, int, float, str]
@@ -40,7 +42,7 @@ class _Entry(_Model):
 class _VisaEntry(_Entry):
     resource: str = Field(description="VISA resource string, or 'simulated'")
     visa_library: str = Field(default="@py", description="'@py' (pyvisa-py) or '' (NI-VISA / system VISA)")
-    timeout_ms: int = Field(default=2000, ge=10, le=600000)
+    timeout_ms: KeyMsInt = Field(default=2000, ge=10, le=600000)
 
     @property
     def simulated(self) -> bool:
@@ -67,7 +69,7 @@ class TsiCameraEntry(_Entry):
     driver: Literal["thorlabs_tsi"]
     sdk: str = Field(default="thorlabs_tsi_sdk", description="SDK package, or 'simulated'")
     serial: str = Field(default="", description="camera serial number; empty: the first camera found")
-    frame_timeout_ms: int = Field(default=2000, ge=10)
+    frame_timeout_ms: KeyMsInt = Field(default=2000, ge=10)
     simulation: CameraParams | None = None
 
     @property
@@ -104,10 +106,10 @@ class LaserRole(_Model):
     """A laser line. Python drivers need only ``device``; C++ devices name their properties."""
 
     device: str
-    wavelength_nm: float | None = Field(default=None, description="required for C++ devices")
+    wavelength_nm: KeyNm | None = Field(default=None, gt=0, description="required for C++ devices")
     setpoint_property: str = "PowerSetpoint-mW"
     setpoint_unit: Literal["mW", "W", "%", "V"] = "mW"
-    nominal_power_mw: float | None = Field(default=None, gt=0, description="needed when setpoint_unit is %")
+    nominal_power_mw: KeyMw | None = Field(default=None, gt=0, description="needed when setpoint_unit is %")
     volts_per_mw: float | None = Field(default=None, gt=0, description="analog modulation: needed when setpoint_unit is V")
     emission: Literal["shutter", "property"] = "shutter"
     shutter_device: str = Field(default="", description="shutter that gates this line (default: the laser device)")
@@ -115,7 +117,7 @@ class LaserRole(_Model):
     emission_on: str = "1"
     emission_off: str = "0"
     power_property: str = Field(default="", description="the laser's own power reading, if any")
-    max_power_mw: float | None = Field(default=None, gt=0, description="station safety limit for this line")
+    max_power_mw: KeyMw | None = Field(default=None, gt=0, description="station safety limit for this line")
 
     @model_validator(mode="after")
     def _units_complete(self) -> LaserRole:
@@ -163,7 +165,7 @@ class Objective(_Model):
     lens_na: float = Field(gt=0, le=1.7)
     immersion: Literal["Oil", "Water", "WaterDipping", "Air", "Multi", "Glycerol", "Other"] = "Air"
     correction: str = "Other"
-    working_distance_um: float | None = None
+    working_distance_um: KeyUm | None = Field(default=None, ge=0)
 
 
 class Filter(_Model):
@@ -171,8 +173,8 @@ class Filter(_Model):
     manufacturer: str = ""
     model: str = ""
     type: Literal["Dichroic", "LongPass", "ShortPass", "BandPass", "MultiPass", "NeutralDensity", "Tuneable", "Other"] = "Other"
-    cut_in_nm: float | None = None
-    cut_out_nm: float | None = None
+    cut_in_nm: KeyNm | None = Field(default=None, gt=0)
+    cut_out_nm: KeyNm | None = Field(default=None, gt=0)
 
 
 class Instrument(_Model):
@@ -183,7 +185,7 @@ class Instrument(_Model):
     objective_in_use: str = ""
     filters: list[Filter] = Field(default_factory=list)
     camera_adapter_magnification: float = Field(default=1.0, gt=0)
-    pixel_size_um: float | None = Field(default=None, gt=0, description="override; default: camera pixel / magnification")
+    pixel_size_um: KeyUm | None = Field(default=None, gt=0, description="override; default: camera pixel / magnification")
 
     @model_validator(mode="after")
     def _objective_known(self) -> Instrument:
@@ -194,7 +196,7 @@ class Instrument(_Model):
 
 
 class Safety(_Model):
-    max_laser_power_mw: float = Field(default=500.0, gt=0, description="no set point above this, on any line")
+    max_laser_power_mw: KeyMw = Field(default=500.0, gt=0, description="no set point above this, on any line")
 
 
 class MicroManagerSetup(_Model):
@@ -213,8 +215,23 @@ class Simulation(_Model):
     uniform_slide: UniformSlideParams = UniformSlideParams()
 
 
+def _display_name(v: str) -> str:
+    """A station name is for people ("Widefield 2 (room B.204)"): spaces and punctuation are kept;
+    where it becomes part of a file or folder name it is slugged (runner.slug, station_lock)."""
+    if not v.strip():
+        raise ValueError("a station name must not be blank")
+    if len(v) > 100:
+        raise ValueError(f"a station name is at most 100 characters (this one has {len(v)})")
+    if any(not ch.isprintable() for ch in v):
+        raise ValueError("a station name must be one line of printable text (no control characters or line breaks)")
+    return v
+
+
+StationName = Annotated[str, AfterValidator(_display_name), Field(max_length=100)]
+
+
 class StationFile(_Model):
-    name: str
+    name: StationName = Field(description="display name (one line, at most 100 characters); slugged where it becomes a file name")
     description: str = ""
     micromanager: MicroManagerSetup = MicroManagerSetup()
     devices: dict[str, DeviceEntry] = Field(default_factory=dict)

@@ -40,6 +40,7 @@ import platformdirs
 import psutil
 
 from .errors import UserError
+from .safe_paths import inside
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class StationLock:
         self.station = station_name
         self.purpose = purpose
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-        self.path = self.lock_dir / lock_file_name(station_name)
+        self.path = inside(self.lock_dir, lock_file_name(station_name))
         self.guard_path = self.path.with_name(self.path.name + ".guard")
         self.stale_removed: StaleLock | None = None
         self._token: str | None = None
