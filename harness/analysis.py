@@ -30,6 +30,7 @@ from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .provenance import sha256_file
 from .qc_annotations import annotate_run
+from .stack_check import check_stack
 from .series_writer import read_series
 from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
@@ -185,6 +186,9 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     missing = [name for name in run.get("files", {}) if not inside(folder, name).is_file()]
     if missing:
         raise UserError(f"{folder}: files listed in run.json are missing: {', '.join(missing)} (restore them from a copy; run.json has their checksums)")
+    for name, entry in sorted(run.get("files", {}).items()):
+        if entry.get("kind") == "ome_tiff":  # a stack whose XML a crash destroyed: one message, what to run
+            check_stack(inside(folder, name), folder)
     changed = _changed_since_run(folder, run)
     limits = _limits(run)
     results = []

@@ -20,6 +20,7 @@ from devices.errors import DeviceError
 from . import __version__
 from .analysis import analyse_run, summary
 from .run_guard import held_station
+from .stack_check import DamagedFile
 from .station_lock import StationBusy
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 from .plan import expand, line_key
@@ -518,6 +519,11 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     except KeyboardInterrupt:
         out("interrupted: devices were put into their safe state")
         return EXIT_INTERRUPTED
+    except DamagedFile as exc:  # a data file a crash damaged: not the user's mistake; says what to run
+        from .errors import EXIT_ANALYSIS_FAILED
+
+        out(f"analysis failed: {exc}")
+        return EXIT_ANALYSIS_FAILED
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""Is an OME-TIFF stack's metadata whole: readable OME-XML on page 0 that describes exactly the pages
+of the file (one Plane and one TiffData per page)? ``stack_problem`` says what is wrong ('' when
+nothing is); ``check_stack`` raises ``DamagedFile`` with one message that says how to mend it.
+
+Such a stack is what an older version left when a kill or a full disk hit its in-place XML rewrite
+(``TiffTag 270 invalid value offset``), or a run whose finalize could not complete (page 0 still
+has the plan); its pixel pages are intact and ``microscope-qc recover FOLDER`` rebuilds the XML
+from the pages, the frame log and run.json (``recovery.repair_stacks``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import tifffile
+from ome_types import from_xml
+
+
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """tifffile logs a broken tag as an ERROR; where that is what we are looking at, we say it once."""
+    tif_log = logging.getLogger("tifffile")
+    level = tif_log.level
+    tif_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        tif_log.setLevel(level)
+
+
+class DamagedFile(Exception):
+    """A data file of a run cannot be used as it is (not the user's mistake); ``str()`` says what to run."""
+
+
+def stack_problem(path: Path) -> str:
+    """'' when ``path`` reads with OME-XML describing its pages, else what is wrong (one phrase)."""
+    try:
+        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+            text = tif.pages[0].description if pages else ""  # type: ignore[union-attr]
+    except Exception as exc:
+        return f"not readable as TIFF ({type(exc).__name__}: {exc})"
+    if not text.strip():
+        return "its OME-XML is missing (page 0 has no readable description)"
+    try:
+        px = from_xml(text).images[0].pixels
+    except Exception as exc:
+        return f"its OME-XML is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+    if not px.planes and px.tiff_data_blocks:
+        return f"its OME-XML is still the plan, not the {pages} pages written (the run did not finish the file)"
+    if not pages == len(px.planes) == len(px.tiff_data_blocks):
+        return f"its OME-XML describes {len(px.planes)} planes, the file has {pages} pages"
+    return ""
+
+
+def check_stack(path: Path, folder: Path) -> None:
+    """Raise ``DamagedFile`` if the stack's metadata are not whole (see ``stack_problem``)."""
+    problem = stack_problem(path)
+    if problem:
+        raise DamagedFile(f"{path.name}: {problem}; its pixel pages are kept. Rebuild its metadata from the pages, "
+                          f"the frame log and run.json with: microscope-qc recover {folder}")
