@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -727,6 +728,13 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
         if unplaced:
             os.replace(path, path.with_name(path.name + ".interrupted"))
         os.replace(tmp, path)
+    except OSError as exc:  # most often a full disk: the rebuilt copy needs as much space as the stack
+        with contextlib.suppress(OSError):
+            if stack._writer is not None:
+                stack._writer.close()
+        free = shutil.disk_usage(folder).free
+        raise OSError(exc.errno, f"{path.name}: could not write its rebuilt copy ({exc.strerror or exc}); it needs about "
+                                 f"{path.stat().st_size} bytes, {free} are free. The file is unchanged; run recover again once there is space") from exc
     finally:
         if tmp.exists():
             tmp.unlink()

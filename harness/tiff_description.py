@@ -132,6 +132,7 @@ def _layout(fd: int, path: Path) -> _Layout:
             break
         seen.add(ifd)
         n_size, e_size, head_fmt = (8, 20, "HHQ") if big else (2, 12, "HHI")
+        next_size = 8 if big else 4
         raw_n = _pread(fd, ifd, n_size)
         if len(raw_n) < n_size:
             if page == 0:
@@ -139,13 +140,13 @@ def _layout(fd: int, path: Path) -> _Layout:
             live_end = None
             break
         n = struct.unpack(order + ("Q" if big else "H"), raw_n)[0]
-        table = _pread(fd, ifd + n_size, n * e_size + n_size)
-        if len(table) < n * e_size + n_size or n > 100_000:
+        table = _pread(fd, ifd + n_size, n * e_size + next_size)
+        if len(table) < n * e_size + next_size or n > 100_000:
             if page == 0:
                 raise ValueError(f"{path}: page 0's IFD is cut short")
             live_end = None
             break
-        ends = [ifd + n_size + n * e_size + n_size]
+        ends = [ifd + n_size + n * e_size + next_size]
         arrays: dict[int, tuple[int, int, int, bytes]] = {}
         for k in range(n):
             at = ifd + n_size + k * e_size
