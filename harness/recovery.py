@@ -15,11 +15,24 @@ OME-TIFF's XML is still the plan (not the pages), its last page possibly cut sho
    planned XML of page 0, and placeholder pages ``not acquired`` completing the C x T grid. A frame
    the log says was acquired but whose page was cut short becomes a ``missing`` placeholder (its row
    in the frame log too); a complete page the log never got a row for (killed between the two) is
-   kept and placed from the re-expanded protocol;
+   kept and placed from the re-expanded protocol. A page 0 whose XML is missing, unreadable or
+   points past the end of the file (an older version's in-place rewrite cut short by a kill or a
+   full disk) does not stop it: the instrument then comes from run.json (``info_from_run``: the
+   station file's text, the devices' identities, the pixel size from the TIFF's resolution), the
+   planes and channel settings from the frame log, as always. Rowless all-zero pages after the
+   logged ones are the grid placeholders finalize wrote, made again the same. The copy needs as
+   much free space as the stack; on a full disk recovery fails, says so, and leaves the folder as
+   it was, so a later ``recover`` succeeds;
 4. run.json: status ``interrupted`` (or the status of a ``run_end`` event, when the run had ended
    and only the bookkeeping was cut off), reason, ``ended_utc`` (the last journal record), the
    missing count, ``files`` recomputed, ``recovered_utc``;
 5. analysis (its error is reported, not raised) and ``MANIFEST.sha256``.
+
+A folder that is NOT interrupted (``completed``, ``failed``...) but has a stack whose XML is lost or
+is still the plan (its finalize could not finish) gets that stack rebuilt the same way when it is
+named to ``recover`` (``repair_stacks``; run.json keeps the acquisition checksum as
+``sha256_acquired`` and lists the repair under ``repairs``, the journal gets a ``repaired`` record),
+then analysis and the manifest. ``analyze`` on such a folder says to do that (``stack_check``).
 
 It is idempotent: a folder already recovered (or never interrupted) is left as it is, and a
 recovery that was itself interrupted is completed by running it again. It never touches a run
@@ -33,7 +46,9 @@ the journal and the folder's name (not analysed: the protocol is not known).
 What cannot be restored: the pixels of a page cut short (a placeholder takes its place); the time
 and stage position of a frame whose row was never logged; the channels' detector gain, offset and
 binning (the planned XML does not hold them, so the recovered XML leaves gain and offset out and
-keeps the plan's binning); and whatever a power loss kept in the page cache (nothing is fsynced
+keeps the plan's binning); for a stack whose XML was lost, also its UUID (a new one), the
+acquisition date (the run's start instead), the specimen name and any other annotation only the
+XML had (the run annotation says ``MetadataRebuilt``); and whatever a power loss kept in the page cache (nothing is fsynced
 while frames and readings are written).
 """
 
