@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import tifffile
-from ome_types import from_xml
+from lxml import etree
 
 
 @contextlib.contextmanager
@@ -45,14 +45,19 @@ def stack_problem(path: Path) -> str:
         return f"not readable as TIFF ({type(exc).__name__}: {exc})"
     if not text.strip():
         return "its OME-XML is missing (page 0 has no readable description)"
-    try:
-        px = from_xml(text).images[0].pixels
+    try:  # the element counts are enough here (lxml: milliseconds, where ome-types takes ~1 s per 1000 planes)
+        root = etree.fromstring(text.encode("utf-8"))
     except Exception as exc:
         return f"its OME-XML is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
-    if not px.planes and px.tiff_data_blocks:
+    pixels = [e for e in root.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "Pixels"]
+    if etree.QName(root).localname != "OME" or len(pixels) != 1:
+        return "its XML is not the OME-XML of one image"
+    names = [etree.QName(e).localname for e in pixels[0] if isinstance(e.tag, str)]
+    planes, tiff_data = names.count("Plane"), names.count("TiffData")
+    if not planes and tiff_data:
         return f"its OME-XML is still the plan, not the {pages} pages written (the run did not finish the file)"
-    if not pages == len(px.planes) == len(px.tiff_data_blocks):
-        return f"its OME-XML describes {len(px.planes)} planes, the file has {pages} pages"
+    if not pages == planes == tiff_data:
+        return f"its OME-XML describes {planes} planes, the file has {pages} pages"
     return ""
 
 

@@ -32,13 +32,19 @@ no readable description at all. It also handles every tag and data type; this ha
 ASCII tag, out of line, and refuses the rest.
 
 Handled: little- and big-endian, classic TIFF and BigTIFF, with tag 270 in page 0 (our stacks are
-BigTIFF, the correction images classic). Refused with ``ValueError``: anything else, no tag 270 on
+little-endian BigTIFF; classic TIFF is what the correction images are, though they are never
+rewritten). Refused with ``ValueError``: anything else, no tag 270 on
 page 0 (nothing to point at; adding an entry would mean moving the IFD), a value with a NUL inside.
 The unused space is found by walking every IFD (entries, out-of-line values, strip and tile data);
 a file that has SubIFDs, EXIF or other pointers we cannot size, or whose chain is damaged, only ever
 gets values appended (nothing is reused or cut). Not covered: a disk that tears a 16-byte write
-(step 2) that straddles a sector boundary; the file we check never has it there (see
-``entry_position``).
+(step 2) that straddles a 512-byte sector boundary; in the stacks tifffile writes for us the entry
+lies at bytes 124-144 (the tests check it with ``entry_position``), so step 2 never straddles one.
+
+Cost (benchmarks/xml_rewrite.py, a 320-frame stack with a 98 kB XML, on this machine's disk):
+about 70 ms against 20 ms for ``tiffcomment`` followed by one fsync (the IFD walk and the second
+fsync); after ten rewrites of varying length the file is the size it was, where ``tiffcomment``
+leaves 217 kB of zeroed old values behind.
 """
 
 from __future__ import annotations
@@ -52,7 +58,6 @@ from pathlib import Path
 
 import tifffile
 
-SECTOR = 512
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 _DATA_TAGS = {273: 279, 324: 325}  # offsets -> byte counts (strips, tiles)
 _UNSIZED_POINTERS = {330, 400, 513, 34665, 34853, 40965}  # SubIFDs, GlobalParametersIFD, JPEG, EXIF, GPS, interop

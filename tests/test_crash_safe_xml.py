@@ -204,6 +204,12 @@ def test_a_kill_at_any_step_of_the_rewrite_leaves_the_old_or_the_new_xml(tmp_pat
         assert description(copy) == new and pixels(copy) == before
 
 
+def test_the_pointer_is_one_write_inside_the_first_sector(finished: Path) -> None:
+    entry, count, offset = entry_position(finished / "flatfield.ome.tif")
+    assert entry + 4 + 16 <= 512  # count and offset: 16 bytes the disk writes whole
+    assert offset + count == (finished / "flatfield.ome.tif").stat().st_size  # the QC annotations' XML, last
+
+
 def test_enospc_part_way_keeps_the_old_xml_and_gives_the_space_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, stack = small_stack(tmp_path)
     stack.finalize()
@@ -438,3 +444,44 @@ def test_recover_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_space(f
     assert report.outcome == "recovered", report.error
     valid_ome(stack)
     assert pixels(stack) == before
+
+
+def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """finalize completes the C x T grid with zero pages (no frame log rows), then rewrites the XML:
+    a kill in between leaves the plan's XML and rowless pages, which recovery takes as those placeholders."""
+    from harness.ome_metadata import ChannelInfo, PlaneInfo
+    from harness.recovery import recover_stack
+    from harness.runner import FRAME_COLUMNS
+    from harness.series_writer import SeriesWriter
+
+    plan = StackPlan("s", ["dark", "488"], {"dark": 4, "488": 4})
+    stack = OmeTiffStack(tmp_path / "s.ome.tif", plan, _info(), datetime(2026, 1, 1, tzinfo=timezone.utc))
+    log = SeriesWriter(tmp_path / "s_frames.csv", FRAME_COLUMNS)
+    rng = np.random.default_rng(3)
+    for n, (c, t) in enumerate([(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]):  # the run ended after 2 of 4 lit frames
+        plane = PlaneInfo(c, t, -1, 0.1 * n, 0.05, 1.0, 2.0, 3.0)
+        stack.write(rng.integers(100, 4000, (40, 56), dtype=np.uint16), plane, ChannelInfo(plan.channels[c], {"488": 20.0} if c else {}))
+        log.write({"frame": n, "stack": "s", "channel": plan.channels[c], "c": c, "t": t, "ifd": plane.ifd, "time_s": f"{0.1 * n:.6f}",
+                   "exposure_s": 0.05, "x_um": 1.0, "y_um": 2.0, "z_um": 3.0, "context": "{}", "status": "ok", "attempts": 1})
+    log.close()
+
+    def killed(fd: int) -> None:
+        raise Killed()
+
+    monkeypatch.setattr(tiff_description, "_fsync", killed)
+    with pytest.raises(Killed):
+        stack.finalize()
+    monkeypatch.undo()
+    path = stack.path
+    before = pixels(path)
+    assert len(before) == 8 and "still the plan" in stack_problem(path)
+
+    result = recover_stack(tmp_path, "s", None, FRAME_COLUMNS)
+    assert any("2 placeholder page(s)" in d for d in result.details), result.details
+    assert not (tmp_path / "s.ome.tif.interrupted").exists()  # not taken for pages it cannot place
+    assert result.entry is not None and (result.entry["frames"], result.entry["placeholder_pages"]) == (6, 2)
+    ome = valid_ome(path)
+    px = ome.images[0].pixels
+    assert [(p.the_c, p.the_t) for p in px.planes] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+    assert [bool(p.annotation_refs) for p in px.planes] == [False] * 6 + [True] * 2
+    assert pixels(path) == before
