@@ -118,5 +118,9 @@ class OmeTiffStack:
                     self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
         self.finalized = True
         self._writer.close()
-        rewrite_description(self.path, self._xml(self.planes))
+        try:
+            rewrite_description(self.path, self._xml(self.planes))
+        except OSError as exc:  # a full disk: the plan's XML stays; recovery can describe the pages later
+            raise OSError(exc.errno, f"{exc.strerror or exc}; once there is space, microscope-qc recover {self.path.parent} "
+                                     "makes its XML describe the pages") from exc
         return True

@@ -287,7 +287,8 @@ def test_run_whose_finalize_hits_a_full_disk_is_repaired_by_recover(tmp_path: Pa
     folder = run_flat_field(tmp_path, "SIMXML2")
     monkeypatch.undo()
     run = json.loads((folder / "run.json").read_text())
-    assert "could not finalize flatfield.ome.tif" in run["reason"]
+    assert "could not finalize flatfield.ome.tif" in run["reason"] and "keeps its previous metadata" in run["reason"]
+    assert f"microscope-qc recover {folder} makes its XML describe the pages" in run["reason"]
     assert any(r["type"] == "error" and "finalizing flatfield.ome.tif" in r.get("message", "") for r in read_journal(folder / "journal.jsonl"))
     stack = folder / "flatfield.ome.tif"
     before = pixels(stack)
