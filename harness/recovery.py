@@ -48,8 +48,8 @@ and stage position of a frame whose row was never logged; the channels' detector
 binning (the planned XML does not hold them, so the recovered XML leaves gain and offset out and
 keeps the plan's binning); for a stack whose XML was lost, also its UUID (a new one), the
 acquisition date (the run's start instead), the specimen name and any other annotation only the
-XML had (the run annotation says ``MetadataRebuilt``); and whatever a power loss kept in the page cache (nothing is fsynced
-while frames and readings are written).
+XML had (the run annotation says ``MetadataRebuilt``); and whatever a power loss kept in the page
+cache (nothing is fsynced while frames and readings are written).
 """
 
 from __future__ import annotations
@@ -513,7 +513,7 @@ def info_from_run(run: dict[str, Any] | None, path: Path) -> InstrumentInfo:
 
 
 def _grid_placeholder_pages(path: Path, unlogged: list[int], by_ifd: dict[int, tuple[PlaneInfo, ChannelInfo | None]],
-                            never_written: list[int], rows: list[dict[str, str]]) -> int:
+                            never_written: list[int]) -> int:
     """How many of the last pages are the all-zero placeholders ``finalize`` writes to complete the
     C x T grid (they have no frame log row): 0 unless every page without a row comes after every
     logged one, is all zero, and they are not more than the grid lacks."""
@@ -664,7 +664,7 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
         by_ifd[ifd_of[i]] = (plane, _channel(row) if not plane.status else None)
     unlogged = [k for k in range(scan.pages) if k not in by_ifd]
     unplaced: list[int] = []
-    grid_pages = _grid_placeholder_pages(path, unlogged, by_ifd, never_written, rows)
+    grid_pages = _grid_placeholder_pages(path, unlogged, by_ifd, never_written)
     if grid_pages:  # finalize had written the grid's placeholders: they are made again below, the same
         unlogged = unlogged[: len(unlogged) - grid_pages]
         result.details.append(f"{path.name}: {grid_pages} placeholder page(s) 'not acquired' from finishing the file kept")
