@@ -26,6 +26,11 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
         raise UserError(f"the schedule {schedule.spec.schedule!r} is already being run by another service: pid {exc.owner.pid} "
                         f"on {exc.owner.hostname} -- lock file {exc.path}") from None
     with service_lock:
+        from .preflight import PreflightFailed, preflight_schedule
+
+        problems = [problem for _, report in preflight_schedule(schedule, load=True) for problem in report.problems]
+        if problems:  # a job that cannot run is found now, not at 2 a.m.
+            raise PreflightFailed(f"{schedule.path}: not started, a job cannot run:\n" + "\n".join(problems))
         scheduler = Scheduler(schedule)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -167,7 +167,7 @@ class Station:
             library = "@py" if entry.simulated else entry.visa_library
             if isinstance(entry, PowerMeterEntry):
                 return ThorlabsPM100(resource, visa_library=library, timeout_ms=entry.timeout_ms, label=label)
-            return CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms, safety_limit_mw=self._line_limit_mw(label), label=label)
+            return CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms, safety_limit_mw=self.spec.line_limit_mw(label), label=label)
         if isinstance(entry, TsiCameraEntry):
             sdk = SIM_SDK_PACKAGE if entry.simulated else entry.sdk
             serial = entry.serial or (entry.simulation.serial if entry.simulated and entry.simulation else "")
@@ -176,13 +176,6 @@ class Station:
             assert self.sim is not None
             return self.sim.stage_device(label)
         raise UserError(f"{self.where('devices', label)}: unsupported driver {entry.driver!r}")
-
-    def _line_limit_mw(self, label: str) -> float:
-        limit = self.spec.safety.max_laser_power_mw
-        for role in self.spec.roles.lasers:
-            if role.device == label and role.max_power_mw is not None:
-                limit = min(limit, role.max_power_mw)
-        return limit
 
     # --- roles -----------------------------------------------------------------------------------
     def _require_device(self, label: str, *loc: Any) -> None:
@@ -202,7 +195,7 @@ class Station:
                 wavelength = float(core.getProperty(role.device, "Wavelength-nm"))
             if wavelength is None:
                 raise UserError(f"{self.where('roles', 'lasers', i)}: roles.lasers[{i}].wavelength_nm: required for device {role.device!r}")
-            line = LaserLine(core, role, wavelength, self._line_limit_mw(role.device))
+            line = LaserLine(core, role, wavelength, self.spec.line_limit_mw(role.device))
             if line.name in self.lasers:
                 raise UserError(f"{self.where('roles', 'lasers', i)}: roles.lasers[{i}]: a second {line.name} nm line")
             self.lasers[line.name] = line
