@@ -150,13 +150,15 @@ class Station:
     def _initialize_python_device(self, label: str, device: Any) -> None:
         """UniMMCore logs a failed initialize() with a traceback and returns normally: keep its log
         quiet and raise the device's own error instead."""
-        mm_log = logging.getLogger("pymmcore-plus")
-        level = mm_log.level
-        mm_log.setLevel(logging.CRITICAL)
+        logs = [logging.getLogger(name) for name in ("pymmcore-plus", "pymmcore_plus")]  # the unicore device manager logs under the module name
+        levels = [lg.level for lg in logs]
+        for lg in logs:
+            lg.setLevel(logging.CRITICAL)
         try:
             self.core.initializeDevice(label)
         finally:
-            mm_log.setLevel(level)
+            for lg, level in zip(logs, levels):
+                lg.setLevel(level)
         state = device._initialized_  # where UniMMCore keeps the exception of a failed initialize()
         if isinstance(state, BaseException):
             raise state
