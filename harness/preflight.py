@@ -425,7 +425,7 @@ def _check_property(action: Any, p: Any, facts: StationFacts, lasers: dict[str, 
     core = facts.core
     if core is None:
         return  # said in skipped
-    names = list(core.getDevicePropertyNames(label))
+    names = [str(getattr(n, "value", n)) for n in core.getDevicePropertyNames(label)]  # some names are Keyword enums
     if p.property not in names:
         close = get_close_matches(p.property, names, n=1)
         add(action.line, f"set_property: device {label} has no property {p.property!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
@@ -436,7 +436,7 @@ def _check_property(action: Any, p: Any, facts: StationFacts, lasers: dict[str, 
         return
     value = p.value
     text = ("1" if value else "0") if isinstance(value, bool) else str(value)
-    allowed = [str(v) for v in core.getAllowedPropertyValues(label, p.property)]
+    allowed = [str(getattr(v, "value", v)) for v in core.getAllowedPropertyValues(label, p.property)]
     if allowed and text not in allowed and not any(_same_number(text, a) for a in allowed):
         add(action.line, f"set_property: {label}.{p.property} = {value!r} is not allowed; allowed: {', '.join(allowed)}")
         return
