@@ -138,17 +138,21 @@ def station_file_problems(spec: StationFile, doc: YamlDocument) -> list[str]:
         if not cfg.is_file():
             problems.append(f"{where('micromanager', 'config')}: micromanager.config: {cfg} not found (a path relative to the station file)")
         else:
-            from_cfg = cfg_devices(cfg)
+            try:
+                from_cfg = cfg_devices(cfg)
+            except OSError as exc:
+                return problems + [f"{where('micromanager', 'config')}: micromanager.config: cannot read {cfg}: {exc}"]
             for label in sorted(set(from_cfg) & set(spec.devices)):
                 problems.append(f"{where('devices', label)}: devices.{label}: also loaded by {cfg.name}; a label names one device")
     if cfg is None or cfg.is_file():
         known = set(spec.devices) | set(from_cfg)
-        named = [(loc, label) for _, loc, label in role_devices(spec.roles)]
+        # a role's device without a .cfg: the model has said so already
+        named = [(loc, label) for _, loc, label in role_devices(spec.roles)] if cfg is not None else []
         named += [(("roles", "lasers", i, "shutter_device"), r.shutter_device) for i, r in enumerate(spec.roles.lasers) if r.shutter_device]
         for loc, label in named:
-            if label not in known and cfg is not None:  # without a .cfg the model has said so already
+            if label not in known:
                 field_name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-                problems.append(f"{where(*loc)}: {field_name}: no device {label!r} in the station file or in {cfg.name} "
+                problems.append(f"{where(*loc)}: {field_name}: no device {label!r} in the station file{' or in ' + cfg.name if cfg else ''} "
                                 f"(devices: {', '.join(sorted(known)) or 'none'})")
     return problems
 

@@ -50,6 +50,12 @@ _KIND = {
 }
 
 
+# the device type a role needs (None: anything but a camera or a stage, e.g. a laser or a meter)
+_ROLE_TYPES: dict[str, Any] = {"lasers": None, "power_meter": None, "camera": DeviceType.Camera, "xy_stage": DeviceType.XYStage,
+                               "z_drive": DeviceType.Stage, "shutter_device": DeviceType.Shutter}
+_MOTION_OR_CAMERA = (DeviceType.Camera, DeviceType.XYStage, DeviceType.Stage)
+
+
 @dataclass
 class DeviceRecord:
     """One row of the device listing."""
@@ -184,6 +190,14 @@ class Station:
         if label not in self.core.getLoadedDevices():
             known = ", ".join(d for d in self.core.getLoadedDevices() if d != "Core") or "none"
             raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: no device {label!r} (loaded: {known})")
+        # the kind of a C++ device is known only now (the station file's own devices: StationFile)
+        kind = self.core.getDeviceType(label)
+        role = "shutter_device" if loc[-1] == "shutter_device" else next(str(p) for p in loc if p in _ROLE_TYPES)
+        wanted = _ROLE_TYPES[role]
+        if (kind != wanted) if wanted is not None else (kind in _MOTION_OR_CAMERA):
+            need = f"a {_KIND.get(wanted, str(wanted))} device" if wanted is not None else "a device that is not a camera or a stage"
+            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: device {label!r} is a {_KIND.get(kind, str(kind).split('.')[-1].lower())} device; "
+                            f"the {role.replace('_', ' ')} needs {need}")
 
     def _bind_roles(self) -> None:
         roles = self.spec.roles

@@ -289,3 +289,16 @@ def test_preflight_module_does_not_load_micro_manager() -> None:
     code = "import sys, harness.preflight; print(sorted(m for m in sys.modules if m.startswith(('pymmcore', 'numpy'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_cpp_device_of_the_wrong_kind_in_a_role_is_named_when_the_station_loads(tmp_path: Path) -> None:
+    """Only the loaded .cfg device tells its kind; this was a ValueError traceback."""
+    data = yaml.safe_load(DEMO.read_text())
+    data["micromanager"]["config"] = str(DEMO.parent / data["micromanager"]["config"])
+    data["roles"]["camera"], data["roles"]["z_drive"] = "DStage", None
+    station = tmp_path / "demo.yaml"
+    station.write_text(yaml.safe_dump(data, sort_keys=False))
+    p = protocol(tmp_path, "nothing", "  - wait: 1 s\n")
+    out = qc("validate", str(p), "--station", str(station), "--runs-dir", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{station}:" in out.stderr and "roles.camera: device 'DStage' is a stage device; the camera needs a camera device" in out.stderr
