@@ -142,6 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UserError as exc:
         write_outcome(args.outcome, status="not started", reason=f"preflight: {exc}", user_error=True)
         raise
+    except PreconditionFailed as exc:  # the data would not fit on the disk
+        write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
+        print(f"not started: {exc}", file=sys.stderr)
+        return EXIT_PRECONDITION
     _recover_interrupted(args.runs_dir, args.db, store=not args.no_store)
     name = station_name(args.station)
     lock = StationLock(name, purpose=f"run {args.protocol.stem}")

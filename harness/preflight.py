@@ -12,15 +12,17 @@ Contract:
   ``max_power_mw``, the station's ``safety.max_laser_power_mw`` or the laser's maximum; ``move: {to:}``
   before the mark; ROI / centre_roi / binning that the camera cannot give; ``set_property`` on a
   device or role the station lacks, a property the device does not have, a read-only one, or a value
-  outside its allowed values or limits; and data that would not fit on the disk of the runs folder
-  (estimated data x 1.2 + 100 MB must be free). It also gives the estimated station time and data.
+  outside its allowed values or limits. It also gives the estimated station time and data volume;
+  data that would not fit on the disk of the runs folder (estimated data x 1.2 + 100 MB must be free)
+  is ``no_space``: a precondition (the run is not started, exit 5; a scheduled job is postponed),
+  not a mistake in a file.
 - ``station_file_problems(spec, doc)`` checks a station file as it will be loaded, beyond what the
   pydantic model checks by itself (``StationFile._roles_fit_devices``): the Micro-Manager .cfg exists
   (relative to the station file) and every role names a device the station file or the .cfg defines.
 - ``facts_for(path)`` tries to load the station (under its lock) and falls back to the file when a
   device cannot be reached or the station is in use, saying so in ``skipped``.
 - A refused preflight raises ``PreflightFailed`` (a ``UserError``: exit status 2); nothing has been
-  touched by then.
+  touched by then (the station may have been loaded, which puts it into its safe state).
 """
 
 from __future__ import annotations
@@ -93,10 +95,15 @@ class Report:
     data_bytes: float = 0.0
     free_bytes: float | None = None
     loaded: bool = False
+    no_space: str = ""  # the data would not fit: a precondition (the disk may be freed), not a mistake in a file
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.no_space
+
+    @property
+    def failures(self) -> list[str]:
+        return self.problems + ([self.no_space] if self.no_space else [])
 
     def line(self) -> str:
         free = f", {self.free_bytes / 1e9:.1f} GB free" if self.free_bytes is not None else ""
@@ -105,8 +112,13 @@ class Report:
                 f"{self.data_bytes / 1e6:.1f} MB of data{free}; {how})")
 
     def raise_if_failed(self) -> None:
+        """``PreflightFailed`` (exit 2) for mistakes, else ``PreconditionFailed`` (not started, exit 5) for disk space."""
         if self.problems:
-            raise PreflightFailed("\n".join(self.problems))
+            raise PreflightFailed("\n".join(self.failures))
+        if self.no_space:
+            from .run_guard import PreconditionFailed
+
+            raise PreconditionFailed(self.no_space)
 
 
 # --- what the station knows ----------------------------------------------------------------------
@@ -415,8 +427,8 @@ def check_plan(protocol: ProtocolFile, doc: YamlDocument, plan: Plan, facts: Sta
         report.free_bytes = free
         need = data * DISK_FACTOR + DISK_RESERVE
         if need > free:
-            problems.append(f"{path}:1: protocol: about {data / 1e9:.3g} GB of data would be written to {runs_dir}, which has {free / 1e9:.3g} GB free "
-                            f"(needed with margin: {need / 1e9:.3g} GB); free space, choose another --runs-dir, or acquire less")
+            report.no_space = (f"{path}:1: protocol: about {data / 1e9:.3g} GB of data would be written to {runs_dir}, which has {free / 1e9:.3g} GB free "
+                               f"(needed with margin: {need / 1e9:.3g} GB); free space, choose another --runs-dir, or acquire less")
     return report
 
 
@@ -481,6 +493,7 @@ def preflight(protocol_path: str | Path, facts: StationFacts, runs_dir: Path | N
 def preflight_job(schedule: Any, job: Any, facts: StationFacts) -> Report:
     report = preflight(schedule.protocol_of(job), facts, schedule.runs_dir)
     report.problems = [f"job {job.name!r}: {p}" for p in report.problems]
+    report.no_space = f"job {job.name!r}: {report.no_space}" if report.no_space else ""
     return report
 
 
@@ -520,7 +533,7 @@ def validate_protocols(paths: list[Path], station: Path, runs_dir: Path, out: An
             for path in paths:
                 report = preflight(path, facts, runs_dir)
                 _say(report, out)
-                failures += report.problems
+                failures += report.failures
     except UserError as exc:
         failures.append(str(exc))
     return failures
@@ -535,7 +548,7 @@ def validate_schedule(schedule: Any, out: Any) -> list[str]:
             out(f"{schedule.path}: job {job.name!r}: " + report.line())
         for note in report.skipped:
             out(f"  skipped: {note}")
-        failures += report.problems
+        failures += report.failures
     if not failures:
         n = len(schedule.spec.jobs)
         out(f"{schedule.path}: valid schedule file ({n} job{'s' if n != 1 else ''}, time zone {schedule.spec.timezone}), every job preflighted")

@@ -28,9 +28,13 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
     with service_lock:
         from .preflight import PreflightFailed, preflight_schedule
 
-        problems = [problem for _, report in preflight_schedule(schedule, load=True) for problem in report.problems]
+        reports = [report for _, report in preflight_schedule(schedule, load=True)]
+        problems = [problem for report in reports for problem in report.problems]
         if problems:  # a job that cannot run is found now, not at 2 a.m.
             raise PreflightFailed(f"{schedule.path}: not started, a job cannot run:\n" + "\n".join(problems))
+        for report in reports:  # disk space may be freed before the job is due: a warning here, a precondition then
+            if report.no_space:
+                print(f"warning: {report.no_space}", file=sys.stderr)
         scheduler = Scheduler(schedule)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -280,9 +280,11 @@ class Scheduler:
         pre = self.schedule.preconditions_of(job)
         now = self.clock.now()
         base = dict(protocol=str(self.schedule.protocol_of(job)), station=str(self.schedule.station_of(job)))
-        problem = self._preflight_problem(job)
+        problem, no_space = self._preflight_problem(job)
         if problem:  # a file edited since the service started: the user's to fix, not retried
             return self._refused(job, p, problem, base)
+        if no_space:
+            return self._not_started(job, p, no_space, retry, base)
         problem = self._disk_problem(pre.free_disk)
         if problem:
             return self._not_started(job, p, problem, retry, base)
@@ -333,17 +335,17 @@ class Scheduler:
         self.out(f"{job.name}: not started, refused by preflight ({reason})")
         return self._finish(Outcome(job.name, p.due, p.attempt, "not started", _iso(now), reason=reason, **base), notify="skipped")
 
-    def _preflight_problem(self, job: Job) -> str:
-        """The job's protocol and station files, as they are now, checked without the devices
-        (the run process checks again with them)."""
+    def _preflight_problem(self, job: Job) -> tuple[str, str]:
+        """The job's protocol and station files, as they are now, checked without the devices (the
+        run process checks again with them): (mistakes, data that would not fit on the disk)."""
         from .errors import UserError
         from .preflight import file_facts, preflight
 
         try:
             report = preflight(self.schedule.protocol_of(job), file_facts(self.schedule.station_of(job)), self.schedule.runs_dir)
         except UserError as exc:
-            return f"preflight: {exc}"
-        return ("preflight: " + "; ".join(report.problems)) if report.problems else ""
+            return f"preflight: {exc}", ""
+        return ("preflight: " + "; ".join(report.problems)) if report.problems else "", report.no_space
 
     def _finish(self, outcome: Outcome, notify: str | None = None) -> Outcome:
         if notify and self.notifier and self.notifier.wants(notify) and not self._manual:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from harness.preflight import PreflightFailed
+from harness.run_guard import PreconditionFailed
 from harness.runner import Runner
 from tests.conftest import DEMO, FAST, ROOT, merge, station_variant
 
@@ -187,8 +188,11 @@ def test_data_that_would_not_fit_on_the_disk_is_refused(tmp_path: Path, monkeypa
     facts = preflight.file_facts(station_variant(tmp_path, FAST))
     monkeypatch.setattr(preflight, "_free_bytes", lambda runs_dir: 30e9)  # 10000 full frames: 41.5 GB
     report = preflight.preflight(p, facts, tmp_path / "runs")
-    assert report.problems == [f"{p}:1: protocol: about 41.5 GB of data would be written to {tmp_path / 'runs'}, which has 30 GB free "
-                               "(needed with margin: 49.9 GB); free space, choose another --runs-dir, or acquire less"]
+    assert report.problems == [] and not report.ok
+    assert report.no_space == (f"{p}:1: protocol: about 41.5 GB of data would be written to {tmp_path / 'runs'}, which has 30 GB free "
+                               "(needed with margin: 49.9 GB); free space, choose another --runs-dir, or acquire less")
+    with pytest.raises(PreconditionFailed):  # not a mistake in the file: the run is not started (exit 5), a job is postponed
+        report.raise_if_failed()
     monkeypatch.setattr(preflight, "_free_bytes", lambda runs_dir: 60e9)
     report = preflight.preflight(p, facts, tmp_path / "runs")
     assert report.ok and f"{report.data_bytes / 1e6:.0f}" == "41487" and report.line().endswith("41487.0 MB of data, 60.0 GB free; checked against the station file)")
