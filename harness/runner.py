@@ -2,6 +2,8 @@
 cleanly however the run ends.
 
 Contract:
+- Before anything moves, the plan is preflighted against the loaded station (``harness.preflight``):
+  a protocol that cannot run raises ``PreflightFailed`` with every problem, and no run folder is made.
 - Every action is journaled as it happens; readings go to series CSVs and frames to OME-TIFF
   stacks as they arrive.
 - A retryable device error (timeout, garbled reply, late frame) is retried as the protocol's
@@ -98,8 +100,9 @@ class Runner:
         lines = sorted(station.lasers, key=float)
         self.plan: Plan = expand(self.protocol, self.doc, lines)
         self.runs_dir = Path(runs_dir)
-        # everything that can be known before anything moves; all problems at once (exit 2)
-        self.preflight = check_plan(self.protocol, self.doc, self.plan, station_facts(station), self.runs_dir)
+        # everything that can be known before anything moves (harness.preflight); all problems at once
+        self.facts = station_facts(station)
+        self.preflight = check_plan(self.protocol, self.doc, self.plan, self.facts, self.runs_dir)
         self.preflight.raise_if_failed()
         self.operator = operator or default_operator()
         self.quiet = quiet
@@ -584,11 +587,10 @@ class Runner:
         self.journal.write("setting", self.now(), device=label, property=p.property, value=p.value)
 
     def _device_label(self, name: str, action: Action) -> str:
-        st = self.station
-        roles = {n: o.label for n, o in (("camera", st.camera), ("power_meter", st.power_meter), ("xy_stage", st.xy_stage), ("z_drive", st.z_drive)) if o is not None}
-        label = device_label(name, roles, {k: line.label for k, line in st.lasers.items()}, set(st.core.getLoadedDevices()))
+        f = self.facts
+        label = device_label(name, f.role_labels, {k: line.label for k, line in f.lines.items()}, f.devices)
         if label is None:
-            raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {st.name}")
+            raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {f.name}")
         return label
 
 

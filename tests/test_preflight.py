@@ -306,3 +306,15 @@ def test_a_cpp_device_of_the_wrong_kind_in_a_role_is_named_when_the_station_load
     out = qc("validate", str(p), "--station", str(station), "--runs-dir", str(tmp_path))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{station}:" in out.stderr and "roles.camera: device 'DStage' is a stage device; the camera needs a camera device" in out.stderr
+
+
+def test_a_protocol_that_preflights_runs_and_sets_its_properties(tmp_path: Path, make_station: Any) -> None:
+    station = make_station({})
+    p = protocol(tmp_path, "props-ok", "  - set_property: {device: camera, property: Gain, value: 2}\n"
+                 "  - set_property: {device: Meter, property: AutoRange, value: \"Off\"}\n"
+                 "  - acquire: {stack: a, exposure: 5 ms, frames: 2, centre_roi: [64, 64]}\n", "[camera]")
+    runner = Runner(station, p, runs_dir=tmp_path / "runs", quiet=True)
+    assert runner.preflight.ok and runner.preflight.loaded and runner.preflight.data_bytes > 2 * 64 * 64 * 2
+    outcome = runner.run()
+    assert outcome.status == "completed", outcome.reason
+    assert float(station.core.getProperty("Camera", "Gain")) == pytest.approx(2) and station.core.getProperty("Meter", "AutoRange") == "Off"
