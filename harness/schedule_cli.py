@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
+from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, UserError
 from .schedule_file import read_schedule_file
 
 
@@ -80,6 +80,8 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     outcome = Scheduler(schedule).run_now(args.job)
     print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
           + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
+    if outcome.outcome == "not started" and outcome.reason.startswith("preflight: "):
+        return EXIT_USER  # the job's files do not preflight: nothing was touched
     return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else EXIT_RUN_FAILED
 
 

@@ -318,3 +318,16 @@ def test_a_protocol_that_preflights_runs_and_sets_its_properties(tmp_path: Path,
     outcome = runner.run()
     assert outcome.status == "completed", outcome.reason
     assert float(station.core.getProperty("Camera", "Gain")) == pytest.approx(2) and station.core.getProperty("Meter", "AutoRange") == "Off"
+
+
+def test_schedule_run_now_of_a_job_that_does_not_preflight_exits_2(tmp_path: Path) -> None:
+    station = station_variant(tmp_path, FAST)
+    job_protocol = protocol(tmp_path, "job", "  - move: {to: nowhere}\n", "[xy_stage]")
+    path = _schedule(tmp_path, [{"name": "job", "protocol": str(job_protocol), "cron": "0 2 * * *"}], station)
+    out = qc("validate", str(path))
+    assert out.returncode == 2 and f"job 'job': {job_protocol}:5: protocol: move: to: no position marked 'nowhere'" in out.stderr
+    job_protocol.write_text(job_protocol.read_text().replace("{to: nowhere}", "{x: 1 um, y: 1 um}"))
+    assert qc("validate", str(path)).returncode == 0
+    job_protocol.write_text(job_protocol.read_text().replace("{x: 1 um, y: 1 um}", "{to: nowhere}"))  # edited afterwards
+    out = qc("schedule", "run-now", str(path), "job")
+    assert out.returncode == 2 and "job: not started (preflight: " in out.stdout and "no position marked 'nowhere'" in out.stdout
