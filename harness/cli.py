@@ -22,7 +22,7 @@ from .analysis import analyse_run, summary
 from .run_guard import held_station
 from .station_lock import StationBusy
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
-from .plan import expand, line_key
+from .plan import expand, lines_named
 from .protocol_file import ProtocolFile, check_acceptance
 from .runner import Runner
 from .station import Station
@@ -68,27 +68,10 @@ def _file_kind(doc: Any) -> str:
     return guess_kind(doc)
 
 
-def _lines_named(data: Any) -> list[str]:
-    """Laser lines a protocol names (``line: 561``, ``for_each: {line: [...]}``, ``lines:``),
-    plus the usual four: what a station-free validation assumes the station has."""
-    found = {"405", "488", "561", "640"}
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, str(k))
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key)
-        elif key in ("line", "lines") and str(node)[:1].isdigit():
-            found.add(line_key(node))
-
-    walk(data)
-    return sorted(found, key=float)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    failures = []
+    from .preflight import station_file_problems
+
+    failures, against_station = [], []
     for path in args.files:
         try:
             doc = load_yaml(path)
@@ -96,20 +79,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if kind == "protocol":
                 protocol = validate(doc, ProtocolFile, "protocol")
                 check_acceptance(protocol, doc)  # type: ignore[arg-type]
+                if args.station is not None:
+                    against_station.append(path)  # preflight below, with the station loaded once
+                    continue
                 # unroll the loops too: a mistake inside a loop shows only with the values; with no
                 # station at hand, every line the protocol names is taken to exist
-                plan = expand(protocol, doc, _lines_named(doc.data))
+                plan = expand(protocol, doc, lines_named(doc.data))
                 print(f"{path}: valid protocol ({len(plan.actions)} actions, about {plan.estimate_s / 60:.1f} min, needs {', '.join(sorted(plan.roles))})")
             elif kind == "schedule":
+                from .preflight import validate_schedule
                 from .schedule_file import read_schedule_file
 
-                schedule = read_schedule_file(path)
-                print(f"{path}: valid schedule file ({len(schedule.spec.jobs)} job{'s' if len(schedule.spec.jobs) != 1 else ''}, time zone {schedule.spec.timezone})")
+                failures += validate_schedule(read_schedule_file(path), print)
             else:
-                validate(doc, StationFile, "station")
-                print(f"{path}: valid station file")
+                spec = validate(doc, StationFile, "station")
+                problems = station_file_problems(spec, doc)  # type: ignore[arg-type]
+                if problems:
+                    raise UserError("\n".join(problems))
+                print(f"{path}: valid station file (roles fit their devices; C++ devices' kinds are checked when the station loads)")
         except UserError as exc:
             failures.append(str(exc))
+    if against_station:
+        from .preflight import validate_protocols
+
+        failures += validate_protocols(against_station, args.station, args.runs_dir, print)
     if failures:
         raise UserError("\n".join(failures))
     return 0
@@ -142,9 +135,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .preflight import PreflightFailed, file_facts, preflight
     from .run_guard import PreconditionFailed, interlock_problems, record, station_name, write_outcome
     from .station_lock import StationBusy, StationLock
 
+    try:  # what the files alone tell, before the station is touched; again with the devices below
+        preflight(args.protocol, file_facts(args.station), args.runs_dir).raise_if_failed()
+    except UserError as exc:
+        write_outcome(args.outcome, status="not started", reason=f"preflight: {exc}", user_error=True)
+        raise
+    except PreconditionFailed as exc:  # the data would not fit on the disk
+        write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
+        print(f"not started: {exc}", file=sys.stderr)
+        return EXIT_PRECONDITION
     _recover_interrupted(args.runs_dir, args.db, store=not args.no_store)
     name = station_name(args.station)
     lock = StationLock(name, purpose=f"run {args.protocol.stem}")
@@ -155,7 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         with lock, Station.load(args.station, time_scale=args.time_scale) as station:
             if args.check_interlock and (problems := interlock_problems(station)):
                 raise PreconditionFailed("interlock open: " + "; ".join(problems))
-            runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
+            try:
+                runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
+            except PreflightFailed as exc:
+                write_outcome(args.outcome, status="not started", reason=f"preflight: {exc}", user_error=True)
+                raise
             if not args.quiet:
                 print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
                 print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
@@ -424,8 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path)
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("validate", help="check protocol and station files without touching hardware")
+    p = sub.add_parser("validate", help="check protocol, station and schedule files; with --station, preflight protocols on that station")
     p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--station", "-s", type=Path, default=None,
+                   help="check each protocol against this station (loaded if its devices can be reached: roles, limits, camera, properties, disk)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs would be written, for the disk-space check (default ./runs)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="export JSON Schemas of protocol and station files (for editors)")

@@ -2,6 +2,8 @@
 cleanly however the run ends.
 
 Contract:
+- Before anything moves, the plan is preflighted against the loaded station (``harness.preflight``):
+  a protocol that cannot run raises ``PreflightFailed`` with every problem, and no run folder is made.
 - Every action is journaled as it happens; readings go to series CSVs and frames to OME-TIFF
   stacks as they arrive.
 - A retryable device error (timeout, garbled reply, late frame) is retried as the protocol's
@@ -39,6 +41,7 @@ from .journal import Journal
 from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import Action, Plan, expand
+from .preflight import check_plan, device_label, station_facts
 from .progress import Progress
 from .protocol_file import ProtocolFile, read_protocol_file
 from .provenance import default_operator, host, sha256_file, sha256_text, software
@@ -97,8 +100,11 @@ class Runner:
         self.protocol_path = Path(protocol_path)
         lines = sorted(station.lasers, key=float)
         self.plan: Plan = expand(self.protocol, self.doc, lines)
-        self._check_roles()
         self.runs_dir = Path(runs_dir)
+        # everything that can be known before anything moves (harness.preflight); all problems at once
+        self.facts = station_facts(station)
+        self.preflight = check_plan(self.protocol, self.doc, self.plan, self.facts, self.runs_dir)
+        self.preflight.raise_if_failed()
         self.operator = operator or default_operator()
         self.quiet = quiet
         self.assume_yes = assume_yes
@@ -113,18 +119,6 @@ class Runner:
         self.journal: Journal | None = None
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
-
-    # --- preconditions ---------------------------------------------------------------------------
-    def _check_roles(self) -> None:
-        st = self.station
-        have = {
-            "lasers": bool(st.lasers), "power_meter": st.power_meter is not None, "camera": st.camera is not None,
-            "xy_stage": st.xy_stage is not None, "z_drive": st.z_drive is not None,
-        }
-        for role in sorted(self.plan.roles):
-            if not have[role]:
-                line = self.plan.role_lines.get(role, 1)
-                raise UserError(f"{self.protocol_path}:{line}: protocol: needs the role '{role}', which station {st.path} does not fill")
 
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
@@ -594,15 +588,11 @@ class Runner:
         self.journal.write("setting", self.now(), device=label, property=p.property, value=p.value)
 
     def _device_label(self, name: str, action: Action) -> str:
-        st = self.station
-        roles = {"camera": st.camera, "power_meter": st.power_meter, "xy_stage": st.xy_stage, "z_drive": st.z_drive}
-        if name in roles and roles[name] is not None:
-            return roles[name].label  # type: ignore[union-attr]
-        if name.startswith("laser:") and name[6:] in st.lasers:
-            return st.lasers[name[6:]].label
-        if name in st.core.getLoadedDevices():
-            return name
-        raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {st.name}")
+        f = self.facts
+        label = device_label(name, f.role_labels, {k: line.label for k, line in f.lines.items()}, f.devices)
+        if label is None:
+            raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {f.name}")
+        return label
 
 
 # per-frame context of a stack (what no OME element holds), one row per planned frame

@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
+from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, UserError
 from .schedule_file import read_schedule_file
 
 
@@ -26,6 +26,15 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
         raise UserError(f"the schedule {schedule.spec.schedule!r} is already being run by another service: pid {exc.owner.pid} "
                         f"on {exc.owner.hostname} -- lock file {exc.path}") from None
     with service_lock:
+        from .preflight import PreflightFailed, preflight_schedule
+
+        reports = [report for _, report in preflight_schedule(schedule, load=True)]
+        problems = [problem for report in reports for problem in report.problems]
+        if problems:  # a job that cannot run is found now, not at 2 a.m.
+            raise PreflightFailed(f"{schedule.path}: not started, a job cannot run:\n" + "\n".join(problems))
+        for report in reports:  # disk space may be freed before the job is due: a warning here, a precondition then
+            if report.no_space:
+                print(f"warning: {report.no_space}", file=sys.stderr)
         scheduler = Scheduler(schedule)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -71,6 +80,8 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     outcome = Scheduler(schedule).run_now(args.job)
     print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
           + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
+    if outcome.outcome == "not started" and outcome.reason.startswith("preflight: "):
+        return EXIT_USER  # the job's files do not preflight: nothing was touched
     return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else EXIT_RUN_FAILED
 
 

@@ -7,7 +7,9 @@ Contract:
   finalized); the station is put into its safe state; times missed while the service was not
   running are handled per job (``missed: run_once``: one run now; ``skip``: recorded as missed and
   notified as skipped).
-- An attempt checks free disk space here; the run process itself waits for the station lock and
+- An attempt first preflights the job's files as they are now (``harness.preflight``, without the
+  devices): a job that no longer preflights is recorded as ``not started`` with the reason, notified
+  as skipped and not retried (a user error; the next due time tries again). It checks free disk space here; the run process itself waits for the station lock and
   checks the laser interlocks, and exits without touching anything if one fails (exit code 5).
   A failed precondition postpones the job by ``retries.delay`` while attempts last (or skips it at
   once with ``on_precondition_failure: skip``); when attempts are spent the job is skipped. A
@@ -279,6 +281,11 @@ class Scheduler:
         pre = self.schedule.preconditions_of(job)
         now = self.clock.now()
         base = dict(protocol=str(self.schedule.protocol_of(job)), station=str(self.schedule.station_of(job)))
+        problem, no_space = self._preflight_problem(job)
+        if problem:  # a file edited since the service started: the user's to fix, not retried
+            return self._refused(job, p, problem, base)
+        if no_space:
+            return self._not_started(job, p, no_space, retry, base)
         problem = self._disk_problem(pre.free_disk)
         if problem:
             return self._not_started(job, p, problem, retry, base)
@@ -286,6 +293,8 @@ class Scheduler:
         result = self._run_process(job, p, pre.station_free_within, pre.interlock_closed)
         now = self.clock.now()
         if result["status"] == "not started":
+            if result.get("user_error"):
+                return self._refused(job, p, result.get("reason", ""), base)
             return self._not_started(job, p, result.get("reason", ""), retry, base)
         status = result["status"]
         outcome = Outcome(job.name, p.due, p.attempt, status, _iso(now), verdict=result.get("verdict"), folder=result.get("folder"),
@@ -320,6 +329,24 @@ class Scheduler:
             return self._finish(Outcome(job.name, p.due, p.attempt, "not started", _iso(now), reason=reason, retry_at=_iso(at), **base))
         self.out(f"{job.name}: skipped ({reason})")
         return self._finish(Outcome(job.name, p.due, p.attempt, "skipped", _iso(now), reason=f"precondition failed: {reason}", **base), notify="skipped")
+
+    def _refused(self, job: Job, p: Pending, reason: str, base: dict[str, str]) -> Outcome:
+        """The job's files do not preflight: nothing was touched; no retry (the next due time tries again)."""
+        now = self.clock.now()
+        self.out(f"{job.name}: not started, refused by preflight ({reason})")
+        return self._finish(Outcome(job.name, p.due, p.attempt, "not started", _iso(now), reason=reason, **base), notify="skipped")
+
+    def _preflight_problem(self, job: Job) -> tuple[str, str]:
+        """The job's protocol and station files, as they are now, checked without the devices (the
+        run process checks again with them): (mistakes, data that would not fit on the disk)."""
+        from .errors import UserError
+        from .preflight import file_facts, preflight
+
+        try:
+            report = preflight(self.schedule.protocol_of(job), file_facts(self.schedule.station_of(job)), self.schedule.runs_dir)
+        except UserError as exc:
+            return f"preflight: {exc}", ""
+        return ("preflight: " + "; ".join(report.problems)) if report.problems else "", report.no_space
 
     def _finish(self, outcome: Outcome, notify: str | None = None) -> Outcome:
         if notify and self.notifier and self.notifier.wants(notify) and not self._manual:
@@ -363,6 +390,8 @@ class Scheduler:
         outcome_file.unlink(missing_ok=True)
         if rc == EXIT_PRECONDITION:
             return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr)}
+        if rc == EXIT_USER and result.get("status") == "not started":  # refused by its preflight: touched nothing
+            return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr), "user_error": True}
         if rc == EXIT_USER and not result:  # a mistake in a file: the run never started
             return {"status": "failed", "folder": None, "reason": f"the run could not start: {_last_lines(stderr)}", "user_error": True}
         if not result:  # the process died before it could say (killed, crashed)
