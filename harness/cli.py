@@ -128,8 +128,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bug: one message; the reason goes into results.json and the report
         reason = f"{type(exc).__name__}: {exc}"
         logging.getLogger(__name__).debug("analysis of %s failed", folder, exc_info=True)
-        write_failed_results(folder, reason)
-        write_manifest(folder)
+        if write_failed_results(folder, reason) is not None:
+            write_manifest(folder)
         print(f"analysis failed: {reason}; the run's data are unchanged (results.json says so)", file=sys.stderr)
         return EXIT_ANALYSIS_FAILED
     write_manifest(folder)
