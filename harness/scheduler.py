@@ -302,7 +302,8 @@ class Scheduler:
             if confirmed.get(station_key) is True:
                 self.out(f"{job.name}: safe state of {Path(station_key).name} confirmed again; runs resume")
                 self.state.unsafe.pop(station_key, None)
-                self.state.save()
+                if not self._manual:
+                    self.state.save()
             else:
                 since = self.state.unsafe[station_key].get("since", "")
                 self.out(f"{job.name}: skipped: the station's safe state is still NOT confirmed (since {since})")
@@ -363,7 +364,8 @@ class Scheduler:
             self.state.unsafe.setdefault(key, {"since": outcome.time, "reason": outcome.reason[:500]})
             outcome.reason += ("; the safe state is still NOT confirmed: runs on this station are skipped until it is "
                                "(tried again before each of its jobs and at every service start); check the lasers by hand")
-        self.state.save()
+        if not self._manual:  # `run-now` leaves the service's state alone (it still notifies)
+            self.state.save()
         self.out(f"URGENT {job.name}: safe state NOT confirmed; {outcome.reason}")
         return self._finish(outcome, notify="unsafe")
 
