@@ -125,7 +125,8 @@ def _verdict_table(results: list[dict[str, Any]]) -> str:
         others = {k: v for k, v in r["metrics"].items() if not v["limit"]}
         for name, m in list(judged.items()) + list(others.items()):
             rows.append(
-                f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}</td>"
+                f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}"
+                f"{('<br><span class=muted>' + _e(m['reason']) + '</span>') if m.get('reason') and not m['reason'].startswith('partial data') else ''}</td>"
                 f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>"
             )
     return ("<table><tr><th>subject</th><th>analysis</th><th>metric</th><th>value</th><th>unit</th><th>limit</th><th>verdict</th></tr>"
