@@ -109,14 +109,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    """Exit 0 when analysed, 6 when the analysis failed or refused its input (one message, never a
+    traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
+    from .analysis import write_failed_results
+    from .errors import EXIT_ANALYSIS_FAILED
     from .runner import write_manifest
 
-    data = analyse_run(args.folder)
-    write_manifest(Path(args.folder))
+    folder = Path(args.folder)
+    try:
+        data = analyse_run(folder)
+    except UserError:
+        raise
+    except Exception as exc:  # a bug: one message; the reason goes into results.json and the report
+        reason = f"{type(exc).__name__}: {exc}"
+        logging.getLogger(__name__).debug("analysis of %s failed", folder, exc_info=True)
+        if write_failed_results(folder, reason) is not None:
+            write_manifest(folder)
+        print(f"analysis failed: {reason}; the run's data are unchanged (results.json says so)", file=sys.stderr)
+        return EXIT_ANALYSIS_FAILED
+    write_manifest(folder)
     print(summary(data))
-    print(f"wrote {Path(args.folder) / 'results.json'}")
+    print(f"wrote {folder / 'results.json'}")
     if data.get("report"):
-        print(f"report: {Path(args.folder) / data['report']}")
+        print(f"report: {folder / data['report']}")
+    if data.get("status") == "analysis failed":
+        print(f"analysis failed: {data.get('analysis_error')}", file=sys.stderr)
+        return EXIT_ANALYSIS_FAILED
     return 0
 
 
@@ -172,9 +190,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
         print(f"not started: {exc}", file=sys.stderr)
         return EXIT_PRECONDITION
+    from .endings import UNSAFE, exit_code
+
     stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
-    write_outcome(args.outcome, status=outcome.status, reason=outcome.reason, folder=str(outcome.folder),
-                  verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored)
+    word = outcome.outcome
+    write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
+                  verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored,
+                  safe_state=runner.safe_state)
     if runner.results is not None and not args.quiet:
         print(summary(runner.results), file=sys.stderr)
         if runner.results.get("report"):
@@ -183,10 +205,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(runner.analysis_error, file=sys.stderr)
     if not args.quiet:
         print(f"results store: {stored}", file=sys.stderr)
-    print(f"{outcome.status}: {outcome.folder}")
+    if word == UNSAFE:
+        print("URGENT: the safe state was NOT confirmed: a laser may still be emitting. Check the lasers at the "
+              "station and switch them off by hand; " + "; ".join(runner.safe_state.get("failures", [])), file=sys.stderr)
+    print(f"{word}: {outcome.folder}")
     if outcome.reason:
         print(f"reason: {outcome.reason}", file=sys.stderr)
-    return {"completed": 0, "aborted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_RUN_FAILED)
+    return exit_code(word)
 
 
 def _line(station: Station, name: str | None):

@@ -12,6 +12,11 @@ Contract:
 - Ctrl-C (SIGINT) or SIGTERM aborts the run.
 - Whatever happens, devices go to their safe state, files are finalized (OME-XML matching the
   frames on disk), ``run.json`` gets the status and reason, and ``MANIFEST.sha256`` covers every file.
+- A completed run ends ``failed`` if its safe state is not confirmed (``run.json`` ``safe_state``:
+  ``confirmed: false``, the outcome ``unsafe``, see ``endings.py``) or a file cannot be finalized
+  (e.g. the disk is full): its data are then not complete.
+- The analysis never fails the run's data: its failure is recorded in ``results.json`` (status
+  ``analysis failed``) and the outcome is ``analysis failed``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any, Callable, TypeVar
 import psutil
 from devices.errors import DeviceError
 
-from .analysis import analyse_run
+from .analysis import analyse_run, write_failed_results
 from .atomic_files import replace_json, replace_text
 from .safe_paths import inside
 from .errors import UserError
@@ -66,6 +71,15 @@ class RunOutcome:
     folder: Path
     status: str  # completed | aborted | failed
     reason: str = ""
+    safe_state_confirmed: bool = True
+    analysis_error: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """One word for how it ended (``endings.py``): completed, analysis failed, failed, aborted, unsafe."""
+        from .endings import outcome
+
+        return outcome(self.status, self.safe_state_confirmed, bool(self.analysis_error))
 
 
 @dataclass
@@ -119,6 +133,7 @@ class Runner:
         self.journal: Journal | None = None
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
+        self.safe_state: dict[str, Any] = {"confirmed": None, "failures": []}
 
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
@@ -173,7 +188,7 @@ class Runner:
             progress.close()
             self._finish(status, reason)
             self._restore_signals(previous)
-        return RunOutcome(self.folder, status, reason)
+        return RunOutcome(self.folder, self.status, self.reason, self.safe_state["confirmed"] is not False, self.analysis_error)
 
     def now(self) -> float:
         return self.clock.now() - self.t0
@@ -204,29 +219,53 @@ class Runner:
     # --- ending ----------------------------------------------------------------------------------
     def _finish(self, status: str, reason: str) -> None:
         assert self.journal is not None and self.folder is not None
+
+        def also(text: str) -> None:
+            nonlocal reason
+            reason = (reason + "; " if reason else "") + text
+
         failures = self.station.safe_state()
-        self.journal.write("safe_state", self.now(), confirmed=not failures, failures=failures)
+        self.safe_state = {"confirmed": not failures, "failures": failures}
+        self.journal.write("safe_state", self.now(), sync=True, confirmed=not failures, failures=failures)
         if failures:
-            reason = (reason + "; " if reason else "") + "safe state NOT confirmed for: " + "; ".join(failures)
+            also("safe state NOT confirmed for: " + "; ".join(failures))
             if status == "completed":
                 status = "failed"
         for writer in list(self.series.values()) + list(self.frame_logs.values()):
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                self.journal.write("error", self.now(), message=f"closing {writer.path.name}: {exc}")
+                also(f"could not finish {writer.path.name}: {exc}")
+                status = "failed" if status == "completed" else status
         for stack in self.stacks.values():
             try:
                 stack.finalize()
             except Exception as exc:  # keep finalizing the others; say what went wrong
                 self.journal.write("error", self.now(), message=f"finalizing {stack.path.name}: {exc}")
-                reason = (reason + "; " if reason else "") + f"could not finalize {stack.path.name}: {exc}"
-        self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing)
+                also(f"could not finalize {stack.path.name}: {exc}")
+                # the stack's metadata do not describe its pages: the measurement is not complete
+                status = "failed" if status == "completed" else status
+        self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing,
+                           safe_state_confirmed=not failures)
         self.journal.close()
         self._write_run_json(status, reason)
-        self.results: dict[str, Any] | None = None
+        self.results = None
+        hint = f"the data are kept; after a fix: microscope-qc analyze {self.folder}"
         try:
             self.results = analyse_run(self.folder)
+            if self.results.get("status") == "analysis failed":
+                self.analysis_error = f"analysis failed: {self.results.get('analysis_error', '')}; {hint}"
         except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
-            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); rerun: microscope-qc analyze {self.folder}"
-        write_manifest(self.folder)
+            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
+            write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
+        try:
+            write_manifest(self.folder)
+        except OSError as exc:
+            self.journal_error = f"MANIFEST.sha256 not written: {exc}"
+            also(self.journal_error)
+            status = "failed" if status == "completed" else status
+            self._write_run_json(status, reason)
         self.status, self.reason = status, reason
 
     def _files(self) -> dict[str, Any]:
@@ -281,6 +320,7 @@ class Runner:
             "started_utc": self.started_utc.isoformat(),
             "ended_utc": ended.isoformat() if ended else None,
             "missing": self.state.missing,
+            "safe_state": self.safe_state,
             "files": self._files(),
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
             "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},

@@ -80,9 +80,13 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     outcome = Scheduler(schedule).run_now(args.job)
     print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
           + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
+    from .endings import OUTCOMES, exit_code
+
     if outcome.outcome == "not started" and outcome.reason.startswith("preflight: "):
         return EXIT_USER  # the job's files do not preflight: nothing was touched
-    return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else EXIT_RUN_FAILED
+    if outcome.outcome in ("not started", "skipped"):
+        return EXIT_PRECONDITION
+    return exit_code(outcome.outcome) if outcome.outcome in OUTCOMES else EXIT_RUN_FAILED
 
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:
@@ -98,7 +102,7 @@ def cmd_schedule_last(args: argparse.Namespace) -> int:
     for o in outcomes[-args.count:]:
         t = datetime.fromisoformat(o["time"]).astimezone(schedule.tz)
         sent = ", ".join(f"{d['event']} via {d['channel']}{'' if d['ok'] else ' FAILED'}" for d in o.get("notified", []))
-        print(f"{t:%a %Y-%m-%d %H:%M}  {o['job']:<20} #{o['attempt']} {o['outcome']:<12} {o.get('verdict') or '':<10} "
+        print(f"{t:%a %Y-%m-%d %H:%M}  {o['job']:<20} #{o['attempt']} {o['outcome']:<15} {o.get('verdict') or '':<10} "
               f"{o.get('reason', '')[:200]}{'  [notified: ' + sent + ']' if sent else ''}")
         if o.get("folder"):
             print(f"{'':<22}{o['folder']}")
