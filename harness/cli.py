@@ -13,22 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from devices.errors import DeviceError
 
 from . import __version__
-from .analysis import analyse_run, summary
-from .run_guard import held_station
-from .station_lock import StationBusy
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
-from .plan import expand, line_key
-from .protocol_file import ProtocolFile, check_acceptance
-from .runner import Runner
-from .station import Station
-from .station_file import StationFile
-from .yaml_source import load_yaml, validate
 
+# Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
+# pymmcore-plus, the results store and SQLAlchemy, matplotlib, scipy, tifffile) are imported inside
+# the command that needs them, never here.
 
 
 def _station_arg(p: argparse.ArgumentParser) -> None:
@@ -45,6 +37,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
+    from .run_guard import held_station
+
     with held_station(args.station, "devices") as station:
         records = station.device_records()
         if args.json:
@@ -70,6 +64,8 @@ def _file_kind(doc: Any) -> str:
 def _lines_named(data: Any) -> list[str]:
     """Laser lines a protocol names (``line: 561``, ``for_each: {line: [...]}``, ``lines:``),
     plus the usual four: what a station-free validation assumes the station has."""
+    from .plan import line_key
+
     found = {"405", "488", "561", "640"}
 
     def walk(node: Any, key: str = "") -> None:
@@ -87,6 +83,11 @@ def _lines_named(data: Any) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .plan import expand
+    from .protocol_file import ProtocolFile, check_acceptance
+    from .station_file import StationFile
+    from .yaml_source import load_yaml, validate
+
     failures = []
     for path in args.files:
         try:
@@ -114,6 +115,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyse_run, summary
     from .runner import write_manifest
 
     data = analyse_run(args.folder)
@@ -126,7 +128,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from .protocol_file import ProtocolFile
     from .schedule_file import ScheduleFile
+    from .station_file import StationFile
 
     models = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +144,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .analysis import summary
     from .run_guard import PreconditionFailed, interlock_problems, record, station_name, write_outcome
+    from .runner import Runner
+    from .station import Station
     from .station_lock import StationBusy, StationLock
 
     _recover_interrupted(args.runs_dir, args.db, store=not args.no_store)
@@ -180,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return {"completed": 0, "aborted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_RUN_FAILED)
 
 
-def _line(station: Station, name: str | None):
+def _line(station: Any, name: str | None):
     if name is None:
         return None
     key = name.removesuffix("nm").strip()
@@ -190,6 +197,8 @@ def _line(station: Station, name: str | None):
 
 
 def cmd_meter(args: argparse.Namespace) -> int:
+    from .run_guard import held_station
+
     with held_station(args.station, "meter") as station:
         meter = station.power_meter
         if meter is None:
@@ -219,6 +228,10 @@ def cmd_meter(args: argparse.Namespace) -> int:
 
 
 def cmd_snap(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .run_guard import held_station
+
     with held_station(args.station, "snap") as station:
         camera = station.camera
         if camera is None:
@@ -253,6 +266,8 @@ def cmd_snap(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
+    from .run_guard import held_station
+
     with held_station(args.station, "move") as station:
         if station.xy_stage is None:
             raise UserError(f"{station.path}: the station has no XY stage role")
@@ -495,10 +510,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OWN_LOGGERS = ("harness", "devices", "simulators")
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Warnings and errors on stderr; with ``-v`` also what the harness and the drivers do (every
+    SCPI exchange, every device loaded), but not the chatter of third-party libraries. The levels sit
+    on the handler, not on the root logger: importing pymmcore-plus sets the root logger to DEBUG."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "microscope_qc", False)]:
+        root.removeHandler(old)  # run() called again in one process
+    handler = logging.StreamHandler()
+    handler.microscope_qc = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda r: r.levelno >= logging.WARNING or (verbose and r.name.split(".")[0] in _OWN_LOGGERS))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in _OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("pyvisa").setLevel(logging.WARNING)  # it logs every read at DEBUG: not even built
+
+
 def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     try:
         return args.func(args)
     except StationError as exc:  # a device that cannot be reached: not the user's mistake, may be retried
@@ -510,12 +546,16 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     except DeviceError as exc:
         out(f"device error: {exc}")
         return EXIT_DEVICE
-    except StationBusy as exc:
-        out(f"not started: {exc}")
-        return EXIT_PRECONDITION
     except KeyboardInterrupt:
         out("interrupted: devices were put into their safe state")
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        from .station_lock import StationBusy  # imported here: only the commands that take the lock need it
+
+        if isinstance(exc, StationBusy):
+            out(f"not started: {exc}")
+            return EXIT_PRECONDITION
+        raise
 
 
 def main() -> None:

@@ -11,10 +11,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
-from .schedule_file import read_schedule_file
+
+# the modules each command needs are imported inside it: ``microscope-qc --help`` stays fast
 
 
 def cmd_schedule_run(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import Scheduler
     from .station_lock import StationBusy, StationLock
 
@@ -38,6 +40,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import ScheduleState
 
     schedule = read_schedule_file(args.file)
@@ -62,6 +65,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import Scheduler
 
     schedule = read_schedule_file(args.file)
@@ -75,6 +79,7 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import ScheduleState
 
     schedule = read_schedule_file(args.file)

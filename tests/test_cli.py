@@ -71,3 +71,37 @@ def test_unknown_line_is_a_user_error() -> None:
     out = qc("meter", "--line", "532")
     assert out.returncode == 2
     assert "no laser line '532'" in out.stderr and "405, 488, 561, 640" in out.stderr
+
+
+# --- start-up: --help and validate import nothing heavy ------------------------------------------------
+HEAVY = ("pymmcore_plus", "matplotlib", "scipy", "sqlalchemy", "numpy", "tifffile", "harness.analysis", "harness.runner", "harness.station")
+
+
+def _imported_after(argv: list[str]) -> set[str]:
+    code = ("import sys, json\nfrom harness.cli import run\n"
+            "try:\n    run(json.loads(sys.argv[1]))\nexcept SystemExit:\n    pass\n"
+            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r})))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(argv)], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"],
+    ["schedule", "--help"],
+    ["validate", "protocols/flat-field.yaml", "protocols/stage-repeatability.yaml", "configs/simulated.yaml", "configs/schedule-simulated.yaml"],
+])
+def test_help_and_validate_do_not_import_devices_analysis_or_the_results_store(argv: list[str]) -> None:
+    assert _imported_after(argv) == set()
+
+
+def test_verbose_logs_what_the_devices_do_and_only_then(tmp_path: Path) -> None:
+    station = str(station_variant(tmp_path, FAST))
+    quiet = qc("meter", "--station", station)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # not even pymmcore-plus' or pyvisa's debug chatter (pymmcore-plus sets the root logger to DEBUG)
+    loud = qc("-v", "meter", "--station", station)
+    assert loud.returncode == 0, loud.stderr
+    assert "Meter <- *IDN?" in loud.stderr and "Meter -> Thorlabs,PM100D,P0012345" in loud.stderr  # every SCPI exchange
+    assert "Laser488 (laser 488 nm): laser" in loud.stderr  # every device loaded, with its identity
+    assert "DEBUG pyvisa" not in loud.stderr and "pymmcore-plus" not in loud.stderr
