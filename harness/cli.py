@@ -15,7 +15,8 @@ from typing import Any
 
 from devices.errors import DeviceError
 
-from . import __version__
+from . import __version__, shipped
+from .cli_types import at_least, finite, needs, non_negative, output_file, output_folder, positive
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 
 # Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
@@ -24,7 +25,8 @@ from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_F
 
 
 def _station_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--station", "-s", type=Path, default=None, help="station file (default: the embedded simulated station)")
+    p.add_argument("--station", "-s", type=shipped.station, default=None,
+                   help="station file, or a shipped one by name: simulated, demo-micromanager (default: simulated)")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -196,9 +198,14 @@ def _line(station: Any, name: str | None):
     return station.lasers[key]
 
 
+METER_POWER_MW, METER_SETTLE_S, SNAP_POWER_MW = 1.0, 1.0, 10.0
+
+
 def cmd_meter(args: argparse.Namespace) -> int:
     from .run_guard import held_station
 
+    needs(args, "line", "power_mw", "settle_s")
+    power_mw = METER_POWER_MW if args.power_mw is None else args.power_mw
     with held_station(args.station, "meter") as station:
         meter = station.power_meter
         if meter is None:
@@ -208,21 +215,21 @@ def cmd_meter(args: argparse.Namespace) -> int:
             station.safe_state()
             meter.zero()
             print("zeroed (all lines off)")
-        if args.averaging:
+        if args.averaging is not None:
             meter.set_averaging(args.averaging)
         wavelength = args.wavelength_nm or (line.wavelength_nm if line else None)
         if wavelength:
             meter.set_wavelength_nm(wavelength)
         try:
             if line is not None:
-                line.set_setpoint_mw(args.power_mw)
+                line.set_setpoint_mw(power_mw)
                 line.set_emission(True)
-                station.clock.sleep(args.settle_s)
+                station.clock.sleep(METER_SETTLE_S if args.settle_s is None else args.settle_s)
             watts = meter.read_w()
         finally:
             if line is not None:
                 line.set_emission(False)
-        what = f"line {line.name} nm at {args.power_mw:g} mW" if line else "as it is"
+        what = f"line {line.name} nm at {power_mw:g} mW" if line else "as it is"
         print(f"{meter.label}: {watts * 1e3:.6g} mW  (wavelength setting {meter.wavelength_nm():g} nm, {what}, at {meter.location})")
     return 0
 
@@ -232,6 +239,8 @@ def cmd_snap(args: argparse.Namespace) -> int:
 
     from .run_guard import held_station
 
+    needs(args, "line", "power_mw")
+    power_mw = SNAP_POWER_MW if args.power_mw is None else args.power_mw
     with held_station(args.station, "snap") as station:
         camera = station.camera
         if camera is None:
@@ -241,11 +250,11 @@ def cmd_snap(args: argparse.Namespace) -> int:
                 raise UserError("--sample only applies to a simulated station")
             station.sim.world.mount_sample(args.sample)
         line = _line(station, args.line)
-        if args.exposure_ms:
+        if args.exposure_ms is not None:
             camera.set_exposure_ms(args.exposure_ms)
         try:
             if line is not None:
-                line.set_setpoint_mw(args.power_mw)
+                line.set_setpoint_mw(power_mw)
                 line.set_emission(True)
             image = camera.snap()
         finally:
@@ -302,12 +311,35 @@ def _date(text: str | None, option: str) -> Any:
         raise UserError(f"{option} {text!r}: not a date (use YYYY-MM-DD, or YYYY-MM-DDTHH:MM in UTC)") from None
 
 
+def _recorded_station(store: Any, text: str | None) -> str | None:
+    """``--station`` of history and trend: a station name as the runs record it, or a station file
+    (its ``name``), or a shipped station file by name (``simulated``)."""
+    from .run_guard import station_name
+
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_file() or path.suffix.lower() in (".yaml", ".yml"):
+        return station_name(path)
+    recorded = store.names("station")
+    if text not in recorded and text in (files := shipped.shipped("configs", schedules=False)):
+        return station_name(files[text])
+    if text not in recorded:
+        raise UserError(f"--station {text}: no runs of a station of that name in the results database (stations: {', '.join(recorded) or 'none yet'}); "
+                        "give the station's name as recorded, or its station file")
+    return text
+
+
 def cmd_history(args: argparse.Namespace) -> int:
-    from .results_store import ResultsStore, shown
+    from datetime import datetime, timedelta
+
+    from .results_store import ResultsStore, _utc, shown
 
     since, until = _date(args.since, "--since"), _date(args.until, "--until")
+    if since is not None and until is not None and _utc(since) > _utc(until) + (timedelta(0) if isinstance(until, datetime) else timedelta(days=1)):
+        raise UserError(f"--since {args.since} is after --until {args.until}: no run can match")
     with ResultsStore(args.db) as store:
-        records = store.history(station=args.station, protocol=args.protocol, verdict=args.verdict, since=since, until=until)
+        records = store.history(station=_recorded_station(store, args.station), protocol=args.protocol, verdict=args.verdict, since=since, until=until)
     if not records:
         print(f"no runs match (database {shown(store.url)})")
         return 0
@@ -332,7 +364,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if args.run_length < 2:
         raise UserError(f"--run-length {args.run_length}: a run needs at least 2 points")
     with ResultsStore(args.db) as store:
-        charts = build_charts(store, args.metric, station=args.station, subject=args.subject, protocol=args.protocol,
+        charts = build_charts(store, args.metric, station=_recorded_station(store, args.station), subject=args.subject, protocol=args.protocol,
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
         path = write_report(charts, args.out, store.url, args.run_length)
     for c in charts:
@@ -384,6 +416,12 @@ def _recover_interrupted(runs_dir: Path, db: str | None, store: bool = True) -> 
 def cmd_recover(args: argparse.Namespace) -> int:
     from .recovery import recover_all, recover_run, scan_runs
 
+    if args.force and not args.folders:
+        raise UserError("--force only applies to named FOLDERs (recovering --runs-dir never takes over a run of another host)")
+    if missing := [str(f) for f in args.folders if not f.is_dir()]:
+        raise UserError(f"not a folder: {', '.join(missing)}")
+    if not args.folders and not args.runs_dir.is_dir():
+        raise UserError(f"--runs-dir {args.runs_dir}: no such folder")
     if args.folders:
         reports = [recover_run(folder, force=args.force) for folder in args.folders]
     else:
@@ -418,17 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("run", help="run a QC protocol on a station; prints the run folder")
-    p.add_argument("protocol", type=Path, help="protocol file, e.g. protocols/power-stability-short.yaml")
+    p.add_argument("protocol", type=shipped.protocol, help="protocol file, or a shipped protocol by name, e.g. power-stability-short")
     _station_arg(p)
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default ./runs)")
+    p.add_argument("--runs-dir", type=output_folder, default=Path("runs"), help="where run folders go (default ./runs)")
     p.add_argument("--operator", help="who runs it (default: the login name)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output (unattended use)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
-    p.add_argument("--time-scale", type=float, help="simulated station: virtual seconds per real second")
-    p.add_argument("--wait-for-station", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--time-scale", type=positive, help="simulated station: virtual seconds per real second")
+    p.add_argument("--wait-for-station", type=non_negative, default=0.0, metavar="SECONDS",
                    help="if another run holds the station, wait this long for it (default: refuse at once)")
     p.add_argument("--check-interlock", action="store_true", help="refuse to start if a laser reports an open interlock")
-    p.add_argument("--outcome", type=Path, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
+    p.add_argument("--outcome", type=output_file, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
     p.add_argument("--db", metavar="URL", help="results database URL (default: $MICROSCOPE_QC_DB, else results.sqlite in the user data folder)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
     p.set_defaults(func=cmd_run)
@@ -438,41 +476,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("validate", help="check protocol and station files without touching hardware")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=shipped.any_file, metavar="FILE", help="protocol, station or schedule files (or shipped ones by name)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="export JSON Schemas of protocol and station files (for editors)")
-    p.add_argument("--out", type=Path, default=Path("schemas"))
+    p.add_argument("--out", type=output_folder, default=Path("schemas"), help="folder for the schema files (default ./schemas)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("meter", help="read the power meter once (optionally with one laser line on)")
     _station_arg(p)
     p.add_argument("--line", help="laser line to switch on for the reading, e.g. 488")
-    p.add_argument("--power-mw", type=float, default=1.0, help="set point for --line (default 1 mW)")
-    p.add_argument("--wavelength-nm", type=float, help="meter wavelength setting (default: the line's)")
-    p.add_argument("--averaging", type=int, help="samples averaged per reading")
-    p.add_argument("--settle-s", type=float, default=1.0, help="wait after emission on (station time)")
+    p.add_argument("--power-mw", type=positive, help=f"set point for --line (default {METER_POWER_MW:g} mW)")
+    p.add_argument("--wavelength-nm", type=positive, help="meter wavelength setting (default: the line's)")
+    p.add_argument("--averaging", type=at_least(1), help="samples averaged per reading")
+    p.add_argument("--settle-s", type=non_negative, help=f"wait after emission on, with --line (station time; default {METER_SETTLE_S:g} s)")
     p.add_argument("--zero", action="store_true", help="zero the meter first, all lines off")
     p.set_defaults(func=cmd_meter)
 
     p = sub.add_parser("snap", help="snap one camera frame and show its statistics")
     _station_arg(p)
-    p.add_argument("--exposure-ms", type=float)
+    p.add_argument("--exposure-ms", type=positive, help="exposure time (default: the camera's current one)")
     p.add_argument("--line", help="laser line on during the exposure, e.g. 488")
-    p.add_argument("--power-mw", type=float, default=10.0)
+    p.add_argument("--power-mw", type=positive, help=f"set point for --line (default {SNAP_POWER_MW:g} mW)")
     p.add_argument("--sample", choices=["bead_field", "uniform_slide"], help="simulated station: the sample to mount")
     p.add_argument("--out", type=Path, help="save the frame as TIFF")
     p.set_defaults(func=cmd_snap)
 
     p = sub.add_parser("move", help="move the XY stage (and Z drive) and report the position")
     _station_arg(p)
-    p.add_argument("x", type=float, help="um")
-    p.add_argument("y", type=float, help="um")
-    p.add_argument("--z", type=float, help="um")
+    p.add_argument("x", type=finite, help="um")
+    p.add_argument("y", type=finite, help="um")
+    p.add_argument("--z", type=finite, help="um")
     p.set_defaults(func=cmd_move)
 
     p = sub.add_parser("history", help="list recorded runs from the results database")
-    p.add_argument("--station", help="station name, as in run.json")
+    p.add_argument("--station", help="station name as recorded (run.json), or its station file")
     p.add_argument("--protocol", help="protocol id, e.g. power-stability-short")
     p.add_argument("--verdict", help="pass, warn, fail or 'not judged'")
     p.add_argument("--since", help="runs started on or after this date (YYYY-MM-DD, UTC)")
@@ -482,13 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trend", help="control chart of one metric over time; writes an HTML report")
     p.add_argument("metric", help="metric name, e.g. stability_pct")
-    p.add_argument("--station", help="station name (default: every station)")
+    p.add_argument("--station", help="station name as recorded, or its station file (default: every station)")
     p.add_argument("--subject", help='e.g. "488 nm" (default: one chart per subject)')
     p.add_argument("--protocol", help="protocol id (default: one chart per protocol)")
     p.add_argument("--kind", help="kind of result, e.g. stability or flat_field (default: every kind)")
     p.add_argument("--baseline", type=int, default=10, help="runs the control limits come from (default: the first 10)")
     p.add_argument("--run-length", type=int, default=8, help="points in a row on one side of the centre that flag a shift (default 8)")
-    p.add_argument("--out", type=Path, default=Path("trend.html"), help="the HTML report (default ./trend.html)")
+    p.add_argument("--out", type=output_file, default=Path("trend.html"), help="the HTML report (default ./trend.html)")
     _db_arg(p)
     p.set_defaults(func=cmd_trend)
 

@@ -10,6 +10,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .cli_types import at_least
 from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
 
 # the modules each command needs are imported inside it: ``microscope-qc --help`` stays fast
@@ -84,8 +85,10 @@ def cmd_schedule_last(args: argparse.Namespace) -> int:
 
     schedule = read_schedule_file(args.file)
     outcomes = ScheduleState(schedule.state_dir).outcomes()
-    if args.job:
+    if args.job is not None:
         outcomes = [o for o in outcomes if o["job"] == args.job]
+        if not outcomes:
+            schedule.job(args.job)  # a job not in the file (nor in its record) is a typo: say which jobs there are
     if not outcomes:
         print("no outcomes recorded yet")
         return 0
@@ -114,7 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_schedule_run)
     q = ss.add_parser("list", help="what is due next, and each job's last outcome")
     q.add_argument("file", type=Path)
-    q.add_argument("--count", "-n", type=int, default=3, help="next times per job (default 3)")
+    q.add_argument("--count", "-n", type=at_least(1), default=3, help="next times per job (default 3)")
     q.set_defaults(func=cmd_schedule_list)
     q = ss.add_parser("run-now", help="run one job now (preconditions checked, outcome recorded and notified)")
     q.add_argument("file", type=Path)
@@ -122,6 +125,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_schedule_run_now)
     q = ss.add_parser("last", help="the last outcomes")
     q.add_argument("file", type=Path)
-    q.add_argument("--job")
-    q.add_argument("--count", "-n", type=int, default=20)
+    q.add_argument("--job", help="only this job's outcomes")
+    q.add_argument("--count", "-n", type=at_least(1), default=20, help="how many (default the last 20)")
     q.set_defaults(func=cmd_schedule_last)
