@@ -241,6 +241,10 @@ def cmd_snap(args: argparse.Namespace) -> int:
 
     needs(args, "line", "power_mw")
     power_mw = SNAP_POWER_MW if args.power_mw is None else args.power_mw
+    if args.out is not None:
+        from .snapshot import ome_tiff_path
+
+        args.out = ome_tiff_path(args.out)  # checked before anything is touched
     with held_station(args.station, "snap") as station:
         camera = station.camera
         if camera is None:
@@ -266,11 +270,11 @@ def cmd_snap(args: argparse.Namespace) -> int:
             f"{camera.label}: {image.shape[1]}x{image.shape[0]} {image.dtype}, exposure {camera.exposure_ms():g} ms, "
             f"mean {image.mean():.1f}, min {image.min()}, max {image.max()}, saturated {np.mean(image >= top) * 100:.3f} %"
         )
-        if args.out:
-            import tifffile
+        if args.out is not None:
+            from .snapshot import write_snapshot
 
-            tifffile.imwrite(args.out, image, photometric="minisblack")
-            print(f"saved {args.out}")
+            lit = {line.name: power_mw} if line is not None else {}
+            print(f"saved {write_snapshot(station, image, args.out, lit, camera.exposure_ms())}")
     return 0
 
 
@@ -336,7 +340,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from .results_store import ResultsStore, _utc, shown
 
     since, until = _date(args.since, "--since"), _date(args.until, "--until")
-    if since is not None and until is not None and _utc(since) > _utc(until) + (timedelta(0) if isinstance(until, datetime) else timedelta(days=1)):
+    if since is not None and until is not None and (_utc(since) > _utc(until) if isinstance(until, datetime) else _utc(since) >= _utc(until + timedelta(days=1))):
         raise UserError(f"--since {args.since} is after --until {args.until}: no run can match")
     with ResultsStore(args.db) as store:
         records = store.history(station=_recorded_station(store, args.station), protocol=args.protocol, verdict=args.verdict, since=since, until=until)
@@ -499,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--line", help="laser line on during the exposure, e.g. 488")
     p.add_argument("--power-mw", type=positive, help=f"set point for --line (default {SNAP_POWER_MW:g} mW)")
     p.add_argument("--sample", choices=["bead_field", "uniform_slide"], help="simulated station: the sample to mount")
-    p.add_argument("--out", type=Path, help="save the frame as TIFF")
+    p.add_argument("--out", type=output_file, metavar="FILE.ome.tif",
+                   help="save the frame as OME-TIFF with the station's metadata (.ome.tif is added to the name if missing)")
     p.set_defaults(func=cmd_snap)
 
     p = sub.add_parser("move", help="move the XY stage (and Z drive) and report the position")
