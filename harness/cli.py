@@ -329,8 +329,8 @@ def _recorded_station(store: Any, text: str | None) -> str | None:
     if text not in recorded and text in (files := shipped.shipped("configs", schedules=False)):
         return station_name(files[text])
     if text not in recorded:
-        raise UserError(f"--station {text}: no runs of a station of that name in the results database (stations: {', '.join(recorded) or 'none yet'}); "
-                        "give the station's name as recorded, or its station file")
+        raise UserError(f"no station {text!r} in the results database (stations: {', '.join(recorded) or 'none yet'}); "
+                        "--station takes a station's name as its runs record it, or its station file")
     return text
 
 
@@ -479,11 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path)
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("validate", help="check protocol and station files without touching hardware")
+    p = sub.add_parser("validate", help="check protocol, station and schedule files without touching hardware")
     p.add_argument("files", nargs="+", type=shipped.any_file, metavar="FILE", help="protocol, station or schedule files (or shipped ones by name)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="export JSON Schemas of protocol and station files (for editors)")
+    p = sub.add_parser("schema", help="export JSON Schemas of protocol, station and schedule files (for editors)")
     p.add_argument("--out", type=output_folder, default=Path("schemas"), help="folder for the schema files (default ./schemas)")
     p.set_defaults(func=cmd_schema)
 

@@ -132,7 +132,7 @@ def test_verbose_logs_what_the_devices_do_and_only_then(tmp_path: Path) -> None:
     (["recover", "--force"], "--force only applies to named FOLDERs"),  # was: ignored
     (["recover", "--runs-dir", "/nonexistent"], "--runs-dir /nonexistent: no such folder"),  # was: "no interrupted runs"
     (["history", "--since", "2026-12-02", "--until", "2026-12-01"], "--since 2026-12-02 is after --until 2026-12-01"),  # was: nothing matches
-    (["history", "--station", "Microscope 9"], "--station Microscope 9: no runs of a station of that name"),  # was: nothing matches
+    (["history", "--station", "Microscope 9"], "no station 'Microscope 9' in the results database (stations: "),  # was: nothing matches
     (["schedule", "list", "configs/schedule-simulated.yaml", "-n", "0"], "argument --count/-n: must be at least 1, got 0"),  # was: "disabled"
     (["schedule", "last", "configs/schedule-simulated.yaml", "-n", "-1"], "argument --count/-n: must be at least 1, got -1"),
     (["schedule", "last", "configs/schedule-simulated.yaml", "--job", "nightly-powr"], "no job 'nightly-powr' (jobs: nightly-power, weekly-stage)"),
