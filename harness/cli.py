@@ -16,7 +16,7 @@ from typing import Any
 from devices.errors import DeviceError
 
 from . import __version__, shipped
-from .cli_types import at_least, finite, needs, non_negative, output_file, output_folder, positive
+from .cli_types import at_least, finite, needs, non_empty, non_negative, output_file, output_folder, positive
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 
 # Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
@@ -334,6 +334,23 @@ def _recorded_station(store: Any, text: str | None) -> str | None:
     return text
 
 
+def _recorded_protocol(store: Any, text: str | None) -> str | None:
+    """``--protocol`` of history and trend: a protocol id as the runs record it, or a protocol file
+    (its ``protocol`` id)."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_file() or path.suffix.lower() in (".yaml", ".yml"):
+        from .protocol_file import read_protocol_file
+
+        return read_protocol_file(path)[0].protocol
+    recorded = store.names("protocol")
+    if text not in recorded:
+        raise UserError(f"no protocol {text!r} in the results database (protocols: {', '.join(recorded) or 'none yet'}); "
+                        "--protocol takes a protocol id as its runs record it, or its protocol file")
+    return text
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from datetime import datetime, timedelta
 
@@ -343,7 +360,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if since is not None and until is not None and (_utc(since) > _utc(until) if isinstance(until, datetime) else _utc(since) >= _utc(until + timedelta(days=1))):
         raise UserError(f"--since {args.since} is after --until {args.until}: no run can match")
     with ResultsStore(args.db) as store:
-        records = store.history(station=_recorded_station(store, args.station), protocol=args.protocol, verdict=args.verdict, since=since, until=until)
+        records = store.history(station=_recorded_station(store, args.station), protocol=_recorded_protocol(store, args.protocol), verdict=args.verdict, since=since, until=until)
     if not records:
         print(f"no runs match (database {shown(store.url)})")
         return 0
@@ -368,7 +385,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if args.run_length < 2:
         raise UserError(f"--run-length {args.run_length}: a run needs at least 2 points")
     with ResultsStore(args.db) as store:
-        charts = build_charts(store, args.metric, station=_recorded_station(store, args.station), subject=args.subject, protocol=args.protocol,
+        charts = build_charts(store, args.metric, station=_recorded_station(store, args.station), subject=args.subject, protocol=_recorded_protocol(store, args.protocol),
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
         path = write_report(charts, args.out, store.url, args.run_length)
     for c in charts:
@@ -463,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protocol", type=shipped.protocol, help="protocol file, or a shipped protocol by name, e.g. power-stability-short")
     _station_arg(p)
     p.add_argument("--runs-dir", type=output_folder, default=Path("runs"), help="where run folders go (default ./runs)")
-    p.add_argument("--operator", help="who runs it (default: the login name)")
+    p.add_argument("--operator", type=non_empty, help="who runs it (default: the login name)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output (unattended use)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
     p.add_argument("--time-scale", type=positive, help="simulated station: virtual seconds per real second")
@@ -516,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="list recorded runs from the results database")
     p.add_argument("--station", help="station name as recorded (run.json), or its station file")
-    p.add_argument("--protocol", help="protocol id, e.g. power-stability-short")
+    p.add_argument("--protocol", help="protocol id, e.g. power-stability-short, or its protocol file")
     p.add_argument("--verdict", help="pass, warn, fail or 'not judged'")
     p.add_argument("--since", help="runs started on or after this date (YYYY-MM-DD, UTC)")
     p.add_argument("--until", help="runs started on or before this date (YYYY-MM-DD, UTC; the whole day)")
@@ -527,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("metric", help="metric name, e.g. stability_pct")
     p.add_argument("--station", help="station name as recorded, or its station file (default: every station)")
     p.add_argument("--subject", help='e.g. "488 nm" (default: one chart per subject)')
-    p.add_argument("--protocol", help="protocol id (default: one chart per protocol)")
+    p.add_argument("--protocol", help="protocol id, or its protocol file (default: one chart per protocol)")
     p.add_argument("--kind", help="kind of result, e.g. stability or flat_field (default: every kind)")
     p.add_argument("--baseline", type=int, default=10, help="runs the control limits come from (default: the first 10)")
     p.add_argument("--run-length", type=int, default=8, help="points in a row on one side of the centre that flag a shift (default 8)")

@@ -44,6 +44,12 @@ def non_negative(text: str) -> float:
     return value
 
 
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
+
+
 def at_least(minimum: int) -> Callable[[str], int]:
     def whole(text: str) -> int:
         value = _number(text, int)

@@ -133,6 +133,8 @@ def test_verbose_logs_what_the_devices_do_and_only_then(tmp_path: Path) -> None:
     (["recover", "--runs-dir", "/nonexistent"], "--runs-dir /nonexistent: no such folder"),  # was: "no interrupted runs"
     (["history", "--since", "2026-12-02", "--until", "2026-12-01"], "--since 2026-12-02 is after --until 2026-12-01"),  # was: nothing matches
     (["history", "--station", "Microscope 9"], "no station 'Microscope 9' in the results database (stations: "),  # was: nothing matches
+    (["history", "--protocol", "flat-feld"], "no protocol 'flat-feld' in the results database (protocols: "),  # was: nothing matches
+    (["run", "power-stability-short", "--operator", " "], "argument --operator: must not be empty"),
     (["schedule", "list", "configs/schedule-simulated.yaml", "-n", "0"], "argument --count/-n: must be at least 1, got 0"),  # was: "disabled"
     (["schedule", "last", "configs/schedule-simulated.yaml", "-n", "-1"], "argument --count/-n: must be at least 1, got -1"),
     (["schedule", "last", "configs/schedule-simulated.yaml", "--job", "nightly-powr"], "no job 'nightly-powr' (jobs: nightly-power, weekly-stage)"),
@@ -203,7 +205,7 @@ def test_an_unknown_protocol_name_lists_the_shipped_ones_with_a_did_you_mean() -
     assert out.returncode == 2 and "(shipped: demo-micromanager, example-station, simulated); did you mean 'simulated'?" in out.stderr
 
 
-def test_history_and_trend_take_a_station_file_for_the_station_it_names(tmp_path: Path) -> None:
+def test_history_and_trend_take_a_station_file_for_the_station_it_names_and_a_protocol_file_for_its_id(tmp_path: Path) -> None:
     station = station_variant(tmp_path, FAST)
     db = f"sqlite:///{(tmp_path / 'results.sqlite').as_posix()}"
     out = qc("run", str(ROOT / "protocols" / "stage-iso230.yaml"), "--station", str(station), "--runs-dir", str(tmp_path / "runs"), "--quiet", "--db", db)
@@ -212,6 +214,9 @@ def test_history_and_trend_take_a_station_file_for_the_station_it_names(tmp_path
         out = qc("history", "--station", station_arg, "--db", db)
         assert out.returncode == 0, out.stderr
         assert "1 run (database" in out.stdout and "Simulated widefield" in out.stdout, station_arg
-    out = qc("trend", "bidirectional_repeatability_R_um", "--station", str(station), "--db", db, "--out", str(tmp_path / "trend.html"))
+    out = qc("history", "--protocol", str(ROOT / "protocols" / "stage-iso230.yaml"), "--db", db)
+    assert out.returncode == 0 and "1 run (database" in out.stdout, out.stderr
+    out = qc("trend", "bidirectional_repeatability_R_um", "--station", str(station), "--protocol", str(ROOT / "protocols" / "stage-iso230.yaml"),
+             "--db", db, "--out", str(tmp_path / "trend.html"))
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout
