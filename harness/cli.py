@@ -16,7 +16,7 @@ from typing import Any
 from devices.errors import DeviceError
 
 from . import __version__, shipped
-from .cli_types import at_least, finite, needs, non_empty, non_negative, output_file, output_folder, positive
+from .cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 
 # Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
@@ -152,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .station import Station
     from .station_lock import StationBusy, StationLock
 
+    excludes(args, "no_store", "db")
     _recover_interrupted(args.runs_dir, args.db, store=not args.no_store)
     name = station_name(args.station)
     lock = StationLock(name, purpose=f"run {args.protocol.stem}")
@@ -284,12 +285,12 @@ def cmd_move(args: argparse.Namespace) -> int:
     with held_station(args.station, "move") as station:
         if station.xy_stage is None:
             raise UserError(f"{station.path}: the station has no XY stage role")
+        if args.z is not None and station.z_drive is None:
+            raise UserError(f"{station.path}: the station has no Z drive role (--z)")
         station.xy_stage.move_to(args.x, args.y)
         x, y = station.xy_stage.position_um()
         print(f"{station.xy_stage.label}: at ({x:.3f}, {y:.3f}) um")
         if args.z is not None:
-            if station.z_drive is None:
-                raise UserError(f"{station.path}: the station has no Z drive role")
             station.z_drive.move_to(args.z)
             print(f"{station.z_drive.label}: at {station.z_drive.position_um():.3f} um")
         if station.sim is not None and station.xy_stage.label in station.sim.world.xy_stages:

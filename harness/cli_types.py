@@ -87,3 +87,11 @@ def output_folder(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     return path
+
+
+def excludes(args: argparse.Namespace, option: str, *others: str) -> None:
+    """Refuse the ``others`` given together with ``option`` (a flag): with it they would do nothing."""
+    if getattr(args, option):
+        for dest in others:
+            if getattr(args, dest) is not None:
+                raise UserError(f"{_flag(dest)} has no effect with {_flag(option)}")

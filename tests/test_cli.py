@@ -135,6 +135,7 @@ def test_verbose_logs_what_the_devices_do_and_only_then(tmp_path: Path) -> None:
     (["history", "--station", "Microscope 9"], "no station 'Microscope 9' in the results database (stations: "),  # was: nothing matches
     (["history", "--protocol", "flat-feld"], "no protocol 'flat-feld' in the results database (protocols: "),  # was: nothing matches
     (["run", "power-stability-short", "--operator", " "], "argument --operator: must not be empty"),
+    (["run", "power-stability-short", "--no-store", "--db", "sqlite:///x.sqlite"], "--db has no effect with --no-store"),  # was: ignored
     (["schedule", "list", "configs/schedule-simulated.yaml", "-n", "0"], "argument --count/-n: must be at least 1, got 0"),  # was: "disabled"
     (["schedule", "last", "configs/schedule-simulated.yaml", "-n", "-1"], "argument --count/-n: must be at least 1, got -1"),
     (["schedule", "last", "configs/schedule-simulated.yaml", "--job", "nightly-powr"], "no job 'nightly-powr' (jobs: nightly-power, weekly-stage)"),
@@ -220,3 +221,10 @@ def test_history_and_trend_take_a_station_file_for_the_station_it_names_and_a_pr
              "--db", db, "--out", str(tmp_path / "trend.html"))
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout
+
+
+def test_move_with_z_on_a_station_without_z_drive_is_refused_before_the_stage_moves(tmp_path: Path) -> None:
+    station = str(station_variant(tmp_path, {**FAST, "roles": {"z_drive": None}}))
+    out = qc("move", "--station", station, "100", "0", "--z", "5")
+    assert out.returncode == 2 and "the station has no Z drive role (--z)" in out.stderr
+    assert "XYStage: at" not in out.stdout  # was: the XY stage moved, then the error
