@@ -316,52 +316,15 @@ def _date(text: str | None, option: str) -> Any:
         raise UserError(f"{option} {text!r}: not a date (use YYYY-MM-DD, or YYYY-MM-DDTHH:MM in UTC)") from None
 
 
-def _recorded_station(store: Any, text: str | None) -> str | None:
-    """``--station`` of history and trend: a station name as the runs record it, or a station file
-    (its ``name``), or a shipped station file by name (``simulated``)."""
-    from .run_guard import station_name
-
-    if text is None:
-        return None
-    path = Path(text)
-    if path.is_file() or path.suffix.lower() in (".yaml", ".yml"):
-        return station_name(path)
-    recorded = store.names("station")
-    if text not in recorded and text in (files := shipped.shipped("configs", schedules=False)):
-        return station_name(files[text])
-    if text not in recorded:
-        raise UserError(f"no station {text!r} in the results database (stations: {', '.join(recorded) or 'none yet'}); "
-                        "--station takes a station's name as its runs record it, or its station file")
-    return text
-
-
-def _recorded_protocol(store: Any, text: str | None) -> str | None:
-    """``--protocol`` of history and trend: a protocol id as the runs record it, or a protocol file
-    (its ``protocol`` id)."""
-    if text is None:
-        return None
-    path = Path(text)
-    if path.is_file() or path.suffix.lower() in (".yaml", ".yml"):
-        from .protocol_file import read_protocol_file
-
-        return read_protocol_file(path)[0].protocol
-    recorded = store.names("protocol")
-    if text not in recorded:
-        raise UserError(f"no protocol {text!r} in the results database (protocols: {', '.join(recorded) or 'none yet'}); "
-                        "--protocol takes a protocol id as its runs record it, or its protocol file")
-    return text
-
-
 def cmd_history(args: argparse.Namespace) -> int:
-    from datetime import datetime, timedelta
-
-    from .results_store import ResultsStore, _utc, shown
+    from . import store_filters
+    from .results_store import ResultsStore, shown
 
     since, until = _date(args.since, "--since"), _date(args.until, "--until")
-    if since is not None and until is not None and (_utc(since) > _utc(until) if isinstance(until, datetime) else _utc(since) >= _utc(until + timedelta(days=1))):
-        raise UserError(f"--since {args.since} is after --until {args.until}: no run can match")
+    store_filters.check_period(since, until, args.since, args.until)
     with ResultsStore(args.db) as store:
-        records = store.history(station=_recorded_station(store, args.station), protocol=_recorded_protocol(store, args.protocol), verdict=args.verdict, since=since, until=until)
+        station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
+        records = store.history(station=station, protocol=protocol, verdict=args.verdict, since=since, until=until)
     if not records:
         print(f"no runs match (database {shown(store.url)})")
         return 0
@@ -377,6 +340,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
+    from . import store_filters
     from .results_store import ResultsStore
     from .control_chart import flagged_indices
     from .trend_report import build_charts, write_report
@@ -386,7 +350,8 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if args.run_length < 2:
         raise UserError(f"--run-length {args.run_length}: a run needs at least 2 points")
     with ResultsStore(args.db) as store:
-        charts = build_charts(store, args.metric, station=_recorded_station(store, args.station), subject=args.subject, protocol=_recorded_protocol(store, args.protocol),
+        station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
+        charts = build_charts(store, args.metric, station=station, subject=args.subject, protocol=protocol,
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
         path = write_report(charts, args.out, store.url, args.run_length)
     for c in charts:
