@@ -554,7 +554,8 @@ def _configure_logging(verbose: bool) -> None:
     root.setLevel(logging.WARNING)
     for name in _OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("pyvisa").setLevel(logging.WARNING)  # it logs every read at DEBUG: not even built
+    for chatty in ("pyvisa", "pymmcore-plus"):  # DEBUG on every read and property: not even built
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
