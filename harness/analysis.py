@@ -5,12 +5,20 @@ QUAREP WG6) and ISO 230-2 stacks (up/down images per target); other image stacks
 
 A series with one set point is a stability record; a series stepping through set points is a
 linearity record (mean power per set point against the set point).
+
+Endings: ``results.json`` has ``status`` ``analysed`` or ``analysis failed``. An analysis that
+refuses its input (``BadInput``: values that are not finite, too few points, no variance, no
+signal) or crashes fails for that file only: its result says why (``error``, verdict ``not judged``),
+the other files are still analysed, and the results and the report are written with the error shown.
+A run that did not complete (failed, aborted, interrupted) keeps its partial metrics, but they are
+not judged: the measurement could not be completed, which is not a QC ``fail`` of the instrument.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import traceback
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,14 +31,14 @@ from . import __version__, power_metrics, stage_metrics
 from . import flat_field_metrics as flat_field_metrics_module
 from .atomic_files import replace_json
 from .safe_paths import inside
-from .errors import UserError
+from .errors import BadInput, UserError
 from .flat_field_correction import correction_image, write_correction
 from .flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .provenance import sha256_file
 from .qc_annotations import annotate_run
-from .stack_check import check_stack
+from .stack_check import damage_note
 from .series_writer import read_series
 from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
@@ -48,12 +56,30 @@ def _limits(run: dict[str, Any]) -> dict[str, Limit]:
 
 def _entry(name: str, metric: Metric, limits: dict[str, Limit]) -> dict[str, Any]:
     limit = limits.get(name)
-    value = None if math.isnan(metric.value) else metric.value
-    return {
+    value = None if not math.isfinite(metric.value) else metric.value
+    out = {
         "value": value, "unit": metric.unit,
         "limit": limit.model_dump(by_alias=True) if limit else None,
-        "verdict": judge(metric.value, limit),
+        "verdict": "not judged" if metric.reason else judge(metric.value, limit),
     }
+    if metric.reason:
+        out["reason"] = metric.reason
+    return out
+
+
+def _number(text: str | None) -> float:
+    """A CSV cell as a number; an empty or unreadable cell is NaN (which the formulas refuse)."""
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _setpoint_mw(text: str) -> float:
+    """``setpoint_mW`` of a series row: one line's set point, or ``a+b`` with several lines on (their
+    sum); empty with no line on (NaN)."""
+    parts = [_number(p) for p in text.split("+")] if text else [math.nan]
+    return float(sum(parts))
 
 
 def analyse_series(path: Path, limits: dict[str, Limit]) -> dict[str, Any]:
@@ -61,19 +87,24 @@ def analyse_series(path: Path, limits: dict[str, Limit]) -> dict[str, Any]:
     if not rows:
         return {"series": path.name, "kind": "empty", "subject": path.stem, "metrics": {}, "verdict": "fail", "note": "no valid reading"}
     lines = sorted({r["lines_on"] for r in rows})
-    setpoints = OrderedDict()
+    # grouped by the set point as recorded (text): a float key would make every empty set point
+    # (no line on: NaN) a group of its own, since NaN != NaN
+    setpoints: OrderedDict[str, list[dict[str, str]]] = OrderedDict()
     for r in rows:
-        setpoints.setdefault(float(r["setpoint_mW"] or "nan"), []).append(r)
-    subject = f"{'+'.join(lines)} nm"
+        setpoints.setdefault(r["setpoint_mW"] or "", []).append(r)
+    subject = "no line on" if lines == ["none"] else f"{'+'.join(lines)} nm"
     if len(setpoints) > 1:
-        s = np.array(list(setpoints))
-        p = np.array([np.mean([float(r["power_W"]) for r in group]) * 1e3 for group in setpoints.values()])
+        s = np.array([_setpoint_mw(k) for k in setpoints])
+        if not np.isfinite(s).all():
+            raise BadInput(f"linearity: set points that are not numbers ({', '.join(repr(k) for k, v in zip(setpoints, s) if not math.isfinite(v))}): "
+                           "a linearity series needs a line on at a known set point for every reading")
+        p = np.array([np.mean([_number(r["power_W"]) for r in group]) * 1e3 for group in setpoints.values()])
         metrics = linearity_metrics(s, p)
         kind = "linearity"
         table = [{"setpoint_mw": float(k), "mean_power_mw": float(v)} for k, v in zip(s, p)]
     else:
-        t = np.array([float(r["time_s"]) for r in rows])
-        p = np.array([float(r["power_W"]) for r in rows])
+        t = np.array([_number(r["time_s"]) for r in rows])
+        p = np.array([_number(r["power_W"]) for r in rows])
         metrics = power_series_metrics(t, p)
         kind = "stability"
         table = []
@@ -109,14 +140,20 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
     names = [c.name for c in px.channels]
     if "dark" not in names or names.index("dark") not in by_channel:
         return [{"series": f"{stack}.ome.tif", "kind": "flat_field", "subject": stack, "metrics": {}, "verdict": "fail", "note": "no dark frames"}]
-    dark = np.mean(by_channel[names.index("dark")], axis=0)
+    dark_frames = by_channel[names.index("dark")]
+    dark = np.mean(dark_frames, axis=0)
     out = []
     for c, name in enumerate(names):
         if name == "dark" or c not in by_channel:
             continue
         mean = np.mean(by_channel[c], axis=0) - dark
-        smoothed = gaussian_blur(mean)
-        metrics, profiles = flat_field_metrics(smoothed, blur=False)
+        try:
+            _check_signal(f"flat field {name} nm", mean, by_channel[c], dark_frames)
+            smoothed = gaussian_blur(mean)
+            metrics, profiles = flat_field_metrics(smoothed, blur=False)
+        except BadInput as exc:  # this channel only; the others are still analysed
+            out.append(_failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": f"{name} nm", "lines_on": [name]})
+            continue
         judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
         entry = {
             "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
@@ -134,6 +171,28 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
             entry["note"] = f"no correction image: {exc}"
         out.append(entry)
     return out
+
+
+SIGNAL_TO_NOISE_MIN = 5.0
+
+
+def _check_signal(what: str, signal: np.ndarray, lit: list[np.ndarray], dark: list[np.ndarray]) -> None:
+    """The lit frames must be brighter than the dark ones: the mean dark-subtracted signal at least
+    ``SIGNAL_TO_NOISE_MIN`` x the noise of one pixel of the mean images (frame-to-frame SD of lit and
+    dark pixels, over sqrt of the frame counts). Identical lit and dark frames (a camera that does not
+    see the light, e.g. Micro-Manager's DemoCamera, which draws the same image with the lasers off)
+    have no signal at all."""
+    def var_of_mean(frames: list[np.ndarray]) -> float:
+        return float(np.mean(np.var(np.asarray(frames), axis=0, ddof=1))) / len(frames) if len(frames) > 1 else 0.0
+
+    level = float(np.mean(signal))
+    noise = math.sqrt(var_of_mean(lit) + var_of_mean(dark))
+    if not math.isfinite(level) or level <= 0 or level < SIGNAL_TO_NOISE_MIN * noise:
+        same = bool(np.array_equal(np.mean(lit, axis=0), np.mean(dark, axis=0)))
+        raise BadInput(f"{what}: no signal above the dark level (mean lit - dark = {level:.4g} ADU, pixel noise {noise:.3g} ADU, "
+                       f"needs at least {SIGNAL_TO_NOISE_MIN:g} x the noise)"
+                       + ("; the lit frames are identical to the dark frames: the camera does not see this light" if same else
+                          "; check the light path, the specimen and the exposure"))
 
 
 def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
@@ -186,33 +245,55 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     missing = [name for name in run.get("files", {}) if not inside(folder, name).is_file()]
     if missing:
         raise UserError(f"{folder}: files listed in run.json are missing: {', '.join(missing)} (restore them from a copy; run.json has their checksums)")
-    for name, entry in sorted(run.get("files", {}).items()):
-        if entry.get("kind") == "ome_tiff":  # a stack whose XML a crash destroyed: one message, what to run
-            check_stack(inside(folder, name), folder)
     changed = _changed_since_run(folder, run)
-    limits = _limits(run)
+    errors: list[dict[str, str]] = []
+    try:
+        limits = _limits(run)
+    except Exception as exc:  # the protocol text in run.json no longer reads: judge nothing, say why
+        limits = {}
+        errors.append({"source": "run.json", "error": f"the protocol's acceptance limits cannot be read ({type(exc).__name__}: {exc})"})
     results = []
     not_analysed = []
     for name, entry in sorted(run.get("files", {}).items()):
-        if entry.get("kind") == "power_series":
-            results.append(analyse_series(inside(folder, name), limits))
-        elif entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", []):
-            results.extend(analyse_flat_field(folder, entry["stack"], limits))
-        elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
-            results.extend(analyse_repeatability(folder, entry["stack"], limits))
-        elif entry.get("kind") == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "up"):
-            results.extend(analyse_iso230(folder, entry["stack"], limits))
-        elif entry.get("kind") == "ome_tiff":
-            not_analysed.append(name)
+        kind = entry.get("kind")
+        damage = damage_note(inside(folder, name), folder) if kind == "ome_tiff" else ""
+        if damage:  # its XML was lost or never finished: say what to run, not a parser's traceback
+            results.append(_failed_result(name, kind, damage) | {"damaged": True})
+            continue
+        try:
+            if kind == "power_series":
+                results.append(analyse_series(inside(folder, name), limits))
+            elif kind == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", []):
+                results.extend(analyse_flat_field(folder, entry["stack"], limits))
+            elif kind == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
+                results.extend(analyse_repeatability(folder, entry["stack"], limits))
+            elif kind == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "up"):
+                results.extend(analyse_iso230(folder, entry["stack"], limits))
+            elif kind == "ome_tiff":
+                not_analysed.append(name)
+        except BadInput as exc:  # the analysis refuses this file's data: say why, go on with the others
+            results.append(_failed_result(name, kind, str(exc)))
+        except Exception as exc:  # a bug or an unreadable file: the same, with the details kept
+            results.append(_failed_result(name, kind, f"internal error: {type(exc).__name__}: {exc}") | {"traceback": traceback.format_exc()})
+    errors += [{"source": f"{r['series']} ({r['subject']})" if r["subject"] != r["series"] else r["series"], "error": r["error"]}
+               for r in results if r.get("error")]
+    completed = run["status"] == "completed"
+    if not completed:
+        _not_judged(results, f"partial data: the run {run['status']} ({run.get('reason') or 'no reason recorded'}); "
+                             "a measurement that could not be completed is not judged")
     verdicts = [r["verdict"] for r in results]
-    if run["status"] != "completed":
-        verdicts.append("fail")
     data = {
         "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
         "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
+        "status": ANALYSIS_FAILED if errors else ANALYSED,
         "conventions": CONVENTIONS, "results": results, "not_analysed": not_analysed, "files_changed_since_run": changed,
-        "verdict": overall(verdicts) if results or run["status"] != "completed" else "not judged",
+        "verdict": overall(verdicts) if results and completed else "not judged",
     }
+    if errors:
+        data["analysis_errors"] = errors
+        data["analysis_error"] = "; ".join(f"{e['source']}: {e['error']}" for e in errors)
+    if not completed:
+        data["verdict_note"] = f"not judged: the run {run['status']}, the measurement could not be completed"
     try:
         data["annotated_files"] = annotate_run(folder, data)
     except Exception as exc:  # the results stand without the copy inside the OME-TIFFs; say so
@@ -226,6 +307,50 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["report_error"] = f"{type(exc).__name__}: {exc}"
     replace_json(inside(folder, "results.json"), data)
     return data
+
+
+ANALYSED, ANALYSIS_FAILED = "analysed", "analysis failed"
+
+
+def write_failed_results(folder: Path, reason: str) -> dict[str, Any] | None:
+    """When ``analyse_run`` itself could not finish: a ``results.json`` that says so (status
+    ``analysis failed``, the reason, nothing judged), so the store, ``history`` and the report show
+    it; and a report with the error where possible. None if not even run.json can be read."""
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        data = {
+            "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
+            "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
+            "status": ANALYSIS_FAILED, "analysis_error": reason, "analysis_errors": [{"source": "analysis", "error": reason}],
+            "conventions": CONVENTIONS, "results": [], "not_analysed": [], "files_changed_since_run": [], "verdict": "not judged",
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        from .report import write_report
+
+        data["report"] = write_report(folder, run, data).name
+    except Exception as exc:  # the reason stays in results.json
+        data["report_error"] = f"{type(exc).__name__}: {exc}"
+    replace_json(folder / "results.json", data)
+    return data
+
+
+def _failed_result(source: str, kind: str | None, reason: str) -> dict[str, Any]:
+    """The place of a result that could not be computed: not judged, with the reason."""
+    what = {"power_series": "power series", "ome_tiff": "image stack"}.get(kind or "", kind or "file")
+    return {"series": source, "kind": "analysis failed", "subject": source, "metrics": {}, "verdict": "not judged",
+            "error": reason, "note": f"{what} not analysed: {reason}"}
+
+
+def _not_judged(results: list[dict[str, Any]], reason: str) -> None:
+    """Partial metrics of a run that did not complete: values kept, verdicts not given."""
+    for r in results:
+        for m in r.get("metrics", {}).values():
+            if m.get("verdict") != "not judged":
+                m["verdict"], m["reason"] = "not judged", reason
+        r["verdict"] = "not judged"
+        r.setdefault("note", reason)
 
 
 def _changed_since_run(folder: Path, run: dict[str, Any]) -> list[str]:
@@ -254,7 +379,8 @@ def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed
 
 def summary(data: dict[str, Any]) -> str:
     """A few lines for the terminal."""
-    lines = [f"Results ({data['protocol']}, run {data['run_id'][:8]}): overall {data['verdict'].upper()}"]
+    lines = [f"Results ({data['protocol']}, run {data['run_id'][:8]}): overall {data['verdict'].upper()}"
+             + (f" ({data['verdict_note']})" if data.get("verdict_note") else "")]
     keys = {
         "stability": ("stability_pct", "cv_pct", "noise_pct", "drift_pct_per_h", "mean_mw"),
         "linearity": ("r_squared", "max_relative_deviation_pct", "slope"),
@@ -272,6 +398,8 @@ def summary(data: dict[str, Any]) -> str:
                 mark = "" if m["verdict"] == "not judged" else f" [{m['verdict']}]"
                 parts.append(f"{k} {m['value']:.4g}{(' ' + m['unit']) if m['unit'] else ''}{mark}")
         lines.append(f"  {r['subject']:>{width}} {r['kind']:<{kind_width}} {r['verdict']:<10} " + "; ".join(parts))
+    for e in data.get("analysis_errors", []):
+        lines.append(f"  ANALYSIS FAILED for {e['source']}: {e['error']}")
     if data["not_analysed"]:
         lines.append(f"  not analysed yet: {', '.join(data['not_analysed'])}")
     corrections = [r["correction_image"] for r in data["results"] if r.get("correction_image")]

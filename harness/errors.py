@@ -14,3 +14,8 @@ class UserError(Exception):
 
 class StationError(UserError):
     """The station could not be brought up (a device did not connect or initialize)."""
+
+
+class BadInput(ValueError):
+    """An analysis refuses its input (not finite, too few points, no variance, no signal); ``str()``
+    is the reason, said in results.json and the report instead of a crash."""

@@ -10,6 +10,9 @@ the edge pixel: U comes out up to ~0.6 points higher at the corners than Metrolo
 - CV = 100 SD / mean over the whole image (population SD);
 - centre of intensity: intensity-weighted centroid, its distance from the image centre in px and in
   fractions of the half diagonal; corner and edge-midpoint intensities as ratios to Imax.
+Input: an image with values that are not finite, smaller than 3 x 3 px, or without signal (its
+maximum or its sum not above zero: the lit frames are no brighter than the dark ones) is refused
+with ``BadInput``: the formulas above divide by Imax and by the sum.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import math
 
 import numpy as np
 
+from .errors import BadInput
+from .input_checks import finite
 from .power_metrics import Metric
 
 BLUR_SIGMA_PX = 2.0
@@ -44,9 +49,15 @@ def _points(h: int, w: int) -> dict[str, tuple[int, int]]:
 
 def flat_field_metrics(mean_image: np.ndarray, blur: bool = True) -> tuple[dict[str, Metric], dict[str, list[float]]]:
     """Metrics of a dark-subtracted mean image, and its four profiles."""
+    finite("flat field: the mean image", mean_image)
+    if mean_image.ndim != 2 or min(mean_image.shape) < 3:
+        raise BadInput(f"flat field: the mean image is {'x'.join(map(str, mean_image.shape))} px; it needs at least 3 x 3")
     img = gaussian_blur(mean_image) if blur else mean_image.astype(np.float64)
     h, w = img.shape
     i_max, i_min = float(img.max()), float(img.min())
+    if not i_max > 0 or not float(img.sum()) > 0:
+        raise BadInput(f"flat field: no signal above the dark level (dark-subtracted image: max {i_max:.4g}, "
+                       f"mean {float(img.mean()):.4g} ADU); the lit frames are no brighter than the dark frames")
     points = {name: float(img[r, c]) for name, (r, c) in _points(h, w).items()}
     rows, cols = np.mgrid[0:h, 0:w]
     cy, cx = h / 2, w / 2

@@ -1,6 +1,12 @@
 """Notifications when a verdict fails, a run fails or a scheduled job is skipped: e-mail over SMTP
 and/or JSON posted to HTTP webhooks.
 
+Events: ``fail``/``warn`` (QC verdicts), ``run_failed`` (the measurement could not be completed),
+``analysis_failed`` (measured, but the analysis failed), ``interrupted``, ``skipped`` and ``unsafe``
+(the safe state was NOT confirmed: a laser may still be on). ``unsafe`` is always sent, whatever
+``on:`` says, at top priority (e-mail ``X-Priority: 1``/``Importance: high``; webhook ``priority:
+urgent``).
+
 Secrets never sit in the configuration: it names environment variables (the SMTP password, a webhook
 URL that carries a token, header values), read only when a notification is sent. A delivery that
 fails does not raise: it is returned as a ``Delivery`` with ok=False and an error text from which
@@ -31,8 +37,9 @@ from . import __version__
 
 log = logging.getLogger(__name__)
 
-Event = Literal["fail", "warn", "run_failed", "skipped", "interrupted"]
-EVENTS: tuple[str, ...] = ("fail", "warn", "run_failed", "skipped", "interrupted")
+Event = Literal["fail", "warn", "run_failed", "analysis_failed", "skipped", "interrupted", "unsafe"]
+EVENTS: tuple[str, ...] = ("fail", "warn", "run_failed", "analysis_failed", "skipped", "interrupted", "unsafe")
+ALWAYS: tuple[str, ...] = ("unsafe",)  # sent whatever ``on:`` says
 REDACTED = "***"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -87,7 +94,8 @@ class WebhookConfig(_Model):
 class NotifyConfig(_Model):
     smtp: SmtpConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
-    on: list[Event] = Field(default_factory=lambda: ["fail", "run_failed", "interrupted", "skipped"])
+    on: list[Event] = Field(default_factory=lambda: ["fail", "run_failed", "analysis_failed", "interrupted", "skipped"],
+                            description="events to notify; 'unsafe' (safe state not confirmed) is always sent")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +153,7 @@ class Notifier:
 
     def wants(self, event: str) -> bool:
         _check_event(event)
-        return event in self.config.on
+        return event in ALWAYS or event in self.config.on
 
     def check(self) -> list[str]:
         """Problems that would stop a notification (missing variables, nothing configured)."""
@@ -229,6 +237,10 @@ class Notifier:
         message["Date"] = formatdate(localtime=True)
         message["Message-ID"] = make_msgid(domain="microscope-qc")
         message["X-QC-Event"] = event
+        if event in ALWAYS:
+            message["X-Priority"] = "1 (Highest)"
+            message["Importance"] = "high"
+            message["Priority"] = "urgent"
         text = body
         if details:
             text += "\n\nDetails:\n" + json.dumps(details, indent=2, default=str, ensure_ascii=False)
@@ -246,6 +258,7 @@ class Notifier:
         url = hook.url if hook.url is not None else self.env[hook.url_env or ""]
         payload = {
             "event": event,
+            "priority": "urgent" if event in ALWAYS else "normal",
             "subject": subject,
             "body": body,
             "details": details,

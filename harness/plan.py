@@ -108,6 +108,25 @@ def _substitute(raw: Any, scope: dict[str, Any], missing: set[str]) -> Any:
     return raw
 
 
+def lines_named(data: Any) -> list[str]:
+    """Laser lines a protocol names (``line: 561``, ``for_each: {line: [...]}``, ``lines:``),
+    plus the usual four: what a station-free validation assumes the station has."""
+    found = {"405", "488", "561", "640"}
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif key in ("line", "lines") and str(node)[:1].isdigit():
+            found.add(line_key(node))
+
+    walk(data)
+    return sorted(found, key=float)
+
+
 class _Expander:
     def __init__(self, protocol: ProtocolFile, doc: YamlDocument, station_lines: list[str]) -> None:
         self.protocol = protocol

@@ -96,7 +96,7 @@ def annotate_run(folder: Path, data: dict[str, Any]) -> list[str]:
     """Annotate every OME-TIFF that results were computed from; the names of the files changed."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for r in data["results"]:
-        if r["series"].endswith(".ome.tif"):
+        if r["series"].endswith(".ome.tif") and not r.get("damaged"):  # a stack without readable XML is not rewritten
             by_file.setdefault(r["series"], []).append(r)
     for name, results in by_file.items():
         annotate_file(inside(folder, name), results, data)

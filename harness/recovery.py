@@ -918,6 +918,9 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
             details.append("no run.json (the run process ended before it wrote one): a new one has what the journal knows")
     ended = (last or {}).get("utc") or run.get("started_utc")
     run.update(status=status, reason=reason, ended_utc=ended, missing=missing, files=files, recovered_utc=recovered_utc)
+    safe = next((r for r in reversed(records) if r.get("type") == "safe_state"), None)
+    if safe is not None:  # the run got as far as its safe state: what it found (not confirmed: the outcome is unsafe)
+        run["safe_state"] = {"confirmed": bool(safe.get("confirmed")), "failures": list(safe.get("failures") or [])}
     if isinstance(run.get("clock"), dict) and last and isinstance(last.get("t_s"), (int, float)):
         run["clock"]["elapsed_s"] = last["t_s"]
     run["recovery"] = {"utc": recovered_utc, "owner": candidate.detail, "actions": list(details)}
@@ -994,6 +997,9 @@ def _analyse(folder: Path, report: RecoveryReport, analyse_run: Any) -> None:
     try:
         results = analyse_run(folder)
         report.verdict = str(results.get("verdict", ""))
+        if results.get("status") == "analysis failed":
+            report.analysis_error = str(results.get("analysis_error", ""))
+            report.details.append(f"analysis failed ({report.analysis_error}); after a fix: microscope-qc analyze {folder}")
     except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
         report.analysis_error = f"{type(exc).__name__}: {exc}"
         report.details.append(f"analysis failed ({report.analysis_error}); rerun: microscope-qc analyze {folder}")

@@ -1,15 +1,27 @@
 """Sub-pixel translation between two images: the peak of their cross-correlation (FFT), refined by
 fitting a parabola to the logarithm of the peak and its neighbours (exact for a Gaussian peak, as
-spots and beads give)."""
+spots and beads give).
+
+Input: frames with values that are not finite, of different shapes, or without structure (every
+pixel equal: nothing to register) are refused with ``BadInput``."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import fft
 
+from .errors import BadInput
+
 
 def shift_px(reference: np.ndarray, moved: np.ndarray) -> tuple[float, float]:
     """(dx, dy) in pixels such that ``moved(x, y) ~ reference(x - dx, y - dy)``."""
+    if reference.shape != moved.shape:
+        raise BadInput(f"registration: frames of different size ({reference.shape} and {moved.shape})")
+    for what, image in (("reference", reference), ("moved", moved)):
+        if not np.isfinite(image).all():
+            raise BadInput(f"registration: the {what} frame has values that are not finite numbers")
+        if image.size == 0 or float(np.ptp(image)) == 0.0:
+            raise BadInput(f"registration: the {what} frame has no structure to register (every pixel is {float(image.flat[0]) if image.size else 'absent'})")
     a = reference.astype(np.float32) - np.float32(reference.mean())
     b = moved.astype(np.float32) - np.float32(moved.mean())
     # single precision on all cores: 3x faster than numpy's double-precision FFT on 2048 x 2048

@@ -7,6 +7,11 @@ the stability band, linearity fit with residuals, stage displacement scatter per
 ISO 230-2 deviations, flat-field heat map with iso-intensity contours and profiles), then the long
 table of every metric with its unit, limit and verdict, the run and its provenance (station,
 devices, software), and the analysis conventions. Everything is read from the run folder.
+
+Endings are told apart at the top: a red banner when the safe state was NOT confirmed (a laser may
+still be on), a "run failed"/"aborted"/"interrupted" badge (not a QC verdict: the measurement could
+not be completed, its partial metrics are not judged), an "analysis failed" badge with the reasons,
+and otherwise the QC verdict.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from .safe_paths import inside
 from .series_writer import read_series
 
 COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "not judged": "#5f6368"}
+# endings that are not QC verdicts: their own colours, never the verdict's red
+ENDING_COLOURS = {"failed": "#6a1b9a", "aborted": "#6a1b9a", "interrupted": "#6a1b9a", "analysis failed": "#8d6e00"}
+ENDING_LABELS = {"failed": "run failed", "aborted": "run aborted", "interrupted": "run interrupted", "analysis failed": "analysis failed"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#202124;padding:0 1em}
@@ -31,7 +39,9 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;border-bottom:1px soli
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{display:inline-block;color:#fff;border-radius:4px;padding:.05em .5em;font-weight:600}
-.big{font-size:1.3em;padding:.2em .8em} figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
+.big{font-size:1.3em;padding:.2em .8em}
+.unsafe{background:#b3261e;color:#fff;padding:.8em 1em;border-radius:6px;font-size:1.1em;margin:1em 0}
+.ending{border-left:6px solid #6a1b9a;padding:.4em .8em;background:#f6f0fa} figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85em;color:#5f6368} .muted{color:#5f6368;font-size:.85em} pre{white-space:pre-wrap;font-size:.8em;background:#f8f8f8;padding:.6em}
 @media print{figure{break-inside:avoid}}
 """
@@ -114,7 +124,9 @@ METRIC_HEADER = "<tr><th>subject</th><th>analysis</th><th>metric</th><th>value</
 
 
 def _metric_row(r: dict[str, Any], name: str, m: dict[str, Any]) -> str:
-    return (f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}</td>"
+    reason = m.get("reason") or ""
+    why = f"<br><span class=muted>{_e(reason)}</span>" if reason and not reason.startswith("partial data") else ""
+    return (f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}{why}</td>"
             f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>")
 
 
@@ -133,7 +145,7 @@ def _failures(results: list[dict[str, Any]]) -> str:
             for name, m in r["metrics"].items() if m["limit"] and m["verdict"] == verdict]
     if not rows:
         judged = any(m["limit"] for r in results for m in r["metrics"].values())
-        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else "No metric was judged (the protocol sets no acceptance limits).") + "</p>"
+        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else "No metric was judged (the protocol sets no acceptance limits, or the run did not complete).") + "</p>"
     return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>"
 
 
@@ -170,14 +182,33 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
     station, software, protocol = run["station"], run.get("software", {}), run["protocol"]
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>QC report {_e(data['protocol'])} {_e(data['run_id'][:8])}</title>"
              f"<style>{STYLE}</style></head><body>"]
+    from .endings import ANALYSIS_FAILED, UNSAFE, of_folder
+
+    word = of_folder(run, data)
     parts.append(f"<h1>{_e(protocol.get('title') or data['protocol'])}</h1>")
-    parts.append(f"<p>{_badge(data['verdict'], big=True)} &nbsp; station <b>{_e(station['name'])}</b>"
+    if word == UNSAFE:
+        failures = (run.get("safe_state") or {}).get("failures") or [run.get("reason")]
+        parts.append("<div class=unsafe id=unsafe><b>URGENT: SAFE STATE NOT CONFIRMED.</b> A laser may still be emitting. "
+                     "Check the station and switch the lasers off by hand before anyone works at it. "
+                     f"Not confirmed: {_e('; '.join(str(f) for f in failures))}</div>")
+    ending = run["status"] if run["status"] != "completed" else (ANALYSIS_FAILED if data.get("status") == ANALYSIS_FAILED else "")
+    if ending:
+        badge = (f'<span class="verdict big" style="background:{ENDING_COLOURS.get(ending, "#6a1b9a")}">'
+                 f'{_e(ENDING_LABELS.get(ending, ending).upper())}</span>')
+    else:
+        badge = _badge(data["verdict"], big=True)
+    parts.append(f"<p>{badge} &nbsp; station <b>{_e(station['name'])}</b>"
                  f"{' (simulated)' if station.get('simulated') else ''}, run {_e(data['run_id'])}</p>")
+    if run["status"] != "completed":
+        parts.append(f"<p class=ending><b>The measurement could not be completed ({_e(run['status'])})</b>: {_e(run.get('reason'))}. "
+                     "This is not a QC verdict on the instrument: the partial metrics below are shown but not judged.</p>")
+    if data.get("status") == ANALYSIS_FAILED:
+        items = "".join(f"<li><b>{_e(e.get('source'))}</b>: {_e(e.get('error'))}</li>" for e in data.get("analysis_errors", []))
+        parts.append(f"<div class=ending style='border-color:{ENDING_COLOURS[ANALYSIS_FAILED]}'><b>The analysis failed</b> "
+                     f"(the data are complete and kept; after a fix: <code>microscope-qc analyze {_e(folder)}</code>):<ul>{items}</ul></div>")
     if data.get("files_changed_since_run"):
         parts.append(f"<p style='color:{COLOURS['fail']}'><b>Files changed since the run recorded them</b> (checksum differs from run.json): "
                      f"{_e(', '.join(data['files_changed_since_run']))}. Results from them are not the run's.</p>")
-    if run["status"] != "completed":
-        parts.append(f"<p><b>The run did not complete: {_e(run['status'])}</b> - {_e(run.get('reason'))}</p>")
     parts.append(_failures(data["results"]))
     parts.append("<h2>Verdicts</h2>")
     parts.append("<table><tr><th>subject</th><th>analysis</th><th>source</th><th>verdict</th></tr>" + "".join(

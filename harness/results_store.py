@@ -9,6 +9,12 @@ the copy up to date (a re-analysed run replaces its metrics) or changes nothing.
 
 Times are stored as UTC. Trend series use completed runs only: an aborted or failed run measured
 less than the protocol asks for, so its metrics are not comparable with the others.
+
+``status`` is the run's outcome word (``endings.py``): completed, analysis failed (measured, but the
+analysis failed or refused its input), failed, aborted, interrupted, or unsafe (the safe state was not
+confirmed). ``verdict`` is the QC verdict of a completed run; a run that could not be completed is
+``not judged`` (its partial metrics are kept with the verdict ``not judged``), so ``history --verdict
+fail`` lists instruments that failed QC, never measurements that could not be made.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from .endings import ANALYSIS_FAILED, COMPLETED, of_folder
 from .errors import UserError
 
 ENV_VAR = "MICROSCOPE_QC_DB"
@@ -173,6 +180,20 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _reason(run: dict[str, Any], results: dict[str, Any] | None) -> str:
+    reason = str(run.get("reason") or "")
+    if results and results.get("status") == ANALYSIS_FAILED and results.get("analysis_error"):
+        reason = (reason + "; " if reason else "") + f"analysis failed: {results['analysis_error']}"
+    return reason
+
+
+def _verdict(run: dict[str, Any], results: dict[str, Any] | None) -> str:
+    """A run that did not complete is not judged, whatever an older analysis wrote."""
+    if not results or run.get("status") != COMPLETED:
+        return "not judged"
+    return str(results.get("verdict", "not judged"))
+
+
 def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``runs`` row and ``metrics`` rows a run folder gives (without ``imported_utc``)."""
     given = Path(folder)
@@ -207,10 +228,10 @@ def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, 
     row = {
         "run_id": run_id, "station": station_name, "protocol": protocol_id,
         "protocol_version": None if protocol.get("version") is None else str(protocol["version"]),
-        "status": status, "reason": str(run.get("reason") or ""),
+        "status": of_folder(run, results), "reason": _reason(run, results),
         "started_utc": _when(run.get("started_utc"), f"{run_file}: started_utc"),
         "ended_utc": _when(run.get("ended_utc"), f"{run_file}: ended_utc"),
-        "verdict": str(results.get("verdict", "not judged")) if results else "not judged",
+        "verdict": _verdict(run, results),
         "folder": str(folder), "host": (run.get("host") or {}).get("hostname"),
         "analysed_utc": _when(results.get("analysed_utc"), f"{results_file}: analysed_utc") if results else None,
         "source_sha256": digest.hexdigest(),
@@ -222,7 +243,7 @@ def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, 
             rows.append({
                 "run_id": run_id, "series": result.get("series"), "subject": subject, "kind": str(result.get("kind", "")),
                 "metric": str(name), "value": _number(m.get("value")), "unit": m.get("unit") or None,
-                "verdict": str(m.get("verdict", "not judged")),
+                "verdict": str(m.get("verdict", "not judged")) if status == COMPLETED else "not judged",
                 "limit_json": None if m.get("limit") is None else json.dumps(m["limit"], sort_keys=True),
             })
     return row, rows

@@ -2,6 +2,8 @@
 cleanly however the run ends.
 
 Contract:
+- Before anything moves, the plan is preflighted against the loaded station (``harness.preflight``):
+  a protocol that cannot run raises ``PreflightFailed`` with every problem, and no run folder is made.
 - Every action is journaled as it happens; readings go to series CSVs and frames to OME-TIFF
   stacks as they arrive.
 - A retryable device error (timeout, garbled reply, late frame) is retried as the protocol's
@@ -10,6 +12,11 @@ Contract:
 - Ctrl-C (SIGINT) or SIGTERM aborts the run.
 - Whatever happens, devices go to their safe state, files are finalized (OME-XML matching the
   frames on disk), ``run.json`` gets the status and reason, and ``MANIFEST.sha256`` covers every file.
+- A completed run ends ``failed`` if its safe state is not confirmed (``run.json`` ``safe_state``:
+  ``confirmed: false``, the outcome ``unsafe``, see ``endings.py``) or a file cannot be finalized
+  (e.g. the disk is full): its data are then not complete.
+- The analysis never fails the run's data: its failure is recorded in ``results.json`` (status
+  ``analysis failed``) and the outcome is ``analysis failed``.
 """
 
 from __future__ import annotations
@@ -31,14 +38,16 @@ from typing import Any, Callable, TypeVar
 import psutil
 from devices.errors import DeviceError
 
-from .analysis import analyse_run
+from .analysis import analyse_run, write_failed_results
 from .atomic_files import replace_json, replace_text
 from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal
-from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from .instrument_info import instrument_info
+from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import Action, Plan, expand
+from .preflight import check_plan, device_label, station_facts
 from .progress import Progress
 from .protocol_file import ProtocolFile, read_protocol_file
 from .provenance import default_operator, host, sha256_file, sha256_text, software
@@ -63,6 +72,15 @@ class RunOutcome:
     folder: Path
     status: str  # completed | aborted | failed
     reason: str = ""
+    safe_state_confirmed: bool = True
+    analysis_error: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """One word for how it ended (``endings.py``): completed, analysis failed, failed, aborted, unsafe."""
+        from .endings import outcome
+
+        return outcome(self.status, self.safe_state_confirmed, bool(self.analysis_error))
 
 
 @dataclass
@@ -97,8 +115,11 @@ class Runner:
         self.protocol_path = Path(protocol_path)
         lines = sorted(station.lasers, key=float)
         self.plan: Plan = expand(self.protocol, self.doc, lines)
-        self._check_roles()
         self.runs_dir = Path(runs_dir)
+        # everything that can be known before anything moves (harness.preflight); all problems at once
+        self.facts = station_facts(station)
+        self.preflight = check_plan(self.protocol, self.doc, self.plan, self.facts, self.runs_dir)
+        self.preflight.raise_if_failed()
         self.operator = operator or default_operator()
         self.quiet = quiet
         self.assume_yes = assume_yes
@@ -113,18 +134,7 @@ class Runner:
         self.journal: Journal | None = None
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
-
-    # --- preconditions ---------------------------------------------------------------------------
-    def _check_roles(self) -> None:
-        st = self.station
-        have = {
-            "lasers": bool(st.lasers), "power_meter": st.power_meter is not None, "camera": st.camera is not None,
-            "xy_stage": st.xy_stage is not None, "z_drive": st.z_drive is not None,
-        }
-        for role in sorted(self.plan.roles):
-            if not have[role]:
-                line = self.plan.role_lines.get(role, 1)
-                raise UserError(f"{self.protocol_path}:{line}: protocol: needs the role '{role}', which station {st.path} does not fill")
+        self.safe_state: dict[str, Any] = {"confirmed": None, "failures": []}
 
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
@@ -179,7 +189,7 @@ class Runner:
             progress.close()
             self._finish(status, reason)
             self._restore_signals(previous)
-        return RunOutcome(self.folder, status, reason)
+        return RunOutcome(self.folder, self.status, self.reason, self.safe_state["confirmed"] is not False, self.analysis_error)
 
     def now(self) -> float:
         return self.clock.now() - self.t0
@@ -210,29 +220,53 @@ class Runner:
     # --- ending ----------------------------------------------------------------------------------
     def _finish(self, status: str, reason: str) -> None:
         assert self.journal is not None and self.folder is not None
+
+        def also(text: str) -> None:
+            nonlocal reason
+            reason = (reason + "; " if reason else "") + text
+
         failures = self.station.safe_state()
-        self.journal.write("safe_state", self.now(), confirmed=not failures, failures=failures)
+        self.safe_state = {"confirmed": not failures, "failures": failures}
+        self.journal.write("safe_state", self.now(), sync=True, confirmed=not failures, failures=failures)
         if failures:
-            reason = (reason + "; " if reason else "") + "safe state NOT confirmed for: " + "; ".join(failures)
+            also("safe state NOT confirmed for: " + "; ".join(failures))
             if status == "completed":
                 status = "failed"
         for writer in list(self.series.values()) + list(self.frame_logs.values()):
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                self.journal.write("error", self.now(), message=f"closing {writer.path.name}: {exc}")
+                also(f"could not finish {writer.path.name}: {exc}")
+                status = "failed" if status == "completed" else status
         for stack in self.stacks.values():
             try:
                 stack.finalize()
             except Exception as exc:  # keep finalizing the others; say what went wrong
                 self.journal.write("error", self.now(), message=f"finalizing {stack.path.name}: {exc}")
-                reason = (reason + "; " if reason else "") + f"could not finalize {stack.path.name}: {exc}"
-        self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing)
+                also(f"could not finalize {stack.path.name}: {exc}")
+                # the stack's metadata do not describe its pages: the measurement is not complete
+                status = "failed" if status == "completed" else status
+        self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing,
+                           safe_state_confirmed=not failures)
         self.journal.close()
         self._write_run_json(status, reason)
-        self.results: dict[str, Any] | None = None
+        self.results = None
+        hint = f"the data are kept; after a fix: microscope-qc analyze {self.folder}"
         try:
             self.results = analyse_run(self.folder)
+            if self.results.get("status") == "analysis failed":
+                self.analysis_error = f"analysis failed: {self.results.get('analysis_error', '')}; {hint}"
         except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
-            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); rerun: microscope-qc analyze {self.folder}"
-        write_manifest(self.folder)
+            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
+            write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
+        try:
+            write_manifest(self.folder)
+        except OSError as exc:
+            self.journal_error = f"MANIFEST.sha256 not written: {exc}"
+            also(self.journal_error)
+            status = "failed" if status == "completed" else status
+            self._write_run_json(status, reason)
         self.status, self.reason = status, reason
 
     def _files(self) -> dict[str, Any]:
@@ -287,6 +321,7 @@ class Runner:
             "started_utc": self.started_utc.isoformat(),
             "ended_utc": ended.isoformat() if ended else None,
             "missing": self.state.missing,
+            "safe_state": self.safe_state,
             "files": self._files(),
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
             "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
@@ -295,45 +330,13 @@ class Runner:
 
     # --- metadata ---------------------------------------------------------------------------------
     def _instrument_info(self) -> InstrumentInfo:
-        st = self.station
-        inst = st.spec.instrument
-        lines = []
-        for key in sorted(st.lasers, key=float):
-            line = st.lasers[key]
-            ident = st.identities.get(line.label)
-            lines.append(LineInfo(key, line.wavelength_nm, line.nominal_mw(), ident.vendor if ident else "", ident.model if ident else "", ident.serial if ident else ""))
-        camera: dict[str, str] = {}
-        bit_depth = 16
-        if st.camera is not None:
-            ident = st.identities[st.camera.label]
-            camera = {"vendor": ident.vendor, "model": ident.model, "serial": ident.serial}
-            bit_depth = int(st.core.getProperty(st.camera.label, "BitDepth")) if st.core.hasProperty(st.camera.label, "BitDepth") else st.core.getImageBitDepth()
-        objective = next((o.model_dump() for o in inst.objectives if o.id == inst.objective_in_use), None)
-        git = self.software["git"]
-        nbo: dict[str, Any] = {
-            "Microscope.Stand.Type": inst.microscope.type,
-            "Station.Name": st.name,
-            "Station.Simulated": str(st.sim is not None),
-        }
-        if st.power_meter is not None:
-            meter = st.identities[st.power_meter.label]
-            nbo.update({
-                "PowerMeter.Location": st.power_meter.location, "PowerMeter.Model": meter.model,
-                "PowerMeter.SerialNumber": meter.serial, "PowerMeter.Sensor": meter.details.get("sensor", ""),
-                "PowerMeter.SensorSerialNumber": meter.details.get("sensor_serial", ""),
-            })
-        return InstrumentInfo(
-            microscope=inst.microscope.model_dump(), lines=lines, camera=camera, objective=objective,
-            filters=[f.model_dump() for f in inst.filters], pixel_size_um=st.camera.pixel_size_um if st.camera else 1.0,
-            bit_depth=bit_depth,
-            run={
-                "RunId": self.run_id, "Protocol": self.protocol.protocol, "ProtocolTitle": self.protocol.title,
-                "ProtocolVersion": self.protocol.version, "ProtocolSHA256": sha256_file(self.protocol_path),
-                "Station": st.name, "StationSHA256": sha256_file(st.path), "ToolVersion": self.software["version"],
-                "GitCommit": git["commit"] if git else "", "Operator": self.operator,
-            },
-            nbo=nbo,
-        )
+        st, git = self.station, self.software["git"]
+        return instrument_info(st, run={
+            "RunId": self.run_id, "Protocol": self.protocol.protocol, "ProtocolTitle": self.protocol.title,
+            "ProtocolVersion": self.protocol.version, "ProtocolSHA256": sha256_file(self.protocol_path),
+            "Station": st.name, "StationSHA256": sha256_file(st.path), "ToolVersion": self.software["version"],
+            "GitCommit": git["commit"] if git else "", "Operator": self.operator,
+        })
 
     # --- device operations with retries -------------------------------------------------------------
     def _retry(self, what: str, fn: Callable[[], T]) -> tuple[T, int]:
@@ -594,15 +597,11 @@ class Runner:
         self.journal.write("setting", self.now(), device=label, property=p.property, value=p.value)
 
     def _device_label(self, name: str, action: Action) -> str:
-        st = self.station
-        roles = {"camera": st.camera, "power_meter": st.power_meter, "xy_stage": st.xy_stage, "z_drive": st.z_drive}
-        if name in roles and roles[name] is not None:
-            return roles[name].label  # type: ignore[union-attr]
-        if name.startswith("laser:") and name[6:] in st.lasers:
-            return st.lasers[name[6:]].label
-        if name in st.core.getLoadedDevices():
-            return name
-        raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {st.name}")
+        f = self.facts
+        label = device_label(name, f.role_labels, {k: line.label for k, line in f.lines.items()}, f.devices)
+        if label is None:
+            raise UserError(f"{self.protocol_path}:{action.line}: protocol: set_property: no device or role {name!r} on station {f.name}")
+        return label
 
 
 # per-frame context of a stack (what no OME element holds), one row per planned frame

@@ -10,11 +10,14 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
-from .schedule_file import read_schedule_file
+from .cli_types import at_least
+from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, UserError
+
+# the modules each command needs are imported inside it: ``microscope-qc --help`` stays fast
 
 
 def cmd_schedule_run(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import Scheduler
     from .station_lock import StationBusy, StationLock
 
@@ -26,6 +29,15 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
         raise UserError(f"the schedule {schedule.spec.schedule!r} is already being run by another service: pid {exc.owner.pid} "
                         f"on {exc.owner.hostname} -- lock file {exc.path}") from None
     with service_lock:
+        from .preflight import PreflightFailed, preflight_schedule
+
+        reports = [report for _, report in preflight_schedule(schedule, load=True)]
+        problems = [problem for report in reports for problem in report.problems]
+        if problems:  # a job that cannot run is found now, not at 2 a.m.
+            raise PreflightFailed(f"{schedule.path}: not started, a job cannot run:\n" + "\n".join(problems))
+        for report in reports:  # disk space may be freed before the job is due: a warning here, a precondition then
+            if report.no_space:
+                print(f"warning: {report.no_space}", file=sys.stderr)
         scheduler = Scheduler(schedule)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -38,6 +50,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import ScheduleState
 
     schedule = read_schedule_file(args.file)
@@ -62,6 +75,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import Scheduler
 
     schedule = read_schedule_file(args.file)
@@ -71,23 +85,32 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     outcome = Scheduler(schedule).run_now(args.job)
     print(f"{outcome.job}: {outcome.outcome}{' ' + outcome.verdict if outcome.verdict else ''}"
           + (f" ({outcome.reason})" if outcome.reason else "") + (f"\n{outcome.folder}" if outcome.folder else ""))
-    return 0 if outcome.outcome == "completed" else EXIT_PRECONDITION if outcome.outcome in ("not started", "skipped") else EXIT_RUN_FAILED
+    from .endings import OUTCOMES, exit_code
+
+    if outcome.outcome == "not started" and outcome.reason.startswith("preflight: "):
+        return EXIT_USER  # the job's files do not preflight: nothing was touched
+    if outcome.outcome in ("not started", "skipped"):
+        return EXIT_PRECONDITION
+    return exit_code(outcome.outcome) if outcome.outcome in OUTCOMES else EXIT_RUN_FAILED
 
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import ScheduleState
 
     schedule = read_schedule_file(args.file)
     outcomes = ScheduleState(schedule.state_dir).outcomes()
-    if args.job:
+    if args.job is not None:
         outcomes = [o for o in outcomes if o["job"] == args.job]
+        if not outcomes:
+            schedule.job(args.job)  # a job not in the file (nor in its record) is a typo: say which jobs there are
     if not outcomes:
         print("no outcomes recorded yet")
         return 0
     for o in outcomes[-args.count:]:
         t = datetime.fromisoformat(o["time"]).astimezone(schedule.tz)
         sent = ", ".join(f"{d['event']} via {d['channel']}{'' if d['ok'] else ' FAILED'}" for d in o.get("notified", []))
-        print(f"{t:%a %Y-%m-%d %H:%M}  {o['job']:<20} #{o['attempt']} {o['outcome']:<12} {o.get('verdict') or '':<10} "
+        print(f"{t:%a %Y-%m-%d %H:%M}  {o['job']:<20} #{o['attempt']} {o['outcome']:<15} {o.get('verdict') or '':<10} "
               f"{o.get('reason', '')[:200]}{'  [notified: ' + sent + ']' if sent else ''}")
         if o.get("folder"):
             print(f"{'':<22}{o['folder']}")
@@ -109,7 +132,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_schedule_run)
     q = ss.add_parser("list", help="what is due next, and each job's last outcome")
     q.add_argument("file", type=Path)
-    q.add_argument("--count", "-n", type=int, default=3, help="next times per job (default 3)")
+    q.add_argument("--count", "-n", type=at_least(1), default=3, help="next times per job (default 3)")
     q.set_defaults(func=cmd_schedule_list)
     q = ss.add_parser("run-now", help="run one job now (preconditions checked, outcome recorded and notified)")
     q.add_argument("file", type=Path)
@@ -117,6 +140,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_schedule_run_now)
     q = ss.add_parser("last", help="the last outcomes")
     q.add_argument("file", type=Path)
-    q.add_argument("--job")
-    q.add_argument("--count", "-n", type=int, default=20)
+    q.add_argument("--job", help="only this job's outcomes")
+    q.add_argument("--count", "-n", type=at_least(1), default=20, help="how many (default the last 20)")
     q.set_defaults(func=cmd_schedule_last)

@@ -7,7 +7,9 @@ Contract:
   finalized); the station is put into its safe state; times missed while the service was not
   running are handled per job (``missed: run_once``: one run now; ``skip``: recorded as missed and
   notified as skipped).
-- An attempt checks free disk space here; the run process itself waits for the station lock and
+- An attempt first preflights the job's files as they are now (``harness.preflight``, without the
+  devices): a job that no longer preflights is recorded as ``not started`` with the reason, notified
+  as skipped and not retried (a user error; the next due time tries again). It checks free disk space here; the run process itself waits for the station lock and
   checks the laser interlocks, and exits without touching anything if one fails (exit code 5).
   A failed precondition postpones the job by ``retries.delay`` while attempts last (or skips it at
   once with ``on_precondition_failure: skip``); when attempts are spent the job is skipped. A
@@ -16,7 +18,16 @@ Contract:
   ``state.json`` keeps each job's last handled time and pending retries, so a restart neither
   repeats nor forgets a job.
 - Notifications (schedule's ``notify``): verdict ``fail``/``warn``, ``run_failed``,
-  ``interrupted``, ``skipped``.
+  ``analysis_failed``, ``interrupted``, ``skipped``, and ``unsafe`` (always sent).
+- Endings (from the run's outcome file and exit status, see ``endings.py``): ``completed`` (the
+  verdict is data: fail/warn notified); ``analysis failed`` (exit 6: the data are complete, the
+  analysis failed: notified, not retried, since measuring again does not mend an analysis);
+  ``failed``/``aborted``/``interrupted`` (safe state, retried while attempts last, notified).
+- ``unsafe`` (exit 7, or the service's own safe-state check after a failure is not confirmed): the
+  most serious ending. It is notified at once (``unsafe``, whatever ``on:`` says) and not retried;
+  the service tries the safe state again at once, and again before every later job on that station
+  and at every start. Until the safe state is confirmed, the station is marked unsafe in
+  ``state.json`` and its jobs are skipped (recorded and notified as ``skipped``), never run blindly.
 
 The clock is injected: ``WallClock`` for the service, ``VirtualClock`` for tests, where a week
 passes in seconds; a run then advances the virtual clock by the station time it took.
@@ -39,7 +50,7 @@ from typing import Any, Callable
 from .atomic_files import replace_json
 from .safe_paths import inside
 from .notify import Notifier
-from .errors import EXIT_PRECONDITION, EXIT_USER
+from .errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER
 from .schedule_file import Job, Schedule
 
 log = logging.getLogger(__name__)
@@ -99,7 +110,7 @@ class Outcome:
     job: str
     due: str
     attempt: int
-    outcome: str  # completed | failed | interrupted | not started | skipped | missed
+    outcome: str  # completed | analysis failed | failed | interrupted | unsafe | not started | skipped | missed | stopped
     time: str
     verdict: str | None = None
     folder: str | None = None
@@ -132,14 +143,16 @@ class ScheduleState:
             data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
             self.last_due: dict[str, str] = {str(k): str(v) for k, v in data.get("last_due", {}).items()}
             self.pending: list[Pending] = [Pending(**p) for p in data.get("pending", [])]
+            # stations whose safe state was not confirmed: {station file: {"since": ISO UTC, "reason": ...}}
+            self.unsafe: dict[str, dict[str, str]] = {str(k): dict(v) for k, v in data.get("unsafe", {}).items()}
         except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
             aside = self.path.with_name(f"state.json.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
             self.path.replace(aside)
             self.problem = f"{self.path} could not be read ({type(exc).__name__}: {exc}); kept as {aside.name}, starting afresh"
-            self.last_due, self.pending = {}, []
+            self.last_due, self.pending, self.unsafe = {}, [], {}
 
     def save(self) -> None:
-        replace_json(self.path, {"last_due": self.last_due, "pending": [asdict(p) for p in self.pending]})
+        replace_json(self.path, {"last_due": self.last_due, "pending": [asdict(p) for p in self.pending], "unsafe": self.unsafe})
 
     def record(self, outcome: Outcome) -> None:
         with open(self.outcomes_path, "a", encoding="utf-8") as f:
@@ -191,7 +204,13 @@ class Scheduler:
             self.state.pending.remove(p)
             self.out(f"{p.job}: pending attempt dropped (the job is no longer in the schedule, or is disabled)")
         self._recover()
-        self._safe_state("service start")
+        for station, confirmed in (self._safe_state("service start") or {}).items():
+            if confirmed is False and station not in self.state.unsafe:
+                now = self.clock.now()
+                self.state.unsafe[station] = {"since": _iso(now), "reason": "safe state not confirmed at service start"}
+                self._finish(Outcome("(service start)", _iso(now), 0, "unsafe", _iso(now), station=station, reason=(
+                    "the safe state was NOT confirmed at service start; runs on this station are skipped until it is "
+                    "(tried again before each of its jobs); check the lasers by hand")), notify="unsafe")
         if self.notifier:
             for problem in self.notifier.check():
                 self.out(f"notifications: {problem}")
@@ -279,6 +298,26 @@ class Scheduler:
         pre = self.schedule.preconditions_of(job)
         now = self.clock.now()
         base = dict(protocol=str(self.schedule.protocol_of(job)), station=str(self.schedule.station_of(job)))
+        station_key = str(self.schedule.station_of(job))
+        if station_key in self.state.unsafe:
+            # never run blindly on a station that may have a laser on: try its safe state again first
+            confirmed = self._safe_state(f"before {job.name}: the station's safe state was not confirmed", [self.schedule.station_of(job)]) or {}
+            if confirmed.get(station_key) is True:
+                self.out(f"{job.name}: safe state of {Path(station_key).name} confirmed again; runs resume")
+                self.state.unsafe.pop(station_key, None)
+                if not self._manual:
+                    self.state.save()
+            else:
+                since = self.state.unsafe[station_key].get("since", "")
+                self.out(f"{job.name}: skipped: the station's safe state is still NOT confirmed (since {since})")
+                return self._finish(Outcome(job.name, p.due, p.attempt, "skipped", _iso(now), reason=(
+                    f"station unsafe: its safe state has not been confirmed since {since} ({self.state.unsafe[station_key].get('reason', '')}); "
+                    "runs on this station are skipped until it is (check the lasers by hand)"), **base), notify="skipped")
+        problem, no_space = self._preflight_problem(job)
+        if problem:  # a file edited since the service started: the user's to fix, not retried
+            return self._refused(job, p, problem, base)
+        if no_space:
+            return self._not_started(job, p, no_space, retry, base)
         problem = self._disk_problem(pre.free_disk)
         if problem:
             return self._not_started(job, p, problem, retry, base)
@@ -286,6 +325,8 @@ class Scheduler:
         result = self._run_process(job, p, pre.station_free_within, pre.interlock_closed)
         now = self.clock.now()
         if result["status"] == "not started":
+            if result.get("user_error"):
+                return self._refused(job, p, result.get("reason", ""), base)
             return self._not_started(job, p, result.get("reason", ""), retry, base)
         status = result["status"]
         outcome = Outcome(job.name, p.due, p.attempt, status, _iso(now), verdict=result.get("verdict"), folder=result.get("folder"),
@@ -295,6 +336,12 @@ class Scheduler:
         if status == "completed":
             verdict = outcome.verdict or "not judged"
             return self._finish(outcome, notify=verdict if verdict in ("fail", "warn") else None)
+        if status == "analysis failed":
+            # the measurement is complete and kept: measuring again would not mend the analysis
+            outcome.reason = (outcome.reason + "; " if outcome.reason else "") + "not retried: the data are complete; after a fix: microscope-qc analyze FOLDER"
+            return self._finish(outcome, notify="analysis_failed")
+        if status == "unsafe":
+            return self._unsafe(job, outcome)
         if status == "aborted" and self.stop.is_set():
             # the service was stopped (SIGTERM, Ctrl-C): the run ended cleanly; the same attempt is due again at the next start
             outcome.outcome, outcome.reason = "stopped", "the service was stopped during the run; the job is tried again at the next start"
@@ -302,13 +349,35 @@ class Scheduler:
             self.state.save()
             return self._finish(outcome)
         # failed, aborted or interrupted: the station goes to its safe state; retry while attempts last
-        self._safe_state(f"after {status} run of {job.name}")
+        confirmed = self._safe_state(f"after {status} run of {job.name}", [self.schedule.station_of(job)]) or {}
+        if confirmed.get(str(self.schedule.station_of(job))) is False:
+            outcome.outcome = "unsafe"
+            outcome.reason = (outcome.reason + "; " if outcome.reason else "") + "the service's safe state after the run was NOT confirmed"
+            return self._unsafe(job, outcome, tried=True)
         if retry and p.attempt < job.retries.attempts and not result.get("user_error"):
             at = now + timedelta(seconds=job.retries.delay)
             outcome.retry_at = _iso(at)
             self.state.pending.append(Pending(job.name, p.due, p.attempt + 1, _iso(at), f"retry after {status}"))
             self.state.save()
         return self._finish(outcome, notify="interrupted" if status == "interrupted" else "run_failed")
+
+    def _unsafe(self, job: Job, outcome: Outcome, tried: bool = False) -> Outcome:
+        """The safe state was not confirmed: no retry; try the safe state again now; if still not
+        confirmed, mark the station unsafe (its jobs are skipped until a later try confirms it)."""
+        station = self.schedule.station_of(job)
+        key = str(station)
+        confirmed = None if tried else (self._safe_state(f"after the unsafe end of {job.name}", [station]) or {}).get(key)
+        if confirmed is True:
+            outcome.reason += "; the service's safe state afterwards was confirmed: later runs go ahead"
+            self.state.unsafe.pop(key, None)
+        else:
+            self.state.unsafe.setdefault(key, {"since": outcome.time, "reason": outcome.reason[:500]})
+            outcome.reason += ("; the safe state is still NOT confirmed: runs on this station are skipped until it is "
+                               "(tried again before each of its jobs and at every service start); check the lasers by hand")
+        if not self._manual:  # `run-now` leaves the service's state alone (it still notifies)
+            self.state.save()
+        self.out(f"URGENT {job.name}: safe state NOT confirmed; {outcome.reason}")
+        return self._finish(outcome, notify="unsafe")
 
     def _not_started(self, job: Job, p: Pending, reason: str, retry: bool, base: dict[str, str]) -> Outcome:
         now = self.clock.now()
@@ -321,8 +390,26 @@ class Scheduler:
         self.out(f"{job.name}: skipped ({reason})")
         return self._finish(Outcome(job.name, p.due, p.attempt, "skipped", _iso(now), reason=f"precondition failed: {reason}", **base), notify="skipped")
 
+    def _refused(self, job: Job, p: Pending, reason: str, base: dict[str, str]) -> Outcome:
+        """The job's files do not preflight: nothing was touched; no retry (the next due time tries again)."""
+        now = self.clock.now()
+        self.out(f"{job.name}: not started, refused by preflight ({reason})")
+        return self._finish(Outcome(job.name, p.due, p.attempt, "not started", _iso(now), reason=reason, **base), notify="skipped")
+
+    def _preflight_problem(self, job: Job) -> tuple[str, str]:
+        """The job's protocol and station files, as they are now, checked without the devices (the
+        run process checks again with them): (mistakes, data that would not fit on the disk)."""
+        from .errors import UserError
+        from .preflight import file_facts, preflight
+
+        try:
+            report = preflight(self.schedule.protocol_of(job), file_facts(self.schedule.station_of(job)), self.schedule.runs_dir)
+        except UserError as exc:
+            return f"preflight: {exc}", ""
+        return ("preflight: " + "; ".join(report.problems)) if report.problems else "", report.no_space
+
     def _finish(self, outcome: Outcome, notify: str | None = None) -> Outcome:
-        if notify and self.notifier and self.notifier.wants(notify) and not self._manual:
+        if notify and self.notifier and self.notifier.wants(notify) and (not self._manual or notify == "unsafe"):
             deliveries = self.notifier.send(notify, self._subject(outcome, notify), self._body(outcome), details=asdict(outcome))
             outcome.notified = [asdict(d) | {"event": notify} for d in deliveries]
         self.state.record(outcome)
@@ -363,6 +450,8 @@ class Scheduler:
         outcome_file.unlink(missing_ok=True)
         if rc == EXIT_PRECONDITION:
             return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr)}
+        if rc == EXIT_USER and result.get("status") == "not started":  # refused by its preflight: touched nothing
+            return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr), "user_error": True}
         if rc == EXIT_USER and not result:  # a mistake in a file: the run never started
             return {"status": "failed", "folder": None, "reason": f"the run could not start: {_last_lines(stderr)}", "user_error": True}
         if not result:  # the process died before it could say (killed, crashed)
@@ -374,8 +463,13 @@ class Scheduler:
                     "reason": f"the run process ended without finishing ({how}){': ' + _last_lines(stderr) if stderr.strip() else ''}"}
         if result.get("folder"):
             self.clock.advance(_station_seconds(Path(result["folder"])))
-        status = {"completed": "completed", "aborted": "aborted"}.get(result.get("status", ""), "failed")
+        from .endings import ANALYSIS_FAILED, UNSAFE
+
+        word = result.get("outcome") or {EXIT_UNSAFE: UNSAFE, EXIT_ANALYSIS_FAILED: ANALYSIS_FAILED}.get(rc, "")
+        status = word if word in (UNSAFE, ANALYSIS_FAILED) else {"completed": "completed", "aborted": "aborted"}.get(result.get("status", ""), "failed")
         reason = result.get("reason") or ("" if status == "completed" else _last_lines(stderr))
+        if status == ANALYSIS_FAILED and result.get("analysis_error"):
+            reason = (reason + "; " if reason else "") + str(result["analysis_error"])
         return {"status": status, "folder": result.get("folder"), "verdict": result.get("verdict"), "reason": reason, "stored": result.get("stored", "")}
 
     def _recover(self) -> list[Any]:
@@ -393,14 +487,18 @@ class Scheduler:
             self.out(f"{r.line()}; results store: {stored}")
         return [r for r in reports if r.outcome == "recovered"]
 
-    def _safe_state(self, why: str) -> None:
-        """Bring every station of the schedule up (which puts its devices into their safe state)
-        and down again, under the station lock."""
+    def _safe_state(self, why: str, stations: list[Path] | None = None) -> dict[str, bool | None]:
+        """Bring every station of the schedule (or ``stations``) up (which puts its devices into their
+        safe state) and down again, under the station lock. Per station file: True confirmed, False
+        NOT confirmed, None not tried (busy, or it could not come up). A station marked unsafe that
+        is confirmed here is cleared."""
         from .run_guard import station_name
         from .station import Station
         from .station_lock import StationBusy, StationLock
 
-        for path in sorted({self.schedule.station_of(j) for j in self.schedule.spec.jobs}):
+        found: dict[str, bool | None] = {}
+        for path in sorted(stations or {self.schedule.station_of(j) for j in self.schedule.spec.jobs}):
+            found[str(path)] = None
             lock = StationLock(station_name(path), purpose=f"safe state ({why})")
             try:
                 lock.acquire(wait_s=self.schedule.spec.preconditions.station_free_within)
@@ -410,14 +508,21 @@ class Scheduler:
             try:
                 with lock, Station.load(path) as station:
                     failures = station.safe_state()
+                found[str(path)] = not failures
                 self.out(f"safe state ({why}): {'confirmed' if not failures else 'NOT confirmed: ' + '; '.join(failures)}")
             except Exception as exc:  # a station that cannot come up is reported, the schedule goes on
                 self.out(f"safe state ({why}) failed: {type(exc).__name__}: {exc}")
+            if found[str(path)] is True and str(path) in self.state.unsafe:
+                self.state.unsafe.pop(str(path))
+                self.out(f"{path.name}: safe state confirmed again; its jobs run again")
+        return found
 
     def _subject(self, o: Outcome, event: str) -> str:
-        what = {"fail": "QC FAILED", "warn": "QC warning", "run_failed": "run failed", "interrupted": "run interrupted", "skipped": "job skipped"}[event]
+        what = {"fail": "QC FAILED", "warn": "QC warning", "run_failed": "run failed (measurement not completed, not a QC verdict)",
+                "analysis_failed": "analysis failed (data kept)", "interrupted": "run interrupted", "skipped": "job skipped",
+                "unsafe": "SAFE STATE NOT CONFIRMED - a laser may still be on"}[event]
         station = self._station_names().get(o.station, Path(o.station).stem if o.station else "")
-        return f"[microscope-qc] {station or self.schedule.spec.schedule}: {o.job} - {what}"
+        return f"{'URGENT ' if event == 'unsafe' else ''}[microscope-qc] {station or self.schedule.spec.schedule}: {o.job} - {what}"
 
     def _station_names(self) -> dict[str, str]:
         from .run_guard import station_name

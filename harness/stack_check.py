@@ -1,6 +1,7 @@
 """Is an OME-TIFF stack's metadata whole: readable OME-XML on page 0 that describes exactly the pages
 of the file (one Plane and one TiffData per page)? ``stack_problem`` says what is wrong ('' when
-nothing is); ``check_stack`` raises ``DamagedFile`` with one message that says how to mend it.
+nothing is); ``damage_note`` adds what to run (analysis reports such a stack as not analysed, with
+that note, and analyses the rest).
 
 Such a stack is what an older version left when a kill or a full disk hit its in-place XML rewrite
 (``TiffTag 270 invalid value offset``), or a run whose finalize could not complete (page 0 still
@@ -31,10 +32,6 @@ def quiet_tifffile() -> Iterator[None]:
         tif_log.setLevel(level)
 
 
-class DamagedFile(Exception):
-    """A data file of a run cannot be used as it is (not the user's mistake); ``str()`` says what to run."""
-
-
 def stack_problem(path: Path) -> str:
     """'' when ``path`` reads with OME-XML describing its pages, else what is wrong (one phrase)."""
     try:
@@ -61,9 +58,10 @@ def stack_problem(path: Path) -> str:
     return ""
 
 
-def check_stack(path: Path, folder: Path) -> None:
-    """Raise ``DamagedFile`` if the stack's metadata are not whole (see ``stack_problem``)."""
+def damage_note(path: Path, folder: Path) -> str:
+    """'' when the stack's metadata are whole, else what is wrong and what to run (one sentence)."""
     problem = stack_problem(path)
-    if problem:
-        raise DamagedFile(f"{path.name}: {problem}; its pixel pages are kept. Rebuild its metadata from the pages, "
-                          f"the frame log and run.json with: microscope-qc recover {folder}")
+    if not problem:
+        return ""
+    return (f"{problem}; its pixel pages are kept. Rebuild its metadata from the pages, the frame log "
+            f"and run.json with: microscope-qc recover {folder}")

@@ -5,6 +5,9 @@ Conventions: displacement = the stage's positioning error as seen by the camera:
 moves opposite to the stage, so d = -(image shift) x pixel size, in um, per axis. Tables per move
 size, for all approach directions and per direction: mean, SD (n-1) and max |d| per axis, and
 max |d| of the 2-D displacement.
+Input: frames that cannot be registered (see ``registration.py``) and a stack without a single
+reference/return pair (or ISO 230-2 target with an up-approach image) are refused with ``BadInput``;
+an SD from fewer than 2 values is not computed and says why.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import BadInput
 from .power_metrics import Metric
 from .registration import shift_px
 
@@ -36,6 +40,10 @@ def pair_frames(rows: list[dict[str, str]]) -> list[tuple[dict[str, str], dict[s
 
 
 def displacements(pairs: list[tuple[dict[str, str], dict[str, str]]], page: Any, pixel_um: float) -> list[dict[str, Any]]:
+    if not pairs:
+        raise BadInput("stage repeatability: no reference/return pair with both frames recorded")
+    if not (math.isfinite(pixel_um) and pixel_um > 0):
+        raise BadInput(f"stage repeatability: the pixel size is {pixel_um}, not a positive number")
     out = []
     for ref, ret in pairs:
         dx, dy = shift_px(page(int(ref["ifd"])), page(int(ret["ifd"])))
@@ -72,10 +80,11 @@ def repeatability_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def repeatability_metrics(table: dict[str, Any]) -> dict[str, Metric]:
     """Headline metrics of one move size (all directions)."""
     a = table["all"]
+    few = "" if a["n"] > 1 else f"an SD needs at least 2 reference/return pairs, there {'is' if a['n'] == 1 else 'are'} {a['n']}"
     return {
         "max_displacement_um": Metric(a["max_abs_2d_um"], "um"),
-        "sd_x_um": Metric(a["x"]["sd_um"], "um"),
-        "sd_y_um": Metric(a["y"]["sd_um"], "um"),
+        "sd_x_um": Metric(a["x"]["sd_um"], "um", few),
+        "sd_y_um": Metric(a["y"]["sd_um"], "um", few),
         "mean_x_um": Metric(a["x"]["mean_um"], "um"),
         "mean_y_um": Metric(a["y"]["mean_um"], "um"),
         "pairs": Metric(float(a["n"]), ""),
@@ -96,6 +105,10 @@ def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis:
             target = str(json.loads(row["context"] or "{}").get("target", ""))
             by_target[target][row["tag"]].append(row)
     index = 0 if axis == "x" else 1
+    if not any(groups["up"] for groups in by_target.values()):
+        raise BadInput("ISO 230-2: no target with an up-approach image")
+    if not (math.isfinite(pixel_um) and pixel_um > 0):
+        raise BadInput(f"ISO 230-2: the pixel size is {pixel_um}, not a positive number")
     table = []
     for target, groups in by_target.items():
         if not groups["up"]:
@@ -116,11 +129,16 @@ def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis:
         values = [abs(t[key]) if absolute else t[key] for t in table if not math.isnan(t[key])]
         return max(values) if values else math.nan
 
+    def metric(key: str, why: str, absolute: bool = False) -> Metric:
+        value = worst(key, absolute)
+        return Metric(value, "um", "" if math.isfinite(value) else why)
+
+    two = "needs at least 2 images per target and approach direction"
     metrics = {
-        "bidirectional_repeatability_R_um": Metric(worst("R_i_um"), "um"),
-        "repeatability_R_up_um": Metric(worst("R_up_i_um"), "um"),
-        "repeatability_R_down_um": Metric(worst("R_down_i_um"), "um"),
-        "reversal_B_um": Metric(worst("B_i_um", absolute=True), "um"),
+        "bidirectional_repeatability_R_um": metric("R_i_um", two + " (both directions)"),
+        "repeatability_R_up_um": metric("R_up_i_um", two + " (up)"),
+        "repeatability_R_down_um": metric("R_down_i_um", two + " (down)"),
+        "reversal_B_um": metric("B_i_um", "needs images from both approach directions at a target", absolute=True),
         "targets": Metric(float(len(table)), ""),
     }
     return metrics, table

@@ -50,6 +50,12 @@ _KIND = {
 }
 
 
+# the device type a role needs (None: anything but a camera or a stage, e.g. a laser or a meter)
+_ROLE_TYPES: dict[str, Any] = {"lasers": None, "power_meter": None, "camera": DeviceType.Camera, "xy_stage": DeviceType.XYStage,
+                               "z_drive": DeviceType.Stage, "shutter_device": DeviceType.Shutter}
+_MOTION_OR_CAMERA = (DeviceType.Camera, DeviceType.XYStage, DeviceType.Stage)
+
+
 @dataclass
 class DeviceRecord:
     """One row of the device listing."""
@@ -150,13 +156,15 @@ class Station:
     def _initialize_python_device(self, label: str, device: Any) -> None:
         """UniMMCore logs a failed initialize() with a traceback and returns normally: keep its log
         quiet and raise the device's own error instead."""
-        mm_log = logging.getLogger("pymmcore-plus")
-        level = mm_log.level
-        mm_log.setLevel(logging.CRITICAL)
+        logs = [logging.getLogger(name) for name in ("pymmcore-plus", "pymmcore_plus")]  # the unicore device manager logs under the module name
+        levels = [lg.level for lg in logs]
+        for lg in logs:
+            lg.setLevel(logging.CRITICAL)
         try:
             self.core.initializeDevice(label)
         finally:
-            mm_log.setLevel(level)
+            for lg, level in zip(logs, levels):
+                lg.setLevel(level)
         state = device._initialized_  # where UniMMCore keeps the exception of a failed initialize()
         if isinstance(state, BaseException):
             raise state
@@ -167,7 +175,7 @@ class Station:
             library = "@py" if entry.simulated else entry.visa_library
             if isinstance(entry, PowerMeterEntry):
                 return ThorlabsPM100(resource, visa_library=library, timeout_ms=entry.timeout_ms, label=label)
-            return CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms, safety_limit_mw=self._line_limit_mw(label), label=label)
+            return CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms, safety_limit_mw=self.spec.line_limit_mw(label), label=label)
         if isinstance(entry, TsiCameraEntry):
             sdk = SIM_SDK_PACKAGE if entry.simulated else entry.sdk
             serial = entry.serial or (entry.simulation.serial if entry.simulated and entry.simulation else "")
@@ -177,18 +185,19 @@ class Station:
             return self.sim.stage_device(label)
         raise UserError(f"{self.where('devices', label)}: unsupported driver {entry.driver!r}")
 
-    def _line_limit_mw(self, label: str) -> float:
-        limit = self.spec.safety.max_laser_power_mw
-        for role in self.spec.roles.lasers:
-            if role.device == label and role.max_power_mw is not None:
-                limit = min(limit, role.max_power_mw)
-        return limit
-
     # --- roles -----------------------------------------------------------------------------------
     def _require_device(self, label: str, *loc: Any) -> None:
         if label not in self.core.getLoadedDevices():
             known = ", ".join(d for d in self.core.getLoadedDevices() if d != "Core") or "none"
             raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: no device {label!r} (loaded: {known})")
+        # the kind of a C++ device is known only now (the station file's own devices: StationFile)
+        kind = self.core.getDeviceType(label)
+        role = "shutter_device" if loc[-1] == "shutter_device" else next(str(p) for p in loc if p in _ROLE_TYPES)
+        wanted = _ROLE_TYPES[role]
+        if (kind != wanted) if wanted is not None else (kind in _MOTION_OR_CAMERA):
+            need = f"a {_KIND.get(wanted, str(wanted))} device" if wanted is not None else "a device that is not a camera or a stage"
+            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: device {label!r} is a {_KIND.get(kind, str(kind).split('.')[-1].lower())} device; "
+                            f"the {role.replace('_', ' ')} needs {need}")
 
     def _bind_roles(self) -> None:
         roles = self.spec.roles
@@ -202,7 +211,7 @@ class Station:
                 wavelength = float(core.getProperty(role.device, "Wavelength-nm"))
             if wavelength is None:
                 raise UserError(f"{self.where('roles', 'lasers', i)}: roles.lasers[{i}].wavelength_nm: required for device {role.device!r}")
-            line = LaserLine(core, role, wavelength, self._line_limit_mw(role.device))
+            line = LaserLine(core, role, wavelength, self.spec.line_limit_mw(role.device))
             if line.name in self.lasers:
                 raise UserError(f"{self.where('roles', 'lasers', i)}: roles.lasers[{i}]: a second {line.name} nm line")
             self.lasers[line.name] = line
@@ -251,7 +260,9 @@ class Station:
         for label in self.core.getLoadedDevices():
             if label == "Core":
                 continue
-            self.identities[label] = self._identity(label)
+            self.identities[label] = ident = self._identity(label)
+            log.info("%s (%s): %s %s %s, serial %s, firmware %s", label, self.role_of(label), ident.kind, ident.vendor, ident.model,
+                     ident.serial or "-", ident.firmware or "-")
 
     def _identity(self, label: str) -> DeviceIdentity:
         if label in self.drivers:
@@ -325,6 +336,8 @@ class Station:
             failures.append(f"camera: {exc}")
         for failure in failures:
             log.error("safe state not confirmed: %s", failure)
+        if not failures:
+            log.info("safe state: every laser off, no acquisition running")
         return failures
 
     def close(self) -> None:

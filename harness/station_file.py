@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simulators.params import (
     BeadFieldParams,
@@ -230,6 +231,29 @@ def _display_name(v: str) -> str:
 StationName = Annotated[str, AfterValidator(_display_name), Field(max_length=100)]
 
 
+# which drivers can fill which role; a C++ device (``micromanager``, or a label from the .cfg) can
+# fill any role as far as the station file can tell (its kind is known only once it is loaded)
+ROLE_DRIVERS = {
+    "lasers": ("coherent_obis",),
+    "power_meter": ("thorlabs_pm100",),
+    "camera": ("thorlabs_tsi",),
+    "xy_stage": ("simulated_xy_stage",),
+    "z_drive": ("simulated_z_drive",),
+}
+
+
+def role_devices(roles: Roles) -> list[tuple[str, tuple[object, ...], str]]:
+    """(role, location in the file, device label) of every role that names a device."""
+    out: list[tuple[str, tuple[object, ...], str]] = [("lasers", ("roles", "lasers", i, "device"), r.device) for i, r in enumerate(roles.lasers)]
+    if roles.power_meter is not None:
+        out.append(("power_meter", ("roles", "power_meter", "device"), roles.power_meter.device))
+    for role in ("camera", "xy_stage", "z_drive"):
+        label = getattr(roles, role)
+        if label is not None:
+            out.append((role, ("roles", role), label))
+    return out
+
+
 class StationFile(_Model):
     name: StationName = Field(description="display name (one line, at most 100 characters); slugged where it becomes a file name")
     description: str = ""
@@ -246,3 +270,57 @@ class StationFile(_Model):
         if simulated and self.simulation is None:
             raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, time_scale, ...)")
         return self
+
+    @model_validator(mode="after")
+    def _roles_fit_devices(self) -> StationFile:
+        """What the file alone tells about roles (every problem at once, each at its own line): a
+        device of the station file fills only a role its driver can; no device fills two roles; a
+        laser line is listed once. A label the file does not define must come from the .cfg
+        (checked with the .cfg, see ``harness.preflight.station_file_problems``)."""
+        errors: list[InitErrorDetails] = []
+
+        def problem(loc: tuple[object, ...], text: str, value: object) -> None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_roles", text), loc=loc, input=value))  # type: ignore[arg-type]
+
+        first: dict[str, str] = {}
+        for role, loc, label in role_devices(self.roles):
+            entry = self.devices.get(label)
+            if entry is not None and entry.driver != "micromanager" and entry.driver not in ROLE_DRIVERS[role]:
+                problem(loc, f"device {label!r} ({entry.driver}) cannot be the {role.replace('_', ' ').removesuffix('s')}; "
+                             f"that needs a {' or '.join(ROLE_DRIVERS[role])} or a Micro-Manager (C++) device", label)
+            if label not in self.devices and not self.micromanager.config:
+                problem(loc, f"no device {label!r}: the station file defines {', '.join(self.devices) or 'none'} and names no micromanager.config", label)
+            if label in first and first[label] != role:
+                problem(loc, f"device {label!r} is already the {first[label].replace('_', ' ')}; one device fills one role", label)
+            first.setdefault(label, role)
+        seen: dict[tuple[str, str], int] = {}
+        wavelengths: dict[float, int] = {}
+        for i, line in enumerate(self.roles.lasers):
+            entry = self.devices.get(line.device)
+            python_driver = isinstance(entry, LaserEntry)
+            # a C++ laser combiner may give several lines, each with its own set point property
+            key = (line.device, "" if python_driver else line.setpoint_property)
+            if key in seen:
+                problem(("roles", "lasers", i, "device"), f"laser {line.device!r} is already listed as roles.lasers[{seen[key]}]"
+                        + ("" if python_driver else f" with the same setpoint_property {line.setpoint_property!r}"), line.device)
+                continue
+            seen[key] = i
+            nm = line.wavelength_nm
+            if nm is None and isinstance(entry, LaserEntry) and entry.simulated and entry.simulation is not None:
+                nm = entry.simulation.wavelength_nm
+            if nm is not None:
+                if nm in wavelengths:
+                    problem(("roles", "lasers", i), f"a second {nm:g} nm line (roles.lasers[{wavelengths[nm]}] is one already)", line.device)
+                wavelengths.setdefault(nm, i)
+        if errors:
+            raise ValidationError.from_exception_data("StationFile", errors)
+        return self
+
+    def line_limit_mw(self, label: str) -> float:
+        """The station's limit for a laser device: ``safety.max_laser_power_mw``, lowered by the
+        line's own ``max_power_mw``."""
+        limit = self.safety.max_laser_power_mw
+        for role in self.roles.lasers:
+            if role.device == label and role.max_power_mw is not None:
+                limit = min(limit, role.max_power_mw)
+        return limit

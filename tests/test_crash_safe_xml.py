@@ -39,7 +39,7 @@ from harness.ome_writer import OmeTiffStack
 from harness.plan import StackPlan
 from harness.recovery import recover_run
 from harness.runner import Runner
-from harness.stack_check import DamagedFile, stack_problem
+from harness.stack_check import stack_problem
 from harness.station import Station
 from harness.tiff_description import entry_position, rewrite_description
 
@@ -293,8 +293,8 @@ def test_run_whose_finalize_hits_a_full_disk_is_repaired_by_recover(tmp_path: Pa
     stack = folder / "flatfield.ome.tif"
     before = pixels(stack)
     assert len(before) == 50 and "still the plan" in stack_problem(stack)  # readable: the plan, not lost
-    results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").exists() else {}
-    assert not results.get("results")  # analysis refused the plan's XML (it does not describe the pages)
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "analysis failed" and "still the plan" in results["analysis_error"]  # not analysed as if whole
 
     assert cli.run(["analyze", str(folder)]) == 6
     err = capsys.readouterr().err
@@ -352,11 +352,13 @@ def test_kill_while_annotating_keeps_the_xml(finished: Path, tmp_path: Path, mon
 def test_analyze_names_a_stack_whose_xml_is_lost(finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = copy_of(finished, tmp_path)
     destroy_xml(folder / "flatfield.ome.tif")
-    with pytest.raises(DamagedFile, match="its OME-XML is missing"):
-        analyse_run(folder)
-    assert cli.run(["analyze", str(folder)]) == 6  # old code: TypeError: Unsupported source type NoneType
+    data = analyse_run(folder)  # old code: TypeError: Unsupported source type NoneType
+    assert data["status"] == "analysis failed" and data["annotated_files"] == [] and "annotation_error" not in data
+    (result,) = data["results"]
+    assert result["damaged"] and result["error"].startswith("its OME-XML is missing")
+    assert cli.run(["analyze", str(folder)]) == 6
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("analysis failed: flatfield.ome.tif: its OME-XML is missing")
+    assert "analysis failed: flatfield.ome.tif: its OME-XML is missing" in err and "Traceback" not in err
     assert f"microscope-qc recover {folder}" in err
 
 

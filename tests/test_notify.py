@@ -165,7 +165,7 @@ def test_config_models_forbid_unknown_fields_and_bad_combinations() -> None:
         WebhookConfig(url="https://h.example/x", headers_env={"Authorization": "Bearer abc"})
     with pytest.raises(ValidationError):
         NotifyConfig(on=["fail", "exploded"])  # type: ignore[list-item]
-    assert NotifyConfig().on == ["fail", "run_failed", "interrupted", "skipped"]
+    assert NotifyConfig().on == ["fail", "run_failed", "analysis_failed", "interrupted", "skipped"]
     assert NotifyConfig.model_validate({True: ["warn"]}).on == ["warn"]  # YAML 1.1 reads a bare `on:` key as True
 
 
@@ -316,3 +316,29 @@ def test_a_multi_line_subject_is_folded_into_one_header_line(smtp_server: tuple[
     assert delivery.ok
     message = mailbox.messages[0][0]
     assert message["Subject"] == "QC FAIL Bcc: x@evil.example" and message["Bcc"] is None
+
+
+def test_unsafe_is_always_sent_at_top_priority_whatever_on_says(smtp_server: tuple[int, MailBox], mailbox: MailBox,
+                                                                 http_server: int, hook_calls: list) -> None:
+    """The safe state not confirmed (a laser may still be on): sent even when ``on:`` names nothing
+    of the kind, marked urgent in the e-mail headers and the webhook payload."""
+    config = NotifyConfig(smtp=smtp(smtp_server[0]), webhooks=[WebhookConfig(url=f"http://127.0.0.1:{http_server}/h")], on=["warn"])
+    notifier = Notifier(config, env={})
+    assert notifier.wants("unsafe") and not notifier.wants("run_failed")
+    deliveries = notifier.send("unsafe", "URGENT [microscope-qc] Scope A: safe state NOT confirmed", "Laser488: connection lost")
+    assert [d.ok for d in deliveries] == [True, True]
+    message = mailbox.messages[0][0]
+    assert message["X-QC-Event"] == "unsafe" and message["X-Priority"].startswith("1") and message["Importance"] == "high"
+    assert message["Subject"].startswith("URGENT")
+    assert hook_calls[0]["json"]["event"] == "unsafe" and hook_calls[0]["json"]["priority"] == "urgent"
+    # an ordinary event is not urgent
+    notifier.send("warn", "QC warning", "b")
+    assert mailbox.messages[1][0]["X-Priority"] is None and hook_calls[1]["json"]["priority"] == "normal"
+
+
+def test_analysis_failed_is_an_event_of_its_own(http_server: int, hook_calls: list) -> None:
+    notifier = Notifier(NotifyConfig(webhooks=[WebhookConfig(url=f"http://127.0.0.1:{http_server}/h")], on=["analysis_failed"]))
+    assert notifier.wants("analysis_failed") and not notifier.wants("run_failed") and not notifier.wants("fail")
+    assert [d.ok for d in notifier.send("analysis_failed", "analysis failed", "no signal above the dark level")] == [True]
+    assert hook_calls[0]["json"]["event"] == "analysis_failed"
+    assert NotifyConfig.model_validate({"on": ["unsafe", "analysis_failed"]}).on == ["unsafe", "analysis_failed"]

@@ -75,3 +75,126 @@ def test_flat_field_formulas_on_a_small_image_by_hand() -> None:
     assert m["centering_accuracy_pct"].value == pytest.approx(100.0)
     assert m["ratio_top_left"].value == pytest.approx(0.25)
     assert profiles["centre_row"][3] == 200.0 and len(profiles["diagonal_down"]) == 5
+
+
+# --- bad input is refused with a reason, never a crash --------------------------------------------
+def test_a_10_hz_series_with_no_line_on_is_a_stability_record_not_a_linearity_of_nan(tmp_path) -> None:
+    """The LinAlgError ('SVD did not converge', LAPACK 'DLASCL parameter number 4 had an illegal
+    value') of a 10 Hz, 60 s sampling run: with no line on, every row's set point is empty. Read as
+    float('nan') and used as a dict key, each NaN was a set point of its own (NaN != NaN), so the 600
+    readings became a 600-point 'linearity' series with NaN set points, handed to the fit."""
+    from harness.runner import Runner
+    from harness.station import Station
+    from tests.conftest import station_variant
+
+    protocol = tmp_path / "p10hz.yaml"
+    protocol.write_text("protocol: sampling-10hz\ntitle: 10 Hz\nsteps:\n  - meter: {wavelength: 488, averaging: 1}\n"
+                        "  - sample: {series: power, every: 100 ms, for: 60 s}\n")
+    with Station.load(station_variant(tmp_path, {"simulation": {"time_scale": 40}})) as station:
+        outcome = Runner(station, protocol, runs_dir=tmp_path / "runs", quiet=True).run()
+    assert outcome.status == "completed" and outcome.outcome == "completed", (outcome.reason, outcome.analysis_error)
+    import json
+
+    results = json.loads((outcome.folder / "results.json").read_text())
+    assert results["status"] == "analysed"
+    [r] = results["results"]
+    assert (r["kind"], r["subject"]) == ("stability", "no line on")
+    assert r["metrics"]["samples"]["value"] == 600 and r["metrics"]["drift_pct_per_h"]["value"] is not None
+
+
+def _series(tmp_path, rows: list[dict[str, str]]):
+    from harness.series_writer import SeriesWriter
+
+    path = tmp_path / "s.csv"
+    w = SeriesWriter(path)
+    for i, row in enumerate(rows):
+        w.write({"sample": i, "deadline_s": f"{i:.1f}", "time_s": f"{i:.1f}", "lateness_s": "0", "late": 0, "utc": "", "status": "ok",
+                 "location": "OBJECTIVE_FOCAL", "meter_wavelength_nm": 488, "averaging": 1, "setpoint_pct_nominal": "", **row})
+    w.close()
+    return path
+
+
+def test_two_lines_on_and_non_finite_readings_are_handled_with_reasons(tmp_path) -> None:
+    from harness.analysis import analyse_series
+    from harness.errors import BadInput
+
+    # two lines on at once: the set point '10+20' is their sum (was: ValueError from float('10+20'))
+    both = _series(tmp_path, [{"power_W": f"{0.012 + 1e-6 * i:.9e}", "lines_on": "488+561", "setpoint_mW": "10+20"} for i in range(20)])
+    r = analyse_series(both, {})
+    assert (r["kind"], r["subject"], r["setpoints_mw"]) == ("stability", "488+561 nm", ["10+20"])
+    # a reading that is not a finite number is refused with the reason, not fitted
+    bad = _series(tmp_path, [{"power_W": "inf" if i == 3 else "1e-3", "lines_on": "488", "setpoint_mW": "1"} for i in range(20)])
+    with pytest.raises(BadInput, match=r"power readings \(W\): 1 of 20 values are not finite numbers \(first at index 3: inf\)"):
+        analyse_series(bad, {})
+    # a linearity series with a reading taken with no line on: refused with the reason
+    mixed = _series(tmp_path, [{"power_W": "1e-3", "lines_on": "488" if i else "none", "setpoint_mW": "" if i == 0 else str(i)} for i in range(5)])
+    with pytest.raises(BadInput, match="set points that are not numbers"):
+        analyse_series(mixed, {})
+
+
+def test_every_power_fit_refuses_bad_input_with_a_reason() -> None:
+    from harness.errors import BadInput
+
+    with pytest.raises(BadInput, match="not finite"):
+        power_series_metrics(np.array([0.0, 1.0, 2.0]), np.array([1e-3, np.nan, 1e-3]))
+    with pytest.raises(BadInput, match=r"reading times \(s\).*not finite"):
+        power_series_metrics(np.array([0.0, np.inf, 2.0]), np.array([1e-3, 1e-3, 1e-3]))
+    with pytest.raises(BadInput, match="needs at least 1 points, has 0"):
+        power_series_metrics(np.array([]), np.array([]))
+    one = power_series_metrics(np.array([0.0]), np.array([1e-3]))  # one reading: what needs more is not computed
+    assert one["mean_mw"].value == pytest.approx(1.0)
+    for name in ("sd_mw", "drift_pct_per_h", "noise_pct", "warmup_time_s"):
+        assert math.isnan(one[name].value) and one[name].reason, name
+    assert "needs at least 2 points" in one["drift_pct_per_h"].reason
+    same_time = power_series_metrics(np.zeros(5), np.full(5, 1e-3))  # no spread in time: no drift
+    assert "all values are equal" in same_time["drift_pct_per_h"].reason
+    dark = power_series_metrics(np.arange(20.0), np.zeros(20))  # nothing reached the meter: no relative metric
+    for name in ("stability_pct", "cv_pct", "drift_pct_per_h", "noise_pct"):
+        assert math.isnan(dark[name].value) and "not above zero" in dark[name].reason, name
+    with pytest.raises(BadInput, match="all values are equal"):
+        linearity_metrics(np.array([5.0, 5.0, 5.0]), np.array([1.0, 1.1, 1.2]))
+    with pytest.raises(BadInput, match="not finite"):
+        linearity_metrics(np.array([1.0, np.nan, 3.0]), np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(BadInput, match="needs at least 2 points"):
+        linearity_metrics(np.array([1.0]), np.array([1.0]))
+    flat = linearity_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]))
+    assert math.isnan(flat["r_squared"].value) and "spread of the measured powers" in flat["r_squared"].reason
+
+
+def test_a_metric_not_computed_is_not_judged_with_its_reason() -> None:
+    from harness.analysis import _entry
+    from harness.power_metrics import Metric
+
+    limit = Limit.model_validate({"pass": [99, None]})
+    entry = _entry("stability_pct", Metric(math.nan, "%", "stability: Pmax + Pmin is 0, not above zero"), {"stability_pct": limit})
+    assert entry["verdict"] == "not judged" and entry["value"] is None and "not above zero" in entry["reason"]
+    assert _entry("stability_pct", Metric(math.nan, "%"), {"stability_pct": limit})["verdict"] == "fail"  # no reason: cannot pass
+
+
+def test_flat_field_and_registration_refuse_images_without_signal() -> None:
+    from harness.errors import BadInput
+    from harness.flat_field_metrics import flat_field_metrics
+    from harness.registration import shift_px
+
+    with pytest.raises(BadInput, match="no signal above the dark level"):
+        flat_field_metrics(np.zeros((20, 30)))  # was: ZeroDivisionError (100 Imin / Imax)
+    with pytest.raises(BadInput, match="not finite"):
+        flat_field_metrics(np.full((20, 30), np.nan))
+    with pytest.raises(BadInput, match="at least 3 x 3"):
+        flat_field_metrics(np.ones((2, 30)), blur=False)
+    with pytest.raises(BadInput, match="no structure to register"):
+        shift_px(np.full((16, 16), 7.0), np.random.default_rng(1).random((16, 16)))
+    with pytest.raises(BadInput, match="different size"):
+        shift_px(np.ones((16, 16)), np.ones((8, 8)))
+
+
+def test_stage_analyses_refuse_what_they_cannot_measure() -> None:
+    from harness.errors import BadInput
+    from harness.stage_metrics import displacements, iso230_metrics, repeatability_metrics, repeatability_tables
+
+    with pytest.raises(BadInput, match="no reference/return pair"):
+        displacements([], lambda i: None, 1.0)
+    with pytest.raises(BadInput, match="no target with an up-approach image"):
+        iso230_metrics([], lambda i: None, 1.0)
+    one = repeatability_metrics(repeatability_tables([{"size": "300", "direction": "+x", "dx_um": 0.1, "dy_um": 0.2}])["300"])
+    assert math.isnan(one["sd_x_um"].value) and "at least 2" in one["sd_x_um"].reason

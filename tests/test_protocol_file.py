@@ -159,5 +159,7 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     found.update(flat_field_metrics(100 + rng.random((40, 60)))[0])
     rows = [{"size": "300 um", "direction": d, "round": 0, "dx_um": rng.normal(), "dy_um": rng.normal()} for d in ("+x", "-x") * 3]
     found.update(repeatability_metrics(repeatability_tables(rows)["300 um"]))
-    found.update(iso230_metrics([], lambda i: None, 1.0)[0])
+    image = rng.random((16, 16))
+    up = [{"status": "ok", "tag": "up", "context": '{"target": "0 um"}', "ifd": "0"}]
+    found.update(iso230_metrics(up, lambda i: image, 1.0)[0])  # (with no image at all, ISO 230-2 refuses: nothing to measure)
     assert {k: m.unit for k, m in found.items()} == METRICS

@@ -212,3 +212,184 @@ def test_protocol_needing_a_role_the_station_lacks(tmp_path: Path, make_station)
         Runner(st, ROOT / "protocols" / "flat-field.yaml", runs_dir=tmp_path, quiet=True)
     text = str(info.value)
     assert text.startswith(f"{ROOT / 'protocols' / 'flat-field.yaml'}:") and "needs the role 'camera'" in text
+
+
+# --- every ending is named for what it is ------------------------------------------------------------
+SHORT = """\
+protocol: short-lit
+title: Short lit sampling
+retries: {attempts: 1, delay: 1 s}
+steps:
+  - meter: {wavelength: 488, averaging: 10}
+  - laser: {line: 488, setpoint: 10 mW, emission: on}
+  - sample: {series: power, every: 1 s, for: 10 s}
+  - laser: {line: 488, emission: off}
+"""
+
+
+def _lose_laser_after_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 488 nm laser's connection is lost (for ever) right after the sampling: the protocol's own
+    emission-off and the safe state's both fail (a simulator fault, armed at that moment)."""
+    from simulators.params import FaultSpec
+
+    original = Runner._do_sample
+
+    def sample_then_lose(self: Runner, *args: object) -> None:
+        original(self, *args)
+        self.station.sim.world.lasers["Laser488"].faults.arm(FaultSpec(kind="connection_lost", after_commands=0, times=0))
+
+    monkeypatch.setattr(Runner, "_do_sample", sample_then_lose)
+
+
+def test_safe_state_not_confirmed_is_unsafe_exit_7_with_a_red_banner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    from harness.cli import run
+    from harness.errors import EXIT_UNSAFE
+    from harness.results_store import ResultsStore
+
+    _lose_laser_after_sampling(monkeypatch)
+    station = station_variant(tmp_path, {"simulation": {"time_scale": 2000}, "devices": {"Laser488": {"timeout_ms": 300}}})
+    outcome_file = tmp_path / "outcome.json"
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    code = run(["run", str(_protocol(tmp_path, SHORT)), "--station", str(station), "--runs-dir", str(tmp_path / "runs"), "-q",
+                "--outcome", str(outcome_file), "--db", db])
+    out, err = capsys.readouterr()
+    assert code == EXIT_UNSAFE == 7, err
+    assert out.startswith("unsafe: ") and "URGENT: the safe state was NOT confirmed" in err
+    result = json.loads(outcome_file.read_text())
+    assert result["outcome"] == "unsafe" and result["status"] == "failed" and result["safe_state"]["confirmed"] is False
+    folder = Path(result["folder"])
+    run_json = json.loads((folder / "run.json").read_text())
+    assert run_json["safe_state"]["confirmed"] is False and "Laser488" in " ".join(run_json["safe_state"]["failures"])
+    report = (folder / "report.html").read_text()
+    assert "class=unsafe" in report and "SAFE STATE NOT CONFIRMED" in report
+    with ResultsStore(db) as store:
+        [rec] = store.history()
+    assert rec.status == "unsafe" and rec.verdict == "not judged"
+
+
+def test_a_completed_run_whose_safe_state_is_confirmed_has_no_banner(make_station, tmp_path: Path) -> None:
+    st = make_station({})
+    outcome = Runner(st, _protocol(tmp_path, SHORT), runs_dir=tmp_path / "runs", quiet=True).run()
+    assert (outcome.status, outcome.outcome, outcome.safe_state_confirmed) == ("completed", "completed", True)
+    assert json.loads((outcome.folder / "run.json").read_text())["safe_state"] == {"confirmed": True, "failures": []}
+    assert "class=unsafe" not in (outcome.folder / "report.html").read_text()
+
+
+def test_a_full_disk_while_finalizing_a_stack_fails_the_run(make_station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from harness.ome_writer import OmeTiffStack
+
+    def no_space(self: OmeTiffStack) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(OmeTiffStack, "finalize", no_space)
+    st = make_station({})
+    outcome = Runner(st, _protocol(tmp_path, FRAMES), runs_dir=tmp_path / "runs", quiet=True).run()
+    assert outcome.status == "failed" and outcome.outcome == "failed"
+    assert "could not finalize frames.ome.tif" in outcome.reason and "No space left" in outcome.reason
+    run = json.loads((outcome.folder / "run.json").read_text())
+    assert run["status"] == "failed"
+    records = read_journal(outcome.folder / "journal.jsonl")
+    assert records[-1]["type"] == "run_end" and records[-1]["status"] == "failed"
+    results = json.loads((outcome.folder / "results.json").read_text())
+    assert results["verdict"] == "not judged"  # the measurement is not complete: not a QC verdict
+
+
+def test_a_failed_run_is_not_a_qc_fail(make_station, tmp_path: Path) -> None:
+    """The meter is lost mid-run: the partial metrics are kept but not judged, the report says the
+    measurement could not be completed (not FAIL), the store says failed / not judged."""
+    from harness.results_store import ResultsStore
+    from simulators.params import FaultSpec
+
+    text = SAMPLING.replace("MAXMISSING", "0") + "acceptance:\n  stability_pct: {pass: [99.99, null], unit: \"%\"}\n"
+    st = make_station({"devices": {"Meter": {"timeout_ms": 300}}})
+    runner = Runner(st, _protocol(tmp_path, text), runs_dir=tmp_path / "runs", quiet=True)
+    st.sim.world.meters["Meter"].faults.arm(FaultSpec(kind="connection_lost", after_commands=5 + 20))
+    outcome = runner.run()
+    assert outcome.status == "failed" and outcome.outcome == "failed"
+    results = json.loads((outcome.folder / "results.json").read_text())
+    assert results["verdict"] == "not judged" and "could not be completed" in results["verdict_note"]
+    [r] = results["results"]
+    assert r["metrics"]["stability_pct"]["value"] is not None  # the partial data are kept
+    assert {m["verdict"] for m in r["metrics"].values()} == {"not judged"}
+    report = (outcome.folder / "report.html").read_text()
+    assert "RUN FAILED" in report and "not a QC verdict" in report and ">FAIL<" not in report
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    with ResultsStore(db) as store:
+        store.import_run(outcome.folder)
+        [rec] = store.history()
+        assert (rec.status, rec.verdict) == ("failed", "not judged")
+        assert store.history(verdict="fail") == []
+
+
+def test_the_demo_flat_field_no_longer_crashes_its_analysis(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Micro-Manager's DemoCamera draws the same image whether the simulated lasers are on or not: the
+    dark-subtracted flat field is all zero, which divided by its maximum (ZeroDivisionError). Now the
+    analysis refuses it with the reason: exit 6, `analysis failed` in the results, the store and the
+    report; `analyze` says it in one message, without a traceback."""
+    from harness.cli import run
+    from harness.errors import EXIT_ANALYSIS_FAILED
+    from harness.results_store import ResultsStore
+    from tests.conftest import DEMO, merge
+
+    import yaml
+
+    data = merge(yaml.safe_load(DEMO.read_text()), {"simulation": {"time_scale": 2000}})
+    data["micromanager"]["config"] = str(DEMO.parent / data["micromanager"]["config"])
+    station = tmp_path / "demo.yaml"
+    station.write_text(yaml.safe_dump(data, sort_keys=False))
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    outcome_file = tmp_path / "outcome.json"
+    code = run(["run", str(ROOT / "protocols" / "flat-field.yaml"), "--station", str(station), "--runs-dir", str(tmp_path / "runs"),
+                "-q", "-y", "--db", db, "--outcome", str(outcome_file)])
+    out, err = capsys.readouterr()
+    assert code == EXIT_ANALYSIS_FAILED == 6, err
+    assert out.startswith("analysis failed: ") and "Traceback" not in err
+    assert "no signal above the dark level" in err and "identical to the dark frames" in err
+    result = json.loads(outcome_file.read_text())
+    assert result["status"] == "completed" and result["outcome"] == "analysis failed"
+    folder = Path(result["folder"])
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "analysis failed" and results["verdict"] == "not judged"
+    assert [(r["subject"], r["kind"]) for r in results["results"]] == [("488 nm", "analysis failed"), ("561 nm", "analysis failed")]
+    report = (folder / "report.html").read_text()
+    assert "ANALYSIS FAILED" in report and "no signal above the dark level" in report
+    with ResultsStore(db) as store:
+        [rec] = store.history()
+    assert rec.status == "analysis failed" and "no signal above the dark level" in rec.reason
+    # the suggested command: the same, one message, exit 6
+    assert run(["analyze", str(folder)]) == EXIT_ANALYSIS_FAILED
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "analysis failed: " in err
+
+
+def test_analyze_of_a_crashing_analysis_is_one_message_and_exit_6(make_station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    from harness import analysis
+    from harness.cli import run
+
+    st = make_station({})
+    outcome = Runner(st, _protocol(tmp_path, SHORT), runs_dir=tmp_path / "runs", quiet=True).run()
+    assert outcome.outcome == "completed"
+
+    def bug(*args: object) -> None:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(analysis, "analyse_series", bug)  # a crash inside one file's analysis
+    assert run(["analyze", str(outcome.folder)]) == 6
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "ZeroDivisionError" in err
+    results = json.loads((outcome.folder / "results.json").read_text())
+    assert results["status"] == "analysis failed" and "traceback" in results["results"][0]
+    monkeypatch.setattr(analysis, "analyse_run", bug)  # a crash of the analysis as a whole
+    monkeypatch.setattr("harness.cli.analyse_run", bug, raising=False)  # (whether cli imports it up front or when called)
+    assert run(["analyze", str(outcome.folder)]) == 6
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and err.strip().startswith("analysis failed: ZeroDivisionError")
+    assert json.loads((outcome.folder / "results.json").read_text())["status"] == "analysis failed"
+    monkeypatch.undo()
+    assert run(["analyze", str(tmp_path)]) == 2  # a user mistake stays exit 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert run(["analyze", str(outcome.folder)]) == 0  # once mended, the same command analyses it

@@ -267,7 +267,8 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, (folder.name, name)
         results = json.loads((folder / "results.json").read_text())
         run = json.loads((folder / "run.json").read_text())
-        assert results["verdict"] == ("fail" if run["status"] != "completed" else results["verdict"])
+        # a run that could not be completed is not a QC verdict
+        assert results["verdict"] == ("not judged" if run["status"] != "completed" else results["verdict"])
     interrupted = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "interrupted")
     rows = (interrupted / "power_488.csv").read_text().splitlines()
     assert len(rows) > 20 and all(r.count(",") == rows[0].count(",") for r in rows)  # readings kept, no torn row
@@ -448,3 +449,121 @@ def test_an_unreadable_state_file_is_kept_aside_and_the_service_starts(tmp_path:
     _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 12)), out=said.append).run(until=_local(2026, 12, 1, 12, 5))
     assert any("could not be read" in s and "starting afresh" in s for s in said)
     assert list(schedule.state_dir.glob("state.json.unreadable-*"))
+
+
+# --- endings that are not QC verdicts ----------------------------------------------------------------
+class _Endings(Scheduler):
+    """The service loop with scripted run endings and scripted safe-state checks (no station)."""
+
+    def __init__(self, *args: Any, endings: list[dict[str, Any]], safe: list[bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.endings, self.safe, self.safe_calls = list(endings), list(safe), []
+
+    def _run_process(self, job: Any, p: Any, wait_s: float, interlock: bool) -> dict[str, Any]:
+        self.clock.advance(600)
+        return {"folder": None, "reason": "", "stored": "n/a", **self.endings.pop(0)}
+
+    def _safe_state(self, why: str, stations: list[Path] | None = None) -> dict[str, bool | None]:
+        self.safe_calls.append(why)
+        confirmed = self.safe.pop(0) if self.safe else True
+        key = str(self.schedule.station_of(self.schedule.spec.jobs[0]))
+        if confirmed and key in self.state.unsafe:
+            self.state.unsafe.pop(key)
+        return {key: confirmed}
+
+    def _recover(self) -> list[Any]:
+        return []
+
+
+def _hourly(tmp_path: Path, server: Any, on: list[str]) -> Any:
+    return read_schedule_file(_schedule(tmp_path, {
+        "notify": {"on": on, "webhooks": [{"name": "facility", "url": f"http://127.0.0.1:{server.server_port}/hook"}]},
+        "jobs": [{"name": "hourly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 * * * *",
+                  "retries": {"attempts": 3, "delay": "10 min"}}]}))
+
+
+def test_an_unsafe_run_is_urgent_and_its_station_skipped_until_the_safe_state_is_confirmed(tmp_path: Path, webhook: Any) -> None:
+    server, received = webhook
+    schedule = _hourly(tmp_path, server, on=["fail"])  # 'unsafe' is sent although `on:` does not name it
+    said: list[str] = []
+    service = _Endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=said.append,
+                       endings=[{"status": "unsafe", "reason": "safe state NOT confirmed for: Laser488: connection lost"},
+                                {"status": "completed", "verdict": "pass"}, {"status": "completed", "verdict": "pass"}],
+                       # service start: confirmed; after the unsafe run: not; before 02:00: still not; before 03:00: confirmed
+                       safe=[True, False, False, True])
+    service.run(until=_local(2026, 12, 1, 4, 30))
+    got = [(datetime.fromisoformat(o["due"]).astimezone(BERLIN).strftime("%H:%M"), o["outcome"]) for o in ScheduleState(schedule.state_dir).outcomes()]
+    assert got == [("01:00", "unsafe"), ("02:00", "skipped"), ("03:00", "completed"), ("04:00", "completed")], got
+    first, skipped = ScheduleState(schedule.state_dir).outcomes()[:2]
+    assert first["retry_at"] is None and "runs on this station are skipped until it is" in first["reason"]
+    assert "station unsafe" in skipped["reason"] and "check the lasers by hand" in skipped["reason"]
+    assert [r["json"]["event"] for r in received] == ["unsafe"]  # skipped is not in `on:`
+    assert received[0]["json"]["subject"].startswith("URGENT") and received[0]["json"]["priority"] == "urgent"
+    assert "SAFE STATE NOT CONFIRMED" in received[0]["json"]["subject"]
+    assert any(s.startswith("URGENT hourly") for s in said)
+    assert ScheduleState(schedule.state_dir).unsafe == {}  # confirmed again before 03:00
+
+
+def test_an_unconfirmed_safe_state_after_a_failed_run_is_unsafe_too_and_survives_a_restart(tmp_path: Path, webhook: Any) -> None:
+    server, received = webhook
+    schedule = _hourly(tmp_path, server, on=["run_failed"])
+    _Endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None,
+             endings=[{"status": "failed", "reason": "device error: Laser488: connection lost"}], safe=[True, False]
+             ).run(until=_local(2026, 12, 1, 1, 30))
+    [o] = ScheduleState(schedule.state_dir).outcomes()
+    assert o["outcome"] == "unsafe" and o["retry_at"] is None and not ScheduleState(schedule.state_dir).pending
+    assert [r["json"]["event"] for r in received] == ["unsafe"]
+    assert list(ScheduleState(schedule.state_dir).unsafe) == [str(schedule.station_of(schedule.spec.jobs[0]))]
+    # the service restarts: the safe state is tried at start; still not confirmed: the next job is skipped
+    _Endings(schedule, VirtualClock(_local(2026, 12, 1, 1, 40)), out=lambda s: None, endings=[], safe=[False, False]
+             ).run(until=_local(2026, 12, 1, 2, 30))
+    assert [o["outcome"] for o in ScheduleState(schedule.state_dir).outcomes()] == ["unsafe", "skipped"]
+
+
+def test_an_analysis_failure_is_notified_as_such_and_not_retried(tmp_path: Path, webhook: Any) -> None:
+    server, received = webhook
+    schedule = _hourly(tmp_path, server, on=["fail", "run_failed", "analysis_failed"])
+    _Endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None,
+             endings=[{"status": "analysis failed", "verdict": "not judged",
+                       "reason": "analysis failed: flatfield.ome.tif: no signal above the dark level"}], safe=[]
+             ).run(until=_local(2026, 12, 1, 1, 30))
+    [o] = ScheduleState(schedule.state_dir).outcomes()
+    assert o["outcome"] == "analysis failed" and o["retry_at"] is None and "not retried" in o["reason"]
+    assert not ScheduleState(schedule.state_dir).pending
+    assert [r["json"]["event"] for r in received] == ["analysis_failed"]
+    assert "analysis failed (data kept)" in received[0]["json"]["subject"]
+
+
+def test_the_outcome_file_and_exit_status_map_to_the_endings(tmp_path: Path) -> None:
+    """What the service reads from a run process: its outcome file's word, or the exit status alone."""
+    import subprocess
+
+    from harness import scheduler as module
+
+    schedule = read_schedule_file(_schedule(tmp_path, {}))
+    service = Scheduler(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None)
+    schedule.state_dir.mkdir(parents=True, exist_ok=True)
+    schedule.runs_dir.mkdir(parents=True, exist_ok=True)
+    cases = [({"status": "completed", "outcome": "analysis failed", "analysis_error": "no signal"}, 6, "analysis failed"),
+             ({"status": "failed", "outcome": "unsafe", "reason": "safe state NOT confirmed"}, 7, "unsafe"),
+             ({"status": "failed", "outcome": "failed"}, 4, "failed"),
+             ({"status": "completed", "outcome": "completed", "verdict": "fail"}, 0, "completed")]
+    for written, rc, expect in cases:
+        class _Done:
+            returncode = rc
+
+            def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+                path = Path(cmd[cmd.index("--outcome") + 1])
+                path.write_text(json.dumps(written))
+
+            def communicate(self) -> tuple[str, str]:
+                return "", ""
+
+        original = module.subprocess.Popen
+        module.subprocess.Popen = _Done  # type: ignore[misc]
+        try:
+            result = service._run_process(schedule.spec.jobs[0], None, 0.0, False)
+        finally:
+            module.subprocess.Popen = original  # type: ignore[misc]
+        assert result["status"] == expect, (written, result)
+    assert subprocess.Popen is original

@@ -74,7 +74,7 @@ def test_role_naming_a_device_that_does_not_exist(tmp_path: Path) -> None:
     text = SIMULATED.read_text().replace("  camera: Camera\n", "  camera: Kamera\n")
     path = _write(tmp_path, text)
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "camera: Kamera" in l)
-    with pytest.raises(UserError, match=rf"{path}:{line}: roles.camera: no device 'Kamera'"):
+    with pytest.raises(UserError, match=rf"{path}:{line}: station: roles.camera: no device 'Kamera'"):  # found in the file, before anything loads
         Station.load(path)
 
 
