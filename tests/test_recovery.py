@@ -200,9 +200,11 @@ def test_planned_xml_gives_back_the_instrument_and_annotations(crashed: Path) ->
 
 def test_cmd_run_recovers_interrupted_runs_first(crashed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(crashed, tmp_path)
-    # the station file does not exist: the run itself cannot start, but recovery has happened by then
-    code = cli.run(["run", str(PROTOCOL), "--station", str(tmp_path / "no-such-station.yaml"), "--runs-dir", str(folder.parent), "--no-store"])
-    assert code == cli.EXIT_USER
+    # the files preflight, but the station's meter cannot be reached: the run itself cannot start, but
+    # recovery has happened by then (a mistake in a file is refused before recovery, within a second)
+    station = station_variant(tmp_path, {"devices": {"Meter": {"resource": "TCPIP0::127.0.0.1::1::SOCKET", "timeout_ms": 200}}})
+    code = cli.run(["run", str(PROTOCOL), "--station", str(station), "--runs-dir", str(folder.parent), "--no-store"])
+    assert code == cli.EXIT_DEVICE
     err = capsys.readouterr().err
     assert f"recovered {folder}: status interrupted" in err
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
