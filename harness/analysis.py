@@ -38,8 +38,8 @@ from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .provenance import sha256_file
 from .qc_annotations import annotate_run
-from .stack_check import damage_note
 from .series_writer import read_series
+from .stack_check import damage_note
 from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
 

@@ -488,3 +488,27 @@ def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Pat
     assert [(p.the_c, p.the_t) for p in px.planes] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
     assert [bool(p.annotation_refs) for p in px.planes] == [False] * 6 + [True] * 2
     assert pixels(path) == before
+
+
+def test_kill_during_recovery_of_a_lost_xml_then_recover_again(finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = copy_of(finished, tmp_path)
+    stack = folder / "flatfield.ome.tif"
+    before = pixels(stack)
+    with_dead_owner(folder)
+    destroy_xml(stack)
+    digest = hashlib.sha256(stack.read_bytes()).hexdigest()
+
+    def killed(fd: int) -> None:
+        raise Killed()
+
+    monkeypatch.setattr(tiff_description, "_fsync", killed)  # inside the rebuilt copy's XML rewrite
+    with pytest.raises(Killed):
+        recover_run(folder)
+    monkeypatch.undo()
+    assert json.loads((folder / "run.json").read_text())["status"] == "running"
+    assert hashlib.sha256(stack.read_bytes()).hexdigest() == digest  # the original is untouched until the copy is whole
+    report = recover_run(folder)
+    assert report.outcome == "recovered", report.error
+    assert not (folder / "flatfield.ome.tif.tmp").exists()
+    valid_ome(stack)
+    assert pixels(stack) == before
