@@ -42,8 +42,8 @@ gets values appended (nothing is reused or cut). Not covered: a disk that tears 
 lies at bytes 124-144 (the tests check it with ``entry_position``), so step 2 never straddles one.
 
 Cost (benchmarks/xml_rewrite.py, a 320-frame stack with a 98 kB XML, on this machine's disk):
-about 70 ms against 20 ms for ``tiffcomment`` followed by one fsync (the IFD walk and the second
-fsync); after ten rewrites of varying length the file is the size it was, where ``tiffcomment``
+about 30 ms against 6 ms for ``tiffcomment`` followed by one fsync (70 against 20 with other work
+on the machine); the difference is the IFD walk and the second fsync. After ten rewrites of varying length the file is the size it was, where ``tiffcomment``
 leaves 217 kB of zeroed old values behind.
 """
 
