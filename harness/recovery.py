@@ -47,8 +47,7 @@ What cannot be restored: the pixels of a page cut short (a placeholder takes its
 and stage position of a frame whose row was never logged; the channels' detector gain, offset and
 binning (the planned XML does not hold them, so the recovered XML leaves gain and offset out and
 keeps the plan's binning); for a stack whose XML was lost, also its UUID (a new one), the
-acquisition date (the run's start instead), the specimen name and any other annotation only the
-XML had (the run annotation says ``MetadataRebuilt``); and whatever a power loss kept in the page
+acquisition date (the run's start instead) and any annotation only the XML had (the run annotation says ``MetadataRebuilt``); and whatever a power loss kept in the page
 cache (nothing is fsynced while frames and readings are written).
 """
 
@@ -455,8 +454,8 @@ def _started(run: dict[str, Any] | None, path: Path) -> datetime:
 
 def info_from_run(run: dict[str, Any] | None, path: Path) -> InstrumentInfo:
     """What the runner's InstrumentInfo held, from run.json alone (the station file's text and the
-    devices' identities it records) and the pixel size from the TIFF's resolution tags: for a stack
-    whose XML is lost. Unknown parts are left empty."""
+    devices' identities it records), the pixel size from the TIFF's resolution tags and the specimen
+    from the journal: for a stack whose XML is lost. Unknown parts are left empty."""
     import yaml
 
     run = run or {}
@@ -498,6 +497,9 @@ def info_from_run(run: dict[str, Any] | None, path: Path) -> InstrumentInfo:
                     "PowerMeter.Model": meter.get("model", ""), "PowerMeter.SerialNumber": meter.get("serial", ""),
                     "PowerMeter.Sensor": (meter.get("details") or {}).get("sensor", ""),
                     "PowerMeter.SensorSerialNumber": (meter.get("details") or {}).get("sensor_serial", "")})
+    specimen = next((r.get("sample") for r in reversed(_journal_records(path.parent / "journal.jsonl")) if r.get("type") == "specimen"), None)
+    if specimen:  # the runner's is the last specimen step's
+        nbo["Specimen"] = str(specimen)
     return InstrumentInfo(
         microscope={k: str(mic.get(k, "")) for k in ("manufacturer", "model", "type", "serial")},
         lines=lines, camera={k: cam.get(k, "") for k in ("vendor", "model", "serial")} if cam else {},

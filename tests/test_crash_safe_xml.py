@@ -35,6 +35,7 @@ from ome_types import from_xml
 from harness import cli, qc_annotations, tiff_description
 from harness.analysis import analyse_run
 from harness.journal import read_journal
+from harness.ome_metadata import NS_NBO, NS_RUN
 from harness.ome_writer import OmeTiffStack
 from harness.plan import StackPlan
 from harness.recovery import recover_run
@@ -402,6 +403,12 @@ def test_killed_run_whose_xml_is_lost_is_rebuilt_from_pages_and_frame_log(finish
     assert [(l.wavelength, l.power, l.serial_number) for l in inst.lasers] == [(l.wavelength, l.power, l.serial_number) for l in oinst.lasers]
     assert inst.detectors[0].serial_number == oinst.detectors[0].serial_number and inst.microscope.model == oinst.microscope.model
     assert inst.objectives[0].lens_na == oinst.objectives[0].lens_na
+
+    def notes(o: Any, namespace: str) -> dict[str, str]:
+        return {kv.k: kv.value for a in o.structured_annotations.map_annotations if a.namespace == namespace for kv in a.value.ms}
+
+    assert notes(ome, NS_NBO) == notes(original, NS_NBO)  # 4DN-BINA-OME fields, set points and specimen included
+    assert {k: v for k, v in notes(ome, NS_RUN).items() if k != "MetadataRebuilt"} == notes(original, NS_RUN)
     results = json.loads((folder / "results.json").read_text())
     assert results["results"] and "annotation_error" not in results
     if damage == "offset zeroed":
