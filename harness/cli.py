@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from devices.errors import DeviceError
+from devices.errors import DeviceError, SafetyLimitError
 
 from . import __version__, shipped
 from .cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive
@@ -602,9 +603,15 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     except UserError as exc:
         out(f"error: {exc}")
         return EXIT_USER
+    except SafetyLimitError as exc:  # a value the user asked for, refused before anything was sent
+        out(f"error: {exc}")
+        return EXIT_USER
     except DeviceError as exc:
         out(f"device error: {exc}")
         return EXIT_DEVICE
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing more to say to it
+        _stdout_to_devnull()
+        return 0
     except KeyboardInterrupt:
         out("interrupted: devices were put into their safe state")
         return EXIT_INTERRUPTED
@@ -617,5 +624,14 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
         raise
 
 
+def _stdout_to_devnull() -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main() -> None:
-    sys.exit(run(None))
+    code = run(None)
+    try:
+        sys.stdout.flush()  # what is still buffered goes now, where a reader that went away can be told apart
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    sys.exit(code)

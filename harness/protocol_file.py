@@ -280,8 +280,12 @@ def limit_problems(kind: str, params: Any, limits: Limits) -> list[tuple[str, st
     return out
 
 
+PROTOCOL_ID = r"^[a-z0-9][a-z0-9_-]*$"
+
+
 class ProtocolFile(_Model):
-    protocol: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=MAX_NAME, description="short id, used in run folder names")
+    protocol: str = Field(max_length=MAX_NAME, description="short id, used in run folder names",
+                          json_schema_extra={"pattern": PROTOCOL_ID})
     title: str
     version: str = "1"
     description: str = ""
@@ -293,6 +297,13 @@ class ProtocolFile(_Model):
     max_missing: int = Field(default=0, ge=0, description="failed readings/frames tolerated before the run fails")
     steps: list[Step] = Field(min_length=1)
     acceptance: dict[str, Limit] = Field(default_factory=dict)
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol_id(cls, v: str) -> str:
+        if not re.fullmatch(PROTOCOL_ID, v):
+            raise ValueError(f"{v!r} is not a protocol id: lower-case letters, digits, '-' and '_', starting with a letter or digit (e.g. 'power-stability-short')")
+        return v
 
     @field_validator("retries")
     @classmethod

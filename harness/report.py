@@ -30,8 +30,9 @@ from .series_writer import read_series
 
 COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "not judged": "#5f6368"}
 # endings that are not QC verdicts: their own colours, never the verdict's red
-ENDING_COLOURS = {"failed": "#6a1b9a", "aborted": "#6a1b9a", "interrupted": "#6a1b9a", "analysis failed": "#8d6e00"}
-ENDING_LABELS = {"failed": "run failed", "aborted": "run aborted", "interrupted": "run interrupted", "analysis failed": "analysis failed"}
+ENDING_COLOURS = {"failed": "#6a1b9a", "aborted": "#6a1b9a", "interrupted": "#6a1b9a", "analysis failed": "#8d6e00", "unsafe": "#b3261e"}
+ENDING_LABELS = {"failed": "run failed", "aborted": "run aborted", "interrupted": "run interrupted", "analysis failed": "analysis failed",
+                 "unsafe": "unsafe: safe state not confirmed"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#202124;padding:0 1em}
@@ -191,7 +192,8 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
         parts.append("<div class=unsafe id=unsafe><b>URGENT: SAFE STATE NOT CONFIRMED.</b> A laser may still be emitting. "
                      "Check the station and switch the lasers off by hand before anyone works at it. "
                      f"Not confirmed: {_e('; '.join(str(f) for f in failures))}</div>")
-    ending = run["status"] if run["status"] != "completed" else (ANALYSIS_FAILED if data.get("status") == ANALYSIS_FAILED else "")
+    ending = UNSAFE if word == UNSAFE else run["status"] if run["status"] != "completed" else (
+        ANALYSIS_FAILED if data.get("status") == ANALYSIS_FAILED else "")
     if ending:
         badge = (f'<span class="verdict big" style="background:{ENDING_COLOURS.get(ending, "#6a1b9a")}">'
                  f'{_e(ENDING_LABELS.get(ending, ending).upper())}</span>')
@@ -216,7 +218,8 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
         for r in data["results"]) + "</table>")
     if data.get("not_analysed"):
         parts.append(f"<p class=muted>Not analysed: {_e(', '.join(data['not_analysed']))}</p>")
-    parts.append("<h2>Figures</h2>")
+    if data["results"]:
+        parts.append("<h2>Figures</h2>")
     for r in data["results"]:
         try:
             parts.append(_figures(folder, r))
@@ -228,7 +231,8 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
             parts.append(_iso_table(r["targets"]))
         if r["kind"] == "iso230" and r.get("not_reported"):
             parts.append(f"<p class=muted>Not reported: {_e(r['not_reported'])}</p>")
-    parts.append("<h2>Metrics</h2>" + _verdict_table(data["results"]))
+    if any(r["metrics"] for r in data["results"]):
+        parts.append("<h2>Metrics</h2>" + _verdict_table(data["results"]))
     parts.append("<h2>Run</h2>" + _table([
         ("protocol", f"{protocol['id']} version {protocol.get('version', '')} ({protocol.get('path', '')}, sha256 {protocol.get('sha256', '')[:12]})"),
         ("station file", f"{station.get('path', '')} (sha256 {station.get('sha256', '')[:12]})"),

@@ -71,9 +71,9 @@ def build_charts(store: ResultsStore, metric: str, station: str | None = None, s
 
 # --- plot ----------------------------------------------------------------------------------------
 def time_span(times: list[datetime]) -> tuple[datetime, datetime]:
-    """The time axis: the data with 5 % margins (at least 1 h); one run (or runs at one time) +-12 h."""
+    """The time axis: the data with 5 % margins (at least 1 min); one run (or runs at one time) +-1 h."""
     first, last = min(times), max(times)
-    pad = max((last - first) * 0.05, timedelta(hours=1)) if last > first else timedelta(hours=12)
+    pad = max((last - first) * 0.05, timedelta(minutes=1)) if last > first else timedelta(hours=1)
     return first - pad, last + pad
 
 
@@ -122,13 +122,13 @@ def figure(chart: Chart) -> Any:
     # acceptance limits: drawn where they are near the data; one far away is named in the legend, so
     # the variation of the values stays visible
     lo, hi = min(shown), max(shown)
-    reach = max(hi - lo, abs(lim.centre) * 0.01, 1e-12)
+    reach = hi - lo if hi > lo else max(abs(lim.centre) * 0.02, 1e-12)  # no spread yet: nothing to hide
     styles = {"pass": ("black", "-"), "warn": ("tab:orange", "-.")}
     handles: list[Any] = []
     for band, value in acceptance_bounds(chart.acceptance):
         colour, style = styles[band]
         label = f"acceptance: {band} limit {value:.5g}"
-        if lo - 2 * reach <= value <= hi + 2 * reach:
+        if lo - reach <= value <= hi + reach:  # within one data span: drawing it keeps the values readable
             ax.axhline(value, color=colour, linestyle=style, linewidth=1.4, label=label)
             shown.append(value)
         else:
@@ -179,7 +179,7 @@ def _chart_html(n: int, chart: Chart) -> str:
     parts = [
         f'<section id="chart-{n}">',
         f"<h2>{e(chart.title)}</h2>",
-        f'<p class="meta">{len(chart.points)} completed runs, {e(_time(chart.points[0].ended_utc))} to {e(_time(chart.points[-1].ended_utc))} UTC; '
+        f'<p class="meta">{len(chart.points)} completed run{"s" if len(chart.points) != 1 else ""}, {e(_time(chart.points[0].ended_utc))} to {e(_time(chart.points[-1].ended_utc))} UTC; '
         f"centre line {e(_value(lim.centre, unit))}" + (f" (SD {lim.sd:.4g})" if lim.defined else "") + f"; {e(lim.describe(unit))}. "
         f"Acceptance limits of the protocol: {e(acceptance or 'none')}.</p>",
         f'<img alt="{e(chart.title)} over time" src="data:image/png;base64,{png}">',

@@ -10,6 +10,7 @@ on the composed node graph, before anything is constructed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +277,8 @@ def format_errors(doc: YamlDocument, exc: ValidationError, what: str) -> str:
             loc += (key,)
             msg = f"unknown {key} {err['ctx']['tag']!r} (known: {err['ctx']['expected_tags']})"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            close = get_close_matches(str(loc[-1]), sorted(doc.schema_words), n=1, cutoff=0.75) if loc else []
+            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         elif err["type"] == "missing":
             msg = "missing (required)"
         elif err["type"] == "too_short" and err.get("input") in ([], {}):

@@ -64,11 +64,21 @@ def test_meter_snap_and_move_commands(tmp_path: Path) -> None:
     assert "at (1500.000, -250.000) um" in out.stdout and "ZDrive: at 20.000 um" in out.stdout
 
 
-def test_device_refusal_is_one_message_with_exit_status_3() -> None:
+def test_value_over_a_safety_limit_is_the_users_mistake_exit_status_2() -> None:
+    """Refused before anything is sent, from the station's own limits: not a device failure (exit 3
+    would be retried by a scheduler)."""
     out = qc("meter", "--line", "488", "--power-mw", "500")
-    assert out.returncode == 3
-    assert out.stderr.strip().startswith("device error: Laser488: set point 500 mW exceeds the station's safety limit")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: Laser488: set point 500 mW exceeds the station's safety limit")
     assert "Traceback" not in out.stderr
+
+
+def test_a_reader_that_goes_away_is_no_traceback() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "validate", "protocols/flat-field.yaml", "configs/simulated.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
+    proc.stdout.close()  # like `| head -c 0`: the first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_unknown_line_is_a_user_error() -> None:

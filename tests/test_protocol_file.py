@@ -51,6 +51,8 @@ def test_shipped_protocols_validate_and_expand() -> None:
         ("  - acquire: {frames: 2}\n", ":4: protocol: steps[0].acquire.stack: missing (required)"),
         ("  - lazer: {line: 488}\n", ":4: protocol: steps[0]: not a step"),
         ("  - move: {x: 1 um, along: +x, by: 2 um}\n", ":4: protocol: steps[0].move: a move gives exactly one of"),
+        ("  - laser: {line: 488, setpiont: 5 mW}\n", ":4: protocol: steps[0].laser.setpiont: unknown key (did you mean 'setpoint'?)"),
+        ("  - wait: 1 s\nacceptence: {}\n", ":5: protocol: acceptence: unknown key (did you mean 'acceptance'?)"),
     ],
 )
 def test_mistakes_name_file_line_and_field(tmp_path: Path, snippet: str, expected: str) -> None:
@@ -58,6 +60,14 @@ def test_mistakes_name_file_line_and_field(tmp_path: Path, snippet: str, expecte
     with pytest.raises(UserError) as info:
         _plan(path)
     assert str(info.value).startswith(str(path) + expected), str(info.value)
+
+
+def test_protocol_id_mistake_says_what_an_id_is(tmp_path: Path) -> None:
+    path = _write(tmp_path, "protocol: My.Proto\ntitle: T\nsteps:\n  - wait: 1 s\n")
+    with pytest.raises(UserError) as info:
+        _plan(path)
+    assert str(info.value) == (f"{path}:1: protocol: protocol: 'My.Proto' is not a protocol id: lower-case letters, digits, '-' and '_', "
+                               "starting with a letter or digit (e.g. 'power-stability-short')")
 
 
 def test_mistake_inside_a_loop_names_the_step_line_and_the_values(tmp_path: Path) -> None:

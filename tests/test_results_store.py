@@ -349,14 +349,14 @@ def test_trend_report_is_self_contained_and_flags_the_step(real_run: Path, store
 
 
 def test_trend_chart_does_not_overstate(real_run: Path, store: ResultsStore, tmp_path: Path) -> None:
-    """One run: the time axis spans a day around it (not years), no offset notation on the value
+    """One run: the time axis spans two hours around it (not years), no offset notation on the value
     axis, the protocol's acceptance limits drawn, and no claim of statistical control."""
     store.import_run(make_run(real_run, tmp_path / "runs", 0, values={"488 nm": 99.5}))
     [chart] = build_charts(store, "stability_pct", subject="488 nm")
     assert chart.acceptance == {"pass": [99.0, None], "warn": [98.0, None], "unit": "%"}
     ax = figure(chart).axes[0]
     left, right = ax.get_xlim()  # matplotlib date numbers: days
-    assert right - left == pytest.approx(1.0)
+    assert right - left == pytest.approx(2 / 24)
     ax.figure.canvas.draw()
     assert ax.yaxis.get_offset_text().get_text() == ""
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
@@ -392,6 +392,9 @@ def test_statistical_control_needs_an_established_baseline(real_run: Path, store
     chart.acceptance = {"pass": [50.0, None], "warn": None}  # far below the data: named, the data keep the axis
     ax = figure(chart).axes[0]
     assert ax.get_ylim()[0] > 98 and "acceptance: pass limit 50 (below the axis)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    chart.acceptance = {"pass": [99.0, None], "warn": [98.0, None]}  # within one spread of the data and limits: drawn
+    ax = figure(chart).axes[0]
+    assert 99.0 in {line.get_ydata()[0] for line in ax.lines} and ax.get_ylim()[0] < 99.0
 
 
 # --- commands ------------------------------------------------------------------------------------

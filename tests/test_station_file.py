@@ -41,7 +41,7 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         Station.load(path)
     lines = str(info.value).splitlines()
-    assert f"{path}:6: station: devices.Meter.timout_ms: unknown key" in lines
+    assert f"{path}:6: station: devices.Meter.timout_ms: unknown key (did you mean 'timeout_ms'?)" in lines
     assert any(l.startswith(f"{path}:12: station: devices.Laser488.simulation.nominal_power_mw: ") and "'lots'" in l for l in lines)
     assert len(lines) == 2
 
