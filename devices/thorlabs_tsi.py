@@ -112,6 +112,12 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
         self.add_property("SensorHeight", int, lambda: int(cam.sensor_height_pixels))
         for key, value in self._identity_fields().items():
             self.add_property(key, str, (lambda v=value: v))
+        # the camera's own ranges, so a value out of range is refused by Micro-Manager (and by a
+        # protocol's preflight) before it reaches the camera
+        gain = cam.gain_range
+        self.set_property_limits("Gain", (float(cam.convert_gain_to_decibels(gain.min)), float(cam.convert_gain_to_decibels(gain.max))))
+        exposure = cam.exposure_time_range_us
+        self.set_property_limits("Exposure", (exposure.min / 1000.0, exposure.max / 1000.0))
 
     def shutdown(self) -> None:
         try:

@@ -134,6 +134,8 @@ PROPERTIES = """\
   - set_property: {device: camera, property: Binning, value: fast}
   - set_property: {device: turret, property: State, value: 1}
   - set_property: {device: Meter, property: AutoRange, value: "Off"}
+  - set_property: {device: camera, property: Gain, value: 1000000}
+  - set_property: {device: camera, property: Gain, value: 12}
 """
 
 
@@ -149,6 +151,8 @@ def test_properties_are_checked_on_the_loaded_devices(tmp_path: Path) -> None:
     assert f"{p}:8: protocol: set_property: Camera.Binning takes a number, not 'fast'" in err
     assert f"{p}:9: protocol: set_property: no device or role 'turret' on station" in err
     assert f"{p}:10:" not in err
+    # the TSI camera's gain range, from the camera (the simulated one: 0..48 dB)
+    assert f"{p}:11: protocol: set_property: Camera.Gain = 1000000 is outside its limits 0 .. 48" in err and f"{p}:12:" not in err
 
 
 def test_property_limits_of_a_cpp_device(tmp_path: Path) -> None:
