@@ -623,7 +623,11 @@ class Runner:
             try:
                 watts, attempts = self._retry(f"reading {name}[{k}]", meter.read_w)
                 row.update(power_W=f"{watts:.9e}", status="ok", attempts=attempts)
-                self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
+                try:
+                    self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
+                except OSError:  # a full disk: the journal keeps the record for later; the CSV gets the row
+                    writer.write(row)
+                    raise
             except DeviceError as exc:
                 row.update(status="missing", error=str(exc), attempts=self.protocol.retries.attempts if exc.retryable else 1)
                 writer.write(row)

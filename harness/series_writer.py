@@ -37,7 +37,9 @@ class SeriesWriter:
         try:
             self._append(self._format(None))
         except OSError:
-            self.close()
+            os.close(self._fd)
+            self._fd = None
+            path.unlink(missing_ok=True)  # not even its header: no file rather than an empty one
             raise
 
     def _format(self, row: dict[str, Any] | None) -> bytes:
