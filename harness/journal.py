@@ -96,12 +96,28 @@ class Journal:
                     self._fd = None
 
 
+def parse_record(line: str) -> dict[str, Any] | None:
+    """One journal line as a record, or None. A line a full disk once cut short, with the next
+    record appended to the fragment (journals written before records were appended whole), gives
+    that next record: it is complete, only its prefix is not."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        start = line.rfind('{"seq":', 1)
+        if start <= 0:
+            return None
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            return None
+    return record if isinstance(record, dict) else None
+
+
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """All complete records (a line cut short by a crash is left out)."""
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        record = parse_record(line)
+        if record is not None:
+            out.append(record)
     return out

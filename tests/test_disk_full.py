@@ -344,3 +344,46 @@ def test_series_writer_drops_a_row_it_cannot_write_at_close(tmp_path: Path, monk
         writer.close()
     assert writer.rows == 1
     assert (tmp_path / "s.csv").read_bytes() == b"a,b\r\n1,2\r\n"
+
+
+def test_a_record_after_a_fragment_is_not_dropped_by_recovery(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal written before records were appended whole: a full disk cut a line short, the next
+    (complete) records landed on the fragment; recovery must still see the run's end."""
+    from harness.recovery import recover_run
+
+    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 5 s"), "--no-store")
+    assert code == 0, capsys.readouterr().err
+    folder = Path(result["folder"])
+    journal = folder / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    assert json.loads(lines[-1])["type"] == "run_end"
+    end = json.loads(lines[-1])
+    end.update(status="failed", reason="disk full: x: no space left on device")
+    torn = '{"seq":' + str(end["seq"]) + ',"type":"err'  # the fragment a full disk left
+    journal.write_text("\n".join(lines[:-1]) + "\n" + torn + json.dumps(end, separators=(",", ":")) + "\n")
+    assert read_journal(journal)[-1] == end
+    run = json.loads((folder / "run.json").read_text())
+    run.update(status="running")
+    run["process"]["pid"] = _dead_pid()
+    (folder / "run.json").write_text(json.dumps(run))
+    report = recover_run(folder)
+    assert report.outcome == "recovered", report.error
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "failed" and run["reason"].startswith("disk full: x: no space left on device")
+
+
+def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.recovery import recover_run
+
+    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"), "--no-store")
+    assert code == 0, capsys.readouterr().err
+    folder = Path(result["folder"])
+    run = json.loads((folder / "run.json").read_text())
+    run.update(status="running")
+    run["process"]["pid"] = _dead_pid()
+    (folder / "run.json").write_text(json.dumps(run))
+    (folder / disk_full.RESERVE_NAME).write_bytes(b"\0" * 1000)
+    report = recover_run(folder)
+    assert report.outcome == "recovered", report.error
+    assert not (folder / disk_full.RESERVE_NAME).exists()
+    assert disk_full.RESERVE_NAME not in (folder / "MANIFEST.sha256").read_text()
