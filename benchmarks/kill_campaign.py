@@ -6,10 +6,13 @@ schedule service at random moments, then recover and check every run folder agai
 Each protocol first runs once unkilled (its duration sets the window the kill times are drawn
 from; the run is checked like the others). Then, for N kills spread over the targets:
 
-- ``run:<protocol>``: ``microscope-qc run`` killed after a random delay (SIGKILL 2/3, SIGTERM 1/3);
-- ``recover``: a run killed (SIGKILL) mid-run, then ``microscope-qc recover`` killed at a random moment;
+- ``run:<protocol>``: ``microscope-qc run`` killed (SIGKILL 2/3, SIGTERM 1/3) once its journal has
+  grown to a random fraction of a whole run's, or (3 in 10) 0-0.4 s after its run.json stopped
+  saying ``running`` (the finishing window);
+- ``recover``: a run killed (SIGKILL) mid-run, then ``microscope-qc recover`` killed after a random
+  delay, or 0-0.3 s after it first touched the folder;
 - ``service``: ``microscope-qc schedule run`` with one job missed three hours ago (run at start),
-  killed at a random moment; the next service start recovers and retries.
+  killed like a run (4 in 10 in the finishing window); the next service start recovers and retries.
 
 Then the service is started once more and stopped, ``recover`` run to the end, and every folder
 checked: run.json finished; each OME-TIFF readable with pages = OME-XML Planes = TiffData, its real
@@ -59,6 +62,7 @@ class Campaign:
     runs: Path
     kills: list[dict[str, Any]] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
+    journal_bytes: dict[str, int] = field(default_factory=dict)
     scales: dict[str, float] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
@@ -99,6 +103,60 @@ def _kill_after(proc: subprocess.Popen[str], delay: float, sig: int) -> bool:
         return True
 
 
+def _kill_when(proc: subprocess.Popen[str], runs: Path, before: set[Path], rng: random.Random, sig: int,
+               journal_bytes: int | None, timeout: float = 300) -> bool:
+    """Send ``sig`` at a moment of the run: once its journal has grown to a random size (``journal_bytes``:
+    the size a whole run's journal reaches), or else (None) a random 0-0.4 s after its run.json stops
+    saying ``running`` (the finishing window: results, report, manifest, database). True if sent."""
+    threshold = rng.uniform(0, 0.9 * journal_bytes) if journal_bytes else None
+    extra = rng.uniform(0, 0.4)
+    deadline = time.monotonic() + timeout
+    folder: Path | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if folder is None:
+            folder = _new_folder(runs, before)
+        elif threshold is not None:
+            try:
+                if (folder / "journal.jsonl").stat().st_size >= threshold:
+                    break
+            except OSError:
+                pass
+        else:
+            try:
+                if '"status": "running"' not in (folder / "run.json").read_text():
+                    time.sleep(extra)
+                    break
+            except OSError:
+                pass
+        time.sleep(0.003)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(sig)
+    return True
+
+
+def _kill_on_change(proc: subprocess.Popen[str], folder: Path, extra: float, sig: int, timeout: float = 120) -> bool:
+    """Send ``sig`` ``extra`` s after any file of ``folder`` changed; True if sent."""
+    def state() -> list[tuple[str, float, int]]:
+        try:
+            return sorted((p.name, p.stat().st_mtime, p.stat().st_size) for p in folder.iterdir())
+        except OSError:
+            return []
+
+    first, deadline = state(), time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state() != first:
+            time.sleep(extra)
+            break
+        time.sleep(0.003)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(sig)
+    return True
+
+
 def _moment(folder: Path | None, sent: bool) -> str:
     """Where a run was when it was killed, from its files."""
     if not sent:
@@ -135,12 +193,15 @@ def _new_folder(runs: Path, before: set[Path]) -> Path | None:
 
 
 # --- the targets -----------------------------------------------------------------------------------
-def calibrate(c: Campaign) -> None:
-    for protocol in PROTOCOLS:
+def calibrate(c: Campaign, protocols: list[Path]) -> None:
+    for protocol in protocols:
         c.scales[protocol.stem] = _scale(protocol)
         t0 = time.monotonic()
+        before = set(c.runs.iterdir()) if c.runs.is_dir() else set()
         code, err = _wait(c.run_cmd(protocol))
         c.durations[protocol.stem] = time.monotonic() - t0
+        folder = _new_folder(c.runs, before)
+        c.journal_bytes[protocol.stem] = (folder / "journal.jsonl").stat().st_size if folder and (folder / "journal.jsonl").is_file() else 1
         c.log.append(f"calibration {protocol.stem}: exit {code} in {c.durations[protocol.stem]:.1f} s (x{c.scales[protocol.stem]:g})")
         if code not in (0, 6):
             c.log.append(f"  {err.strip().splitlines()[-1] if err.strip() else ''}")
@@ -149,27 +210,30 @@ def calibrate(c: Campaign) -> None:
 def kill_run(c: Campaign, protocol: Path) -> None:
     before = set(c.runs.iterdir()) if c.runs.is_dir() else set()
     sig = signal.SIGKILL if c.rng.random() < 2 / 3 else signal.SIGTERM
-    d = c.durations[protocol.stem]  # from the process start: its imports and station load are part of it
-    delay = c.rng.uniform(0.35 * d, 1.05 * d) if c.rng.random() < 0.8 else c.rng.uniform(0.2, 0.35 * d)
+    finishing = c.rng.random() < 0.3
     proc = c.run_cmd(protocol)
-    sent = _kill_after(proc, delay, sig)
+    sent = _kill_when(proc, c.runs, before, c.rng, sig, None if finishing else c.journal_bytes[protocol.stem])
     code, _ = _wait(proc)
     folder = _new_folder(c.runs, before)
-    c.kills.append({"target": f"run:{protocol.stem}", "signal": sig.name, "delay_s": round(delay, 2), "moment": _moment(folder, sent),
+    c.kills.append({"target": f"run:{protocol.stem}", "signal": sig.name, "moment": _moment(folder, sent),
                     "exit": code, "folder": str(folder) if folder else None})
 
 
-def kill_recover(c: Campaign) -> None:
-    protocol = c.rng.choice(PROTOCOLS)
+def kill_recover(c: Campaign, protocols: list[Path]) -> None:
+    protocol = c.rng.choice(protocols)
     before = set(c.runs.iterdir()) if c.runs.is_dir() else set()
     proc = c.run_cmd(protocol)
-    _kill_after(proc, c.rng.uniform(2.5, max(c.durations[protocol.stem], 3.0)), signal.SIGKILL)
+    _kill_when(proc, c.runs, before, c.rng, signal.SIGKILL, c.journal_bytes[protocol.stem])
     _wait(proc)
     folder = _new_folder(c.runs, before)
     sig = signal.SIGKILL if c.rng.random() < 2 / 3 else signal.SIGTERM
-    delay = c.rng.uniform(0.5, 4.0)
+    delay = c.rng.uniform(1.0, 6.0)
     rec = c.harness("recover", "--runs-dir", str(c.runs))
-    sent = _kill_after(rec, delay, sig)
+    if folder is not None and c.rng.random() < 0.5:
+        delay = -1.0  # at the moment it first changes the folder
+        sent = _kill_on_change(rec, folder, c.rng.uniform(0, 0.3), sig)
+    else:
+        sent = _kill_after(rec, delay, sig)
     code, _ = _wait(rec)
     if not sent:
         moment = "after exit"
@@ -217,13 +281,14 @@ def kill_service(c: Campaign) -> None:
     runs = c.base / "runs-service"
     before = set(runs.iterdir()) if runs.is_dir() else set()
     sig = signal.SIGKILL if c.rng.random() < 1 / 2 else signal.SIGTERM
-    delay = c.rng.uniform(2.0, 3.0 + c.durations["power-stability-short"] * 1.2)
+    finishing = c.rng.random() < 0.4
     proc = c.harness("schedule", "run", str(path))
-    sent = _kill_after(proc, delay, sig)
+    runs.mkdir(parents=True, exist_ok=True)
+    sent = _kill_when(proc, runs, before, c.rng, sig, None if finishing else c.journal_bytes["power-stability-short"])
     code, _ = _wait(proc)
     folder = _new_folder(runs, before)
     time.sleep(0.5)  # a run process left orphaned by SIGKILL of the service ends with it (or is killed below)
-    c.kills.append({"target": "service", "signal": sig.name, "delay_s": round(delay, 2), "moment": _moment(folder, sent) if folder else
+    c.kills.append({"target": "service", "signal": sig.name, "moment": _moment(folder, sent) if folder else
                     ("before any run" if sent else "after exit"), "exit": code, "folder": str(folder) if folder else None})
 
 
@@ -388,7 +453,7 @@ def check_all(c: Campaign) -> tuple[list[tuple[str, str]], collections.Counter[s
 
 
 # --- the campaign ----------------------------------------------------------------------------------
-def campaign(kills: int, seed: int, base: Path, out: Any = print) -> int:
+def campaign(kills: int, seed: int, base: Path, protocols: list[Path] = PROTOCOLS, out: Any = print) -> int:
     rng = random.Random(seed)
     (base / "data").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "XDG_DATA_HOME": str(base / "data"), "MICROSCOPE_QC_DB": f"sqlite:///{(base / 'results.sqlite').as_posix()}",
@@ -397,13 +462,13 @@ def campaign(kills: int, seed: int, base: Path, out: Any = print) -> int:
     station = station_file({"devices": CAMERA}, base)
     c = Campaign(base, rng, env, station, base / "runs")
     t0 = time.monotonic()
-    calibrate(c)
-    targets = [f"run:{p.stem}" for p in PROTOCOLS] + ["recover", "service"]
+    calibrate(c, sorted(set(protocols) | {ROOT / "protocols" / "power-stability-short.yaml"}))  # the service's job
+    targets = [f"run:{p.stem}" for p in protocols] + ["recover", "service"]
     plan = [targets[i % len(targets)] for i in range(kills)]
     rng.shuffle(plan)
     for target in plan:
         if target == "recover":
-            kill_recover(c)
+            kill_recover(c, protocols)
         elif target == "service":
             kill_service(c)
         else:
@@ -417,11 +482,12 @@ def campaign(kills: int, seed: int, base: Path, out: Any = print) -> int:
                 c.log.append(f"final recover of {runs.name}: exit {code}: {err.strip().splitlines()[-1] if err.strip() else ''}")
     bad, counts = check_all(c)
     elapsed = time.monotonic() - t0
+    (base / "kills.json").write_text(json.dumps({"kills": c.kills, "violations": bad, "counts": counts}, indent=2))
 
     for line in c.log:
         out(line)
     table = collections.Counter((k["target"], k["signal"], k["moment"]) for k in c.kills)
-    out(f"\n{'TARGET':<28} {'SIGNAL':<8} {'MOMENT':<32} KILLS")
+    out(f"\n{'TARGET':<28} {'SIGNAL':<8} {'MOMENT':<32} KILLS")  # kills.json in the work folder has each one
     for (target, sig, moment), n in sorted(table.items()):
         out(f"{target:<28} {sig:<8} {moment:<32} {n}")
     sent = sum(1 for k in c.kills if k["moment"] != "after exit")
@@ -444,12 +510,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kill_campaign", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=12, help="kills after the calibration runs (default 12)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--protocols", help="comma-separated protocol ids (default: every shipped protocol)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
+    protocols = PROTOCOLS
+    if args.protocols:
+        protocols = [ROOT / "protocols" / f"{name.strip()}.yaml" for name in args.protocols.split(",")]
+        unknown = [p.stem for p in protocols if not p.is_file()]
+        if unknown:
+            parser.error(f"no shipped protocol {', '.join(unknown)} (protocols: {', '.join(p.stem for p in PROTOCOLS)})")
     if args.keep:
-        return campaign(args.kills, args.seed, args.keep)
+        return campaign(args.kills, args.seed, args.keep, protocols)
     with tempfile.TemporaryDirectory(prefix="qc-kill-campaign-") as tmp:
-        return campaign(args.kills, args.seed, Path(tmp))
+        return campaign(args.kills, args.seed, Path(tmp), protocols)
 
 
 if __name__ == "__main__":
