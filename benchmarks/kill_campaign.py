@@ -104,10 +104,11 @@ def _kill_after(proc: subprocess.Popen[str], delay: float, sig: int) -> bool:
 
 
 def _kill_when(proc: subprocess.Popen[str], runs: Path, before: set[Path], rng: random.Random, sig: int,
-               journal_bytes: int | None, timeout: float = 300) -> bool:
+               journal_bytes: int | None, timeout: float = 300) -> str:
     """Send ``sig`` at a moment of the run: once its journal has grown to a random size (``journal_bytes``:
     the size a whole run's journal reaches), or else (None) a random 0-0.4 s after its run.json stops
-    saying ``running`` (the finishing window: results, report, manifest, database). True if sent."""
+    saying ``running`` (the finishing window: results, report, manifest, database). Where the run was
+    when the signal was sent (``_moment``), or "after exit"."""
     threshold = rng.uniform(0, 0.9 * journal_bytes) if journal_bytes else None
     extra = rng.uniform(0, 0.4)
     deadline = time.monotonic() + timeout
@@ -132,9 +133,10 @@ def _kill_when(proc: subprocess.Popen[str], runs: Path, before: set[Path], rng: 
                 pass
         time.sleep(0.003)
     if proc.poll() is not None:
-        return False
+        return "after exit"
+    moment = _moment(folder, True)  # what the files say just before the signal
     proc.send_signal(sig)
-    return True
+    return moment
 
 
 def _kill_on_change(proc: subprocess.Popen[str], folder: Path, extra: float, sig: int, timeout: float = 120) -> bool:
@@ -212,10 +214,10 @@ def kill_run(c: Campaign, protocol: Path) -> None:
     sig = signal.SIGKILL if c.rng.random() < 2 / 3 else signal.SIGTERM
     finishing = c.rng.random() < 0.3
     proc = c.run_cmd(protocol)
-    sent = _kill_when(proc, c.runs, before, c.rng, sig, None if finishing else c.journal_bytes[protocol.stem])
+    moment = _kill_when(proc, c.runs, before, c.rng, sig, None if finishing else c.journal_bytes[protocol.stem])
     code, _ = _wait(proc)
     folder = _new_folder(c.runs, before)
-    c.kills.append({"target": f"run:{protocol.stem}", "signal": sig.name, "moment": _moment(folder, sent),
+    c.kills.append({"target": f"run:{protocol.stem}", "signal": sig.name, "moment": moment,
                     "exit": code, "folder": str(folder) if folder else None})
 
 
@@ -284,12 +286,11 @@ def kill_service(c: Campaign) -> None:
     finishing = c.rng.random() < 0.4
     proc = c.harness("schedule", "run", str(path))
     runs.mkdir(parents=True, exist_ok=True)
-    sent = _kill_when(proc, runs, before, c.rng, sig, None if finishing else c.journal_bytes["power-stability-short"])
+    moment = _kill_when(proc, runs, before, c.rng, sig, None if finishing else c.journal_bytes["power-stability-short"])
     code, _ = _wait(proc)
     folder = _new_folder(runs, before)
-    time.sleep(0.5)  # a run process left orphaned by SIGKILL of the service ends with it (or is killed below)
-    c.kills.append({"target": "service", "signal": sig.name, "moment": _moment(folder, sent) if folder else
-                    ("before any run" if sent else "after exit"), "exit": code, "folder": str(folder) if folder else None})
+    time.sleep(0.5)  # a run process the service started ends with it
+    c.kills.append({"target": "service", "signal": sig.name, "moment": moment, "exit": code, "folder": str(folder) if folder else None})
 
 
 def settle_service(c: Campaign) -> None:
