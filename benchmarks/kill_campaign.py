@@ -115,7 +115,7 @@ def _kill_when(proc: subprocess.Popen[str], runs: Path, before: set[Path], rng: 
     folder: Path | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return False
+            return "after exit"
         if folder is None:
             folder = _new_folder(runs, before)
         elif threshold is not None:
