@@ -343,6 +343,8 @@ class Runner:
                 self.analysis_error = f"analysis failed: {self.results.get('analysis_error', '')}; {hint}"
         except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
             self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
+            if is_disk_full(exc):
+                self.analysis_error = f"analysis failed: {disk_full_message(full_path(exc, self.folder))}; {hint}"
             with contextlib.suppress(OSError):  # a full disk: results.json is written by `analyze` later
                 write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
         try:
