@@ -387,3 +387,19 @@ def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: py
     assert report.outcome == "recovered", report.error
     assert not (folder / disk_full.RESERVE_NAME).exists()
     assert disk_full.RESERVE_NAME not in (folder / "MANIFEST.sha256").read_text()
+
+
+def test_a_disk_that_fills_during_the_analysis_is_analysis_failed_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import harness.runner
+
+    def analyse_run(folder: Path) -> dict[str, Any]:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "report.html"))
+
+    monkeypatch.setattr(harness.runner, "analyse_run", analyse_run)
+    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"))
+    err = capsys.readouterr().err
+    assert code == 6 and result["outcome"] == "analysis failed", err
+    folder = Path(result["folder"])
+    assert result["analysis_error"].startswith(f"analysis failed: disk full: {folder / 'report.html'}: no space left on device; the data are kept")
+    assert json.loads((folder / "run.json").read_text())["status"] == "completed"
