@@ -12,13 +12,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def station_file(extra: dict[str, Any], folder: Path | None = None) -> Path:
-    data = yaml.safe_load((ROOT / "configs" / "simulated.yaml").read_text())
+def _merge(data: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into ``data`` (nested dicts merged key by key)."""
     for key, value in extra.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
+        data[key] = _merge(data.get(key) or {}, value) if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    return data
+
+
+def station_file(extra: dict[str, Any], folder: Path | None = None) -> Path:
+    data = _merge(yaml.safe_load((ROOT / "configs" / "simulated.yaml").read_text()), extra)
     folder = folder or Path(tempfile.mkdtemp(prefix="qc-bench-"))
     path = folder / "station.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -198,7 +198,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
         print(f"not started: {exc}", file=sys.stderr)
         return EXIT_PRECONDITION
-    stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
+    from .disk_full import show_unwritten
+
+    show_unwritten(runner)
+    if runner.left_for_recovery:  # a full disk kept a file from being finished: `recover` records it
+        stored = f"not recorded yet: free space, then run microscope-qc recover --runs-dir {args.runs_dir}"
+    else:
+        stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
     word = outcome.outcome
     write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
                   verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored,
@@ -615,6 +621,13 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     except KeyboardInterrupt:
         out("interrupted: devices were put into their safe state")
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        from .disk_full import full_path, is_disk_full, message
+
+        if not is_disk_full(exc):
+            raise
+        out(message(full_path(exc)))  # one message, not a traceback; a run's own ending says where its data are
+        return EXIT_RUN_FAILED
     except Exception as exc:
         from .station_lock import StationBusy  # imported here: only the commands that take the lock need it
 

@@ -7,7 +7,9 @@ combines them, most serious first:
 
 - ``unsafe``: the safe state was NOT confirmed at the end (a laser may still be on), however the
   run ended otherwise (exit 7, notification ``unsafe``, always sent);
-- ``aborted`` (Ctrl-C, SIGTERM: 130), ``failed`` (the measurement could not be completed: 4),
+- ``aborted`` (Ctrl-C, SIGTERM: 130), ``failed`` (the measurement could not be completed: 4; a full
+  disk is ``failed`` with the reason ``disk full: <file>: no space left on device; data so far kept
+  in <folder>``, see ``disk_full.py``; no room to start at all is ``not started``, exit 5),
   ``interrupted`` (the run process died; found and finalized later);
 - ``analysis failed``: the measurement completed and its data are kept, but the analysis crashed or
   refused its input (exit 6, notification ``analysis_failed``);

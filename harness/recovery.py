@@ -77,8 +77,9 @@ from ome_types import from_xml
 from ome_types import model as m
 
 from .atomic_files import replace_bytes, replace_json
+from .disk_full import RESERVE_NAME, remove_leftover
 from .safe_paths import inside, plain_name_problem
-from .journal import Journal
+from .journal import Journal, parse_record
 from .ome_metadata import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import StackPlan
@@ -857,6 +858,8 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
         return
 
     details = report.details
+    if remove_leftover(folder):  # the space a killed run held for its ending (disk_full.py)
+        details.append(f"{RESERVE_NAME}: removed (the space the run held for its ending)")
     # 1. journal
     journal_path = folder / "journal.jsonl"
     dropped_journal = repair_journal(journal_path) if journal_path.is_file() else b""
@@ -982,11 +985,8 @@ def _journal_records(path: Path) -> list[dict[str, Any]]:
     out = []
     if path.is_file():
         for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
+            record = parse_record(line)  # also the whole record after a fragment a full disk left
+            if record is not None:
                 out.append(record)
     return out
 

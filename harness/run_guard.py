@@ -65,7 +65,12 @@ def write_outcome(path: Path | None, **fields: Any) -> None:
     """A small JSON file for a supervising process (the scheduler): status, folder, verdict, reason."""
     if path is None:
         return
-    replace_json(path, fields)
+    try:
+        replace_json(path, fields)
+    except OSError as exc:  # a full disk: the supervisor reads the exit status alone; say it
+        import sys
+
+        print(f"outcome file {path} not written: {exc}", file=sys.stderr)
 
 
 def record(folder: Path, db_url: str | None) -> str:
@@ -76,3 +81,9 @@ def record(folder: Path, db_url: str | None) -> str:
         return record_run(folder, db_url)
     except UserError as exc:
         return f"NOT recorded: {exc}"
+    except Exception as exc:  # e.g. a database on a full disk ("database or disk is full")
+        from .disk_full import is_disk_full
+
+        if not (is_disk_full(exc) or "disk is full" in str(exc)):
+            raise
+        return f"NOT recorded: the database's disk is full; record it later with: microscope-qc import {folder}"

@@ -15,12 +15,18 @@ Contract:
 - A completed run ends ``failed`` if its safe state is not confirmed (``run.json`` ``safe_state``:
   ``confirmed: false``, the outcome ``unsafe``, see ``endings.py``) or a file cannot be finalized
   (e.g. the disk is full): its data are then not complete.
+- A full disk (``disk_full.py``) ends the run ``failed`` with the reason ``disk full: <file>: no space
+  left on device; data so far kept in <folder>``; a space reserve held in the run folder is released
+  for its ending. A file that still cannot be finished leaves ``run.json`` at ``running`` for
+  ``recover`` (``left_for_recovery``). No room for the run folder, journal or run.json: not started
+  (``PreconditionFailed``), no folder left.
 - The analysis never fails the run's data: its failure is recorded in ``results.json`` (status
   ``analysis failed``) and the outcome is ``analysis failed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -39,6 +45,7 @@ import psutil
 from devices.errors import DeviceError
 
 from .analysis import analyse_run, write_failed_results
+from .disk_full import RESERVE_NAME, DiskFull, SpaceReserve, check_room, full_path, is_disk_full, message as disk_full_message
 from .atomic_files import replace_json, replace_text
 from .safe_paths import inside
 from .errors import UserError
@@ -135,6 +142,9 @@ class Runner:
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
         self.safe_state: dict[str, Any] = {"confirmed": None, "failures": []}
+        self.reserve: SpaceReserve | None = None
+        self.torn: set[str] = set()  # stacks whose last page a full disk may have cut short
+        self.left_for_recovery = False  # a full disk kept a file from being finished: `recover` ends the run
 
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
@@ -143,21 +153,31 @@ class Runner:
         try:
             folder.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
+            if is_disk_full(exc):
+                from .run_guard import PreconditionFailed
+
+                raise PreconditionFailed(f"{disk_full_message(folder)}; the run was not started") from None
             raise UserError(f"cannot create the run folder {folder}: {exc}") from None
         return folder
 
     def run(self, on_folder: Callable[[Path], None] | None = None) -> RunOutcome:
         self.folder = self._make_folder()
+        try:
+            self.reserve = SpaceReserve(self.folder)
+            self.journal = Journal(inside(self.folder, "journal.jsonl"))
+            self.started_utc = datetime.now(timezone.utc)
+            self.software = software(self.station.core)
+            self.info = self._instrument_info()
+            self.t0 = self.clock.now()
+            self._write_run_json("running", "")
+            self.journal.write("run_start", 0.0, sync=True, run_id=self.run_id, protocol=self.protocol.protocol, station=self.station.name,
+                               actions=len(self.plan.actions), estimate_s=self.plan.estimate_s)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._not_started(exc)
         if on_folder:
             on_folder(self.folder)
-        self.journal = Journal(inside(self.folder, "journal.jsonl"))
-        self.started_utc = datetime.now(timezone.utc)
-        self.software = software(self.station.core)
-        self.info = self._instrument_info()
-        self.t0 = self.clock.now()
-        self._write_run_json("running", "")
-        self.journal.write("run_start", 0.0, sync=True, run_id=self.run_id, protocol=self.protocol.protocol, station=self.station.name,
-                           actions=len(self.plan.actions), estimate_s=self.plan.estimate_s)
         progress = Progress(self.plan.estimate_s, quiet=self.quiet, stream=self.progress_stream)
         status, reason = "completed", ""
         previous = self._install_signals()
@@ -181,8 +201,11 @@ class Runner:
         except UserError as exc:
             status, reason = "failed", str(exc)
         except Exception as exc:  # a bug must still leave safe devices and readable files
-            status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
-            self.journal.write("error", self.now(), traceback=traceback.format_exc())
+            if is_disk_full(exc):
+                status, reason = "failed", self._disk_full(exc)
+            else:
+                status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
+                self.journal.write("error", self.now(), traceback=traceback.format_exc())
         finally:
             self._ignore_signals()
             gc.unfreeze()
@@ -193,6 +216,59 @@ class Runner:
 
     def now(self) -> float:
         return self.clock.now() - self.t0
+
+    # --- a full disk (disk_full.py) ----------------------------------------------------------------
+    def _not_started(self, exc: BaseException) -> None:
+        """No room for the run's own records: nothing was done, no folder is left."""
+        import shutil
+
+        from .run_guard import PreconditionFailed
+
+        path = full_path(exc, self.folder)
+        if self.journal is not None:
+            self.journal.tolerant = True
+            self.journal.close()
+        shutil.rmtree(self.folder, ignore_errors=True)  # type: ignore[arg-type]
+        raise PreconditionFailed(f"{disk_full_message(path)}; the run was not started") from None
+
+    def _disk_full(self, exc: BaseException) -> str:
+        """The reason of a run the disk filled under; the error journaled once the reserve is freed."""
+        reason = disk_full_message(full_path(exc), self.folder)
+        if self.reserve is not None:
+            self.reserve.release()
+        assert self.journal is not None
+        self.journal.tolerant = True
+        self.journal.write("error", self.now(), sync=True, disk_full=True, message=reason)
+        return reason
+
+    def _page(self, stack: OmeTiffStack, write: Callable[[], None], nbytes: int) -> None:
+        """Write an image page only if it fits; a page a full disk cut short marks the stack torn."""
+        check_room(stack.path, nbytes)
+        try:
+            write()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.torn.add(stack.plan.name)
+            raise DiskFull(stack.path) from exc
+
+    def _leave_torn(self, status: str, reason: str, failures: list[str]) -> bool:
+        """A stack a full disk cut short cannot be finalized here: journal the end and leave run.json
+        ``running`` for ``recover``, which rebuilds the stack from its pages once space is freed."""
+        if not self.torn:
+            return False
+        assert self.journal is not None
+        for name in self.torn:
+            writer = getattr(self.stacks[name], "_writer", None)
+            with contextlib.suppress(Exception):
+                writer._fh.close()  # type: ignore[union-attr]  # not TiffWriter.close: it would write more
+        reason = (reason + "; " if reason else "") + f"{', '.join(sorted(self.torn))} left for `microscope-qc recover` once space is freed"
+        self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing,
+                           safe_state_confirmed=not failures)
+        self.journal.close()
+        self.left_for_recovery = True
+        self.status, self.reason = status, reason
+        return True
 
     # --- signals ---------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -225,6 +301,9 @@ class Runner:
             nonlocal reason
             reason = (reason + "; " if reason else "") + text
 
+        if self.reserve is not None:
+            self.reserve.release()  # room for the ending, however full the data made the disk
+        self.journal.tolerant = True  # what cannot be written stays in memory and is shown
         failures = self.station.safe_state()
         self.safe_state = {"confirmed": not failures, "failures": failures}
         self.journal.write("safe_state", self.now(), sync=True, confirmed=not failures, failures=failures)
@@ -240,6 +319,8 @@ class Runner:
                 also(f"could not finish {writer.path.name}: {exc}")
                 status = "failed" if status == "completed" else status
         for stack in self.stacks.values():
+            if stack.plan.name in self.torn:
+                continue
             try:
                 stack.finalize()
             except Exception as exc:  # keep finalizing the others; say what went wrong
@@ -247,6 +328,10 @@ class Runner:
                 also(f"could not finalize {stack.path.name}: {exc}")
                 # the stack's metadata do not describe its pages: the measurement is not complete
                 status = "failed" if status == "completed" else status
+                if is_disk_full(exc):
+                    self.torn.add(stack.plan.name)
+        if self._leave_torn(status, reason, failures):
+            return
         self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing,
                            safe_state_confirmed=not failures)
         self.journal.close()
@@ -259,7 +344,10 @@ class Runner:
                 self.analysis_error = f"analysis failed: {self.results.get('analysis_error', '')}; {hint}"
         except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
             self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
-            write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
+            if is_disk_full(exc):
+                self.analysis_error = f"analysis failed: {disk_full_message(full_path(exc, self.folder))}; {hint}"
+            with contextlib.suppress(OSError):  # a full disk: results.json is written by `analyze` later
+                write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
         try:
             write_manifest(self.folder)
         except OSError as exc:
@@ -287,6 +375,18 @@ class Runner:
 
     def _write_run_json(self, status: str, reason: str) -> None:
         assert self.folder is not None
+        ended = datetime.now(timezone.utc) if status != "running" else None
+        if ended is not None:
+            try:
+                self._replace_run_json(status, reason, ended)
+            except OSError as exc:  # run.json keeps saying "running": `recover` ends the run from the journal
+                if not is_disk_full(exc):
+                    raise
+                self.left_for_recovery = True
+            return
+        self._replace_run_json(status, reason, ended)
+
+    def _replace_run_json(self, status: str, reason: str, ended: datetime | None) -> None:
         st = self.station
         spec = st.spec
         cfg = None
@@ -296,7 +396,6 @@ class Runner:
             cfg = {"path": str(cfg_path), "sha256": sha256_file(cfg_path) if cfg_path.is_file() else None}
         protocol_text = self.protocol_path.read_text(encoding="utf-8")
         station_text = st.path.read_text(encoding="utf-8")
-        ended = datetime.now(timezone.utc) if status != "running" else None
         data = {
             "run_id": self.run_id,
             "status": status,
@@ -495,7 +594,11 @@ class Runner:
             try:
                 watts, attempts = self._retry(f"reading {name}[{k}]", meter.read_w)
                 row.update(power_W=f"{watts:.9e}", status="ok", attempts=attempts)
-                self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
+                try:
+                    self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
+                except OSError:  # a full disk: the journal keeps the record for later; the CSV gets the row
+                    writer.write(row)
+                    raise
             except DeviceError as exc:
                 row.update(status="missing", error=str(exc), attempts=self.protocol.retries.attempts if exc.retryable else 1)
                 writer.write(row)
@@ -549,12 +652,12 @@ class Runner:
                 try:
                     image, attempts = self._retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
                 except DeviceError as exc:
-                    stack.write_missing(plane, str(exc))
+                    self._page(stack, lambda: stack.write_missing(plane, str(exc)), (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
                     log.write({**row, "status": "missing", "error": str(exc), "ifd": plane.ifd if plane.ifd >= 0 else None})
                     self.journal.write("frame_missing", t_frame - self.t0, sync=True, stack=p.stack, c=c, t=t, error=str(exc))
                     self._count_missing(f"frame {p.stack}[c={c},t={t}]", exc)
                     continue
-                stack.write(image, plane, channel)
+                self._page(stack, lambda: stack.write(image, plane, channel), image.size * 2)
                 log.write({**row, "status": "ok", "ifd": plane.ifd, "attempts": attempts})
                 self.journal.write("frame", t_frame - self.t0, stack=p.stack, c=c, t=t, ifd=plane.ifd, attempts=attempts,
                                    mean=float(image.mean()), max=int(image.max()), context=action.context, tag=p.tag)
@@ -620,6 +723,6 @@ def write_manifest(folder: Path) -> None:
     """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
     lines = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != "MANIFEST.sha256" and not path.name.endswith(".tmp"):
+        if path.is_file() and path.name not in ("MANIFEST.sha256", RESERVE_NAME) and not path.name.endswith(".tmp"):
             lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
     replace_text(inside(folder, "MANIFEST.sha256"), "\n".join(lines) + "\n")

@@ -277,6 +277,8 @@ def test_a_completed_run_whose_safe_state_is_confirmed_has_no_banner(make_statio
 
 
 def test_a_full_disk_while_finalizing_a_stack_fails_the_run(make_station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's XML could not be rewritten: run.json stays ``running`` so that ``recover`` (once
+    space is freed) rebuilds the stack from its pages and ends the run as the journal says."""
     import errno
 
     from harness.ome_writer import OmeTiffStack
@@ -286,15 +288,16 @@ def test_a_full_disk_while_finalizing_a_stack_fails_the_run(make_station, tmp_pa
 
     monkeypatch.setattr(OmeTiffStack, "finalize", no_space)
     st = make_station({})
-    outcome = Runner(st, _protocol(tmp_path, FRAMES), runs_dir=tmp_path / "runs", quiet=True).run()
-    assert outcome.status == "failed" and outcome.outcome == "failed"
+    runner = Runner(st, _protocol(tmp_path, FRAMES), runs_dir=tmp_path / "runs", quiet=True)
+    outcome = runner.run()
+    assert outcome.status == "failed" and outcome.outcome == "failed" and runner.left_for_recovery
     assert "could not finalize frames.ome.tif" in outcome.reason and "No space left" in outcome.reason
+    assert "left for `microscope-qc recover`" in outcome.reason
     run = json.loads((outcome.folder / "run.json").read_text())
-    assert run["status"] == "failed"
+    assert run["status"] == "running"
     records = read_journal(outcome.folder / "journal.jsonl")
     assert records[-1]["type"] == "run_end" and records[-1]["status"] == "failed"
-    results = json.loads((outcome.folder / "results.json").read_text())
-    assert results["verdict"] == "not judged"  # the measurement is not complete: not a QC verdict
+    assert not (outcome.folder / "results.json").exists()  # analysed once recovered
 
 
 def test_a_failed_run_is_not_a_qc_fail(make_station, tmp_path: Path) -> None:
