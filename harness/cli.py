@@ -154,7 +154,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .preflight import PreflightFailed, file_facts, preflight
-    from .run_guard import PreconditionFailed, interlock_problems, record, station_name, write_outcome
+    from .run_guard import PreconditionFailed, interlock_problems, station_name, write_outcome
     from .station_lock import StationBusy, StationLock
 
     try:  # what the files alone tell, before the station is touched; again with the devices below
@@ -177,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.check_interlock and (problems := interlock_problems(station)):
                 raise PreconditionFailed("interlock open: " + "; ".join(problems))
             try:
-                runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
+                runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes,
+                                store=not args.no_store, db_url=args.db, job_tag=_job_tag(args.job_tag))
             except PreflightFailed as exc:
                 write_outcome(args.outcome, status="not started", reason=f"preflight: {exc}", user_error=True)
                 raise
@@ -185,14 +186,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
                 print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
                       + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
-            outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
+            # Ctrl-C and SIGTERM stay ignored from the end of the acquisition until this process exits:
+            # finishing (analysis, store record, manifest) and the outcome file are never cut short
+            outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr), restore_signals=False)
     except (StationBusy, PreconditionFailed) as exc:
         write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
         print(f"not started: {exc}", file=sys.stderr)
         return EXIT_PRECONDITION
     from .endings import UNSAFE, exit_code
 
-    stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
+    stored = runner.stored  # recorded by the run's finishing (finishing.py)
     word = outcome.outcome
     write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
                   verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored,
@@ -212,6 +215,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.reason:
         print(f"reason: {outcome.reason}", file=sys.stderr)
     return exit_code(word)
+
+
+def _job_tag(text: str | None) -> dict[str, Any] | None:
+    """``--job-tag`` (JSON, set by the schedule service): which job and due time a run is for."""
+    if not text:
+        return None
+    try:
+        tag = json.loads(text)
+    except ValueError:
+        tag = None
+    if not isinstance(tag, dict):
+        raise UserError(f"--job-tag {text!r}: not a JSON object")
+    return tag
 
 
 def _line(station: Station, name: str | None):
@@ -387,40 +403,38 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _recover_interrupted(runs_dir: Path, db: str | None, store: bool = True) -> None:
     """Before a run: finish the run folders that a killed run process left behind (cheap when none)."""
     from .recovery import recover_all
-    from .run_guard import record
 
     try:
-        reports = recover_all(runs_dir)
+        reports = recover_all(runs_dir, store=store, db_url=db)
     except Exception as exc:  # never keeps a run from starting
         print(f"recovery of interrupted runs in {runs_dir} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return
     for report in reports:
         print(report.line(), file=sys.stderr)
         if report.outcome == "recovered" and store:
-            print(f"  results store: {record(report.folder, db)}", file=sys.stderr)
+            print(f"  results store: {report.stored}", file=sys.stderr)
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
     from .recovery import recover_all, recover_run, scan_runs
 
     if args.folders:
-        reports = [recover_run(folder, force=args.force) for folder in args.folders]
+        reports = [recover_run(folder, force=args.force, store=True, db_url=args.db) for folder in args.folders]
     else:
         found = scan_runs(args.runs_dir)
         for candidate in found:
             if candidate.owner != "gone":
                 print(f"left alone: {candidate.folder} ({candidate.detail})")
-        reports = recover_all(args.runs_dir)
+        reports = recover_all(args.runs_dir, store=True, db_url=args.db)
         if not found:
             print(f"no interrupted runs in {args.runs_dir}")
-    from .run_guard import record
 
     for report in reports:
         print(report.line())
         for detail in report.details:
             print(f"  {detail}")
         if report.outcome == "recovered":
-            print(f"  results store: {record(report.folder, args.db)}")
+            print(f"  results store: {report.stored}")
     return EXIT_RUN_FAILED if any(r.outcome == "failed" for r in reports) else 0
 
 
@@ -450,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcome", type=Path, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
     p.add_argument("--db", metavar="URL", help="results database URL (default: $MICROSCOPE_QC_DB, else results.sqlite in the user data folder)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
+    p.add_argument("--job-tag", metavar="JSON", help="set by the schedule service: the job and due time this run is for (kept in run.json)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("analyze", help="(re)compute metrics and verdicts of a run folder from its files alone")

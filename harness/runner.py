@@ -38,8 +38,9 @@ from typing import Any, Callable, TypeVar
 import psutil
 from devices.errors import DeviceError
 
-from .analysis import analyse_run, write_failed_results
-from .atomic_files import replace_json, replace_text
+from . import kill_points
+from .atomic_files import replace_json
+from .finishing import FINISHING, finish, write_manifest  # noqa: F401  (write_manifest: imported from here by others)
 from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal
@@ -107,6 +108,9 @@ class Runner:
         quiet: bool = False,
         assume_yes: bool = False,
         progress_stream: Any = None,
+        store: bool = False,
+        db_url: str | None = None,
+        job_tag: dict[str, Any] | None = None,
     ) -> None:
         self.station = station
         self.protocol: ProtocolFile
@@ -133,6 +137,8 @@ class Runner:
         self.journal: Journal | None = None
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
+        self.store, self.db_url, self.job_tag = store, db_url, job_tag
+        self.stored = "not recorded"
         self.safe_state: dict[str, Any] = {"confirmed": None, "failures": []}
 
     # --- the run ----------------------------------------------------------------------------------
@@ -145,7 +151,11 @@ class Runner:
             raise UserError(f"cannot create the run folder {folder}: {exc}") from None
         return folder
 
-    def run(self, on_folder: Callable[[Path], None] | None = None) -> RunOutcome:
+    def run(self, on_folder: Callable[[Path], None] | None = None, restore_signals: bool = True) -> RunOutcome:
+        """The whole run, finishing included (``finishing.py``: analysis, store record with ``store``,
+        manifest). Ctrl-C and SIGTERM are ignored from the end of the acquisition until finishing is
+        done; with ``restore_signals=False`` they stay ignored (the caller has more to finish: its
+        outcome file), else the previous handlers come back."""
         self.folder = self._make_folder()
         if on_folder:
             on_folder(self.folder)
@@ -157,6 +167,7 @@ class Runner:
         self._write_run_json("running", "")
         self.journal.write("run_start", 0.0, sync=True, run_id=self.run_id, protocol=self.protocol.protocol, station=self.station.name,
                            actions=len(self.plan.actions), estimate_s=self.plan.estimate_s)
+        kill_points.reached("acquisition:started")
         progress = Progress(self.plan.estimate_s, quiet=self.quiet, stream=self.progress_stream)
         status, reason = "completed", ""
         previous = self._install_signals()
@@ -187,7 +198,8 @@ class Runner:
             gc.unfreeze()
             progress.close()
             self._finish(status, reason)
-            self._restore_signals(previous)
+            if restore_signals:
+                self._restore_signals(previous)
         return RunOutcome(self.folder, self.status, self.reason, self.safe_state["confirmed"] is not False, self.analysis_error)
 
     def now(self) -> float:
@@ -248,25 +260,12 @@ class Runner:
                 status = "failed" if status == "completed" else status
         self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing,
                            safe_state_confirmed=not failures)
-        self.journal.close()
-        self._write_run_json(status, reason)
-        self.results = None
-        hint = f"the data are kept; after a fix: microscope-qc analyze {self.folder}"
-        try:
-            self.results = analyse_run(self.folder)
-            if self.results.get("status") == "analysis failed":
-                self.analysis_error = f"analysis failed: {self.results.get('analysis_error', '')}; {hint}"
-        except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
-            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
-            write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
-        try:
-            write_manifest(self.folder)
-        except OSError as exc:
-            self.journal_error = f"MANIFEST.sha256 not written: {exc}"
-            also(self.journal_error)
-            status = "failed" if status == "completed" else status
-            self._write_run_json(status, reason)
-        self.status, self.reason = status, reason
+        # the acquisition's outcome is recorded; the run is not `status` until its finishing is done
+        self._write_run_json(FINISHING, "", acquisition={"status": status, "reason": reason})
+        kill_points.reached("finishing:start")
+        done = finish(self.folder, journal=self.journal, store=self.store, db_url=self.db_url)
+        self.results, self.analysis_error, self.stored = done.results, done.analysis_error, done.stored
+        self.status, self.reason = done.status, done.reason
 
     def _files(self) -> dict[str, Any]:
         assert self.folder is not None
@@ -284,7 +283,7 @@ class Runner:
                 }
         return out
 
-    def _write_run_json(self, status: str, reason: str) -> None:
+    def _write_run_json(self, status: str, reason: str, acquisition: dict[str, str] | None = None) -> None:
         assert self.folder is not None
         st = self.station
         spec = st.spec
@@ -325,6 +324,10 @@ class Runner:
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
             "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
         }
+        if acquisition is not None:
+            data["acquisition"] = acquisition
+        if self.job_tag:
+            data["scheduled"] = self.job_tag  # which job and due time of a schedule this run is (the service reconciles with it)
         replace_json(inside(self.folder, "run.json"), data)
 
     # --- metadata ---------------------------------------------------------------------------------
@@ -645,12 +648,3 @@ def _float_or_none(core: Any, label: str, prop: str) -> float | None:
         return float(core.getProperty(label, prop)) if core.hasProperty(label, prop) else None
     except (ValueError, RuntimeError):
         return None
-
-
-def write_manifest(folder: Path) -> None:
-    """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
-    lines = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != "MANIFEST.sha256" and not path.name.endswith(".tmp"):
-            lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
-    replace_text(inside(folder, "MANIFEST.sha256"), "\n".join(lines) + "\n")
