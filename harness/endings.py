@@ -42,10 +42,12 @@ def exit_code(word: str) -> int:
 
 
 def safe_state_confirmed(run: dict[str, Any]) -> bool:
-    """From ``run.json`` (older records without the field: confirmed unless the reason says not)."""
+    """From ``run.json`` (older records without the field: confirmed unless the reason says not).
+    ``confirmed: null`` (the run process died before its safe state: ``interrupted``) is not taken
+    as NOT confirmed: nothing was found wrong, the service checks the station itself."""
     safe = run.get("safe_state")
     if isinstance(safe, dict) and "confirmed" in safe:
-        return bool(safe["confirmed"])
+        return safe["confirmed"] is not False
     return "safe state NOT confirmed" not in str(run.get("reason") or "")
 
 
