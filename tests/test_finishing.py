@@ -246,7 +246,7 @@ def test_a_service_killed_after_its_run_never_runs_that_due_time_again(tmp_path:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    (folder,) = schedule.runs_dir.iterdir()
+    (folder,) = [p for p in schedule.runs_dir.iterdir() if (p / "run.json").exists()]
     pid = json.loads((folder / "run.json").read_text())["process"]["pid"]
     deadline = time.monotonic() + 120  # the run process finishes on its own (SIGTERM from the dying service is ignored then)
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
@@ -260,7 +260,7 @@ def test_a_service_killed_after_its_run_never_runs_that_due_time_again(tmp_path:
         assert [(o["outcome"], o["folder"], o["retry_at"]) for o in outcomes] == [("completed", str(folder), None)], outcomes
         assert not any(p.job == "hourly" and p.started for p in state.pending), state.pending
         assert not [p for p in state.pending if datetime.fromisoformat(p.due) <= due + timedelta(hours=3)], state.pending
-    assert list(schedule.runs_dir.iterdir()) == [folder] and received == []
+    assert [p for p in schedule.runs_dir.iterdir() if (p / "run.json").exists()] == [folder] and received == []
     _check_complete(folder, setup["db"], "completed")
 
 
@@ -274,7 +274,7 @@ def test_a_run_recovered_at_service_start_is_recorded_notified_and_retried(tmp_p
     tag = {"schedule": "finishing-test", "job": "hourly", "due": due, "attempt": 1}
     # the service started this attempt, then the machine lost power: the run process died mid-run, the service too
     assert _run(setup, "acquisition:started", "--job-tag", json.dumps(tag)).returncode == -signal.SIGKILL
-    (folder,) = schedule.runs_dir.iterdir()
+    (folder,) = [p for p in schedule.runs_dir.iterdir() if (p / "run.json").exists()]
     schedule.state_dir.mkdir(parents=True, exist_ok=True)
     state = ScheduleState(schedule.state_dir)
     state.last_due["hourly"] = due
