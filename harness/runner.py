@@ -11,7 +11,10 @@ Contract:
   and the run fails once more than ``max_missing`` are missing. Any other device error fails the run.
 - Ctrl-C (SIGINT) or SIGTERM aborts the run.
 - Whatever happens, devices go to their safe state, files are finalized (OME-XML matching the
-  frames on disk), ``run.json`` gets the status and reason, and ``MANIFEST.sha256`` covers every file.
+  frames on disk), the journal gets ``run_end`` and ``run.json`` says ``finishing`` with the
+  acquisition's status and reason; then the finishing pipeline (``finishing.py``: analysis, results
+  store with ``store``, final status, ``MANIFEST.sha256`` over every file) runs, with Ctrl-C and
+  SIGTERM ignored. A kill during finishing is completed by ``recover``.
 - A completed run ends ``failed`` if its safe state is not confirmed (``run.json`` ``safe_state``:
   ``confirmed: false``, the outcome ``unsafe``, see ``endings.py``) or a file cannot be finalized
   (e.g. the disk is full): its data are then not complete.

@@ -17,6 +17,16 @@ Contract:
 - Every attempt goes to ``outcomes.jsonl`` in the schedule's state folder, with what was notified;
   ``state.json`` keeps each job's last handled time and pending retries, so a restart neither
   repeats nor forgets a job.
+- The service's record agrees with the run folders. Before a run process starts, its attempt is
+  saved in ``state.json`` as started, and the run is tagged (``--job-tag``, run.json ``scheduled``:
+  schedule, job, due, attempt). A run process that dies without its outcome file is judged by its
+  run folder (after recovery): a run that had ended (only its report to the service was cut off)
+  keeps its folder's outcome. At start, a started attempt (the service died during it) is settled
+  from its tagged run folder: recorded once, notified and retried per that outcome, never run twice;
+  one with no run folder runs again. A run recovered at start gets its outcome line and
+  notification (``interrupted``).
+- The results database URL (which may hold a password) goes to the run process in its environment
+  (``MICROSCOPE_QC_DB``), never in its argv.
 - Notifications (schedule's ``notify``): verdict ``fail``/``warn``, ``run_failed``,
   ``analysis_failed``, ``interrupted``, ``skipped``, and ``unsafe`` (always sent).
 - Endings (from the run's outcome file and exit status, see ``endings.py``): ``completed`` (the
