@@ -125,6 +125,52 @@ def test_the_next_run_completes_a_finishing_cut_off_by_a_kill(setup: dict[str, A
     _check_complete(second, setup["db"], "completed")
 
 
+def _kill_when(proc: subprocess.Popen[str], runs: Path, seen: Any) -> list[str]:
+    """SIGKILL ``proc`` the moment ``seen(folder)`` holds for a run folder (polled every 2 ms)."""
+    what: list[str] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            for folder in runs.glob("*/"):
+                try:
+                    if seen(folder):
+                        proc.kill()
+                        what.append((folder / "run.json").read_text())
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return what
+
+
+def test_a_kill_as_the_results_appear_is_completed_by_recover(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """The campaign's own reproduction, without a kill point: SIGKILL the moment results.json appears."""
+    proc = subprocess.Popen(_run_args(setup), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _kill_when(proc, setup["runs"], lambda folder: (folder / "results.json").exists())
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    (folder,) = setup["runs"].iterdir()
+    assert cli.run(["recover", "--runs-dir", str(setup["runs"]), "--db", setup["db"]]) == 0
+    _check_complete(folder, setup["db"], "completed")
+
+
+def test_a_kill_of_recover_as_it_rewrites_run_json_is_completed_by_the_next_recover(setup: dict[str, Any]) -> None:
+    """Without a kill point: SIGKILL ``recover`` the moment it has rewritten run.json."""
+    assert _run(setup, "acquisition:started").returncode == -signal.SIGKILL
+    (folder,) = setup["runs"].iterdir()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "recover", "--runs-dir", str(setup["runs"]), "--db", setup["db"]],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _kill_when(proc, setup["runs"], lambda f: '"status": "running"' not in (f / "run.json").read_text())
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert cli.run(["recover", "--runs-dir", str(setup["runs"]), "--db", setup["db"]]) == 0
+    _check_complete(folder, setup["db"], "interrupted")
+
+
 # --- 2. recovery is resumable ----------------------------------------------------------------------
 @pytest.mark.parametrize("point", ["recovery:before_finishing", "finishing:after_results", "finishing:after_record", "finishing:after_run_json"])
 def test_a_kill_during_recover_is_completed_by_the_next_recover(setup: dict[str, Any], point: str, capsys: pytest.CaptureFixture[str]) -> None:
