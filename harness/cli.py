@@ -116,6 +116,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .runner import write_manifest
 
     folder = Path(args.folder)
+    if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
+        raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
     try:
         data = analyse_run(folder)
     except UserError:
@@ -136,6 +138,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"analysis failed: {data.get('analysis_error')}", file=sys.stderr)
         return EXIT_ANALYSIS_FAILED
     return 0
+
+
+def _text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -452,7 +452,7 @@ class Scheduler:
     def _run_process(self, job: Job, p: Pending, wait_s: float, interlock: bool) -> dict[str, Any]:
         outcome_file = inside(self.schedule.state_dir, f"outcome-{job.name}-{os.getpid()}.json")
         outcome_file.unlink(missing_ok=True)
-        tag = self._tag(job.name, p.due, p.attempt) if p is not None else None
+        tag = self._tag(job.name, p.due, p.attempt, p.started) if p is not None else None
         cmd = [sys.executable, "-m", "harness", "run", str(self.schedule.protocol_of(job)), "--station", str(self.schedule.station_of(job)),
                "--runs-dir", str(self.schedule.runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]
         if tag:
@@ -523,9 +523,10 @@ class Scheduler:
         return [r for r in reports if r.outcome == "recovered"]
 
     # -- the service's record agrees with the run folders ---------------------------------------------
-    def _tag(self, job: str, due: str, attempt: int) -> dict[str, Any]:
-        """What a run process of an attempt is told to keep in its run.json (``scheduled``)."""
-        return {"schedule": self.schedule.spec.schedule, "job": job, "due": due, "attempt": attempt}
+    def _tag(self, job: str, due: str, attempt: int, started: str = "") -> dict[str, Any]:
+        """What a run process of an attempt is told to keep in its run.json (``scheduled``); ``started``
+        tells apart two runs of one attempt (one stopped with the service, then its repeat)."""
+        return {"schedule": self.schedule.spec.schedule, "job": job, "due": due, "attempt": attempt, "started": started}
 
     def _folder_of(self, tag: dict[str, Any]) -> Path | None:
         """The run folder whose run.json is tagged with ``tag`` (None: the run never made one)."""
@@ -551,7 +552,7 @@ class Scheduler:
         recorded = {o.get("folder") for o in self.state.outcomes() if o.get("folder")}
         settled: set[str] = set()
         for p in [p for p in self.state.pending if p.started]:
-            tag = self._tag(p.job, p.due, p.attempt)
+            tag = self._tag(p.job, p.due, p.attempt, p.started)
             folder = self._folder_of(tag)
             truth = folder_result(folder) if folder else None
             if folder is None or truth is None:

@@ -312,20 +312,23 @@ def test_a_service_killed_after_its_run_never_runs_that_due_time_again(tmp_path:
 
 
 # --- 3c. a run recovered at service start gets its outcome line and its notification ------------------------
-def test_a_run_recovered_at_service_start_is_recorded_notified_and_retried(tmp_path: Path, setup: dict[str, Any], webhook: Any) -> None:
+@pytest.mark.parametrize("state_knows", [True, False])
+def test_a_run_recovered_at_service_start_is_recorded_notified_and_retried(tmp_path: Path, setup: dict[str, Any], webhook: Any,
+                                                                           state_knows: bool) -> None:
+    """``state_knows``: state.json has the attempt as started (False: state.json lost it, the tag in run.json alone tells)."""
     server, received = webhook
     schedule = _schedule(tmp_path, setup, ["interrupted"], server)
     setup["runs"] = schedule.runs_dir
     now = datetime(2026, 12, 1, 1, 5, tzinfo=BERLIN)
     due = datetime(2026, 12, 1, 1, 0, tzinfo=BERLIN).astimezone(timezone.utc).isoformat()
-    tag = {"schedule": "finishing-test", "job": "hourly", "due": due, "attempt": 1}
+    tag = {"schedule": "finishing-test", "job": "hourly", "due": due, "attempt": 1, "started": due}
     # the service started this attempt, then the machine lost power: the run process died mid-run, the service too
     assert _run(setup, "acquisition:started", "--job-tag", json.dumps(tag)).returncode == -signal.SIGKILL
     (folder,) = [p for p in schedule.runs_dir.iterdir() if (p / "run.json").exists()]
     schedule.state_dir.mkdir(parents=True, exist_ok=True)
     state = ScheduleState(schedule.state_dir)
     state.last_due["hourly"] = due
-    state.pending = [Pending("hourly", due, 1, due, "", started=due)]
+    state.pending = [Pending("hourly", due, 1, due, "", started=due)] if state_knows else []
     state.save()
 
     Scheduler(schedule, VirtualClock(now), out=lambda s: None).start()
@@ -369,3 +372,43 @@ def test_the_database_url_goes_to_the_run_process_by_environment_not_argv(tmp_pa
     [(argv, env)] = started
     assert not any("pa55-W0rd-xyz" in arg for arg in argv), argv
     assert "--db" not in argv and env["MICROSCOPE_QC_DB"] == url
+
+
+def test_a_repeat_of_an_attempt_is_told_apart_from_its_stopped_first_run(tmp_path: Path, setup: dict[str, Any], webhook: Any) -> None:
+    """An attempt stopped with the service (run folder ``aborted``, recorded as ``stopped``) is started again;
+    the service dies before that repeat made a run folder: the next start runs it again, it is not
+    settled from the first run's folder."""
+    server, received = webhook
+    schedule = _schedule(tmp_path, setup, ["run_failed", "interrupted"], server)
+    setup["runs"] = schedule.runs_dir
+    due = "2026-12-01T00:00:00+00:00"
+    first = {"schedule": "finishing-test", "job": "hourly", "due": due, "attempt": 1, "started": "2026-12-01T00:00:05+00:00"}
+    proc = subprocess.Popen(_run_args(setup, "--job-tag", json.dumps(first)), cwd=ROOT, env=_env("finishing:start:STOP"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:  # make the first run's folder end `aborted`: stopped mid-finishing, its acquisition status edited
+        deadline = time.monotonic() + 120
+        while psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (folder,) = [p for p in schedule.runs_dir.iterdir() if (p / "run.json").exists()]
+        run = json.loads((folder / "run.json").read_text())
+        run["acquisition"] = {"status": "aborted", "reason": "terminated (SIGTERM)"}
+        (folder / "run.json").write_text(json.dumps(run))
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.communicate(timeout=300)
+    assert json.loads((folder / "run.json").read_text())["status"] == "aborted"
+    state = ScheduleState(schedule.state_dir)
+    state.last_due["hourly"] = due
+    state.pending = [Pending("hourly", due, 1, due, "again after the service was stopped", started="2026-12-01T01:00:00+00:00")]
+    state.save()
+    Scheduler(schedule, VirtualClock(datetime(2026, 12, 1, 1, 5, tzinfo=timezone.utc)), out=lambda s: None).start()
+    state = ScheduleState(schedule.state_dir)
+    assert [(p.job, p.due, p.attempt, p.started) for p in state.pending if p.due == due] == [("hourly", due, 1, "")]
+    assert [o for o in state.outcomes() if o["due"] == due] == [] and received == []
+
+
+def test_analyze_refuses_a_run_that_is_finishing(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(setup, "finishing:start").returncode == -signal.SIGKILL
+    (folder,) = setup["runs"].iterdir()
+    assert cli.run(["analyze", str(folder)]) == cli.EXIT_USER
+    assert f"microscope-qc recover {folder}" in capsys.readouterr().err
