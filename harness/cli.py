@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -195,8 +196,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
                 print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
                       + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
-            # Ctrl-C and SIGTERM stay ignored from the end of the acquisition until this process exits:
-            # finishing (analysis, store record, manifest) and the outcome file are never cut short
+            # Ctrl-C and SIGTERM stay ignored from the end of the acquisition until the outcome is
+            # written (and, as the command's own process, until it exits): finishing (analysis, store
+            # record, manifest) and the outcome file are never cut short
+            handlers = _signal_handlers()
             outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr), restore_signals=False)
     except (StationBusy, PreconditionFailed) as exc:
         write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
@@ -223,7 +226,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{word}: {outcome.folder}")
     if outcome.reason:
         print(f"reason: {outcome.reason}", file=sys.stderr)
+    if not _EXITS_AFTER_COMMAND:  # called in-process (tests, embedding): its handlers come back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return exit_code(word)
+
+
+_EXITS_AFTER_COMMAND = False  # set by main(): the process ends when the command returns
+
+
+def _signal_handlers() -> dict[int, Any]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _job_tag(text: str | None) -> dict[str, Any] | None:
@@ -580,4 +597,6 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
 
 
 def main() -> None:
+    global _EXITS_AFTER_COMMAND
+    _EXITS_AFTER_COMMAND = True
     sys.exit(run(None))

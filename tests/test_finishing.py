@@ -412,3 +412,11 @@ def test_analyze_refuses_a_run_that_is_finishing(setup: dict[str, Any], capsys: 
     (folder,) = setup["runs"].iterdir()
     assert cli.run(["analyze", str(folder)]) == cli.EXIT_USER
     assert f"microscope-qc recover {folder}" in capsys.readouterr().err
+
+
+def test_the_run_command_in_process_gives_its_signal_handlers_back(setup: dict[str, Any]) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert cli.run(_run_args(setup)[3:]) == 0
+    assert {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} == before
+    (folder,) = setup["runs"].iterdir()
+    _check_complete(folder, setup["db"], "completed")
