@@ -420,3 +420,21 @@ def test_the_run_command_in_process_gives_its_signal_handlers_back(setup: dict[s
     assert {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} == before
     (folder,) = setup["runs"].iterdir()
     _check_complete(folder, setup["db"], "completed")
+
+
+@pytest.mark.parametrize("point", ["finishing:done", "finishing:after_record"])
+def test_a_run_process_killed_after_its_run_ended_is_judged_by_its_run_folder(tmp_path: Path, setup: dict[str, Any], webhook: Any,
+                                                                             point: str) -> None:
+    """No outcome file from the run process: the service recovers what is left and takes the run
+    folder's outcome (completed: not interrupted, not retried, not alarmed)."""
+    server, received = webhook
+    schedule = _schedule(tmp_path, setup, ["fail", "warn", "run_failed", "interrupted", "skipped"], server)
+    start = datetime(2026, 12, 1, 0, 30, tzinfo=BERLIN)
+    Scheduler(schedule, VirtualClock(start), env=_env(point), out=lambda s: None).run(until=start + timedelta(minutes=45))
+    state = ScheduleState(schedule.state_dir)
+    [o] = state.outcomes()
+    assert (o["outcome"], o["verdict"], o["retry_at"]) == ("completed", "pass", None), o
+    assert o["stored"] in ("imported", "updated")  # updated: recorded again by the recovery that finished it
+    assert "outcome from its run folder" in o["reason"]
+    assert not state.pending and received == []
+    _check_complete(Path(o["folder"]), setup["db"], "completed")
