@@ -7,6 +7,7 @@ Hardware: a USB (USBTMC) or serial (ASRL) resource through the VISA library the 
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from typing import Any
@@ -16,6 +17,8 @@ from pyvisa import constants
 from pyvisa.errors import InvalidSession, VisaIOError
 
 from .errors import ConnectionLost, DeviceConnectionError, DeviceTimeout, GarbledReply
+
+log = logging.getLogger(__name__)
 
 _LOST = {
     constants.StatusCode.error_connection_lost,
@@ -125,6 +128,7 @@ class ScpiLink:
     def write(self, command: str) -> None:
         with self._lock:
             inst = self._check_open()
+            log.debug("%s <- %s", self.name, command)
             try:
                 inst.write(command)
             except (VisaIOError, InvalidSession, OSError) as exc:
@@ -134,7 +138,9 @@ class ScpiLink:
         with self._lock:
             inst = self._check_open()
             try:
-                return inst.read().strip()
+                reply = inst.read().strip()
+                log.debug("%s -> %s", self.name, reply)
+                return reply
             except (VisaIOError, InvalidSession, OSError, UnicodeDecodeError) as exc:
                 raise self._fail(exc) from None
 

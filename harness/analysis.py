@@ -39,6 +39,7 @@ from .protocol_file import Limit, ProtocolFile
 from .provenance import sha256_file
 from .qc_annotations import annotate_run
 from .series_writer import read_series
+from .stack_check import damage_note
 from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from .verdicts import judge, overall
 
@@ -258,6 +259,10 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     not_analysed = []
     for name, entry in sorted(run.get("files", {}).items()):
         kind = entry.get("kind")
+        damage = damage_note(inside(folder, name), folder) if kind == "ome_tiff" else ""
+        if damage:  # its XML was lost or never finished: say what to run, not a parser's traceback
+            results.append(_failed_result(name, kind, damage) | {"damaged": True})
+            continue
         try:
             if kind == "power_series":
                 results.append(analyse_series(inside(folder, name), limits))

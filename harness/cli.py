@@ -14,26 +14,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from devices.errors import DeviceError
 
-from . import __version__
-from .analysis import analyse_run, summary
-from .run_guard import held_station
-from .station_lock import StationBusy
+from . import __version__, shipped
+from .cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
-from .plan import expand, lines_named
-from .protocol_file import ProtocolFile, check_acceptance
-from .runner import Runner
-from .station import Station
-from .station_file import StationFile
-from .yaml_source import load_yaml, validate
 
+# Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
+# pymmcore-plus, the results store and SQLAlchemy, matplotlib, scipy, tifffile) are imported inside
+# the command that needs them, never here.
 
 
 def _station_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--station", "-s", type=Path, default=None, help="station file (default: the embedded simulated station)")
+    p.add_argument("--station", "-s", type=shipped.station, default=None,
+                   help="station file, or a shipped one by name: simulated, demo-micromanager (default: simulated)")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -46,6 +40,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
+    from .run_guard import held_station
+
     with held_station(args.station, "devices") as station:
         records = station.device_records()
         if args.json:
@@ -70,7 +66,11 @@ def _file_kind(doc: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .plan import expand, lines_named
     from .preflight import station_file_problems
+    from .protocol_file import ProtocolFile, check_acceptance
+    from .station_file import StationFile
+    from .yaml_source import load_yaml, validate
 
     failures, against_station = [], []
     for path in args.files:
@@ -112,9 +112,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Exit 0 when analysed, 6 when the analysis failed or refused its input (one message, never a
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
-    from .analysis import write_failed_results
+    from .analysis import analyse_run, summary, write_failed_results
     from .errors import EXIT_ANALYSIS_FAILED
-    from .runner import write_manifest
+    from .finishing import write_manifest
 
     folder = Path(args.folder)
     if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
@@ -149,7 +149,9 @@ def _text_or_empty(path: Path) -> str:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from .protocol_file import ProtocolFile
     from .schedule_file import ScheduleFile
+    from .station_file import StationFile
 
     models = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -163,10 +165,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .analysis import summary
+    from .endings import UNSAFE, exit_code
     from .preflight import PreflightFailed, file_facts, preflight
     from .run_guard import PreconditionFailed, interlock_problems, station_name, write_outcome
+    from .runner import Runner
+    from .station import Station
     from .station_lock import StationBusy, StationLock
 
+    excludes(args, "no_store", "db")
     try:  # what the files alone tell, before the station is touched; again with the devices below
         preflight(args.protocol, file_facts(args.station), args.runs_dir).raise_if_failed()
     except UserError as exc:
@@ -205,8 +212,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
         print(f"not started: {exc}", file=sys.stderr)
         return EXIT_PRECONDITION
-    from .endings import UNSAFE, exit_code
-
     stored = runner.stored  # recorded by the run's finishing (finishing.py)
     word = outcome.outcome
     write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
@@ -256,7 +261,7 @@ def _job_tag(text: str | None) -> dict[str, Any] | None:
     return tag
 
 
-def _line(station: Station, name: str | None):
+def _line(station: Any, name: str | None):
     if name is None:
         return None
     key = name.removesuffix("nm").strip()
@@ -265,7 +270,14 @@ def _line(station: Station, name: str | None):
     return station.lasers[key]
 
 
+METER_POWER_MW, METER_SETTLE_S, SNAP_POWER_MW = 1.0, 1.0, 10.0
+
+
 def cmd_meter(args: argparse.Namespace) -> int:
+    from .run_guard import held_station
+
+    needs(args, "line", "power_mw", "settle_s")
+    power_mw = METER_POWER_MW if args.power_mw is None else args.power_mw
     with held_station(args.station, "meter") as station:
         meter = station.power_meter
         if meter is None:
@@ -275,26 +287,36 @@ def cmd_meter(args: argparse.Namespace) -> int:
             station.safe_state()
             meter.zero()
             print("zeroed (all lines off)")
-        if args.averaging:
+        if args.averaging is not None:
             meter.set_averaging(args.averaging)
         wavelength = args.wavelength_nm or (line.wavelength_nm if line else None)
         if wavelength:
             meter.set_wavelength_nm(wavelength)
         try:
             if line is not None:
-                line.set_setpoint_mw(args.power_mw)
+                line.set_setpoint_mw(power_mw)
                 line.set_emission(True)
-                station.clock.sleep(args.settle_s)
+                station.clock.sleep(METER_SETTLE_S if args.settle_s is None else args.settle_s)
             watts = meter.read_w()
         finally:
             if line is not None:
                 line.set_emission(False)
-        what = f"line {line.name} nm at {args.power_mw:g} mW" if line else "as it is"
+        what = f"line {line.name} nm at {power_mw:g} mW" if line else "as it is"
         print(f"{meter.label}: {watts * 1e3:.6g} mW  (wavelength setting {meter.wavelength_nm():g} nm, {what}, at {meter.location})")
     return 0
 
 
 def cmd_snap(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .run_guard import held_station
+
+    needs(args, "line", "power_mw")
+    power_mw = SNAP_POWER_MW if args.power_mw is None else args.power_mw
+    if args.out is not None:
+        from .snapshot import ome_tiff_path
+
+        args.out = ome_tiff_path(args.out)  # checked before anything is touched
     with held_station(args.station, "snap") as station:
         camera = station.camera
         if camera is None:
@@ -304,11 +326,11 @@ def cmd_snap(args: argparse.Namespace) -> int:
                 raise UserError("--sample only applies to a simulated station")
             station.sim.world.mount_sample(args.sample)
         line = _line(station, args.line)
-        if args.exposure_ms:
+        if args.exposure_ms is not None:
             camera.set_exposure_ms(args.exposure_ms)
         try:
             if line is not None:
-                line.set_setpoint_mw(args.power_mw)
+                line.set_setpoint_mw(power_mw)
                 line.set_emission(True)
             image = camera.snap()
         finally:
@@ -320,24 +342,26 @@ def cmd_snap(args: argparse.Namespace) -> int:
             f"{camera.label}: {image.shape[1]}x{image.shape[0]} {image.dtype}, exposure {camera.exposure_ms():g} ms, "
             f"mean {image.mean():.1f}, min {image.min()}, max {image.max()}, saturated {np.mean(image >= top) * 100:.3f} %"
         )
-        if args.out:
-            import tifffile
+        if args.out is not None:
+            from .snapshot import write_snapshot
 
-            tifffile.imwrite(args.out, image, photometric="minisblack")
-            print(f"saved {args.out}")
+            lit = {line.name: power_mw} if line is not None else {}
+            print(f"saved {write_snapshot(station, image, args.out, lit, camera.exposure_ms())}")
     return 0
 
 
 def cmd_move(args: argparse.Namespace) -> int:
+    from .run_guard import held_station
+
     with held_station(args.station, "move") as station:
         if station.xy_stage is None:
             raise UserError(f"{station.path}: the station has no XY stage role")
+        if args.z is not None and station.z_drive is None:
+            raise UserError(f"{station.path}: the station has no Z drive role (--z)")
         station.xy_stage.move_to(args.x, args.y)
         x, y = station.xy_stage.position_um()
         print(f"{station.xy_stage.label}: at ({x:.3f}, {y:.3f}) um")
         if args.z is not None:
-            if station.z_drive is None:
-                raise UserError(f"{station.path}: the station has no Z drive role")
             station.z_drive.move_to(args.z)
             print(f"{station.z_drive.label}: at {station.z_drive.position_um():.3f} um")
         if station.sim is not None and station.xy_stage.label in station.sim.world.xy_stages:
@@ -364,11 +388,14 @@ def _date(text: str | None, option: str) -> Any:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from . import store_filters
     from .results_store import ResultsStore, shown
 
     since, until = _date(args.since, "--since"), _date(args.until, "--until")
+    store_filters.check_period(since, until, args.since, args.until)
     with ResultsStore(args.db) as store:
-        records = store.history(station=args.station, protocol=args.protocol, verdict=args.verdict, since=since, until=until)
+        station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
+        records = store.history(station=station, protocol=protocol, verdict=args.verdict, since=since, until=until)
     if not records:
         print(f"no runs match (database {shown(store.url)})")
         return 0
@@ -384,6 +411,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
+    from . import store_filters
     from .results_store import ResultsStore
     from .control_chart import flagged_indices
     from .trend_report import build_charts, write_report
@@ -393,7 +421,8 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if args.run_length < 2:
         raise UserError(f"--run-length {args.run_length}: a run needs at least 2 points")
     with ResultsStore(args.db) as store:
-        charts = build_charts(store, args.metric, station=args.station, subject=args.subject, protocol=args.protocol,
+        station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
+        charts = build_charts(store, args.metric, station=station, subject=args.subject, protocol=protocol,
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
         path = write_report(charts, args.out, store.url, args.run_length)
     for c in charts:
@@ -444,6 +473,12 @@ def _recover_interrupted(runs_dir: Path, db: str | None, store: bool = True) -> 
 def cmd_recover(args: argparse.Namespace) -> int:
     from .recovery import recover_all, recover_run, scan_runs
 
+    if args.force and not args.folders:
+        raise UserError("--force only applies to named FOLDERs (recovering --runs-dir never takes over a run of another host)")
+    if missing := [str(f) for f in args.folders if not f.is_dir()]:
+        raise UserError(f"not a folder: {', '.join(missing)}")
+    if not args.folders and not args.runs_dir.is_dir():
+        raise UserError(f"--runs-dir {args.runs_dir}: no such folder")
     if args.folders:
         reports = [recover_run(folder, force=args.force, store=True, db_url=args.db) for folder in args.folders]
     else:
@@ -477,17 +512,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("run", help="run a QC protocol on a station; prints the run folder")
-    p.add_argument("protocol", type=Path, help="protocol file, e.g. protocols/power-stability-short.yaml")
+    p.add_argument("protocol", type=shipped.protocol, help="protocol file, or a shipped protocol by name, e.g. power-stability-short")
     _station_arg(p)
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default ./runs)")
-    p.add_argument("--operator", help="who runs it (default: the login name)")
+    p.add_argument("--runs-dir", type=output_folder, default=Path("runs"), help="where run folders go (default ./runs)")
+    p.add_argument("--operator", type=non_empty, help="who runs it (default: the login name)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output (unattended use)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
-    p.add_argument("--time-scale", type=float, help="simulated station: virtual seconds per real second")
-    p.add_argument("--wait-for-station", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--time-scale", type=positive, help="simulated station: virtual seconds per real second")
+    p.add_argument("--wait-for-station", type=non_negative, default=0.0, metavar="SECONDS",
                    help="if another run holds the station, wait this long for it (default: refuse at once)")
     p.add_argument("--check-interlock", action="store_true", help="refuse to start if a laser reports an open interlock")
-    p.add_argument("--outcome", type=Path, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
+    p.add_argument("--outcome", type=output_file, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
     p.add_argument("--db", metavar="URL", help="results database URL (default: $MICROSCOPE_QC_DB, else results.sqlite in the user data folder)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
     p.add_argument("--job-tag", metavar="JSON", help="set by the schedule service: the job and due time this run is for (kept in run.json)")
@@ -498,45 +533,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("validate", help="check protocol, station and schedule files; with --station, preflight protocols on that station")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--station", "-s", type=Path, default=None,
+    p.add_argument("files", nargs="+", type=shipped.any_file, metavar="FILE", help="protocol, station or schedule files (or shipped ones by name)")
+    p.add_argument("--station", "-s", type=shipped.station, default=None,
                    help="check each protocol against this station (loaded if its devices can be reached: roles, limits, camera, properties, disk)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs would be written, for the disk-space check (default ./runs)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="export JSON Schemas of protocol and station files (for editors)")
-    p.add_argument("--out", type=Path, default=Path("schemas"))
+    p = sub.add_parser("schema", help="export JSON Schemas of protocol, station and schedule files (for editors)")
+    p.add_argument("--out", type=output_folder, default=Path("schemas"), help="folder for the schema files (default ./schemas)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("meter", help="read the power meter once (optionally with one laser line on)")
     _station_arg(p)
     p.add_argument("--line", help="laser line to switch on for the reading, e.g. 488")
-    p.add_argument("--power-mw", type=float, default=1.0, help="set point for --line (default 1 mW)")
-    p.add_argument("--wavelength-nm", type=float, help="meter wavelength setting (default: the line's)")
-    p.add_argument("--averaging", type=int, help="samples averaged per reading")
-    p.add_argument("--settle-s", type=float, default=1.0, help="wait after emission on (station time)")
+    p.add_argument("--power-mw", type=positive, help=f"set point for --line (default {METER_POWER_MW:g} mW)")
+    p.add_argument("--wavelength-nm", type=positive, help="meter wavelength setting (default: the line's)")
+    p.add_argument("--averaging", type=at_least(1), help="samples averaged per reading")
+    p.add_argument("--settle-s", type=non_negative, help=f"wait after emission on, with --line (station time; default {METER_SETTLE_S:g} s)")
     p.add_argument("--zero", action="store_true", help="zero the meter first, all lines off")
     p.set_defaults(func=cmd_meter)
 
     p = sub.add_parser("snap", help="snap one camera frame and show its statistics")
     _station_arg(p)
-    p.add_argument("--exposure-ms", type=float)
+    p.add_argument("--exposure-ms", type=positive, help="exposure time (default: the camera's current one)")
     p.add_argument("--line", help="laser line on during the exposure, e.g. 488")
-    p.add_argument("--power-mw", type=float, default=10.0)
+    p.add_argument("--power-mw", type=positive, help=f"set point for --line (default {SNAP_POWER_MW:g} mW)")
     p.add_argument("--sample", choices=["bead_field", "uniform_slide"], help="simulated station: the sample to mount")
-    p.add_argument("--out", type=Path, help="save the frame as TIFF")
+    p.add_argument("--out", type=output_file, metavar="FILE.ome.tif",
+                   help="save the frame as OME-TIFF with the station's metadata (.ome.tif is added to the name if missing)")
     p.set_defaults(func=cmd_snap)
 
     p = sub.add_parser("move", help="move the XY stage (and Z drive) and report the position")
     _station_arg(p)
-    p.add_argument("x", type=float, help="um")
-    p.add_argument("y", type=float, help="um")
-    p.add_argument("--z", type=float, help="um")
+    p.add_argument("x", type=finite, help="um")
+    p.add_argument("y", type=finite, help="um")
+    p.add_argument("--z", type=finite, help="um")
     p.set_defaults(func=cmd_move)
 
     p = sub.add_parser("history", help="list recorded runs from the results database")
-    p.add_argument("--station", help="station name, as in run.json")
-    p.add_argument("--protocol", help="protocol id, e.g. power-stability-short")
+    p.add_argument("--station", help="station name as recorded (run.json), or its station file")
+    p.add_argument("--protocol", help="protocol id, e.g. power-stability-short, or its protocol file")
     p.add_argument("--verdict", help="pass, warn, fail or 'not judged'")
     p.add_argument("--since", help="runs started on or after this date (YYYY-MM-DD, UTC)")
     p.add_argument("--until", help="runs started on or before this date (YYYY-MM-DD, UTC; the whole day)")
@@ -545,13 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trend", help="control chart of one metric over time; writes an HTML report")
     p.add_argument("metric", help="metric name, e.g. stability_pct")
-    p.add_argument("--station", help="station name (default: every station)")
+    p.add_argument("--station", help="station name as recorded, or its station file (default: every station)")
     p.add_argument("--subject", help='e.g. "488 nm" (default: one chart per subject)')
-    p.add_argument("--protocol", help="protocol id (default: one chart per protocol)")
+    p.add_argument("--protocol", help="protocol id, or its protocol file (default: one chart per protocol)")
     p.add_argument("--kind", help="kind of result, e.g. stability or flat_field (default: every kind)")
     p.add_argument("--baseline", type=int, default=10, help="runs the control limits come from (default: the first 10)")
     p.add_argument("--run-length", type=int, default=8, help="points in a row on one side of the centre that flag a shift (default 8)")
-    p.add_argument("--out", type=Path, default=Path("trend.html"), help="the HTML report (default ./trend.html)")
+    p.add_argument("--out", type=output_file, default=Path("trend.html"), help="the HTML report (default ./trend.html)")
     _db_arg(p)
     p.set_defaults(func=cmd_trend)
 
@@ -573,10 +609,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OWN_LOGGERS = ("harness", "devices", "simulators")
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Warnings and errors on stderr; with ``-v`` also what the harness and the drivers do (every
+    SCPI exchange, every device loaded), but not the chatter of third-party libraries. The levels sit
+    on the handler, not on the root logger: importing pymmcore-plus sets the root logger to DEBUG."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "microscope_qc", False)]:
+        root.removeHandler(old)  # run() called again in one process
+    handler = logging.StreamHandler()
+    handler.microscope_qc = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda r: r.levelno >= logging.WARNING or (verbose and r.name.split(".")[0] in _OWN_LOGGERS))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in _OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for chatty in ("pyvisa", "pymmcore-plus"):  # DEBUG on every read and property: not even built
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
 def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     try:
         return args.func(args)
     except StationError as exc:  # a device that cannot be reached: not the user's mistake, may be retried
@@ -588,12 +646,16 @@ def run(argv: Sequence[str] | None, out: Callable[[str], None] = lambda s: print
     except DeviceError as exc:
         out(f"device error: {exc}")
         return EXIT_DEVICE
-    except StationBusy as exc:
-        out(f"not started: {exc}")
-        return EXIT_PRECONDITION
     except KeyboardInterrupt:
         out("interrupted: devices were put into their safe state")
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        from .station_lock import StationBusy  # imported here: only the commands that take the lock need it
+
+        if isinstance(exc, StationBusy):
+            out(f"not started: {exc}")
+            return EXIT_PRECONDITION
+        raise
 
 
 def main() -> None:

@@ -4,10 +4,12 @@ channel by it evens out the illumination (``corrected = (raw - dark) / correctio
 
 The file carries the source stack's Instrument, the channel, the pixel size and a namespaced
 MapAnnotation saying how it was made and how to use it; it is validated against the OME schema.
+It is written whole to ``<name>.tmp``, fsynced and renamed (never rewritten in place).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,9 +77,14 @@ def write_correction(path: Path, correction: np.ndarray, source: m.OME, channel:
     )
     tmp = path.with_name(path.name + ".tmp")
     per_cm = 1e4 / float(src_px.physical_size_x) if src_px.physical_size_x else None
-    with tifffile.TiffWriter(tmp, bigtiff=False, ome=False) as tif:
-        tif.write(
-            np.ascontiguousarray(correction, dtype=np.float32), photometric="minisblack", description=ome_xml_bytes(ome),
-            metadata=None, **({"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"} if per_cm else {}),
-        )
-    tmp.replace(path)
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=False, ome=False) as tif:
+            tif.write(
+                np.ascontiguousarray(correction, dtype=np.float32), photometric="minisblack", description=ome_xml_bytes(ome),
+                metadata=None, **({"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"} if per_cm else {}),
+            )
+        with open(tmp, "rb+") as f:  # on disk before it takes the name: a crash leaves the old file or the new
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk: no half-written .tmp left behind

@@ -1,7 +1,8 @@
 """Stream frames of one image stack into a BigTIFF OME-TIFF as they arrive, and finalize it so that
 its OME-XML describes exactly the pages on disk (an interrupted run included).
 
-The first page carries the XML of the plan; ``finalize`` rewrites it (``tifffile.tiffcomment``)
+The first page carries the XML of the plan; ``finalize`` rewrites it crash-safely
+(``tiff_description.rewrite_description``: a kill or a full disk leaves the plan's XML readable)
 with one Plane and one TiffData (IFD -> C, T) per page. A frame whose acquisition failed keeps its
 place as an all-zero page whose Plane is annotated ``FrameStatus: missing``, so no later frame
 shifts. Readers need the C x T grid complete (Bio-Formats refuses a TiffData gap: "missing plane"),
@@ -21,6 +22,7 @@ from ome_types.model import TiffData
 
 from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo, build_ome, ome_xml_bytes
 from .plan import StackPlan
+from .tiff_description import rewrite_description
 
 
 class OmeTiffStack:
@@ -116,5 +118,9 @@ class OmeTiffStack:
                     self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
         self.finalized = True
         self._writer.close()
-        tifffile.tiffcomment(self.path, comment=self._xml(self.planes))
+        try:
+            rewrite_description(self.path, self._xml(self.planes))
+        except OSError as exc:  # a full disk: the plan's XML stays; recovery can describe the pages later
+            raise OSError(exc.errno, f"{exc.strerror or exc}; once there is space, microscope-qc recover {self.path.parent} "
+                                     "makes its XML describe the pages") from exc
         return True

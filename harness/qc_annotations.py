@@ -7,7 +7,8 @@ Each analysed stack gets two namespaced MapAnnotations linked from its Image:
 - ``NS_NBO_QC``: the values that have a 4DN-BINA-OME Calibration+Performance name
   (``FieldUniformityEvaluation``, ``XYRepeatability``, ...), keyed ``<name>[<subject>]``.
 Re-analysing replaces both (the file's other annotations and its pixels are untouched). The XML is
-validated against the OME schema before it is written (``tifffile.tiffcomment``).
+validated against the OME schema before it is written, crash-safely
+(``tiff_description.rewrite_description``: a kill or a full disk leaves the previous XML).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ome_types import model as m
 
 from .ome_metadata import ome_xml_bytes
 from .safe_paths import inside
+from .tiff_description import rewrite_description
 
 NS_QC = "urn:microscope-qc-harness:qc-results:1"
 NS_NBO_QC = "urn:microscope-qc-harness:4dn-bina-ome:calibration-performance:1"
@@ -87,14 +89,14 @@ def annotate_file(path: Path, results: list[dict[str, Any]], data: dict[str, Any
     ome.structured_annotations = sa
     image = ome.images[0]
     image.annotation_refs = [r for r in image.annotation_refs if r.id not in old_ids] + [m.AnnotationRef(id=a.id) for a in new]
-    tifffile.tiffcomment(path, comment=ome_xml_bytes(ome))
+    rewrite_description(path, ome_xml_bytes(ome))
 
 
 def annotate_run(folder: Path, data: dict[str, Any]) -> list[str]:
     """Annotate every OME-TIFF that results were computed from; the names of the files changed."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for r in data["results"]:
-        if r["series"].endswith(".ome.tif"):
+        if r["series"].endswith(".ome.tif") and not r.get("damaged"):  # a stack without readable XML is not rewritten
             by_file.setdefault(r["series"], []).append(r)
     for name, results in by_file.items():
         annotate_file(inside(folder, name), results, data)

@@ -15,7 +15,14 @@ OME-TIFF's XML is still the plan (not the pages), its last page possibly cut sho
    planned XML of page 0, and placeholder pages ``not acquired`` completing the C x T grid. A frame
    the log says was acquired but whose page was cut short becomes a ``missing`` placeholder (its row
    in the frame log too); a complete page the log never got a row for (killed between the two) is
-   kept and placed from the re-expanded protocol;
+   kept and placed from the re-expanded protocol. A page 0 whose XML is missing, unreadable or
+   points past the end of the file (an older version's in-place rewrite cut short by a kill or a
+   full disk) does not stop it: the instrument then comes from run.json (``info_from_run``: the
+   station file's text, the devices' identities, the pixel size from the TIFF's resolution), the
+   planes and channel settings from the frame log, as always. Rowless all-zero pages after the
+   logged ones are the grid placeholders finalize wrote, made again the same. The copy needs as
+   much free space as the stack; on a full disk recovery fails, says so, and leaves the folder as
+   it was, so a later ``recover`` succeeds;
 4. run.json: status ``finishing`` with the acquisition's outcome (``acquisition.status``:
    ``interrupted``, or the status of a ``run_end`` event when the run had ended and only the
    bookkeeping was cut off), ``ended_utc`` (the last journal record), the missing count, ``files``
@@ -24,8 +31,14 @@ OME-TIFF's XML is still the plan (not the pages), its last page possibly cut sho
    results store record, the final status in run.json, ``MANIFEST.sha256``.
 
 A run whose acquisition had ended but whose finishing was cut off (run.json ``finishing``, or a
-final status without a current manifest) and whose owner is gone gets steps 5 only: a completed
+final status without a current manifest) and whose owner is gone gets step 5 only: a completed
 acquisition stays ``completed``.
+
+A folder that is NOT interrupted (``completed``, ``failed``...) but has a stack whose XML is lost or
+is still the plan (its finalize could not finish) gets that stack rebuilt the same way when it is
+named to ``recover`` (``repair_stacks``; run.json keeps the acquisition checksum as
+``sha256_acquired`` and lists the repair under ``repairs``, the journal gets a ``repaired`` record),
+then analysis, the results store and the manifest. ``analyze`` on such a folder says to do that (``stack_check``).
 
 It is idempotent: a folder already recovered (or never interrupted) is left as it is, and a
 recovery that was itself interrupted (killed at any point) is completed by running it again: what
@@ -41,8 +54,9 @@ the journal and the folder's name (not analysed: the protocol is not known).
 What cannot be restored: the pixels of a page cut short (a placeholder takes its place); the time
 and stage position of a frame whose row was never logged; the channels' detector gain, offset and
 binning (the planned XML does not hold them, so the recovered XML leaves gain and offset out and
-keeps the plan's binning); and whatever a power loss kept in the page cache (nothing is fsynced
-while frames and readings are written).
+keeps the plan's binning); for a stack whose XML was lost, also its UUID (a new one), the
+acquisition date (the run's start instead) and any annotation only the XML had (the run annotation says ``MetadataRebuilt``); and whatever a power loss kept in the page
+cache (nothing is fsynced while frames and readings are written).
 """
 
 from __future__ import annotations
@@ -54,6 +68,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -78,6 +93,7 @@ from .plan import StackPlan
 from .provenance import sha256_file
 from .qc_annotations import NS_NBO_QC, NS_QC
 from .series_writer import COLUMNS as SERIES_COLUMNS
+from .stack_check import quiet_tifffile, stack_problem
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +455,111 @@ def info_from_ome(ome: m.OME, line_keys: list[str] | None = None) -> tuple[Instr
     return info, extra
 
 
+def _parse_ome(text: str) -> tuple[m.OME | None, str]:
+    """The OME of page 0's description, or (None, what is wrong with it)."""
+    if not text.strip():
+        return None, "missing (page 0 has no readable description: a metadata rewrite was cut short)"
+    try:
+        ome = from_xml(text)
+        ome.images[0].pixels  # noqa: B018 - one Image with Pixels, or it is not ours
+        return ome, ""
+    except Exception as exc:
+        return None, f"unreadable ({type(exc).__name__})"
+
+
+def _started(run: dict[str, Any] | None, path: Path) -> datetime:
+    try:
+        return datetime.fromisoformat(str((run or {})["started_utc"]))
+    except (KeyError, ValueError):
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+
+
+def info_from_run(run: dict[str, Any] | None, path: Path) -> InstrumentInfo:
+    """What the runner's InstrumentInfo held, from run.json alone (the station file's text and the
+    devices' identities it records), the pixel size from the TIFF's resolution tags and the specimen
+    from the journal: for a stack whose XML is lost. Unknown parts are left empty."""
+    import yaml
+
+    run = run or {}
+    try:
+        station = yaml.safe_load(run.get("station", {}).get("text") or "") or {}
+    except yaml.YAMLError:
+        station = {}
+    inst = station.get("instrument") if isinstance(station, dict) and isinstance(station.get("instrument"), dict) else {}
+    devices = run.get("devices") if isinstance(run.get("devices"), dict) else {}
+
+    def device(role: str) -> dict[str, Any]:
+        return next((d for d in devices.values() if isinstance(d, dict) and d.get("role") == role), {})
+
+    lines = []
+    for key in sorted(run.get("protocol", {}).get("plan", {}).get("lines", []) or [], key=lambda k: float(k) if _float(k) is not None else 0.0):
+        d = device(f"laser {key} nm")
+        details = d.get("details") or {}
+        lines.append(LineInfo(str(key), _float(details.get("wavelength_nm")) or _float(str(key)) or 0.0, _float(details.get("nominal_power_mw")),
+                              d.get("vendor", ""), d.get("model", ""), d.get("serial", "")))
+    cam = device("camera")
+    mic = inst.get("microscope") if isinstance(inst.get("microscope"), dict) else {}
+    objective = next((o for o in inst.get("objectives") or [] if isinstance(o, dict) and o.get("id") == inst.get("objective_in_use")), None)
+    pixel_um = 1.0
+    try:
+        with tifffile.TiffFile(path) as tif:
+            num, den = tif.pages[0].tags["XResolution"].value  # type: ignore[union-attr]
+            pixel_um = 1e4 * den / num if num else 1.0  # the writer's resolution: pixels per cm
+    except Exception:
+        pass
+    software = run.get("software") if isinstance(run.get("software"), dict) else {}
+    protocol = run.get("protocol", {})
+    st = run.get("station", {})
+    git = software.get("git") if isinstance(software.get("git"), dict) else {}
+    nbo = {"Microscope.Stand.Type": mic.get("type", ""), "Station.Name": st.get("name", ""), "Station.Simulated": str(bool(st.get("simulated")))}
+    meter = device("power meter")
+    if meter:
+        location = (station.get("roles") or {}).get("power_meter", {}) if isinstance(station.get("roles"), dict) else {}
+        nbo.update({"PowerMeter.Location": location.get("location", "") if isinstance(location, dict) else "",
+                    "PowerMeter.Model": meter.get("model", ""), "PowerMeter.SerialNumber": meter.get("serial", ""),
+                    "PowerMeter.Sensor": (meter.get("details") or {}).get("sensor", ""),
+                    "PowerMeter.SensorSerialNumber": (meter.get("details") or {}).get("sensor_serial", "")})
+    specimen = next((r.get("sample") for r in reversed(_journal_records(path.parent / "journal.jsonl")) if r.get("type") == "specimen"), None)
+    if specimen:  # the runner's is the last specimen step's
+        nbo["Specimen"] = str(specimen)
+    return InstrumentInfo(
+        microscope={k: str(mic.get(k, "")) for k in ("manufacturer", "model", "type", "serial")},
+        lines=lines, camera={k: cam.get(k, "") for k in ("vendor", "model", "serial")} if cam else {},
+        objective=objective, filters=[f for f in inst.get("filters") or [] if isinstance(f, dict)],
+        pixel_size_um=pixel_um, bit_depth=int(_float((cam.get("details") or {}).get("bit_depth")) or 16),
+        run={"RunId": run.get("run_id", ""), "Protocol": protocol.get("id", ""), "ProtocolTitle": protocol.get("title", ""),
+             "ProtocolVersion": protocol.get("version", ""), "ProtocolSHA256": protocol.get("sha256", ""),
+             "Station": st.get("name", ""), "StationSHA256": st.get("sha256", ""), "ToolVersion": software.get("version", ""),
+             "GitCommit": git.get("commit", "") if git else "", "Operator": run.get("operator", ""),
+             "MetadataRebuilt": "from the pages, the frame log and run.json (the file's own XML was lost)"},
+        nbo=nbo,
+    )
+
+
+def _grid_placeholder_pages(path: Path, unlogged: list[int], by_ifd: dict[int, tuple[PlaneInfo, ChannelInfo | None]],
+                            never_written: list[int]) -> int:
+    """How many of the last pages are the all-zero placeholders ``finalize`` writes to complete the
+    C x T grid (they have no frame log row): 0 unless every page without a row comes after every
+    logged one, is all zero, and they are not more than the grid lacks."""
+    if not unlogged or never_written or not by_ifd:
+        return 0
+    first = len(by_ifd)
+    if sorted(by_ifd) != list(range(first)) or unlogged != list(range(first, first + len(unlogged))):
+        return 0
+    present = {(p.c, p.t) for p, _ in by_ifd.values()}
+    size_t = max(t for _, t in present) + 1
+    lacking = sum(1 for c in {c for c, _ in present} for t in range(size_t) if (c, t) not in present)
+    if len(unlogged) > lacking:
+        return 0
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if any(tif.pages[k].asarray().any() for k in unlogged):  # type: ignore[union-attr]
+                return 0
+    except Exception:
+        return 0
+    return len(unlogged)
+
+
 def _planned_order(run: dict[str, Any] | None) -> dict[str, list[tuple[int, int, Any]]]:
     """Per stack, every planned frame in acquisition order: (c, t, acquire action), from the protocol
     text in run.json expanded again for the run's laser lines."""
@@ -513,7 +634,13 @@ def _assign_ifds(rows: list[dict[str, str]]) -> tuple[dict[int, int], list[int]]
 
 
 def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: list[str]) -> StackResult:
-    """Make ``<name>.ome.tif`` describe exactly its complete pages (see the module's doc)."""
+    """Make ``<name>.ome.tif`` describe exactly its complete pages (see the module's doc); its XML
+    may be missing or unreadable (then rebuilt from run.json and the frame log, ``info_from_run``)."""
+    with quiet_tifffile():  # a broken tag 270 is what we are here for; the details say so once
+        return _recover_stack(folder, name, run, columns)
+
+
+def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: list[str]) -> StackResult:
     path = inside(folder, f"{name}.ome.tif")
     frames_csv = inside(folder, f"{name}_frames.csv")
     result = StackResult(name, None)
@@ -536,14 +663,16 @@ def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: 
         if rows:
             _rewrite_frame_log(frames_csv, rows, columns)
         return result
-    planned = from_xml(scan.description)
-    px = planned.images[0].pixels
-    if scan.pages == scan.chain and px.planes and len(px.planes) == len(px.tiff_data_blocks) == scan.pages:
+    planned, unreadable = _parse_ome(scan.description)
+    px = planned.images[0].pixels if planned else None
+    if planned and px and scan.pages == scan.chain and px.planes and len(px.planes) == len(px.tiff_data_blocks) == scan.pages:
         result.entry = _stack_entry(path, name, run, planned)
         result.details.append(f"{path.name}: already consistent ({scan.pages} pages)")
         return result
+    if planned is None:
+        result.details.append(f"{path.name}: its OME-XML was {unreadable}; rebuilt from its pages, the frame log and run.json")
 
-    stack_plan = _stack_plan(run, name, planned)
+    stack_plan = _stack_plan(run, name, planned, rows)
     ifd_of, never_written = _assign_ifds(rows)
     by_ifd: dict[int, tuple[PlaneInfo, ChannelInfo | None]] = {}
     rows_changed = False
@@ -559,6 +688,10 @@ def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: 
         by_ifd[ifd_of[i]] = (plane, _channel(row) if not plane.status else None)
     unlogged = [k for k in range(scan.pages) if k not in by_ifd]
     unplaced: list[int] = []
+    grid_pages = _grid_placeholder_pages(path, unlogged, by_ifd, never_written)
+    if grid_pages:  # finalize had written the grid's placeholders: they are made again below, the same
+        unlogged = unlogged[: len(unlogged) - grid_pages]
+        result.details.append(f"{path.name}: {grid_pages} placeholder page(s) 'not acquired' from finishing the file kept")
     if unlogged:
         try:
             order = _planned_order(run).get(name, [])
@@ -605,10 +738,14 @@ def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: 
 
     if rows_changed:  # before the stack: a recovery interrupted in between finds the same answer again
         _rewrite_frame_log(frames_csv, rows, columns)
-    info, extra = info_from_ome(planned, run["protocol"]["plan"]["lines"] if run else None)
+    if planned is not None:
+        info, extra = info_from_ome(planned, run["protocol"]["plan"]["lines"] if run else None)
+        acquired = planned.images[0].acquisition_date or datetime.now(timezone.utc)
+    else:
+        info, extra, acquired = info_from_run(run, path), {}, _started(run, path)
     tmp = path.with_name(path.name + ".tmp")
-    stack = OmeTiffStack(tmp, stack_plan, info, planned.images[0].acquisition_date or datetime.now(timezone.utc))
-    stack.file_uuid = (planned.uuid or "").removeprefix("urn:uuid:") or stack.file_uuid
+    stack = OmeTiffStack(tmp, stack_plan, info, acquired)
+    stack.file_uuid = ((planned.uuid if planned else None) or "").removeprefix("urn:uuid:") or stack.file_uuid
     stack.annotations = extra
     try:
         with tifffile.TiffFile(path) as tif:
@@ -630,6 +767,13 @@ def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: 
         if unplaced:
             os.replace(path, path.with_name(path.name + ".interrupted"))
         os.replace(tmp, path)
+    except OSError as exc:  # most often a full disk: the rebuilt copy needs as much space as the stack
+        with contextlib.suppress(OSError):
+            if stack._writer is not None:
+                stack._writer.close()
+        free = shutil.disk_usage(folder).free
+        raise OSError(exc.errno, f"{path.name}: could not write its rebuilt copy ({exc.strerror or exc}); it needs about "
+                                 f"{path.stat().st_size} bytes, {free} are free. The file is unchanged; run recover again once there is space") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -643,10 +787,19 @@ def recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns: 
     return result
 
 
-def _stack_plan(run: dict[str, Any] | None, name: str, planned: m.OME) -> StackPlan:
+def _stack_plan(run: dict[str, Any] | None, name: str, planned: m.OME | None, rows: list[dict[str, str]] | None = None) -> StackPlan:
     stacks = (run or {}).get("protocol", {}).get("plan", {}).get("stacks", {})
     if name in stacks:
         return StackPlan(name, list(stacks[name]["channels"]), dict(stacks[name]["frames"]))
+    if planned is None:  # neither run.json nor XML: the channels the frame log names, in their order
+        by_c: dict[int, str] = {}
+        counts: dict[str, int] = {}
+        for row in rows or []:
+            if row.get("c", "").isdigit() and row.get("channel"):
+                by_c.setdefault(int(row["c"]), row["channel"])
+                counts[row["channel"]] = counts.get(row["channel"], 0) + 1
+        channels = [by_c[c] for c in sorted(by_c)] or ["0"]
+        return StackPlan(name, channels, {ch: counts.get(ch, 0) for ch in channels})
     px = planned.images[0].pixels  # no run.json: the plan as page 0 has it (one TiffData per channel run)
     channels = [c.name or str(i) for i, c in enumerate(px.channels)]
     frames = {ch: 0 for ch in channels}
@@ -721,6 +874,13 @@ def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | Non
     report.outcome = "recovered"
 
 
+def _reanalyse(folder: Path) -> None:
+    """After a stack was rebuilt: results.json from the files as they are now (finishing then keeps it)."""
+    from .finishing import analyse
+
+    analyse(folder)
+
+
 def _this_process() -> dict[str, Any]:
     return {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()}
 
@@ -731,6 +891,14 @@ def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = Fa
     from .runner import FRAME_COLUMNS
 
     run = _read_run(folder)
+    if run is not None and run.get("status") not in ("running", FINISHING) and not unfinished(folder, run):
+        report.status = str(run.get("status"))
+        if repair_stacks(folder, run, report):  # a finished run with a stack whose XML was lost
+            _reanalyse(folder)
+            _finish(folder, report, store, db_url)
+            return
+        report.outcome, report.reason = "nothing to do", f"status {report.status}" + (", recovered before" if run.get("recovered_utc") else "")
+        return
     candidate = examine(folder)
     if candidate is None:
         report.status = str((run or {}).get("status", ""))
@@ -746,6 +914,8 @@ def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = Fa
         left = unfinished(folder, run)  # the acquisition had ended: only its finishing was cut off
         report.details.append("completed the finishing that was cut off (analysis, results store, manifest)" if left == "finishing"
                               else "wrote the missing manifest" + ("" if (folder / "results.json").is_file() else " (and analysed the run)"))
+        if repair_stacks(folder, run, report):  # a stack whose XML was lost too: its results are analysed anew
+            _reanalyse(folder)
         _finish(folder, report, store, db_url)
         return
 
@@ -825,6 +995,49 @@ def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = Fa
     report.status, report.reason = status, reason
     # 5. finishing: analysis, the results store, the final status, the manifest
     _finish(folder, report, store, db_url)
+
+
+def repair_stacks(folder: Path, run: dict[str, Any], report: RecoveryReport) -> bool:
+    """A finished run whose stack's OME-XML is unreadable or does not describe its pages (a crash or
+    a full disk during a metadata rewrite of an older version, or a finalize that could not finish):
+    rebuild each such stack as recovery does (``recover_stack``), record it in the journal and in
+    run.json (``files`` gets the new checksum, the old one kept as ``sha256_acquired``; ``repairs``
+    lists what was done). False, and nothing touched, when every stack is whole."""
+    from .runner import FRAME_COLUMNS
+
+    damaged = []
+    for name in _stacks_of(folder, run):
+        path = inside(folder, f"{name}.ome.tif")
+        problem = stack_problem(path) if path.is_file() else ""
+        if problem:
+            damaged.append((name, problem))
+    if not damaged:
+        return False
+    details: list[str] = []
+    files = run.setdefault("files", {})
+    for name, problem in damaged:
+        details.append(f"{name}.ome.tif: {problem}")
+        result = recover_stack(folder, name, run, FRAME_COLUMNS)
+        details.extend(result.details)
+        if result.entry:
+            old = files.get(f"{name}.ome.tif", {})
+            entry = {**old, **result.entry, "sha256_acquired": old.get("sha256_acquired") or old.get("sha256") or result.entry["sha256"]}
+            files[f"{name}.ome.tif"] = entry
+        frames_csv = folder / f"{name}_frames.csv"
+        if frames_csv.is_file() and f"{name}_frames.csv" in files:
+            files[f"{name}_frames.csv"].update(rows=len(_read_rows(frames_csv)), sha256=sha256_file(frames_csv))
+    utc = _now()
+    journal_path = folder / "journal.jsonl"
+    records = _journal_records(journal_path)
+    journal = Journal(journal_path)
+    journal.seq = max((r["seq"] for r in records if isinstance(r.get("seq"), int)), default=-1) + 1
+    journal.write("repaired", None, sync=True, actions=list(details))
+    journal.close()
+    run.setdefault("repairs", []).append({"utc": utc, "actions": list(details)})
+    replace_json(inside(folder, "run.json"), run)
+    report.details.extend(details)
+    report.reason = "stack metadata rebuilt"
+    return True
 
 
 def _journal_records(path: Path) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ from .finishing import FINISHING, finish, write_manifest  # noqa: F401  (write_m
 from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal
-from .ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from .instrument_info import instrument_info
+from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import Action, Plan, expand
 from .preflight import check_plan, device_label, station_facts
@@ -335,45 +336,13 @@ class Runner:
 
     # --- metadata ---------------------------------------------------------------------------------
     def _instrument_info(self) -> InstrumentInfo:
-        st = self.station
-        inst = st.spec.instrument
-        lines = []
-        for key in sorted(st.lasers, key=float):
-            line = st.lasers[key]
-            ident = st.identities.get(line.label)
-            lines.append(LineInfo(key, line.wavelength_nm, line.nominal_mw(), ident.vendor if ident else "", ident.model if ident else "", ident.serial if ident else ""))
-        camera: dict[str, str] = {}
-        bit_depth = 16
-        if st.camera is not None:
-            ident = st.identities[st.camera.label]
-            camera = {"vendor": ident.vendor, "model": ident.model, "serial": ident.serial}
-            bit_depth = int(st.core.getProperty(st.camera.label, "BitDepth")) if st.core.hasProperty(st.camera.label, "BitDepth") else st.core.getImageBitDepth()
-        objective = next((o.model_dump() for o in inst.objectives if o.id == inst.objective_in_use), None)
-        git = self.software["git"]
-        nbo: dict[str, Any] = {
-            "Microscope.Stand.Type": inst.microscope.type,
-            "Station.Name": st.name,
-            "Station.Simulated": str(st.sim is not None),
-        }
-        if st.power_meter is not None:
-            meter = st.identities[st.power_meter.label]
-            nbo.update({
-                "PowerMeter.Location": st.power_meter.location, "PowerMeter.Model": meter.model,
-                "PowerMeter.SerialNumber": meter.serial, "PowerMeter.Sensor": meter.details.get("sensor", ""),
-                "PowerMeter.SensorSerialNumber": meter.details.get("sensor_serial", ""),
-            })
-        return InstrumentInfo(
-            microscope=inst.microscope.model_dump(), lines=lines, camera=camera, objective=objective,
-            filters=[f.model_dump() for f in inst.filters], pixel_size_um=st.camera.pixel_size_um if st.camera else 1.0,
-            bit_depth=bit_depth,
-            run={
-                "RunId": self.run_id, "Protocol": self.protocol.protocol, "ProtocolTitle": self.protocol.title,
-                "ProtocolVersion": self.protocol.version, "ProtocolSHA256": sha256_file(self.protocol_path),
-                "Station": st.name, "StationSHA256": sha256_file(st.path), "ToolVersion": self.software["version"],
-                "GitCommit": git["commit"] if git else "", "Operator": self.operator,
-            },
-            nbo=nbo,
-        )
+        st, git = self.station, self.software["git"]
+        return instrument_info(st, run={
+            "RunId": self.run_id, "Protocol": self.protocol.protocol, "ProtocolTitle": self.protocol.title,
+            "ProtocolVersion": self.protocol.version, "ProtocolSHA256": sha256_file(self.protocol_path),
+            "Station": st.name, "StationSHA256": sha256_file(st.path), "ToolVersion": self.software["version"],
+            "GitCommit": git["commit"] if git else "", "Operator": self.operator,
+        })
 
     # --- device operations with retries -------------------------------------------------------------
     def _retry(self, what: str, fn: Callable[[], T]) -> tuple[T, int]:

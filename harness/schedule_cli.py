@@ -10,11 +10,14 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .cli_types import at_least
 from .errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, UserError
-from .schedule_file import read_schedule_file
+
+# the modules each command needs are imported inside it: ``microscope-qc --help`` stays fast
 
 
 def cmd_schedule_run(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import Scheduler
     from .station_lock import StationBusy, StationLock
 
@@ -47,6 +50,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import ScheduleState
 
     schedule = read_schedule_file(args.file)
@@ -71,6 +75,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import Scheduler
 
     schedule = read_schedule_file(args.file)
@@ -90,12 +95,15 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:
+    from .schedule_file import read_schedule_file
     from .scheduler import ScheduleState
 
     schedule = read_schedule_file(args.file)
     outcomes = ScheduleState(schedule.state_dir).outcomes()
-    if args.job:
+    if args.job is not None:
         outcomes = [o for o in outcomes if o["job"] == args.job]
+        if not outcomes:
+            schedule.job(args.job)  # a job not in the file (nor in its record) is a typo: say which jobs there are
     if not outcomes:
         print("no outcomes recorded yet")
         return 0
@@ -124,7 +132,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_schedule_run)
     q = ss.add_parser("list", help="what is due next, and each job's last outcome")
     q.add_argument("file", type=Path)
-    q.add_argument("--count", "-n", type=int, default=3, help="next times per job (default 3)")
+    q.add_argument("--count", "-n", type=at_least(1), default=3, help="next times per job (default 3)")
     q.set_defaults(func=cmd_schedule_list)
     q = ss.add_parser("run-now", help="run one job now (preconditions checked, outcome recorded and notified)")
     q.add_argument("file", type=Path)
@@ -132,6 +140,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_schedule_run_now)
     q = ss.add_parser("last", help="the last outcomes")
     q.add_argument("file", type=Path)
-    q.add_argument("--job")
-    q.add_argument("--count", "-n", type=int, default=20)
+    q.add_argument("--job", help="only this job's outcomes")
+    q.add_argument("--count", "-n", type=at_least(1), default=20, help="how many (default the last 20)")
     q.set_defaults(func=cmd_schedule_last)

@@ -260,7 +260,9 @@ class Station:
         for label in self.core.getLoadedDevices():
             if label == "Core":
                 continue
-            self.identities[label] = self._identity(label)
+            self.identities[label] = ident = self._identity(label)
+            log.info("%s (%s): %s %s %s, serial %s, firmware %s", label, self.role_of(label), ident.kind, ident.vendor, ident.model,
+                     ident.serial or "-", ident.firmware or "-")
 
     def _identity(self, label: str) -> DeviceIdentity:
         if label in self.drivers:
@@ -334,6 +336,8 @@ class Station:
             failures.append(f"camera: {exc}")
         for failure in failures:
             log.error("safe state not confirmed: %s", failure)
+        if not failures:
+            log.info("safe state: every laser off, no acquisition running")
         return failures
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ from tests.conftest import ROOT
         ("benchmarks.sampling_precision", ["--seconds", "2"], "p99 ratio harness / naive"),
         ("benchmarks.memory_flat", ["--minutes", "3", "--frames", "20"], "growth in second half"),
         ("benchmarks.analysis_speed", ["--size", "256", "--rounds", "1"], "analysis ratio harness / frame reading"),
+        ("benchmarks.xml_rewrite", ["--frames", "8", "--size", "64", "--repeats", "1"], "crash_safe_growth_after_10_bytes"),
+        ("benchmarks.cli_startup", ["--repeats", "1"], "the baseline"),
     ],
 )
 def test_benchmark_runs(module: str, args: list[str], expect: str) -> None:

@@ -105,7 +105,10 @@ def test_photon_transfer_gives_back_gain_and_offset(make_station) -> None:
 
 
 def test_gain_setting_scales_the_signal(make_station) -> None:
-    st = make_station({"simulation": {"sample": "uniform_slide"}})
+    # a steady laser: with the station clock following the wall clock, warm-up, drift and the mode hop
+    # would otherwise change the light between the two frames by however long the machine took
+    steady = {"warmup_deficit": 0.0, "drift_pct_per_h": 0.0, "mode_hops": []}
+    st = make_station({"simulation": {"sample": "uniform_slide"}, "devices": {"Laser561": {"simulation": steady}}})
     cam, line = st.camera, st.lasers["561"]
     st.core.setROI(cam.label, 760, 390, 400, 300)
     cam.set_exposure_ms(20)

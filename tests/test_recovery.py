@@ -204,15 +204,12 @@ def test_planned_xml_gives_back_the_instrument_and_annotations(crashed: Path) ->
 
 
 def test_cmd_run_recovers_interrupted_runs_first(crashed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.run_guard import station_name
-    from harness.station_lock import StationLock
-
     folder = _copy(crashed, tmp_path)
-    # the station is held by someone else: the run itself cannot start, but recovery has happened by then
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
-    with StationLock(station_name(station), purpose="run by a colleague"):
-        code = cli.run(["run", str(PROTOCOL), "--station", str(station), "--runs-dir", str(folder.parent), "--no-store"])
-    assert code == cli.EXIT_PRECONDITION
+    # the files preflight, but the station's meter cannot be reached: the run itself cannot start, but
+    # recovery has happened by then (a mistake in a file is refused before recovery, within a second)
+    station = station_variant(tmp_path, {"devices": {"Meter": {"resource": "TCPIP0::127.0.0.1::1::SOCKET", "timeout_ms": 200}}})
+    code = cli.run(["run", str(PROTOCOL), "--station", str(station), "--runs-dir", str(folder.parent), "--no-store"])
+    assert code == cli.EXIT_DEVICE
     err = capsys.readouterr().err
     assert f"recovered {folder}: status interrupted" in err
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
