@@ -158,10 +158,11 @@ def _read_run(folder: Path) -> dict[str, Any]:
 
 
 def finish(folder: str | Path, journal: Journal | None = None, store: bool = False, db_url: str | None = None,
-           analysable: bool = True) -> Finished:
+           analysable: bool = True, reanalyse: bool = False) -> Finished:
     """Do what is left of a folder's finishing (see the module's doc) and close ``journal`` (the run's
     own, still open; None: the journal is reopened for appending). ``analysable=False``: a run.json
-    rebuilt from the journal (no protocol): not analysed."""
+    rebuilt from the journal (no protocol): not analysed. ``reanalyse``: analysed again although
+    done before (a stack was rebuilt since)."""
     folder = Path(folder)
     run = _read_run(folder)
     if journal is None:
@@ -177,7 +178,7 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
         results_file = folder / "results.json"
         if not analysable:
             journal.write("finishing", None, sync=True, step="analysed", skipped="run.json has no protocol (rebuilt from the journal)")
-        elif results_file.is_file() and ("analysed" in steps or run.get("status") != FINISHING):
+        elif not reanalyse and results_file.is_file() and ("analysed" in steps or run.get("status") != FINISHING):
             try:
                 results = json.loads(results_file.read_text(encoding="utf-8"))
                 if results.get("status") == "analysis failed":

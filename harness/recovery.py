@@ -850,7 +850,7 @@ def recover_run(folder: str | Path, force: bool = False, store: bool = False, db
     return report
 
 
-def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | None) -> None:
+def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | None, reanalyse: bool = False) -> None:
     """The finishing pipeline (``finishing.py``), its outcome in the report."""
     from .endings import FINISHING
     from .finishing import finish
@@ -865,20 +865,13 @@ def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | Non
         from . import kill_points
 
         kill_points.reached("recovery:before_finishing")
-    done = finish(folder, store=store, db_url=db_url, analysable=analysable)
+    done = finish(folder, store=store, db_url=db_url, analysable=analysable, reanalyse=reanalyse)
     report.status, report.reason, report.stored = done.status, done.reason, done.stored
     report.verdict = str((done.results or {}).get("verdict", "")) if analysable else ""
     if done.analysis_error:
         report.analysis_error = done.analysis_error
         report.details.append(done.analysis_error)
     report.outcome = "recovered"
-
-
-def _reanalyse(folder: Path) -> None:
-    """After a stack was rebuilt: results.json from the files as they are now (finishing then keeps it)."""
-    from .finishing import analyse
-
-    analyse(folder)
 
 
 def _this_process() -> dict[str, Any]:
@@ -894,8 +887,7 @@ def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = Fa
     if run is not None and run.get("status") not in ("running", FINISHING) and not unfinished(folder, run):
         report.status = str(run.get("status"))
         if repair_stacks(folder, run, report):  # a finished run with a stack whose XML was lost
-            _reanalyse(folder)
-            _finish(folder, report, store, db_url)
+            _finish(folder, report, store, db_url, reanalyse=True)
             return
         report.outcome, report.reason = "nothing to do", f"status {report.status}" + (", recovered before" if run.get("recovered_utc") else "")
         return
@@ -914,9 +906,8 @@ def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = Fa
         left = unfinished(folder, run)  # the acquisition had ended: only its finishing was cut off
         report.details.append("completed the finishing that was cut off (analysis, results store, manifest)" if left == "finishing"
                               else "wrote the missing manifest" + ("" if (folder / "results.json").is_file() else " (and analysed the run)"))
-        if repair_stacks(folder, run, report):  # a stack whose XML was lost too: its results are analysed anew
-            _reanalyse(folder)
-        _finish(folder, report, store, db_url)
+        repaired = repair_stacks(folder, run, report)  # a stack whose XML was lost too: its results are analysed anew
+        _finish(folder, report, store, db_url, reanalyse=repaired)
         return
 
     details = report.details
