@@ -237,9 +237,12 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     if not run_file.is_file():
         raise UserError(f"{folder}: not a run folder (no run.json)")
     try:
-        run = json.loads(run_file.read_text(encoding="utf-8"))
+        recorded = json.loads(run_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{run_file}: cannot read the run record ({exc})") from None
+    from .endings import as_finished
+
+    run = as_finished(recorded)  # while finishing: judged by the acquisition's own outcome
     if run.get("status") == "running":
         raise UserError(f"{folder}: the run is still running, or its process was killed; for a killed run: microscope-qc recover {folder}")
     missing = [name for name in run.get("files", {}) if not inside(folder, name).is_file()]
@@ -298,7 +301,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["annotated_files"] = annotate_run(folder, data)
     except Exception as exc:  # the results stand without the copy inside the OME-TIFFs; say so
         data["annotated_files"], data["annotation_error"] = [], f"{type(exc).__name__}: {exc}"
-    _record_checksums(run_file, run, folder, [n for n in data["annotated_files"] if n not in changed])
+    _record_checksums(run_file, recorded, folder, [n for n in data["annotated_files"] if n not in changed])
     try:
         from .report import write_report
 
@@ -317,7 +320,9 @@ def write_failed_results(folder: Path, reason: str) -> dict[str, Any] | None:
     ``analysis failed``, the reason, nothing judged), so the store, ``history`` and the report show
     it; and a report with the error where possible. None if not even run.json can be read."""
     try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        from .endings import as_finished
+
+        run = as_finished(json.loads((folder / "run.json").read_text(encoding="utf-8")))
         data = {
             "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
             "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -114,9 +115,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
     from .analysis import analyse_run, summary, write_failed_results
     from .errors import EXIT_ANALYSIS_FAILED
-    from .runner import write_manifest
+    from .finishing import write_manifest
 
     folder = Path(args.folder)
+    if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
+        raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
     try:
         data = analyse_run(folder)
     except UserError:
@@ -139,6 +142,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .protocol_file import ProtocolFile
     from .schedule_file import ScheduleFile
@@ -159,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .analysis import summary
     from .endings import UNSAFE, exit_code
     from .preflight import PreflightFailed, file_facts, preflight
-    from .run_guard import PreconditionFailed, interlock_problems, record, station_name, write_outcome
+    from .run_guard import PreconditionFailed, interlock_problems, station_name, write_outcome
     from .runner import Runner
     from .station import Station
     from .station_lock import StationBusy, StationLock
@@ -185,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.check_interlock and (problems := interlock_problems(station)):
                 raise PreconditionFailed("interlock open: " + "; ".join(problems))
             try:
-                runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes)
+                runner = Runner(station, args.protocol, runs_dir=args.runs_dir, operator=args.operator, quiet=args.quiet, assume_yes=args.yes,
+                                store=not args.no_store, db_url=args.db, job_tag=_job_tag(args.job_tag))
             except PreflightFailed as exc:
                 write_outcome(args.outcome, status="not started", reason=f"preflight: {exc}", user_error=True)
                 raise
@@ -193,7 +204,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
                 print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
                       + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
-            outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr))
+            # Ctrl-C and SIGTERM stay ignored from the end of the acquisition until the outcome is
+            # written (and, as the command's own process, until it exits): finishing (analysis, store
+            # record, manifest) and the outcome file are never cut short
+            handlers = _signal_handlers()
+            outcome = runner.run(on_folder=lambda f: None if args.quiet else print(f"Run folder: {f}", file=sys.stderr), restore_signals=False)
     except (StationBusy, PreconditionFailed) as exc:
         write_outcome(args.outcome, status="not started", reason=str(exc), precondition=True)
         print(f"not started: {exc}", file=sys.stderr)
@@ -201,10 +216,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .disk_full import show_unwritten
 
     show_unwritten(runner)
-    if runner.left_for_recovery:  # a full disk kept a file from being finished: `recover` records it
+    if runner.left_for_recovery:  # a full disk kept a file from being finished: `recover` finishes and records it
         stored = f"not recorded yet: free space, then run microscope-qc recover --runs-dir {args.runs_dir}"
     else:
-        stored = record(outcome.folder, args.db) if not args.no_store else "not recorded (--no-store)"
+        stored = runner.stored  # recorded by the run's finishing (finishing.py)
     word = outcome.outcome
     write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
                   verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored,
@@ -223,7 +238,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{word}: {outcome.folder}")
     if outcome.reason:
         print(f"reason: {outcome.reason}", file=sys.stderr)
+    if not _EXITS_AFTER_COMMAND:  # called in-process (tests, embedding): its handlers come back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return exit_code(word)
+
+
+_EXITS_AFTER_COMMAND = False  # set by main(): the process ends when the command returns
+
+
+def _signal_handlers() -> dict[int, Any]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _job_tag(text: str | None) -> dict[str, Any] | None:
+    """``--job-tag`` (JSON, set by the schedule service): which job and due time a run is for."""
+    if not text:
+        return None
+    try:
+        tag = json.loads(text)
+    except ValueError:
+        tag = None
+    if not isinstance(tag, dict):
+        raise UserError(f"--job-tag {text!r}: not a JSON object")
+    return tag
 
 
 def _line(station: Any, name: str | None):
@@ -423,17 +465,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _recover_interrupted(runs_dir: Path, db: str | None, store: bool = True) -> None:
     """Before a run: finish the run folders that a killed run process left behind (cheap when none)."""
     from .recovery import recover_all
-    from .run_guard import record
 
     try:
-        reports = recover_all(runs_dir)
+        reports = recover_all(runs_dir, store=store, db_url=db)
     except Exception as exc:  # never keeps a run from starting
         print(f"recovery of interrupted runs in {runs_dir} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return
     for report in reports:
         print(report.line(), file=sys.stderr)
         if report.outcome == "recovered" and store:
-            print(f"  results store: {record(report.folder, db)}", file=sys.stderr)
+            print(f"  results store: {report.stored}", file=sys.stderr)
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -446,23 +487,22 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if not args.folders and not args.runs_dir.is_dir():
         raise UserError(f"--runs-dir {args.runs_dir}: no such folder")
     if args.folders:
-        reports = [recover_run(folder, force=args.force) for folder in args.folders]
+        reports = [recover_run(folder, force=args.force, store=True, db_url=args.db) for folder in args.folders]
     else:
         found = scan_runs(args.runs_dir)
         for candidate in found:
             if candidate.owner != "gone":
                 print(f"left alone: {candidate.folder} ({candidate.detail})")
-        reports = recover_all(args.runs_dir)
+        reports = recover_all(args.runs_dir, store=True, db_url=args.db)
         if not found:
             print(f"no interrupted runs in {args.runs_dir}")
-    from .run_guard import record
 
     for report in reports:
         print(report.line())
         for detail in report.details:
             print(f"  {detail}")
         if report.outcome == "recovered":
-            print(f"  results store: {record(report.folder, args.db)}")
+            print(f"  results store: {report.stored}")
     return EXIT_RUN_FAILED if any(r.outcome == "failed" for r in reports) else 0
 
 
@@ -492,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcome", type=output_file, metavar="FILE", help="write the outcome as JSON (for a supervising scheduler)")
     p.add_argument("--db", metavar="URL", help="results database URL (default: $MICROSCOPE_QC_DB, else results.sqlite in the user data folder)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
+    p.add_argument("--job-tag", metavar="JSON", help="set by the schedule service: the job and due time this run is for (kept in run.json)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("analyze", help="(re)compute metrics and verdicts of a run folder from its files alone")
@@ -642,6 +683,8 @@ def _stdout_to_devnull() -> None:
 
 
 def main() -> None:
+    global _EXITS_AFTER_COMMAND
+    _EXITS_AFTER_COMMAND = True
     code = run(None)
     try:
         sys.stdout.flush()  # what is still buffered goes now, where a reader that went away can be told apart

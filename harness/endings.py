@@ -23,6 +23,7 @@ from typing import Any
 from .errors import EXIT_ANALYSIS_FAILED, EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_UNSAFE
 
 COMPLETED, FAILED, ABORTED, INTERRUPTED = "completed", "failed", "aborted", "interrupted"
+RUNNING, FINISHING = "running", "finishing"  # run.json while acquiring; after it, until finishing is done (finishing.py)
 ANALYSIS_FAILED, UNSAFE = "analysis failed", "unsafe"
 OUTCOMES = (COMPLETED, ANALYSIS_FAILED, FAILED, ABORTED, INTERRUPTED, UNSAFE)
 
@@ -43,14 +44,34 @@ def exit_code(word: str) -> int:
 
 
 def safe_state_confirmed(run: dict[str, Any]) -> bool:
-    """From ``run.json`` (older records without the field: confirmed unless the reason says not)."""
+    """From ``run.json`` (older records without the field: confirmed unless the reason says not).
+    ``confirmed: null`` (the run process died before its safe state: ``interrupted``) is not taken
+    as NOT confirmed: nothing was found wrong, the service checks the station itself."""
     safe = run.get("safe_state")
     if isinstance(safe, dict) and "confirmed" in safe:
-        return bool(safe["confirmed"])
+        return safe["confirmed"] is not False
     return "safe state NOT confirmed" not in str(run.get("reason") or "")
+
+
+def acquisition_status(run: dict[str, Any]) -> str:
+    """The run's own status: run.json ``status``, or while it says ``finishing`` the acquisition's
+    outcome it recorded (``acquisition.status``), which becomes the status once finishing is done."""
+    status = str(run.get("status", FAILED))
+    if status == FINISHING:
+        acquisition = run.get("acquisition")
+        return str(acquisition.get("status") or FAILED) if isinstance(acquisition, dict) else FAILED
+    return status
+
+
+def as_finished(run: dict[str, Any]) -> dict[str, Any]:
+    """run.json as it will read once finishing is done (a shallow copy; ``run`` itself if final)."""
+    if run.get("status") != FINISHING:
+        return run
+    acquisition = run.get("acquisition") if isinstance(run.get("acquisition"), dict) else {}
+    return {**run, "status": acquisition_status(run), "reason": str(acquisition.get("reason") or run.get("reason") or "")}
 
 
 def of_folder(run: dict[str, Any], results: dict[str, Any] | None) -> str:
     """The outcome word of a run folder's ``run.json`` and ``results.json`` (None: not analysed)."""
     failed = bool(results) and results.get("status") == ANALYSIS_FAILED
-    return outcome(str(run.get("status", FAILED)), safe_state_confirmed(run), failed)
+    return outcome(acquisition_status(run), safe_state_confirmed(run), failed)

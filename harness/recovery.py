@@ -23,19 +23,27 @@ OME-TIFF's XML is still the plan (not the pages), its last page possibly cut sho
    logged ones are the grid placeholders finalize wrote, made again the same. The copy needs as
    much free space as the stack; on a full disk recovery fails, says so, and leaves the folder as
    it was, so a later ``recover`` succeeds;
-4. run.json: status ``interrupted`` (or the status of a ``run_end`` event, when the run had ended
-   and only the bookkeeping was cut off), reason, ``ended_utc`` (the last journal record), the
-   missing count, ``files`` recomputed, ``recovered_utc``;
-5. analysis (its error is reported, not raised) and ``MANIFEST.sha256``.
+4. run.json: status ``finishing`` with the acquisition's outcome (``acquisition.status``:
+   ``interrupted``, or the status of a ``run_end`` event when the run had ended and only the
+   bookkeeping was cut off), ``ended_utc`` (the last journal record), the missing count, ``files``
+   recomputed, ``recovered_utc``, and this process as the owner of the finishing;
+5. the finishing pipeline (``finishing.py``): analysis (its error is reported, not raised), the
+   results store record, the final status in run.json, ``MANIFEST.sha256``.
+
+A run whose acquisition had ended but whose finishing was cut off (run.json ``finishing``, or a
+final status without a current manifest) and whose owner is gone gets step 5 only: a completed
+acquisition stays ``completed``.
 
 A folder that is NOT interrupted (``completed``, ``failed``...) but has a stack whose XML is lost or
 is still the plan (its finalize could not finish) gets that stack rebuilt the same way when it is
 named to ``recover`` (``repair_stacks``; run.json keeps the acquisition checksum as
 ``sha256_acquired`` and lists the repair under ``repairs``, the journal gets a ``repaired`` record),
-then analysis and the manifest. ``analyze`` on such a folder says to do that (``stack_check``).
+then analysis, the results store and the manifest. ``analyze`` on such a folder says to do that (``stack_check``).
 
 It is idempotent: a folder already recovered (or never interrupted) is left as it is, and a
-recovery that was itself interrupted is completed by running it again. It never touches a run
+recovery that was itself interrupted (killed at any point) is completed by running it again: what
+is not done is found from the files (run.json's status, the journal's finishing records,
+results.json, the manifest). It never touches a run
 whose owner process is alive, nor (without ``force``) one whose owner ran on another host or is
 unknown (run.json from an older version): we cannot see that host's processes. A folder with a
 journal but no readable run.json (killed in the moment between creating the two, or run.json lost
@@ -119,6 +127,7 @@ class RecoveryReport:
     verdict: str = ""
     analysis_error: str = ""
     error: str = ""
+    stored: str = ""  # what the results store said (finishing's record step)
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -182,7 +191,14 @@ def examine(folder: Path) -> Candidate | None:
             return Candidate(folder, "unknown", f"{what}, and files changed {age:.0f} s ago: may still be starting")
         return Candidate(folder, "gone", f"{what}; nothing changed for {age:.0f} s")
     if run.get("status") != "running":
-        return None
+        from .finishing import unfinished
+
+        left = unfinished(folder, run)
+        if not left:
+            return None
+        owner, detail = owner_state(run)
+        what = "finishing was cut off" if left == "finishing" else "its manifest is missing or out of date"
+        return Candidate(folder, owner, f"{what}; {detail}")
     owner, detail = owner_state(run)
     return Candidate(folder, owner, detail)
 
@@ -195,9 +211,14 @@ def scan_runs(runs_dir: str | Path) -> list[Candidate]:
     found = []
     for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         run_file = folder / "run.json"
-        try:  # cheap for the usual case: a finished run's run.json has no "running" in its status
-            if run_file.is_file() and '"status": "running"' not in run_file.read_text(encoding="utf-8", errors="replace"):
-                continue
+        try:  # cheap for the usual case: a finished run's run.json is not running nor finishing, and its manifest is current
+            if run_file.is_file():
+                text = run_file.read_text(encoding="utf-8", errors="replace")
+                if '"status": "running"' not in text and '"status": "finishing"' not in text:
+                    from .finishing import manifest_current
+
+                    if manifest_current(folder):
+                        continue
         except OSError:
             pass
         candidate = examine(folder)
@@ -211,9 +232,10 @@ def find_interrupted(runs_dir: str | Path) -> list[Path]:
     return [c.folder for c in scan_runs(runs_dir) if c.owner == "gone"]
 
 
-def recover_all(runs_dir: str | Path) -> list[RecoveryReport]:
-    """Recover every interrupted run of ``runs_dir``; a failure is reported, not raised."""
-    return [recover_run(folder) for folder in find_interrupted(runs_dir)]
+def recover_all(runs_dir: str | Path, store: bool = False, db_url: str | None = None) -> list[RecoveryReport]:
+    """Recover every interrupted run of ``runs_dir`` and finish every cut-off finishing (``store``:
+    recording them in the results store ``db_url``); a failure is reported, not raised."""
+    return [recover_run(folder, store=store, db_url=db_url) for folder in find_interrupted(runs_dir)]
 
 
 # --- small file helpers ----------------------------------------------------------------------------
@@ -808,9 +830,10 @@ def _stacks_of(folder: Path, run: dict[str, Any] | None) -> list[str]:
     return sorted(n for n in names if not plain_name_problem(n) and ((folder / f"{n}.ome.tif").exists() or (folder / f"{n}_frames.csv").exists()))
 
 
-def recover_run(folder: str | Path, force: bool = False) -> RecoveryReport:
+def recover_run(folder: str | Path, force: bool = False, store: bool = False, db_url: str | None = None) -> RecoveryReport:
     """Finish an interrupted run folder (see the module's doc); never raises for a bad folder, the
-    report says what happened. ``force``: also a run whose owner is on another host or unknown."""
+    report says what happened. ``force``: also a run whose owner is on another host or unknown.
+    ``store``: the finishing records the run in the results store ``db_url``."""
     folder = Path(folder)
     report = RecoveryReport(folder, "failed")
     if not folder.is_dir():
@@ -821,40 +844,71 @@ def recover_run(folder: str | Path, force: bool = False) -> RecoveryReport:
             if not mine:
                 report.outcome, report.reason = "left alone", "another process is recovering it"
                 return report
-            _recover(folder, force, report)
+            _recover(folder, force, report, store, db_url)
     except Exception as exc:  # the folder is left as it was where the failing step had not begun
         log.exception("recovering %s", folder)
         report.outcome, report.error = "failed", f"{type(exc).__name__}: {exc}"
     return report
 
 
-def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
-    from .analysis import analyse_run
-    from .runner import FRAME_COLUMNS, write_manifest
+def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | None, reanalyse: bool = False) -> None:
+    """The finishing pipeline (``finishing.py``), its outcome in the report."""
+    from .endings import FINISHING
+    from .finishing import finish
+
+    run = _read_run(folder) or {}
+    analysable = "text" in run.get("protocol", {})
+    if not analysable:
+        report.details.append("not analysed: run.json has no protocol (it was rebuilt from the journal)")
+    if run.get("status") == FINISHING:  # this process finishes it now: a kill here leaves it to the next recover
+        run["process"] = _this_process()
+        replace_json(inside(folder, "run.json"), run)
+        from . import kill_points
+
+        kill_points.reached("recovery:before_finishing")
+    done = finish(folder, store=store, db_url=db_url, analysable=analysable, reanalyse=reanalyse)
+    report.status, report.reason, report.stored = done.status, done.reason, done.stored
+    report.verdict = str((done.results or {}).get("verdict", "")) if analysable else ""
+    if done.analysis_error:
+        report.analysis_error = done.analysis_error
+        report.details.append(done.analysis_error)
+    report.outcome = "recovered"
+
+
+def _this_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()}
+
+
+def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = False, db_url: str | None = None) -> None:
+    from .endings import FINISHING
+    from .finishing import unfinished
+    from .runner import FRAME_COLUMNS
 
     run = _read_run(folder)
-    if run is not None and run.get("status") != "running":
+    if run is not None and run.get("status") not in ("running", FINISHING) and not unfinished(folder, run):
         report.status = str(run.get("status"))
-        manifest = folder / "MANIFEST.sha256"
-        if run.get("recovered_utc") and (not manifest.is_file() or manifest.stat().st_mtime < (folder / "run.json").stat().st_mtime):
-            _analyse(folder, report, analyse_run)  # a recovery interrupted after run.json: finish it
-            write_manifest(folder)
-            report.outcome = "recovered"
-            report.details.append("completed an earlier recovery (analysis, manifest)")
-            return
         if repair_stacks(folder, run, report):  # a finished run with a stack whose XML was lost
-            _analyse(folder, report, analyse_run)
-            write_manifest(folder)
-            report.outcome = "recovered"
+            _finish(folder, report, store, db_url, reanalyse=True)
             return
         report.outcome, report.reason = "nothing to do", f"status {report.status}" + (", recovered before" if run.get("recovered_utc") else "")
         return
     candidate = examine(folder)
     if candidate is None:
-        report.outcome, report.reason = "nothing to do", "not a run folder (no run.json, no journal)"
+        report.status = str((run or {}).get("status", ""))
+        if run is not None:
+            report.outcome, report.reason = "nothing to do", f"status {report.status}" + (", recovered before" if run.get("recovered_utc") else "")
+        else:
+            report.outcome, report.reason = "nothing to do", "not a run folder (no run.json, no journal)"
         return
     if candidate.owner == "alive" or (candidate.owner != "gone" and not force):
         report.outcome, report.reason = "left alone", candidate.detail
+        return
+    if run is not None and run.get("status") != "running":
+        left = unfinished(folder, run)  # the acquisition had ended: only its finishing was cut off
+        report.details.append("completed the finishing that was cut off (analysis, results store, manifest)" if left == "finishing"
+                              else "wrote the missing manifest" + ("" if (folder / "results.json").is_file() else " (and analysed the run)"))
+        repaired = repair_stacks(folder, run, report)  # a stack whose XML was lost too: its results are analysed anew
+        _finish(folder, report, store, db_url, reanalyse=repaired)
         return
 
     details = report.details
@@ -922,7 +976,9 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
         else:
             details.append("no run.json (the run process ended before it wrote one): a new one has what the journal knows")
     ended = (last or {}).get("utc") or run.get("started_utc")
-    run.update(status=status, reason=reason, ended_utc=ended, missing=missing, files=files, recovered_utc=recovered_utc)
+    # the acquisition's outcome; the status is final once finishing (analysis, store, manifest) is done
+    run.update(status=FINISHING, acquisition={"status": status, "reason": reason}, reason="", ended_utc=ended, missing=missing,
+               files=files, recovered_utc=recovered_utc)
     safe = next((r for r in reversed(records) if r.get("type") == "safe_state"), None)
     if safe is not None:  # the run got as far as its safe state: what it found (not confirmed: the outcome is unsafe)
         run["safe_state"] = {"confirmed": bool(safe.get("confirmed")), "failures": list(safe.get("failures") or [])}
@@ -931,10 +987,8 @@ def _recover(folder: Path, force: bool, report: RecoveryReport) -> None:
     run["recovery"] = {"utc": recovered_utc, "owner": candidate.detail, "actions": list(details)}
     replace_json(inside(folder, "run.json"), run)
     report.status, report.reason = status, reason
-    # 5. analysis and manifest
-    _analyse(folder, report, analyse_run)
-    write_manifest(folder)
-    report.outcome = "recovered"
+    # 5. finishing: analysis, the results store, the final status, the manifest
+    _finish(folder, report, store, db_url)
 
 
 def repair_stacks(folder: Path, run: dict[str, Any], report: RecoveryReport) -> bool:
@@ -989,22 +1043,6 @@ def _journal_records(path: Path) -> list[dict[str, Any]]:
             if record is not None:
                 out.append(record)
     return out
-
-
-def _analyse(folder: Path, report: RecoveryReport, analyse_run: Any) -> None:
-    run = _read_run(folder) or {}
-    if "text" not in run.get("protocol", {}):
-        report.details.append("not analysed: run.json has no protocol (it was rebuilt from the journal)")
-        return
-    try:
-        results = analyse_run(folder)
-        report.verdict = str(results.get("verdict", ""))
-        if results.get("status") == "analysis failed":
-            report.analysis_error = str(results.get("analysis_error", ""))
-            report.details.append(f"analysis failed ({report.analysis_error}); after a fix: microscope-qc analyze {folder}")
-    except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
-        report.analysis_error = f"{type(exc).__name__}: {exc}"
-        report.details.append(f"analysis failed ({report.analysis_error}); rerun: microscope-qc analyze {folder}")
 
 
 def _skeleton_run(folder: Path, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -208,6 +208,10 @@ def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, 
         raise UserError(f"{given}: not a run folder (no run.json){hint}")
     run_bytes = run_file.read_bytes()
     run = _read_json(run_file)
+    if isinstance(run, dict):
+        from .endings import as_finished
+
+        run = as_finished(run)  # a run still finishing is recorded as it will end
     try:
         run_id, status = str(run["run_id"]), str(run["status"])
         protocol, station = run["protocol"], run["station"]

@@ -11,7 +11,10 @@ Contract:
   and the run fails once more than ``max_missing`` are missing. Any other device error fails the run.
 - Ctrl-C (SIGINT) or SIGTERM aborts the run.
 - Whatever happens, devices go to their safe state, files are finalized (OME-XML matching the
-  frames on disk), ``run.json`` gets the status and reason, and ``MANIFEST.sha256`` covers every file.
+  frames on disk), the journal gets ``run_end`` and ``run.json`` says ``finishing`` with the
+  acquisition's status and reason; then the finishing pipeline (``finishing.py``: analysis, results
+  store with ``store``, final status, ``MANIFEST.sha256`` over every file) runs, with Ctrl-C and
+  SIGTERM ignored. A kill during finishing is completed by ``recover``.
 - A completed run ends ``failed`` if its safe state is not confirmed (``run.json`` ``safe_state``:
   ``confirmed: false``, the outcome ``unsafe``, see ``endings.py``) or a file cannot be finalized
   (e.g. the disk is full): its data are then not complete.
@@ -44,9 +47,10 @@ from typing import Any, Callable, TypeVar
 import psutil
 from devices.errors import DeviceError
 
-from .analysis import analyse_run, write_failed_results
-from .disk_full import RESERVE_NAME, DiskFull, SpaceReserve, check_room, full_path, is_disk_full, message as disk_full_message
-from .atomic_files import replace_json, replace_text
+from . import kill_points
+from .disk_full import DiskFull, SpaceReserve, check_room, full_path, is_disk_full, message as disk_full_message
+from .atomic_files import replace_json
+from .finishing import FINISHING, finish, write_manifest  # noqa: F401  (write_manifest: imported from here by others)
 from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal
@@ -115,6 +119,9 @@ class Runner:
         quiet: bool = False,
         assume_yes: bool = False,
         progress_stream: Any = None,
+        store: bool = False,
+        db_url: str | None = None,
+        job_tag: dict[str, Any] | None = None,
     ) -> None:
         self.station = station
         self.protocol: ProtocolFile
@@ -141,6 +148,8 @@ class Runner:
         self.journal: Journal | None = None
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
+        self.store, self.db_url, self.job_tag = store, db_url, job_tag
+        self.stored = "not recorded"
         self.safe_state: dict[str, Any] = {"confirmed": None, "failures": []}
         self.reserve: SpaceReserve | None = None
         self.torn: set[str] = set()  # stacks whose last page a full disk may have cut short
@@ -160,7 +169,11 @@ class Runner:
             raise UserError(f"cannot create the run folder {folder}: {exc}") from None
         return folder
 
-    def run(self, on_folder: Callable[[Path], None] | None = None) -> RunOutcome:
+    def run(self, on_folder: Callable[[Path], None] | None = None, restore_signals: bool = True) -> RunOutcome:
+        """The whole run, finishing included (``finishing.py``: analysis, store record with ``store``,
+        manifest). Ctrl-C and SIGTERM are ignored from the end of the acquisition until finishing is
+        done; with ``restore_signals=False`` they stay ignored (the caller has more to finish: its
+        outcome file), else the previous handlers come back."""
         self.folder = self._make_folder()
         try:
             self.reserve = SpaceReserve(self.folder)
@@ -178,6 +191,7 @@ class Runner:
             self._not_started(exc)
         if on_folder:
             on_folder(self.folder)
+        kill_points.reached("acquisition:started")
         progress = Progress(self.plan.estimate_s, quiet=self.quiet, stream=self.progress_stream)
         status, reason = "completed", ""
         previous = self._install_signals()
@@ -211,7 +225,8 @@ class Runner:
             gc.unfreeze()
             progress.close()
             self._finish(status, reason)
-            self._restore_signals(previous)
+            if restore_signals:
+                self._restore_signals(previous)
         return RunOutcome(self.folder, self.status, self.reason, self.safe_state["confirmed"] is not False, self.analysis_error)
 
     def now(self) -> float:
@@ -334,28 +349,16 @@ class Runner:
             return
         self.journal.write("run_end", self.now(), sync=True, status=status, reason=reason, missing=self.state.missing,
                            safe_state_confirmed=not failures)
-        self.journal.close()
-        self._write_run_json(status, reason)
-        self.results = None
-        hint = f"the data are kept; after a fix: microscope-qc analyze {self.folder}"
-        try:
-            self.results = analyse_run(self.folder)
-            if self.results.get("status") == "analysis failed":
-                self.analysis_error = f"analysis failed: {self.results.get('analysis_error', '')}; {hint}"
-        except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
-            self.analysis_error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
-            if is_disk_full(exc):
-                self.analysis_error = f"analysis failed: {disk_full_message(full_path(exc, self.folder))}; {hint}"
-            with contextlib.suppress(OSError):  # a full disk: results.json is written by `analyze` later
-                write_failed_results(self.folder, f"{type(exc).__name__}: {exc}")
-        try:
-            write_manifest(self.folder)
-        except OSError as exc:
-            self.journal_error = f"MANIFEST.sha256 not written: {exc}"
-            also(self.journal_error)
-            status = "failed" if status == "completed" else status
-            self._write_run_json(status, reason)
-        self.status, self.reason = status, reason
+        # the acquisition's outcome is recorded; the run is not `status` until its finishing is done
+        self._write_run_json(FINISHING, "", acquisition={"status": status, "reason": reason})
+        if self.left_for_recovery:  # a full disk kept run.json from saying so: `recover` finishes the run
+            self.journal.close()
+            self.status, self.reason = status, reason
+            return
+        kill_points.reached("finishing:start")
+        done = finish(self.folder, journal=self.journal, store=self.store, db_url=self.db_url)
+        self.results, self.analysis_error, self.stored = done.results, done.analysis_error, done.stored
+        self.status, self.reason = done.status, done.reason
 
     def _files(self) -> dict[str, Any]:
         assert self.folder is not None
@@ -373,20 +376,20 @@ class Runner:
                 }
         return out
 
-    def _write_run_json(self, status: str, reason: str) -> None:
+    def _write_run_json(self, status: str, reason: str, acquisition: dict[str, str] | None = None) -> None:
         assert self.folder is not None
         ended = datetime.now(timezone.utc) if status != "running" else None
         if ended is not None:
             try:
-                self._replace_run_json(status, reason, ended)
+                self._replace_run_json(status, reason, ended, acquisition)
             except OSError as exc:  # run.json keeps saying "running": `recover` ends the run from the journal
                 if not is_disk_full(exc):
                     raise
                 self.left_for_recovery = True
             return
-        self._replace_run_json(status, reason, ended)
+        self._replace_run_json(status, reason, ended, acquisition)
 
-    def _replace_run_json(self, status: str, reason: str, ended: datetime | None) -> None:
+    def _replace_run_json(self, status: str, reason: str, ended: datetime | None, acquisition: dict[str, str] | None = None) -> None:
         st = self.station
         spec = st.spec
         cfg = None
@@ -425,6 +428,10 @@ class Runner:
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
             "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
         }
+        if acquisition is not None:
+            data["acquisition"] = acquisition
+        if self.job_tag:
+            data["scheduled"] = self.job_tag  # which job and due time of a schedule this run is (the service reconciles with it)
         replace_json(inside(self.folder, "run.json"), data)
 
     # --- metadata ---------------------------------------------------------------------------------
@@ -652,7 +659,7 @@ class Runner:
                 try:
                     image, attempts = self._retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
                 except DeviceError as exc:
-                    self._page(stack, lambda: stack.write_missing(plane, str(exc)), (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
+                    self._page(stack, lambda error=str(exc): stack.write_missing(plane, error), (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
                     log.write({**row, "status": "missing", "error": str(exc), "ifd": plane.ifd if plane.ifd >= 0 else None})
                     self.journal.write("frame_missing", t_frame - self.t0, sync=True, stack=p.stack, c=c, t=t, error=str(exc))
                     self._count_missing(f"frame {p.stack}[c={c},t={t}]", exc)
@@ -717,12 +724,3 @@ def _float_or_none(core: Any, label: str, prop: str) -> float | None:
         return float(core.getProperty(label, prop)) if core.hasProperty(label, prop) else None
     except (ValueError, RuntimeError):
         return None
-
-
-def write_manifest(folder: Path) -> None:
-    """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
-    lines = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name not in ("MANIFEST.sha256", RESERVE_NAME) and not path.name.endswith(".tmp"):
-            lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
-    replace_text(inside(folder, "MANIFEST.sha256"), "\n".join(lines) + "\n")

@@ -17,6 +17,16 @@ Contract:
 - Every attempt goes to ``outcomes.jsonl`` in the schedule's state folder, with what was notified;
   ``state.json`` keeps each job's last handled time and pending retries, so a restart neither
   repeats nor forgets a job.
+- The service's record agrees with the run folders. Before a run process starts, its attempt is
+  saved in ``state.json`` as started, and the run is tagged (``--job-tag``, run.json ``scheduled``:
+  schedule, job, due, attempt). A run process that dies without its outcome file is judged by its
+  run folder (after recovery): a run that had ended (only its report to the service was cut off)
+  keeps its folder's outcome. At start, a started attempt (the service died during it) is settled
+  from its tagged run folder: recorded once, notified and retried per that outcome, never run twice;
+  one with no run folder runs again. A run recovered at start gets its outcome line and
+  notification (``interrupted``).
+- The results database URL (which may hold a password) goes to the run process in its environment
+  (``MICROSCOPE_QC_DB``), never in its argv.
 - Notifications (schedule's ``notify``): verdict ``fail``/``warn``, ``run_failed``,
   ``analysis_failed``, ``interrupted``, ``skipped``, and ``unsafe`` (always sent).
 - Endings (from the run's outcome file and exit status, see ``endings.py``): ``completed`` (the
@@ -47,6 +57,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from . import kill_points
 from .atomic_files import replace_json
 from .safe_paths import inside
 from .notify import Notifier
@@ -103,6 +114,7 @@ class Pending:
     attempt: int
     not_before: str  # ISO UTC
     note: str = ""
+    started: str = ""  # ISO UTC: the run process of this attempt was started (its run folder is tagged with job, due, attempt)
 
 
 @dataclass
@@ -142,7 +154,8 @@ class ScheduleState:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
             self.last_due: dict[str, str] = {str(k): str(v) for k, v in data.get("last_due", {}).items()}
-            self.pending: list[Pending] = [Pending(**p) for p in data.get("pending", [])]
+            known = set(Pending.__dataclass_fields__)
+            self.pending: list[Pending] = [Pending(**{k: v for k, v in p.items() if k in known}) for p in data.get("pending", [])]
             # stations whose safe state was not confirmed: {station file: {"since": ISO UTC, "reason": ...}}
             self.unsafe: dict[str, dict[str, str]] = {str(k): dict(v) for k, v in data.get("unsafe", {}).items()}
         except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
@@ -203,7 +216,7 @@ class Scheduler:
         for p in [p for p in self.state.pending if p.job not in enabled]:
             self.state.pending.remove(p)
             self.out(f"{p.job}: pending attempt dropped (the job is no longer in the schedule, or is disabled)")
-        self._recover()
+        self._reconcile(self._recover())
         for station, confirmed in (self._safe_state("service start") or {}).items():
             if confirmed is False and station not in self.state.unsafe:
                 now = self.clock.now()
@@ -322,7 +335,19 @@ class Scheduler:
         if problem:
             return self._not_started(job, p, problem, retry, base)
         self.out(f"{_local(now, self.schedule)} {job.name}: attempt {p.attempt} (due {_local(_dt(p.due), self.schedule)}{'; ' + p.note if p.note else ''})")
+        if not self._manual:  # durably, before the run: this due time is being handled by the run folder tagged with it
+            p.started = _iso(now)
+            self.state.pending.append(p)
+            self.state.save()
         result = self._run_process(job, p, pre.station_free_within, pre.interlock_closed)
+        kill_points.reached("service:after_run")
+        if p in self.state.pending:
+            self.state.pending.remove(p)
+        return self._conclude(job, p, result, retry, base)
+
+    def _conclude(self, job: Job, p: Pending, result: dict[str, Any], retry: bool, base: dict[str, str]) -> Outcome:
+        """Record, notify and retry per how the attempt's run ended (``result``: from its process, or
+        from its run folder)."""
         now = self.clock.now()
         if result["status"] == "not started":
             if result.get("user_error"):
@@ -427,14 +452,19 @@ class Scheduler:
     def _run_process(self, job: Job, p: Pending, wait_s: float, interlock: bool) -> dict[str, Any]:
         outcome_file = inside(self.schedule.state_dir, f"outcome-{job.name}-{os.getpid()}.json")
         outcome_file.unlink(missing_ok=True)
+        tag = self._tag(job.name, p.due, p.attempt, p.started) if p is not None else None
         cmd = [sys.executable, "-m", "harness", "run", str(self.schedule.protocol_of(job)), "--station", str(self.schedule.station_of(job)),
                "--runs-dir", str(self.schedule.runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]
+        if tag:
+            cmd += ["--job-tag", json.dumps(tag)]
         if interlock:
             cmd.append("--check-interlock")
-        if self.schedule.spec.database:
-            cmd += ["--db", self.schedule.spec.database]
         env = dict(self.env if self.env is not None else os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.schedule.spec.database:  # by environment, never in argv: a password in the URL would show in the process list
+            from .results_store import ENV_VAR
+
+            env[ENV_VAR] = self.schedule.spec.database
         before = set(self.schedule.runs_dir.iterdir())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_end_with_parent())
         _windows_end_with_parent(proc, self.out)
@@ -454,13 +484,21 @@ class Scheduler:
             return {"status": "not started", "reason": result.get("reason") or _last_lines(stderr), "user_error": True}
         if rc == EXIT_USER and not result:  # a mistake in a file: the run never started
             return {"status": "failed", "folder": None, "reason": f"the run could not start: {_last_lines(stderr)}", "user_error": True}
-        if not result:  # the process died before it could say (killed, crashed)
+        if not result:  # the process died before it could say (killed, crashed): its run folder tells
             new = sorted(set(self.schedule.runs_dir.iterdir()) - before)
             reports = self._recover()
-            folder = next((str(r.folder) for r in reports if r.folder in new), str(new[-1]) if new else None)
+            found = self._folder_of(tag) if tag else None
+            folder = str(found) if found else next((str(r.folder) for r in reports if r.folder in new), str(new[-1]) if new else None)
             how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+            truth = folder_result(Path(folder)) if folder else None
+            if truth is not None and truth["status"] != "interrupted":  # it had ended; only its report to us was cut off
+                truth["reason"] = (truth["reason"] + "; " if truth["reason"] else "") + f"the run process ended ({how}) after its run had ended; outcome from its run folder"
+                if truth.get("folder"):
+                    self.clock.advance(_station_seconds(Path(truth["folder"])))
+                return truth
             return {"status": "interrupted" if folder else "failed", "folder": folder,
-                    "reason": f"the run process ended without finishing ({how}){': ' + _last_lines(stderr) if stderr.strip() else ''}"}
+                    "reason": f"the run process ended without finishing ({how}){': ' + _last_lines(stderr) if stderr.strip() else ''}",
+                    "stored": (truth or {}).get("stored", "")}
         if result.get("folder"):
             self.clock.advance(_station_seconds(Path(result["folder"])))
         from .endings import ANALYSIS_FAILED, UNSAFE
@@ -476,16 +514,81 @@ class Scheduler:
         try:
             from .recovery import recover_all
 
-            reports = recover_all(self.schedule.runs_dir)
+            reports = recover_all(self.schedule.runs_dir, store=True, db_url=self.schedule.spec.database)
         except Exception as exc:  # recovery must not stop the schedule; say it
             self.out(f"recovery failed: {type(exc).__name__}: {exc}")
             return []
-        from .run_guard import record
-
         for r in reports:
-            stored = record(Path(r.folder), self.schedule.spec.database) if r.outcome == "recovered" else "not recorded"
-            self.out(f"{r.line()}; results store: {stored}")
+            self.out(f"{r.line()}; results store: {r.stored or 'not recorded'}")
         return [r for r in reports if r.outcome == "recovered"]
+
+    # -- the service's record agrees with the run folders ---------------------------------------------
+    def _tag(self, job: str, due: str, attempt: int, started: str = "") -> dict[str, Any]:
+        """What a run process of an attempt is told to keep in its run.json (``scheduled``); ``started``
+        tells apart two runs of one attempt (one stopped with the service, then its repeat)."""
+        return {"schedule": self.schedule.spec.schedule, "job": job, "due": due, "attempt": attempt, "started": started}
+
+    def _folder_of(self, tag: dict[str, Any]) -> Path | None:
+        """The run folder whose run.json is tagged with ``tag`` (None: the run never made one)."""
+        needle = json.dumps(tag["due"])
+        runs_dir = self.schedule.runs_dir
+        for folder in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []:
+            try:
+                text = (folder / "run.json").read_text(encoding="utf-8")
+                if needle not in text:
+                    continue
+                if json.loads(text).get("scheduled") == tag:
+                    return folder
+            except (OSError, ValueError, AttributeError):
+                continue
+        return None
+
+    def _reconcile(self, recovered: list[Any]) -> None:
+        """At start: attempts whose run process was started by a service that then died (kill -9,
+        power loss) are settled from their run folders, never run twice: a completed run is recorded
+        as completed (not re-run, retried or alarmed); an interrupted one is recorded, notified
+        (``interrupted``) and retried. An attempt that made no run folder was not made: it runs
+        again. Runs recovered now that belong to this schedule get their outcome line too."""
+        recorded = {o.get("folder") for o in self.state.outcomes() if o.get("folder")}
+        settled: set[str] = set()
+        for p in [p for p in self.state.pending if p.started]:
+            tag = self._tag(p.job, p.due, p.attempt, p.started)
+            folder = self._folder_of(tag)
+            truth = folder_result(folder) if folder else None
+            if folder is None or truth is None:
+                p.started = ""
+                why = "its run process made no run folder" if folder is None else f"its run {folder} is still going"
+                self.out(f"{p.job}: the attempt {p.attempt} of {p.due} was started by a service that ended; {why}: it runs again")
+                continue
+            self.state.pending.remove(p)
+            settled.add(str(folder))
+            if str(folder) in recorded:  # recorded already: the service ended between its record and its state
+                continue
+            truth["reason"] = (truth["reason"] + "; " if truth["reason"] else "") + "settled from its run folder at service start (the service had ended during the run)"
+            self._settle(p, truth)
+        for report in recovered:
+            folder = Path(report.folder)
+            if str(folder) in settled or str(folder) in recorded:
+                continue
+            try:
+                tag = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("scheduled")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if not isinstance(tag, dict) or tag.get("schedule") != self.schedule.spec.schedule:
+                continue
+            truth = folder_result(folder)
+            if truth is None or not any(j.name == tag.get("job") for j in self.schedule.spec.jobs):
+                continue
+            truth["reason"] = (truth["reason"] + "; " if truth["reason"] else "") + "recovered at service start"
+            self._settle(Pending(str(tag["job"]), str(tag.get("due") or _iso(self.clock.now())), int(tag.get("attempt") or 1),
+                                 _iso(self.clock.now())), truth)
+        self.state.save()
+
+    def _settle(self, p: Pending, truth: dict[str, Any]) -> None:
+        job = self.schedule.job(p.job)
+        base = dict(protocol=str(self.schedule.protocol_of(job)), station=str(self.schedule.station_of(job)))
+        self.out(f"{job.name}: the run of {p.due} (attempt {p.attempt}) ended {truth['status']} while the service was not there: {truth.get('folder')}")
+        self._conclude(job, p, truth, retry=True, base=base)
 
     def _safe_state(self, why: str, stations: list[Path] | None = None) -> dict[str, bool | None]:
         """Bring every station of the schedule (or ``stations``) up (which puts its devices into their
@@ -556,6 +659,38 @@ class Scheduler:
         child = self._child
         if child is not None and child.poll() is None:
             child.terminate()
+
+
+def folder_result(folder: Path) -> dict[str, Any] | None:
+    """How a run ended, from its run folder alone (as ``_run_process`` reports it); None while the
+    run is still running or finishing, or without a readable run.json."""
+    from .endings import ANALYSIS_FAILED, COMPLETED, FINISHING, RUNNING, UNSAFE, of_folder
+
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(run, dict) or run.get("status") in (RUNNING, FINISHING):
+        return None
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        results = results if isinstance(results, dict) else None
+    except (OSError, ValueError):
+        results = None
+    word = of_folder(run, results)
+    status = word if word in (COMPLETED, ANALYSIS_FAILED, UNSAFE, "aborted", "interrupted") else "failed"
+    reason = str(run.get("reason") or "")
+    if status == ANALYSIS_FAILED and results and results.get("analysis_error"):
+        reason = (reason + "; " if reason else "") + f"analysis failed: {results['analysis_error']}"
+    stored = ""
+    try:
+        for line in (folder / "journal.jsonl").read_text(encoding="utf-8", errors="replace").splitlines():
+            if '"step":"recorded"' in line:
+                stored = str(json.loads(line).get("stored") or "")
+    except (OSError, ValueError):
+        pass
+    verdict = (results or {}).get("verdict") if run.get("status") == COMPLETED else "not judged"
+    return {"status": status, "folder": str(folder), "verdict": verdict, "reason": reason, "stored": stored}
 
 
 def _last_lines(text: str, limit: int = 600) -> str:

@@ -430,7 +430,8 @@ def test_finished_run_whose_xml_is_lost_is_repaired_by_recover(finished: Path, t
     assert run["status"] == "completed" and run["repairs"] and "rebuilt" in " ".join(run["repairs"][0]["actions"])
     entry = run["files"]["flatfield.ome.tif"]
     assert entry["sha256"] == hashlib.sha256(stack.read_bytes()).hexdigest() and entry["sha256_acquired"] == sha_acquired
-    assert read_journal(folder / "journal.jsonl")[-1]["type"] == "repaired"
+    # the repair's record, then the finishing's (analysis, results store), the last one "finished"
+    assert [r["type"] for r in read_journal(folder / "journal.jsonl")][-4:] == ["repaired", "finishing", "finishing", "finished"]
     valid_ome(stack)
     assert pixels(stack) == before
     assert not json.loads((folder / "results.json").read_text())["files_changed_since_run"]

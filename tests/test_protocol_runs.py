@@ -85,7 +85,7 @@ def test_manifest_covers_and_verifies_every_file(runs: dict, protocol: str) -> N
 def test_journal_is_complete_and_ordered(runs: dict) -> None:
     folder, runner = runs["power-stability-short"]
     records = read_journal(folder / "journal.jsonl")
-    assert records[0]["type"] == "run_start" and records[-1]["type"] == "run_end"
+    assert records[0]["type"] == "run_start" and [r["type"] for r in records][-4:] == ["run_end", "finishing", "finishing", "finished"]
     assert [r["seq"] for r in records] == list(range(len(records)))
     readings = [r for r in records if r["type"] == "reading"]
     assert len(readings) == 4 * 300

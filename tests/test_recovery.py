@@ -123,8 +123,13 @@ def test_killed_run_is_recovered_through_the_cli(crashed: Path, tmp_path: Path, 
     assert run["reason"].startswith("the run process ended without finishing (killed or power loss); recovered ")
     assert run["recovered_utc"] and run["process"]["hostname"] == socket.gethostname()
     journal = read_journal(folder / "journal.jsonl")
-    assert journal[-1]["type"] == "recovered" and journal[-1]["seq"] == journal[-2]["seq"] + 1
-    assert run["ended_utc"] == journal[-2]["utc"]  # the last event of the run itself
+    # the recovery's record, then the finishing's (analysis, results store), the last one "finished"
+    assert [r["seq"] for r in journal] == list(range(len(journal)))
+    at = next(i for i, r in enumerate(journal) if r["type"] == "recovered")
+    assert [(r["type"], r.get("step")) for r in journal[at:]] == [
+        ("recovered", None), ("finishing", "analysed"), ("finishing", "recorded"), ("finished", None)]
+    assert journal[-1]["status"] == "interrupted"
+    assert run["ended_utc"] == journal[at - 1]["utc"]  # the last event of the run itself
     assert run["missing"] == 0
 
     # the frame log: whole rows only, every one a real frame (one more if SIGKILL came between a page and its row)
@@ -221,8 +226,8 @@ def test_partial_journal_line_and_csv_row_are_dropped(crashed: Path, tmp_path: P
     assert report.outcome == "recovered", report
     journal_text = (folder / "journal.jsonl").read_text()
     assert journal_text.endswith("\n")
-    last = json.loads(journal_text.splitlines()[-1])
-    assert last["type"] == "recovered" and last["dropped_journal_tail"] == '{"seq":999,"type":"frame","utc":"2026-'
+    last = next(r for r in map(json.loads, journal_text.splitlines()) if r["type"] == "recovered")
+    assert last["dropped_journal_tail"] == '{"seq":999,"type":"frame","utc":"2026-'
     assert last["dropped_csv_rows"] == {"flatfield_frames.csv": "13,flatfield,405,1,3,13,7.9"}
     assert all(json.loads(line) for line in journal_text.splitlines())
     assert read_series(folder / "flatfield_frames.csv") == rows_before
@@ -418,6 +423,6 @@ def test_folder_without_run_json(tmp_path: Path) -> None:
     run = json.loads((folder / "run.json").read_text())
     assert (run["run_id"], run["protocol"]["id"], run["status"]) == ("abcdef12", "flat-field", "interrupted")
     assert run["started_utc"] == "2026-01-01T00:00:00+00:00" and run["files"] == {}
-    assert read_journal(folder / "journal.jsonl")[-1]["type"] == "recovered"
+    assert [r["type"] for r in read_journal(folder / "journal.jsonl")][-4:] == ["recovered", "finishing", "finishing", "finished"]
     assert (folder / "MANIFEST.sha256").is_file()
     assert recover_run(folder).outcome == "nothing to do"

@@ -101,7 +101,8 @@ def test_meter_lost_mid_run_fails_the_run_and_keeps_the_data(make_station, tmp_p
     run = json.loads((outcome.folder / "run.json").read_text())
     assert run["status"] == "failed" and run["reason"] == outcome.reason
     records = read_journal(outcome.folder / "journal.jsonl")
-    assert records[-1]["type"] == "run_end" and records[-1]["status"] == "failed"
+    assert [r["type"] for r in records][-4:] == ["run_end", "finishing", "finishing", "finished"]  # then the finishing
+    assert records[-4]["status"] == "failed" and records[-1]["status"] == "failed"
     assert any(r["type"] == "device_error" and r["error"] == "ConnectionLost" for r in records)
 
 
@@ -178,7 +179,8 @@ def test_interrupting_a_run_aborts_it_cleanly(tmp_path: Path, sig: int, exit_sta
     records = read_journal(folder / "journal.jsonl")
     safe = [r for r in records if r["type"] == "safe_state"]
     assert safe and safe[-1]["confirmed"] is True
-    assert records[-1]["type"] == "run_end" and records[-1]["status"] == "aborted"
+    assert [r["type"] for r in records][-4:] == ["run_end", "finishing", "finishing", "finished"]  # then the finishing
+    assert records[-4]["status"] == "aborted"
     info = bioformats_info(folder / "repeatability.ome.tif")
     assert int(bioformats_value(info, "Image count")) == len(frames)
 
