@@ -102,8 +102,10 @@ def _check_disk_full_ending(result: dict[str, Any], file_name: str) -> Path:
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "failed" and run["reason"] == result["reason"]
     records = _lines_all_json(folder / "journal.jsonl")
-    assert [r["type"] for r in records[-3:]] == ["error", "safe_state", "run_end"]
-    assert records[-3]["disk_full"] is True and records[-3]["message"] == result["reason"]
+    types = [r["type"] for r in records]
+    end = types.index("run_end")
+    assert types[end - 2:end + 1] == ["error", "safe_state", "run_end"] and types[end + 1:] == ["finishing", "finishing", "finished"]
+    assert records[end - 2]["disk_full"] is True and records[end - 2]["message"] == result["reason"]
     assert [r["seq"] for r in records] == list(range(len(records)))
     assert not (folder / disk_full.RESERVE_NAME).exists()
     manifest = subprocess.run(["sha256sum", "-c", "--quiet", "MANIFEST.sha256"], cwd=folder, capture_output=True, text=True)
@@ -351,12 +353,12 @@ def test_a_record_after_a_fragment_is_not_dropped_by_recovery(tmp_path: Path, ca
     (complete) records landed on the fragment; recovery must still see the run's end."""
     from harness.recovery import recover_run
 
-    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 5 s"), "--no-store")
+    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 5 s"))
     assert code == 0, capsys.readouterr().err
     folder = Path(result["folder"])
     journal = folder / "journal.jsonl"
     lines = journal.read_text().splitlines()
-    assert json.loads(lines[-1])["type"] == "run_end"
+    lines = lines[:[json.loads(line)["type"] for line in lines].index("run_end") + 1]  # as killed before its finishing
     end = json.loads(lines[-1])
     end.update(status="failed", reason="disk full: x: no space left on device")
     torn = '{"seq":' + str(end["seq"]) + ',"type":"err'  # the fragment a full disk left
@@ -375,7 +377,7 @@ def test_a_record_after_a_fragment_is_not_dropped_by_recovery(tmp_path: Path, ca
 def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from harness.recovery import recover_run
 
-    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"), "--no-store")
+    code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"))
     assert code == 0, capsys.readouterr().err
     folder = Path(result["folder"])
     run = json.loads((folder / "run.json").read_text())
@@ -391,12 +393,12 @@ def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: py
 
 def test_a_disk_that_fills_during_the_analysis_is_analysis_failed_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.runner
+    import harness.analysis
 
     def analyse_run(folder: Path) -> dict[str, Any]:
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "report.html"))
 
-    monkeypatch.setattr(harness.runner, "analyse_run", analyse_run)
+    monkeypatch.setattr(harness.analysis, "analyse_run", analyse_run)
     code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"))
     err = capsys.readouterr().err
     assert code == 6 and result["outcome"] == "analysis failed", err
