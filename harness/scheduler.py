@@ -65,6 +65,7 @@ from .errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_U
 from .schedule_file import Job, Schedule
 
 log = logging.getLogger(__name__)
+ORPHAN_WAIT_S = 900.0  # how long a restarted service waits for a run its predecessor started and that is still finishing
 
 
 # --- clocks ---------------------------------------------------------------------------------------
@@ -555,6 +556,8 @@ class Scheduler:
             tag = self._tag(p.job, p.due, p.attempt, p.started)
             folder = self._folder_of(tag)
             truth = folder_result(folder) if folder else None
+            if folder is not None and truth is None:
+                truth = self._outlive(folder)
             if folder is None or truth is None:
                 p.started = ""
                 why = "its run process made no run folder" if folder is None else f"its run {folder} is still going"
@@ -583,6 +586,37 @@ class Scheduler:
             self._settle(Pending(str(tag["job"]), str(tag.get("due") or _iso(self.clock.now())), int(tag.get("attempt") or 1),
                                  _iso(self.clock.now())), truth)
         self.state.save()
+
+    def _outlive(self, folder: Path, limit_s: float = ORPHAN_WAIT_S) -> dict[str, Any] | None:
+        """A run a service that ended had started, whose folder is not final yet: its process may still
+        be finishing (it ignores SIGTERM from the end of its measurement until it has recorded it).
+        Wait for it (real time: it is a real process) up to ``limit_s``; once its owner is gone, finish
+        the folder by recovery. How the run ended, or None if it is still going after ``limit_s``."""
+        import time
+
+        from .recovery import owner_state, recover_run
+
+        deadline = time.monotonic() + limit_s
+        said = False
+        while True:
+            truth = folder_result(folder)
+            if truth is not None:
+                return truth
+            try:
+                run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                run = None
+            alive = isinstance(run, dict) and owner_state(run)[0] == "alive"
+            if not alive:
+                report = recover_run(folder, store=True, db_url=self.schedule.spec.database)
+                self.out(f"{report.line()}; results store: {report.stored or 'not recorded'}")
+                return folder_result(folder)
+            if time.monotonic() > deadline:
+                return None
+            if not said:
+                self.out(f"{folder}: its run process (started by a service that ended) is still finishing: waiting for it")
+                said = True
+            time.sleep(0.5)
 
     def _settle(self, p: Pending, truth: dict[str, Any]) -> None:
         job = self.schedule.job(p.job)
