@@ -134,7 +134,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("file", type=Path)
     q.add_argument("--count", "-n", type=at_least(1), default=3, help="next times per job (default 3)")
     q.set_defaults(func=cmd_schedule_list)
-    q = ss.add_parser("run-now", help="run one job now (preconditions checked, outcome recorded and notified)")
+    q = ss.add_parser("run-now", help="run one job now (preconditions checked, outcome recorded; not notified, a person is there, except an unsafe ending)")
     q.add_argument("file", type=Path)
     q.add_argument("job")
     q.set_defaults(func=cmd_schedule_run_now)

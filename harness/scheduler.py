@@ -65,6 +65,7 @@ from .errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_U
 from .schedule_file import Job, Schedule
 
 log = logging.getLogger(__name__)
+DONE = ("completed", "analysis failed", "unsafe")  # outcomes after which a due time is never run again
 ORPHAN_WAIT_S = 900.0  # how long a restarted service waits for a run its predecessor started and that is still finishing
 
 
@@ -242,8 +243,8 @@ class Scheduler:
             self.state.last_due[job.name] = _iso(missed[-1])
             what = f"{len(missed)} time{'s' if len(missed) > 1 else ''} missed while the service was not running ({_local(missed[0], self.schedule)} .. {_local(missed[-1], self.schedule)})"
             if job.missed == "run_once":
-                self._queue(job, missed[-1], note=what + "; running once now")
-                self.out(f"{job.name}: {what}; running once now")
+                if self._queue(job, missed[-1], note=what + "; running once now"):
+                    self.out(f"{job.name}: {what}; running once now")
             else:
                 self._finish(Outcome(job.name, _iso(missed[-1]), 0, "missed", _iso(now), reason=what + "; skipped (missed: skip)"), notify="skipped")
         self.state.save()
@@ -292,8 +293,14 @@ class Scheduler:
                     self._queue(job, due)
                 self.state.save()
 
-    def _queue(self, job: Job, due: datetime, note: str = "") -> None:
+    def _queue(self, job: Job, due: datetime, note: str = "") -> bool:
+        """An attempt of ``due``; never again for a due time ``outcomes.jsonl`` says was done (a state.json
+        that was lost, restored or rolled back must not run a completed time twice)."""
+        if any(o.get("job") == job.name and o.get("due") == _iso(due) and o.get("outcome") in DONE for o in self.state.outcomes()):
+            self.out(f"{job.name}: {_local(due, self.schedule)} was done already (outcomes.jsonl): not run again")
+            return False
         self.state.pending.append(Pending(job.name, _iso(due), 1, _iso(max(due, self.clock.now())), note))
+        return True
 
     # -- one attempt --------------------------------------------------------------------------------
     def run_now(self, name: str) -> Outcome:

@@ -451,6 +451,23 @@ def test_an_unreadable_state_file_is_kept_aside_and_the_service_starts(tmp_path:
     assert list(schedule.state_dir.glob("state.json.unreadable-*"))
 
 
+def test_a_rolled_back_state_file_does_not_run_a_completed_time_again(tmp_path: Path) -> None:
+    """state.json restored from a backup (or lost) says an hour was never handled; outcomes.jsonl
+    says it completed: the service does not run it twice (found by the kill campaign)."""
+    path = _schedule(tmp_path, {"jobs": [{"name": "hourly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 * * * *"}]})
+    schedule = read_schedule_file(path)
+    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None).run(until=_local(2026, 12, 1, 1, 30))
+    completed = [o["due"] for o in ScheduleState(schedule.state_dir).outcomes() if o["outcome"] == "completed"]
+    assert len(completed) == 1
+    state = ScheduleState(schedule.state_dir)
+    state.last_due["hourly"] = _local(2026, 11, 30, 22).isoformat()  # rolled back: 23:00 .. 01:00 look missed
+    state.save()
+    said: list[str] = []
+    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 1, 35)), out=said.append).run(until=_local(2026, 12, 1, 1, 50))
+    again = [o["due"] for o in ScheduleState(schedule.state_dir).outcomes() if o["outcome"] == "completed"]
+    assert again == completed and any("was done already (outcomes.jsonl): not run again" in s for s in said)
+
+
 # --- endings that are not QC verdicts ----------------------------------------------------------------
 class _Endings(Scheduler):
     """The service loop with scripted run endings and scripted safe-state checks (no station)."""
