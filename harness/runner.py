@@ -50,7 +50,7 @@ from devices.errors import DeviceError
 from . import kill_points
 from .disk_full import DiskFull, SpaceReserve, check_room, full_path, is_disk_full, message as disk_full_message
 from .atomic_files import replace_json
-from .finishing import FINISHING, finish, write_manifest  # noqa: F401  (write_manifest: imported from here by others)
+from .finishing import FINISHING, finish
 from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal

@@ -299,9 +299,8 @@ def test_append_whole_cuts_a_short_write_back(tmp_path: Path, monkeypatch: pytes
     assert path.read_bytes() == b"line one\nline two\n"
 
 
-def test_journal_keeps_a_refused_record_and_writes_it_first_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.journal
-
+def _switchable_full_disk(monkeypatch: pytest.MonkeyPatch, module: Any) -> dict[str, bool]:
+    """``module``'s whole-line appends fail with ENOSPC while the returned ``state["full"]`` is True."""
     state = {"full": False}
     real = disk_full.append_whole
 
@@ -310,7 +309,14 @@ def test_journal_keeps_a_refused_record_and_writes_it_first_later(tmp_path: Path
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data, size)
 
-    monkeypatch.setattr(harness.journal, "append_whole", append_whole)
+    monkeypatch.setattr(module, "append_whole", append_whole)
+    return state
+
+
+def test_journal_keeps_a_refused_record_and_writes_it_first_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.journal
+
+    state = _switchable_full_disk(monkeypatch, harness.journal)
     journal = Journal(tmp_path / "journal.jsonl")
     journal.write("a")
     state["full"] = True
@@ -328,15 +334,7 @@ def test_journal_keeps_a_refused_record_and_writes_it_first_later(tmp_path: Path
 def test_series_writer_drops_a_row_it_cannot_write_at_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.series_writer
 
-    state = {"full": False}
-    real = disk_full.append_whole
-
-    def append_whole(fd: int, data: bytes, size: int) -> int:
-        if state["full"]:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, data, size)
-
-    monkeypatch.setattr(harness.series_writer, "append_whole", append_whole)
+    state = _switchable_full_disk(monkeypatch, harness.series_writer)
     writer = SeriesWriter(tmp_path / "s.csv", ["a", "b"])
     writer.write({"a": 1, "b": 2})
     state["full"] = True
