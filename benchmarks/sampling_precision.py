@@ -33,7 +33,7 @@ steps:
 def harness_errors(seconds: float, folder: Path) -> tuple[np.ndarray, float]:
     protocol = folder / "bench.yaml"
     protocol.write_text(PROTOCOL.format(seconds=seconds))
-    with Station.load(station_file({"simulation": {"time_scale": 1}}, folder)) as station:
+    with Station.load(station_file({"simulation": {"clock": "real", "time_scale": 1}}, folder)) as station:
         outcome = Runner(station, protocol, runs_dir=folder / "runs", quiet=True).run()
     with open(outcome.folder / "power.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -44,7 +44,7 @@ def harness_errors(seconds: float, folder: Path) -> tuple[np.ndarray, float]:
 
 
 def naive_errors(seconds: float, folder: Path) -> tuple[np.ndarray, float]:
-    with Station.load(station_file({"simulation": {"time_scale": 1}}, folder)) as station:
+    with Station.load(station_file({"simulation": {"clock": "real", "time_scale": 1}}, folder)) as station:
         meter = station.power_meter
         meter.set_averaging(1)
         n = int(round(seconds / 0.1))

@@ -18,7 +18,7 @@ from typing import Any
 from devices.errors import DeviceError, SafetyLimitError
 
 from . import __version__, shipped
-from .cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive
+from .cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive, utc_datetime
 from .errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 
 # Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
@@ -50,7 +50,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             return 0
         print(f"Station: {station.name}  ({station.path})")
         if station.sim is not None:
-            print(f"Simulated: seed {station.sim.world.seed}, time scale x{station.clock.time_scale:g}")
+            print(f"Simulated: seed {station.sim.world.seed}, {station.clock.describe()}")
         rows = [
             [r.role, r.label, r.identity.kind, r.identity.vendor, r.identity.model, r.identity.serial or "-", r.identity.firmware or "-",
              "; ".join(f"{k} {v}" for k, v in r.properties.items())]
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.acquire(wait_s=args.wait_for_station, on_wait=lambda owner: print(
             f"station '{name}' is in use by {owner.describe()}; waiting up to {args.wait_for_station:g} s", file=sys.stderr))
         # a stale lock taken over is logged (WARNING) by the lock itself
-        with lock, Station.load(args.station, time_scale=args.time_scale) as station:
+        with lock, Station.load(args.station, time_scale=args.time_scale, clock_start=args.clock_start) as station:
             if args.check_interlock and (problems := interlock_problems(station)):
                 raise PreconditionFailed("interlock open: " + "; ".join(problems))
             try:
@@ -203,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"Protocol: {runner.protocol.title} ({args.protocol})", file=sys.stderr)
                 print(f"Station:  {station.name}; {len(runner.plan.actions)} actions, about {runner.plan.estimate_s / 60:.1f} min of station time"
-                      + (f" (x{station.clock.time_scale:g})" if station.sim else ""), file=sys.stderr)
+                      + (f" ({station.clock.describe()})" if station.sim else ""), file=sys.stderr)
             # Ctrl-C and SIGTERM stay ignored from the end of the acquisition until the outcome is
             # written (and, as the command's own process, until it exits): finishing (analysis, store
             # record, manifest) and the outcome file are never cut short
@@ -525,7 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", type=non_empty, help="who runs it (default: the login name)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output (unattended use)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask the operator to confirm specimens")
-    p.add_argument("--time-scale", type=positive, help="simulated station: virtual seconds per real second")
+    p.add_argument("--time-scale", type=positive, help="simulated station: run on real time this many times faster instead of "
+                                                       "the station file's clock (1: real time, for demonstrations)")
+    p.add_argument("--clock-start", type=utc_datetime, metavar="DATETIME",
+                   help="simulated station: the date-time its clock starts at (ISO 8601 with offset; set by the schedule service on virtual time)")
     p.add_argument("--wait-for-station", type=non_negative, default=0.0, metavar="SECONDS",
                    help="if another run holds the station, wait this long for it (default: refuse at once)")
     p.add_argument("--check-interlock", action="store_true", help="refuse to start if a laser reports an open interlock")

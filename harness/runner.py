@@ -157,7 +157,7 @@ class Runner:
 
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = self.clock.utc().strftime("%Y%m%dT%H%M%SZ")
         folder = inside(self.runs_dir, f"{stamp}_{self.protocol.protocol}_{slug(self.station.name)}_{self.run_id[:8]}")
         try:
             folder.mkdir(parents=True, exist_ok=False)
@@ -178,10 +178,10 @@ class Runner:
         try:
             self.reserve = SpaceReserve(self.folder)
             self.journal = Journal(inside(self.folder, "journal.jsonl"))
-            self.started_utc = datetime.now(timezone.utc)
             self.software = software(self.station.core)
             self.info = self._instrument_info()
             self.t0 = self.clock.now()
+            self.started_utc = self.clock.utc(self.t0)  # station time: the wall clock on hardware, the scheduler's time on a virtual one
             self._write_run_json("running", "")
             self.journal.write("run_start", 0.0, sync=True, run_id=self.run_id, protocol=self.protocol.protocol, station=self.station.name,
                                actions=len(self.plan.actions), estimate_s=self.plan.estimate_s)
@@ -378,7 +378,7 @@ class Runner:
 
     def _write_run_json(self, status: str, reason: str, acquisition: dict[str, str] | None = None) -> None:
         assert self.folder is not None
-        ended = datetime.now(timezone.utc) if status != "running" else None
+        ended = self.clock.utc() if status != "running" else None
         if ended is not None:
             try:
                 self._replace_run_json(status, reason, ended, acquisition)
@@ -415,7 +415,7 @@ class Runner:
                 "micromanager_config": cfg, "simulated": st.sim is not None,
                 "seed": st.sim.world.seed if st.sim else None,
             },
-            "clock": {"time_scale": self.clock.time_scale, "elapsed_s": self.now()},
+            "clock": {"mode": "virtual" if self.clock.virtual else "real", "time_scale": self.clock.time_scale, "elapsed_s": self.now()},
             "software": self.software,
             "host": host(),
             "operator": self.operator,
@@ -511,7 +511,8 @@ class Runner:
 
     def _do_wait(self, action: Action, progress: Progress, done: float) -> None:
         end = self.clock.now() + float(action.params)
-        step = max(float(action.params) / 100, 1.0 * self.clock.time_scale * 0.25)
+        # progress every 1 % of the wait, and (in real time) at least every quarter of a real second
+        step = max(float(action.params) / 100, 0.25 * (self.clock.time_scale or 0.0))
         while (left := end - self.clock.now()) > 0:
             self.clock.sleep(min(left, step))
             progress.update(done + float(action.params) - max(end - self.clock.now(), 0), f"wait {action.params:g} s")

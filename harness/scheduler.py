@@ -39,8 +39,11 @@ Contract:
   and at every start. Until the safe state is confirmed, the station is marked unsafe in
   ``state.json`` and its jobs are skipped (recorded and notified as ``skipped``), never run blindly.
 
-The clock is injected: ``WallClock`` for the service, ``VirtualClock`` for tests, where a week
-passes in seconds; a run then advances the virtual clock by the station time it took.
+The clock is injected (``simulators.clock``, the one clock interface of stations and the service):
+``WallClock`` for the service, ``VirtualClock`` for tests, where a week passes in seconds. On a
+virtual clock a run's station clock starts at the service's time (``run --clock-start``) and the
+service's clock then advances by the station time the run took: a virtual week and the runs inside
+it share one time line.
 """
 
 from __future__ import annotations
@@ -63,49 +66,12 @@ from .safe_paths import inside
 from .notify import Notifier
 from .errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER
 from .schedule_file import Job, Schedule
+from simulators.clock import Clock, WallClock
 
 log = logging.getLogger(__name__)
 DONE = ("completed", "analysis failed", "unsafe")  # outcomes after which a due time is never run again
+REAL_WAKE_S = 60.0  # on the wall clock the service looks at the calendar at least this often
 ORPHAN_WAIT_S = 900.0  # how long a restarted service waits for a run its predecessor started and that is still finishing
-
-
-# --- clocks ---------------------------------------------------------------------------------------
-class WallClock:
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def sleep_until(self, t: datetime, stop: threading.Event) -> None:
-        while not stop.is_set():
-            left = (t - self.now()).total_seconds()
-            if left <= 0:
-                return
-            stop.wait(min(left, 30.0))
-
-    def advance(self, seconds: float) -> None:
-        """Real time passes by itself."""
-
-
-class VirtualClock:
-    """Time that jumps: ``sleep_until`` returns at once with the clock set to ``t``; ``on_time`` is
-    called with each new time (tests change the world there: inject a fault, open an interlock)."""
-
-    def __init__(self, start: datetime, on_time: Callable[[datetime], None] | None = None) -> None:
-        self._now = start.astimezone(timezone.utc)
-        self.on_time = on_time
-
-    def now(self) -> datetime:
-        return self._now
-
-    def sleep_until(self, t: datetime, stop: threading.Event) -> None:
-        if t > self._now:
-            self._now = t.astimezone(timezone.utc)
-            if self.on_time:
-                self.on_time(self._now)
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=max(seconds, 0.0))
-        if self.on_time:
-            self.on_time(self._now)
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -192,7 +158,7 @@ class Scheduler:
     def __init__(
         self,
         schedule: Schedule,
-        clock: WallClock | VirtualClock | None = None,
+        clock: Clock | None = None,
         on_started: Callable[[Job, subprocess.Popen, int], None] | None = None,
         env: dict[str, str] | None = None,
         out: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
@@ -221,7 +187,7 @@ class Scheduler:
         self._reconcile(self._recover())
         for station, confirmed in (self._safe_state("service start") or {}).items():
             if confirmed is False and station not in self.state.unsafe:
-                now = self.clock.now()
+                now = self.clock.utc()
                 self.state.unsafe[station] = {"since": _iso(now), "reason": "safe state not confirmed at service start"}
                 self._finish(Outcome("(service start)", _iso(now), 0, "unsafe", _iso(now), station=station, reason=(
                     "the safe state was NOT confirmed at service start; runs on this station are skipped until it is "
@@ -229,7 +195,7 @@ class Scheduler:
         if self.notifier:
             for problem in self.notifier.check():
                 self.out(f"notifications: {problem}")
-        now = self.clock.now()
+        now = self.clock.utc()
         for job in self.schedule.spec.jobs:
             if not job.enabled:
                 continue
@@ -254,7 +220,7 @@ class Scheduler:
         """Until stopped (SIGTERM, Ctrl-C) or, with a virtual clock, until ``until``."""
         self.start()
         while not self.stop.is_set():
-            now = self.clock.now()
+            now = self.clock.utc()
             if until is not None and now >= until:
                 break
             self._queue_due(now)
@@ -265,7 +231,9 @@ class Scheduler:
             wake = self._next_wake(now)
             if until is not None:
                 wake = min(wake, until)
-            self.clock.sleep_until(wake, self.stop)
+            if not self.clock.virtual:  # look at the calendar again at least every minute (a corrected system clock)
+                wake = min(wake, now + timedelta(seconds=REAL_WAKE_S))
+            self.clock.sleep_until(self.clock.at(wake), self.stop)
 
     def _next_wake(self, now: datetime) -> datetime:
         times = [_dt(p.not_before) for p in self.state.pending]
@@ -299,7 +267,7 @@ class Scheduler:
         if any(o.get("job") == job.name and o.get("due") == _iso(due) and o.get("outcome") in DONE for o in self.state.outcomes()):
             self.out(f"{job.name}: {_local(due, self.schedule)} was done already (outcomes.jsonl): not run again")
             return False
-        self.state.pending.append(Pending(job.name, _iso(due), 1, _iso(max(due, self.clock.now())), note))
+        self.state.pending.append(Pending(job.name, _iso(due), 1, _iso(max(due, self.clock.utc())), note))
         return True
 
     # -- one attempt --------------------------------------------------------------------------------
@@ -308,7 +276,7 @@ class Scheduler:
         job = self.schedule.job(name)
         self.schedule.runs_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
-        now = self.clock.now()
+        now = self.clock.utc()
         self._manual = True  # a person is there: no notifications; the service's state.json is not touched
         return self._attempt(Pending(job.name, _iso(now), 1, _iso(now), "run now"), retry=False)
 
@@ -317,7 +285,7 @@ class Scheduler:
             self.state.pending.remove(p)
         job = self.schedule.job(p.job)
         pre = self.schedule.preconditions_of(job)
-        now = self.clock.now()
+        now = self.clock.utc()
         base = dict(protocol=str(self.schedule.protocol_of(job)), station=str(self.schedule.station_of(job)))
         station_key = str(self.schedule.station_of(job))
         if station_key in self.state.unsafe:
@@ -356,7 +324,7 @@ class Scheduler:
     def _conclude(self, job: Job, p: Pending, result: dict[str, Any], retry: bool, base: dict[str, str]) -> Outcome:
         """Record, notify and retry per how the attempt's run ended (``result``: from its process, or
         from its run folder)."""
-        now = self.clock.now()
+        now = self.clock.utc()
         if result["status"] == "not started":
             if result.get("user_error"):
                 return self._refused(job, p, result.get("reason", ""), base)
@@ -413,7 +381,7 @@ class Scheduler:
         return self._finish(outcome, notify="unsafe")
 
     def _not_started(self, job: Job, p: Pending, reason: str, retry: bool, base: dict[str, str]) -> Outcome:
-        now = self.clock.now()
+        now = self.clock.utc()
         if retry and job.on_precondition_failure == "postpone" and p.attempt < job.retries.attempts:
             at = now + timedelta(seconds=job.retries.delay)
             self.state.pending.append(Pending(job.name, p.due, p.attempt + 1, _iso(at), f"postponed: {reason}"))
@@ -425,7 +393,7 @@ class Scheduler:
 
     def _refused(self, job: Job, p: Pending, reason: str, base: dict[str, str]) -> Outcome:
         """The job's files do not preflight: nothing was touched; no retry (the next due time tries again)."""
-        now = self.clock.now()
+        now = self.clock.utc()
         self.out(f"{job.name}: not started, refused by preflight ({reason})")
         return self._finish(Outcome(job.name, p.due, p.attempt, "not started", _iso(now), reason=reason, **base), notify="skipped")
 
@@ -465,6 +433,8 @@ class Scheduler:
                "--runs-dir", str(self.schedule.runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]
         if tag:
             cmd += ["--job-tag", json.dumps(tag)]
+        if self.clock.virtual:  # the run's station clock starts at the service's (virtual) time: one time line
+            cmd += ["--clock-start", self.clock.utc().isoformat()]
         if interlock:
             cmd.append("--check-interlock")
         env = dict(self.env if self.env is not None else os.environ)
@@ -590,8 +560,8 @@ class Scheduler:
             if truth is None or not any(j.name == tag.get("job") for j in self.schedule.spec.jobs):
                 continue
             truth["reason"] = (truth["reason"] + "; " if truth["reason"] else "") + "recovered at service start"
-            self._settle(Pending(str(tag["job"]), str(tag.get("due") or _iso(self.clock.now())), int(tag.get("attempt") or 1),
-                                 _iso(self.clock.now())), truth)
+            self._settle(Pending(str(tag["job"]), str(tag.get("due") or _iso(self.clock.utc())), int(tag.get("attempt") or 1),
+                                 _iso(self.clock.utc())), truth)
         self.state.save()
 
     def _outlive(self, folder: Path, limit_s: float = ORPHAN_WAIT_S) -> dict[str, Any] | None:

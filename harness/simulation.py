@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simulators import tsi_sdk
-from simulators.clock import ScaledClock
+from simulators.clock import Clock
 from simulators.mm_stage import SimulatedXYStage, SimulatedZDrive
 from simulators.obis_scpi import ObisScpi
 from simulators.params import CameraParams, MeterParams, WorldParams
@@ -44,7 +44,6 @@ def world_params(station: StationFile) -> WorldParams:
             zs[label] = d.simulation
     return WorldParams(
         seed=sim.seed,
-        time_scale=sim.time_scale,
         optics=sim.optics,
         sample=sim.sample,
         bead_field=sim.bead_field,
@@ -66,7 +65,7 @@ class SimulatedHardware:
     camera_serials: list[str] = field(default_factory=list)
 
     @property
-    def clock(self) -> ScaledClock:
+    def clock(self) -> Clock:
         return self.world.clock
 
     def resource(self, label: str) -> str:
@@ -85,14 +84,14 @@ class SimulatedHardware:
         self.camera_serials.clear()
 
 
-def start_simulation(station: StationFile) -> SimulatedHardware:
-    world = World(world_params(station))
+def start_simulation(station: StationFile, clock: Clock) -> SimulatedHardware:
+    world = World(world_params(station), clock)
     hw = SimulatedHardware(world)
     try:
         for label, meter in world.meters.items():
-            hw.servers[label] = ScpiServer(PM100Scpi(meter), meter.faults, label).start()
+            hw.servers[label] = ScpiServer(PM100Scpi(meter), meter.faults, label, clock, meter.p.command_latency_s).start()
         for label, laser in world.lasers.items():
-            hw.servers[label] = ScpiServer(ObisScpi(laser), laser.faults, label).start()
+            hw.servers[label] = ScpiServer(ObisScpi(laser), laser.faults, label, clock, laser.p.command_latency_s).start()
         cams = {cam.p.serial: cam for cam in world.cameras.values()}
         tsi_sdk.attach_cameras(cams)
         hw.camera_serials = list(cams)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from devices.errors import DeviceError
 from devices.identity import DeviceIdentity
 from devices.thorlabs_pm100 import ThorlabsPM100
 from devices.thorlabs_tsi import ThorlabsTSICamera
-from simulators.clock import ScaledClock
+from simulators.clock import Clock, ScaledClock, VirtualClock, WallClock
 
 from .errors import StationError, UserError
 from .resources import adapter_folder, default_station
@@ -74,7 +75,7 @@ class Station:
         self.name = spec.name
         self.core = UniMMCore()
         self.sim: SimulatedHardware | None = None
-        self.clock = ScaledClock(1.0)
+        self.clock: Clock = WallClock()
         self.drivers: dict[str, QCDriver] = {}
         self.lasers: dict[str, LaserLine] = {}
         self.power_meter: PowerMeter | None = None
@@ -86,20 +87,24 @@ class Station:
 
     # --- loading ---------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None, time_scale: float | None = None) -> Station:
+    def load(cls, path: str | Path | None = None, time_scale: float | None = None, clock_start: datetime | None = None) -> Station:
         """Validate a station file and bring the station up (devices connected, safe state).
-        ``time_scale`` overrides a simulated station's clock speed."""
+        ``time_scale`` puts a simulated station on real time that many times faster (instead of its
+        file's clock); ``clock_start`` is the UTC date-time a simulated station's clock starts at
+        (the scheduler's virtual time, so that a virtual week and the runs inside it share one time)."""
         doc = load_yaml(path or default_station())
         spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
         if time_scale is not None:
             if spec.simulation is None:
                 raise UserError(f"{doc.path}: --time-scale only applies to a simulated station")
-            if not time_scale > 0:
-                raise UserError(f"--time-scale must be > 0, got {time_scale:g}")
-            spec.simulation.time_scale = time_scale
+            if not 0 < time_scale <= 1e6:
+                raise UserError(f"--time-scale must be > 0 and at most 1e6, got {time_scale:g}")
+            spec.simulation.clock, spec.simulation.time_scale = "real", time_scale
+        if clock_start is not None and spec.simulation is None:
+            raise UserError(f"{doc.path}: --clock-start only applies to a simulated station (real hardware runs on the wall clock)")
         station = cls(doc.path, spec, doc)
         try:
-            station._bring_up()
+            station._bring_up(clock_start)
         except BaseException:
             station.close()
             raise
@@ -109,11 +114,12 @@ class Station:
     def where(self, *loc: Any) -> str:
         return f"{self.path}:{self.doc.line_of(loc)}"
 
-    def _bring_up(self) -> None:
+    def _bring_up(self, clock_start: datetime | None = None) -> None:
         spec = self.spec
         if spec.simulation is not None:
-            self.sim = start_simulation(spec)
-            self.clock = self.sim.clock
+            mode, scale = spec.clock_mode()
+            self.clock = VirtualClock(clock_start) if mode == "virtual" else ScaledClock(scale or 1.0, clock_start)
+            self.sim = start_simulation(spec, self.clock)
         mm = spec.micromanager
         folders = [str(adapter_folder(p, self.path.parent)) for p in mm.adapter_paths]
         if folders:

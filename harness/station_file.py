@@ -209,7 +209,13 @@ class MicroManagerSetup(_Model):
 
 class Simulation(_Model):
     seed: int = 1
-    time_scale: float = Field(default=1.0, gt=0, description="virtual seconds per real second")
+    clock: Literal["virtual", "real"] | None = Field(
+        default=None,
+        description="virtual: discrete-event station time (data depend on the files and the seed only; the default for a "
+                    "station of simulators); real: real time, sped up by time_scale (the default, at x1, for a station "
+                    "with Micro-Manager adapter devices, which take real time)",
+    )
+    time_scale: float | None = Field(default=None, gt=0, le=1e6, description="clock: real only: station seconds per real second (default 1)")
     sample: Literal["bead_field", "uniform_slide"] = "bead_field"
     optics: OpticsParams = OpticsParams()
     bead_field: BeadFieldParams = BeadFieldParams()
@@ -268,8 +274,38 @@ class StationFile(_Model):
     def _consistent(self) -> StationFile:
         simulated = [label for label, d in self.devices.items() if getattr(d, "simulated", False) or d.driver.startswith("simulated_")]
         if simulated and self.simulation is None:
-            raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, time_scale, ...)")
+            raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, clock, ...)")
         return self
+
+    @model_validator(mode="after")
+    def _clock_fits_devices(self) -> StationFile:
+        sim = self.simulation
+        if sim is None:
+            return self
+        errors: list[InitErrorDetails] = []
+        if sim.clock == "virtual" and sim.time_scale is not None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", "time_scale applies to clock: real only (virtual time runs as fast as the computer allows)"),
+                                           loc=("simulation", "time_scale"), input=sim.time_scale))
+        adapters = self.micromanager_devices()
+        if sim.clock == "virtual" and adapters:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; use clock: real (with a time_scale)"),
+                                           loc=("simulation", "clock"), input=sim.clock))
+        if errors:
+            raise ValidationError.from_exception_data("StationFile", errors)
+        return self
+
+    def micromanager_devices(self) -> list[str]:
+        """Devices driven by Micro-Manager adapters: the .cfg's (named ``micromanager.config``) and the file's own."""
+        own = [label for label, d in self.devices.items() if d.driver == "micromanager"]
+        return (["the devices of micromanager.config"] if self.micromanager.config else []) + own
+
+    def clock_mode(self) -> tuple[str, float | None]:
+        """The station clock a simulated station runs on: ("virtual", None) or ("real", time_scale)."""
+        sim = self.simulation
+        assert sim is not None
+        if sim.clock == "virtual" or (sim.clock is None and sim.time_scale is None and not self.micromanager_devices()):
+            return ("virtual", None)
+        return ("real", sim.time_scale or 1.0)
 
     @model_validator(mode="after")
     def _roles_fit_devices(self) -> StationFile:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clock import ScaledClock
+from .clock import Clock
 from .faults import FaultInjector
 from .params import CameraParams
 from .sample import FieldOfView
@@ -39,7 +39,7 @@ class CameraModel:
         self,
         name: str,
         params: CameraParams,
-        clock: ScaledClock,
+        clock: Clock,
         rng: np.random.Generator,
         scene: Scene,
         stage_position: StagePosition,

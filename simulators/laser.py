@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from .clock import ScaledClock
+from .clock import Clock
 from .faults import FaultInjector
 from .params import LaserParams
 
@@ -19,7 +19,7 @@ class LaserRefused(Exception):
 class LaserModel:
     """One laser line. ``true_power_mw(t)`` is the ground truth of what leaves the laser."""
 
-    def __init__(self, name: str, params: LaserParams, clock: ScaledClock, rng: np.random.Generator) -> None:
+    def __init__(self, name: str, params: LaserParams, clock: Clock, rng: np.random.Generator) -> None:
         self.name = name
         self.p = params
         self.clock = clock

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .clock import ScaledClock
+from .clock import Clock
 from .faults import FaultInjector
 from .laser import LaserModel
 from .params import MeterParams
@@ -35,7 +35,7 @@ class PowerMeterModel:
         self,
         name: str,
         params: MeterParams,
-        clock: ScaledClock,
+        clock: Clock,
         rng: np.random.Generator,
         lasers: dict[str, LaserModel],
         transmission: Callable[[str], float],
@@ -99,6 +99,8 @@ class PowerMeterModel:
             self._zero_done_at = self.clock.now() + self.p.zero_duration_s
 
     def zeroing(self) -> bool:
+        """Asked by a poller waiting for zeroing to end: on a virtual clock, time passes to its end."""
+        self.clock.poll(self._zero_done_at)
         return self.clock.now() < self._zero_done_at
 
     def set_range_w(self, value: float) -> None:

@@ -70,6 +70,7 @@ class LaserParams(_Model):
     serial: str = "SIM-OBIS-0001"
     firmware: str = "3.1.2"
     interlock_closed: bool = True
+    command_latency_s: float = Field(default=0.005, ge=0, le=10, description="station time one command takes on the serial line (115200 baud) and in the controller")
     faults: list[FaultSpec] = Field(default_factory=list)
 
     @property
@@ -93,6 +94,7 @@ class MeterParams(_Model):
     noise_w: float = Field(default=5e-9, ge=0, description="rms noise of one sample")
     sample_time_s: float = Field(default=0.001, gt=0, description="time per averaged sample")
     zero_duration_s: float = Field(default=1.0, ge=0)
+    command_latency_s: float = Field(default=0.001, ge=0, le=10, description="station time one command takes over USB (TMC) and in the console")
     faults: list[FaultSpec] = Field(default_factory=list)
 
 
@@ -188,7 +190,7 @@ class WorldParams(_Model):
     """Everything a simulated station's physics needs, keyed by device label."""
 
     seed: int = 1
-    time_scale: float = Field(default=1.0, gt=0)
+    time_scale: float | None = Field(default=None, gt=0, description="None: virtual (discrete-event) time; a number: real time that many times faster")
     optics: OpticsParams = OpticsParams()
     sample: Literal["bead_field", "uniform_slide"] = "bead_field"
     bead_field: BeadFieldParams = BeadFieldParams()

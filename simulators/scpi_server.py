@@ -1,7 +1,10 @@
 """A TCP server on 127.0.0.1 that makes a simulated SCPI instrument reachable as
 ``TCPIP::127.0.0.1::<port>::SOCKET`` (pyvisa-py) or ``socket://127.0.0.1:<port>`` (pyserial).
 
-One client at a time, like a real instrument's port. Injected faults act on the wire: the
+One client at a time, like a real instrument's port. Every command costs ``latency_s`` of station
+time (``clock.sleep``: instant on a virtual clock, a real pause on a real one). Socket time-outs
+stay real: the server never makes a client wait on the wall clock for station time. Injected faults
+act on the wire: the
 connection drops (and the port stops listening, as an unplugged device), a query gets no reply,
 a reply is garbage, or a command is refused with an instrument error.
 """
@@ -12,6 +15,7 @@ import logging
 import socket
 import threading
 
+from .clock import Clock
 from .faults import FaultInjector
 from .scpi import ScpiInstrument
 
@@ -19,8 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class ScpiServer:
-    def __init__(self, instrument: ScpiInstrument, faults: FaultInjector, name: str = "") -> None:
+    def __init__(self, instrument: ScpiInstrument, faults: FaultInjector, name: str = "", clock: Clock | None = None,
+                 latency_s: float = 0.0) -> None:
         self.instrument = instrument
+        self.clock = clock
+        self.latency_s = latency_s
         self.faults = faults
         self.name = name
         self._stop = threading.Event()
@@ -110,6 +117,8 @@ class ScpiServer:
         if not query or inst.replies_to_sets:
             kinds.append("scpi_error")
         with self._lock:
+            if self.clock is not None and self.latency_s > 0:
+                self.clock.sleep(self.latency_s)
             fault = self.faults.next_command(kinds)
             if fault is not None:
                 log.info("simulated fault on %s: %s (command %r)", self.name, fault.kind, line)

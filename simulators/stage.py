@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from .clock import ScaledClock
+from .clock import Clock
 from .faults import FaultInjector
 from .params import AxisParams, FaultSpec
 
@@ -24,7 +24,7 @@ class StageRefused(Exception):
 
 
 class AxisModel:
-    def __init__(self, name: str, params: AxisParams, clock: ScaledClock, rng: np.random.Generator) -> None:
+    def __init__(self, name: str, params: AxisParams, clock: Clock, rng: np.random.Generator) -> None:
         self.name = name
         self.p = params
         self.clock = clock
@@ -73,7 +73,7 @@ class AxisModel:
 class StageModel:
     """A set of axes moved together (XY stage, or a single Z drive) with a busy state and faults."""
 
-    def __init__(self, name: str, axes: dict[str, AxisModel], clock: ScaledClock, faults: list[FaultSpec]) -> None:
+    def __init__(self, name: str, axes: dict[str, AxisModel], clock: Clock, faults: list[FaultSpec]) -> None:
         self.name = name
         self.axes = axes
         self.clock = clock
@@ -92,6 +92,9 @@ class StageModel:
             self._busy_until = self.clock.now() + duration
 
     def busy(self) -> bool:
+        """Asked by a poller waiting for the move: on a virtual clock, time passes to its end."""
+        if not self._stuck:
+            self.clock.poll(self._busy_until)
         return self._stuck or self.clock.now() < self._busy_until
 
     def stop(self) -> None:

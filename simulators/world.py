@@ -1,7 +1,8 @@
 """The virtual microscope: one seeded world shared by all simulated devices.
 
 Lasers light the sample and the meter sensor; the stage carries the sample under the camera; the
-camera renders the sample at the stage's *true* position. Every model reads one ``ScaledClock``.
+camera renders the sample at the stage's *true* position. Every model reads one clock (``simulators.clock``): virtual
+time by default, or a scaled real-time clock when ``time_scale`` is set.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import CameraModel
-from .clock import ScaledClock
+from .clock import Clock, ScaledClock, VirtualClock
 from .laser import LaserModel
 from .meter import PowerMeterModel
 from .params import AxisParams, WorldParams
@@ -18,9 +19,9 @@ from .stage import AxisModel, StageModel
 
 
 class World:
-    def __init__(self, params: WorldParams, clock: ScaledClock | None = None) -> None:
+    def __init__(self, params: WorldParams, clock: Clock | None = None) -> None:
         self.params = params
-        self.clock = clock or ScaledClock(params.time_scale)
+        self.clock: Clock = clock or (VirtualClock() if params.time_scale is None else ScaledClock(params.time_scale))
         self.seed = params.seed
         self.sample = params.sample
         seeds = np.random.SeedSequence(params.seed)

@@ -43,7 +43,7 @@ def station_variant(tmp_path: Path, extra: dict[str, Any], name: str = "station.
     return path
 
 
-FAST = {"simulation": {"time_scale": 5000}}
+FAST = {}
 
 
 @pytest.fixture(scope="module")

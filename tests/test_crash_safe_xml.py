@@ -118,8 +118,7 @@ def destroy_xml(path: Path) -> None:
 
 
 def run_flat_field(base: Path, serial: str, monkeypatch: pytest.MonkeyPatch | None = None) -> Path:
-    station_file = station_variant(base, {"simulation": {"time_scale": 3000},
-                                          "devices": {"Camera": {"simulation": {"width_px": 96, "height_px": 64, "serial": serial}}}},
+    station_file = station_variant(base, {"devices": {"Camera": {"simulation": {"width_px": 96, "height_px": 64, "serial": serial}}}},
                                    f"{serial}.yaml")
     with Station.load(station_file) as station:
         outcome = Runner(station, PROTOCOL, runs_dir=base / "runs", quiet=True).run()

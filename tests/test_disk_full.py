@@ -78,8 +78,7 @@ class FullDisk:
 
 
 def _run(tmp_path: Path, protocol: str, *extra: str) -> tuple[int, dict[str, Any], str]:
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 2000},
-                                         "devices": {"Camera": {"simulation": {"serial": "SIMDISK1"}}}})
+    station = station_variant(tmp_path, {"devices": {"Camera": {"simulation": {"serial": "SIMDISK1"}}}})
     path = tmp_path / "p.yaml"
     path.write_text(protocol)
     outcome = tmp_path / "outcome.json"

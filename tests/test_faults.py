@@ -70,7 +70,7 @@ def test_meter_scpi_error_surfaces_from_the_error_queue(make_station) -> None:
 
 
 def test_meter_fault_at_virtual_time(make_station) -> None:
-    st = make_station({"simulation": {"time_scale": 100000}, "devices": {"Meter": {"simulation": {"faults": [{"kind": "connection_lost", "at_s": 300000}]}}}})
+    st = make_station({"devices": {"Meter": {"simulation": {"faults": [{"kind": "connection_lost", "at_s": 300000}]}}}})
     assert st.clock.now() < 300000
     st.power_meter.read_w()
     st.clock.sleep_until(300000)

@@ -27,7 +27,8 @@ from harness import cli
 from harness.journal import read_journal
 from harness.results_store import ResultsStore
 from harness.schedule_file import read_schedule_file
-from harness.scheduler import Pending, ScheduleState, Scheduler, VirtualClock
+from harness.scheduler import Pending, ScheduleState, Scheduler
+from simulators.clock import VirtualClock
 from tests.conftest import FAST, ROOT, station_variant
 from tests.test_schedule import BERLIN, _Hooks, webhook  # noqa: F401  (webhook: the fixture)
 

@@ -90,7 +90,7 @@ def test_a_10_hz_series_with_no_line_on_is_a_stability_record_not_a_linearity_of
     protocol = tmp_path / "p10hz.yaml"
     protocol.write_text("protocol: sampling-10hz\ntitle: 10 Hz\nsteps:\n  - meter: {wavelength: 488, averaging: 1}\n"
                         "  - sample: {series: power, every: 100 ms, for: 60 s}\n")
-    with Station.load(station_variant(tmp_path, {"simulation": {"time_scale": 40}})) as station:
+    with Station.load(station_variant(tmp_path, {})) as station:
         outcome = Runner(station, protocol, runs_dir=tmp_path / "runs", quiet=True).run()
     assert outcome.status == "completed" and outcome.outcome == "completed", (outcome.reason, outcome.analysis_error)
     import json

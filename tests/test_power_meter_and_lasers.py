@@ -156,7 +156,7 @@ def test_open_interlock_refuses_emission(make_station) -> None:
 
 
 def test_warm_up_and_drift_follow_the_virtual_clock(make_station) -> None:
-    st = make_station({"simulation": {"time_scale": 2000}})
+    st = make_station({})
     line = st.lasers["561"]
     laser = st.sim.world.lasers[line.label]
     line.set_setpoint_mw(50)

@@ -266,7 +266,8 @@ def test_validate_schedule_preflights_every_job_and_schedule_run_refuses_to_star
 
 def test_the_service_rechecks_each_job_and_records_a_refused_one_as_not_started(tmp_path: Path) -> None:
     from harness.schedule_file import read_schedule_file
-    from harness.scheduler import Pending, Scheduler, VirtualClock
+    from harness.scheduler import Pending, Scheduler
+    from simulators.clock import VirtualClock
 
     station = station_variant(tmp_path, FAST)
     job_protocol = protocol(tmp_path, "job", "  - laser: {line: 488, setpoint: 10 mW}\n", "[lasers]")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,6 @@ from tests.omecheck import bioformats_info, bioformats_value
 
 PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
 # as fast as the loopback round trip (~0.5 ms real) allows each protocol's sampling interval
-TIME_SCALE = {"power-stability-long": 5000, "power-stability-short": 120, "power-linearity": 300}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Runn
     out = {}
     for protocol in PROTOCOLS:
         name = protocol.stem
-        station_file = station_variant(base, {"simulation": {"time_scale": TIME_SCALE.get(name, 3000)}}, f"{name}.yaml")
+        station_file = station_variant(base, {}, f"{name}.yaml")
         with Station.load(station_file) as station:
             runner = Runner(station, protocol, runs_dir=base / "runs", quiet=True)
             outcome = runner.run()
@@ -64,7 +64,10 @@ def test_run_json_has_full_provenance(runs: dict, protocol: str) -> None:
         assert sw["packages"][package] != "not installed"
     assert run["host"]["hostname"] and run["operator"]
     assert run["devices"]["Meter"]["serial"] == "P0012345" and run["devices"]["Laser488"]["model"].startswith("OBIS 488")
-    assert run["clock"]["time_scale"] > 1 and run["ended_utc"] > run["started_utc"]
+    assert run["clock"]["mode"] == "virtual" and run["clock"]["time_scale"] is None
+    # station time: the run's dates are as far apart as its station clock ran
+    elapsed = datetime.fromisoformat(run["ended_utc"]) - datetime.fromisoformat(run["started_utc"])
+    assert elapsed.total_seconds() == pytest.approx(run["clock"]["elapsed_s"], abs=1e-3)
     for name, entry in run["files"].items():
         assert entry["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
 

@@ -62,7 +62,7 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A flat-field run folder as SIGKILL left it (kept pristine: tests work on copies)."""
     base = tmp_path_factory.mktemp("killed")
     station = station_variant(base, {
-        "simulation": {"time_scale": 2},  # 200 ms exposures take 0.1 s: slow enough to kill mid-stack
+        "simulation": {"clock": "real", "time_scale": 2},  # 200 ms exposures take 0.1 s: slow enough to kill mid-stack
         "devices": {"Camera": {"simulation": {"width_px": 96, "height_px": 64, "serial": "SIMKILL1"}}},
     })
     runs = base / "runs"

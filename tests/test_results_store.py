@@ -65,7 +65,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("real")
     protocol = base / "store-test.yaml"
     protocol.write_text(PROTOCOL)
-    with Station.load(station_variant(base, {"simulation": {"time_scale": 200}})) as station:
+    with Station.load(station_variant(base, {})) as station:
         outcome = Runner(station, protocol, runs_dir=base / "runs", quiet=True).run()
     assert outcome.status == "completed", outcome.reason
     assert (outcome.folder / "results.json").is_file()

@@ -163,7 +163,7 @@ def _wait_for(path_glob: Path, pattern: str, rows: int, proc: subprocess.Popen[s
 
 @pytest.mark.parametrize("sig,exit_status,reason", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 130, "SIGTERM")])
 def test_interrupting_a_run_aborts_it_cleanly(tmp_path: Path, sig: int, exit_status: int, reason: str) -> None:
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 120}})
+    station = station_variant(tmp_path, {"simulation": {"clock": "real", "time_scale": 120}})
     runs = tmp_path / "runs"
     proc = _start(["run", str(ROOT / "protocols" / "stage-repeatability.yaml"), "--station", str(station), "--runs-dir", str(runs), "-q"])
     frames_csv = _wait_for(runs, "*/repeatability_frames.csv", 7, proc)
@@ -250,7 +250,7 @@ def test_safe_state_not_confirmed_is_unsafe_exit_7_with_a_red_banner(tmp_path: P
     from harness.results_store import ResultsStore
 
     _lose_laser_after_sampling(monkeypatch)
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 2000}, "devices": {"Laser488": {"timeout_ms": 300}}})
+    station = station_variant(tmp_path, {"devices": {"Laser488": {"timeout_ms": 300}}})
     outcome_file = tmp_path / "outcome.json"
     db = f"sqlite:///{tmp_path / 'r.sqlite'}"
     code = run(["run", str(_protocol(tmp_path, SHORT)), "--station", str(station), "--runs-dir", str(tmp_path / "runs"), "-q",
@@ -341,7 +341,7 @@ def test_the_demo_flat_field_no_longer_crashes_its_analysis(tmp_path: Path, caps
 
     import yaml
 
-    data = merge(yaml.safe_load(DEMO.read_text()), {"simulation": {"time_scale": 2000}})
+    data = merge(yaml.safe_load(DEMO.read_text()), {})
     data["micromanager"]["config"] = str(DEMO.parent / data["micromanager"]["config"])
     station = tmp_path / "demo.yaml"
     station.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -24,7 +24,8 @@ import yaml
 
 from harness.errors import UserError
 from harness.schedule_file import read_schedule_file
-from harness.scheduler import ScheduleState, Scheduler, VirtualClock
+from harness.scheduler import ScheduleState, Scheduler
+from simulators.clock import VirtualClock
 from tests.conftest import ROOT, merge, station_variant
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -174,8 +175,8 @@ def _local(year: int, month: int, day: int, hour: int, minute: int = 0) -> datet
 def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
     server, received = webhook
     token = "s3cr3t-T0KEN-9431"
-    night_station = station_variant(tmp_path, {"simulation": {"time_scale": 90}}, "night-station.yaml")
-    week_station = station_variant(tmp_path, {"simulation": {"time_scale": 3000}}, "week-station.yaml")
+    night_station = station_variant(tmp_path, {}, "night-station.yaml")
+    week_station = station_variant(tmp_path, {}, "week-station.yaml")
     clean = night_station.read_text()
     nightly = _write(tmp_path / "nightly.yaml", NIGHTLY)
     # the weekly stage check with a reversal limit the simulated stage's backlash (1.5 um) exceeds
@@ -211,7 +212,7 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
     killed: list[int] = []
 
     def kill_first_monday_run(job: Any, proc: Any, attempt: int) -> None:
-        local = clock.now().astimezone(BERLIN)
+        local = clock.utc().astimezone(BERLIN)
         if job.name != "nightly" or local.weekday() != 0 or attempt != 1:
             return
 
@@ -229,11 +230,11 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
 
     # first service: Sunday 23:00 until Thursday noon, then the machine is off until Saturday 20:00
     clock = VirtualClock(_local(2026, 11, 29, 23), on_time=station_at)
-    station_at(clock.now())
+    station_at(clock.utc())
     Scheduler(schedule, clock, on_started=kill_first_monday_run, env=env, out=lambda s: None).run(until=_local(2026, 12, 3, 12))
     assert killed, "the Monday run was not killed"
     clock = VirtualClock(_local(2026, 12, 5, 20), on_time=station_at)
-    station_at(clock.now())
+    station_at(clock.utc())
     Scheduler(schedule, clock, env=env, out=lambda s: None).run(until=_local(2026, 12, 6, 23, 59))
 
     outcomes = ScheduleState(schedule.state_dir).outcomes()
@@ -303,7 +304,7 @@ def test_a_run_on_a_busy_station_is_refused_and_touches_nothing(tmp_path: Path, 
     from harness.run_guard import station_name
     from harness.station_lock import StationLock
 
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
+    station = station_variant(tmp_path, {})
     outcome = tmp_path / "outcome.json"
     protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
     with StationLock(station_name(station), purpose="run by a colleague"):
@@ -319,7 +320,7 @@ def test_a_run_with_an_open_interlock_is_refused_before_it_starts(tmp_path: Path
     from harness.cli import run
     from harness.errors import EXIT_PRECONDITION
 
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}, "devices": {"Laser561": {"simulation": {"interlock_closed": False}}}})
+    station = station_variant(tmp_path, {"devices": {"Laser561": {"simulation": {"interlock_closed": False}}}})
     protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
     code = run(["run", str(protocol), "--station", str(station), "--runs-dir", str(tmp_path / "runs"), "-q", "-y", "--check-interlock"])
     assert code == EXIT_PRECONDITION
@@ -336,7 +337,7 @@ def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigter
 
     from harness.cli import run
 
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 300}})
+    station = station_variant(tmp_path, {})
     protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
     path = _write(tmp_path / "schedule.yaml", yaml.safe_dump({
         "schedule": "service-test", "timezone": "UTC", "station": station.name, "runs_dir": "runs",
@@ -377,7 +378,7 @@ def test_every_command_that_touches_the_station_respects_a_running_run(tmp_path:
     from harness.run_guard import station_name
     from harness.station_lock import StationLock
 
-    station = station_variant(tmp_path, {"simulation": {"time_scale": 5000}})
+    station = station_variant(tmp_path, {})
     with StationLock(station_name(station), purpose="run power-stability-long"):
         assert run([*command, "--station", str(station)]) == EXIT_PRECONDITION
     assert "is in use by pid" in capsys.readouterr().err

@@ -66,8 +66,20 @@ def test_thermal_drift_follows_the_virtual_clock(make_station) -> None:
     assert (x1 - x0) / ((t1 - t0) / 3600) == pytest.approx(2.0, rel=1e-6)
 
 
-def test_moves_are_busy_for_travel_plus_settle_time(make_station) -> None:
-    st = make_station({"simulation": {"time_scale": 10}, "devices": {"XYStage": {"simulation": {
+def test_a_move_takes_travel_plus_settle_time_of_station_time(make_station) -> None:
+    """Virtual time: the first poll of the busy stage is the harness waiting, so the clock passes to
+    the end of the move exactly."""
+    st = make_station({"devices": {"XYStage": {"simulation": {"x": {"speed_um_per_s": 1000, "settle_s": 0.5}}}}})
+    label = st.xy_stage.label
+    t0 = st.clock.now()
+    st.core.setXYPosition(label, 2000, 0)
+    assert st.clock.now() == t0  # commanding does not wait
+    wait_until_idle(st.core, label, timeout_s=10)
+    assert st.clock.now() - t0 == pytest.approx(2.5, abs=1e-9)
+
+
+def test_moves_are_busy_for_travel_plus_settle_time_in_real_time(make_station) -> None:
+    st = make_station({"simulation": {"clock": "real", "time_scale": 10}, "devices": {"XYStage": {"simulation": {
         "x": {"speed_um_per_s": 1000, "settle_s": 0.5}}}}})
     label = st.xy_stage.label
     t0 = st.clock.now()
@@ -75,7 +87,7 @@ def test_moves_are_busy_for_travel_plus_settle_time(make_station) -> None:
     assert st.core.deviceBusy(label)
     wait_until_idle(st.core, label, timeout_s=10)
     elapsed = st.clock.now() - t0
-    assert elapsed == pytest.approx(2.5, abs=0.1)
+    assert elapsed >= 2.5  # a lower bound only: how late a busy machine notices is not the stage's time
 
 
 def test_moves_outside_travel_are_refused(sim_station: Station) -> None:

@@ -1,7 +1,13 @@
 """``tl_camera`` with the vendor's API: ``TLCameraSDK`` (one instance at a time), ``TLCamera``,
 ``Frame``, ``TLCameraError``, ``ROI``, ``Range``. Frames are rendered by simulated camera models on
-the world's clock; ``get_pending_frame_or_null`` blocks up to ``image_poll_timeout_ms`` (real time)
-and returns ``None`` on timeout, as the SDK does."""
+the world's clock; ``get_pending_frame_or_null`` waits up to ``image_poll_timeout_ms`` and returns
+``None`` on timeout, as the SDK does.
+
+On a real-time clock a producer thread exposes frames one after another and the poll blocks in real
+time. On a virtual clock nothing runs in the background: a poll exposes the next frame then and
+there (from the trigger, or straight after the previous frame's read-out), and the station clock
+passes to the end of its read-out; a dropped or late frame makes the poll wait its full timeout in
+station time and return ``None`` (a late frame is delivered by a later poll)."""
 
 from __future__ import annotations
 
@@ -126,6 +132,11 @@ class TLCamera:
         self._frame_count = 0
         self._buffer_size = 1
         self._t_arm = 0.0
+        # virtual clock: frames still to expose for the last trigger (-1: unlimited), when the next may
+        # start, and a late frame not yet delivered (ready time, frame)
+        self._to_expose = 0
+        self._next_start = 0.0
+        self._late: tuple[float, Frame] | None = None
 
     # --- context / lifetime ------------------------------------------------------------------------
     def __enter__(self) -> TLCamera:
@@ -299,16 +310,32 @@ class TLCamera:
         self._frame_count = 0
         self._queue.clear()
         self._t_arm = self._m.clock.now()
+        self._to_expose, self._late = 0, None
 
     def issue_software_trigger(self) -> None:
         self._check()
         if not self._armed:
             raise TLCameraError("issue_software_trigger() requires an armed camera")
+        if self._m.clock.virtual:
+            if self._to_expose == 0 and self._late is None:  # a busy camera ignores triggers
+                self._to_expose = self._frames_per_trigger or -1
+                self._next_start = self._m.clock.now()
+            return
         if self._producer is not None and self._producer.is_alive():
             return  # already acquiring, as the camera ignores triggers while busy
         self._stop.clear()
         self._producer = threading.Thread(target=self._produce, daemon=True, name="sim-tlcamera")
         self._producer.start()
+
+    def _exposure(self) -> Exposure:
+        return Exposure(
+            exposure_s=self._exposure_us / 1e6,
+            roi=tuple(self._roi),  # type: ignore[arg-type]
+            binx=self._binx,
+            biny=self._biny,
+            gain_index=self._gain,
+            black_level=self._black_level,
+        )
 
     def _produce(self) -> None:
         m = self._m
@@ -316,14 +343,7 @@ class TLCamera:
         k = 0
         while not self._stop.is_set() and (n == 0 or k < n):
             k += 1
-            exposure = Exposure(
-                exposure_s=self._exposure_us / 1e6,
-                roi=tuple(self._roi),  # type: ignore[arg-type]
-                binx=self._binx,
-                biny=self._biny,
-                gain_index=self._gain,
-                black_level=self._black_level,
-            )
+            exposure = self._exposure()
             t_start = m.clock.now()
             image = m.render(t_start, exposure)
             m.clock.sleep_until(t_start + exposure.exposure_s + m.p.readout_s)
@@ -344,10 +364,38 @@ class TLCamera:
         self._check()
         if not self._armed:
             raise TLCameraError("get_pending_frame_or_null() requires an armed camera")
+        if self._m.clock.virtual:
+            return self._virtual_frame()
         with self._cond:
             if not self._queue:
                 self._cond.wait(timeout=self._poll_timeout_ms / 1000.0)
             return self._queue.popleft() if self._queue else None
+
+    def _virtual_frame(self) -> Frame | None:
+        """The next frame on a virtual clock (see the module docstring)."""
+        m = self._m
+        clock = m.clock
+        deadline = clock.now() + self._poll_timeout_ms / 1000.0
+        while self._late is None and self._to_expose != 0:
+            exposure = self._exposure()
+            t_start = max(clock.now(), self._next_start)
+            image = m.render(t_start, exposure)
+            t_end = t_start + exposure.exposure_s + m.p.readout_s
+            self._next_start = t_end
+            self._to_expose -= 1 if self._to_expose > 0 else 0
+            self._frame_count += 1
+            fault = m.faults.next_command(["dropped_frame", "late_frame"])
+            if fault is not None and fault.kind == "dropped_frame":
+                continue
+            ready = t_end + (fault.delay_s if fault is not None else 0.0)
+            stamp = int((t_start + exposure.exposure_s - self._t_arm) * 1e9)
+            self._late = (ready, Frame(image, self._frame_count, stamp))
+        if self._late is not None and self._late[0] <= deadline:
+            clock.sleep_until(self._late[0])
+            frame, self._late = self._late[1], None
+            return frame
+        clock.sleep_until(deadline)
+        return None
 
     def disarm(self) -> None:
         self._check()
@@ -356,5 +404,6 @@ class TLCamera:
             self._producer.join(timeout=5)
             self._producer = None
         self._armed = False
+        self._to_expose, self._late = 0, None
         with self._cond:
             self._queue.clear()
