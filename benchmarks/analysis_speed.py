@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-analysis-"))
     try:
-        station = station_file({"simulation": {"time_scale": 5000}}, folder)
+        station = station_file({}, folder)
         text = station.read_text()
         text = re.sub(r"width_px: \d+", f"width_px: {args.size}", text)
         text = re.sub(r"height_px: \d+", f"height_px: {args.size}", text)

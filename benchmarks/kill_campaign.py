@@ -256,7 +256,7 @@ def _schedule(c: Campaign) -> Path:
     path = c.base / "schedule.yaml"
     if not path.exists():
         station = yaml.safe_load(c.station.read_text())
-        station.setdefault("simulation", {})["time_scale"] = c.scales[protocol.stem]
+        station.setdefault("simulation", {}).update(clock="real", time_scale=c.scales[protocol.stem])  # kills land at random real times
         (c.base / "service-station.yaml").write_text(yaml.safe_dump(station))
         path.write_text(yaml.safe_dump({
             "schedule": "kill-campaign", "timezone": "UTC", "station": "service-station.yaml", "runs_dir": "runs-service",

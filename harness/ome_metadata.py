@@ -164,8 +164,11 @@ def build_ome(
             detector_settings=m.DetectorSettings(**_kw(id="Detector:0", gain=ch.gain_db, offset=ch.offset, binning=f"{ch.binning}x{ch.binning}" if ch.binning in (1, 2, 4, 8) else "Other")),
         )))
     size_t = max((p.t for p in planes), default=-1) + 1
+    # a placeholder plane was never acquired: it has no DeltaT and no ExposureTime (a failed frame's
+    # attempt time is kept in its note)
     placeholder_notes = [
-        _map(f"Annotation:{100 + i}", NS_RUN, {"FrameStatus": p.status, "Reason": p.note, "Pixels": "all zero: no image was recorded"})
+        _map(f"Annotation:{100 + i}", NS_RUN, {"FrameStatus": p.status, "Reason": p.note, "Pixels": "all zero: no image was recorded",
+                                               **({"AttemptedAt_s": f"{p.delta_t_s:.6f}"} if p.status == "missing" and p.delta_t_s else {})})
         for i, p in enumerate(q for q in planes if q.status)
     ]
     note_ids = iter(a.id for a in placeholder_notes)
@@ -178,8 +181,9 @@ def build_ome(
         tiff_data_blocks=[m.TiffData(ifd=p.ifd, first_c=p.c, first_t=p.t, first_z=0, plane_count=1) for p in planes],
         planes=[
             m.Plane(**_kw(
-                the_c=p.c, the_t=p.t, the_z=0, delta_t=p.delta_t_s, delta_t_unit=m.UnitsTime.SECOND,
-                exposure_time=p.exposure_s, exposure_time_unit=m.UnitsTime.SECOND,
+                the_c=p.c, the_t=p.t, the_z=0,
+                delta_t=None if p.status else p.delta_t_s, delta_t_unit=None if p.status else m.UnitsTime.SECOND,
+                exposure_time=None if p.status else p.exposure_s, exposure_time_unit=None if p.status else m.UnitsTime.SECOND,
                 position_x=p.x_um, position_y=p.y_um, position_z=p.z_um,
                 position_x_unit=m.UnitsLength.MICROMETER if p.x_um is not None else None,
                 position_y_unit=m.UnitsLength.MICROMETER if p.y_um is not None else None,

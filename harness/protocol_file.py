@@ -80,6 +80,11 @@ class MoveParams(_Model):
     to: str | None = None
     approach: Literal["positive", "negative", "any"] = "any"
     overtravel: Distance = 0.0
+    approach_axes: list[Literal["x", "y", "z"]] | None = Field(
+        default=None,
+        description="the axes the over-travel applies to (default: the axes that move; when the stage already sits at "
+                    "the target, every axis the step names)",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> MoveParams:
@@ -88,6 +93,12 @@ class MoveParams(_Model):
             raise ValueError("a move gives exactly one of: x/y/z, along+by, or to")
         if self.along is not None and self.by is None:
             raise ValueError("'along' needs 'by'")
+        if self.approach_axes is not None:
+            if self.approach == "any" or not self.overtravel:
+                raise ValueError("'approach_axes' needs an approach (positive or negative) and an overtravel")
+            named = {a for a in "xyz" if getattr(self, a) is not None}
+            if named and not set(self.approach_axes) <= named:
+                raise ValueError(f"'approach_axes' {self.approach_axes} names an axis the move does not ({', '.join(sorted(named))})")
         return self
 
 

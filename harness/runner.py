@@ -546,16 +546,29 @@ class Runner:
                 value = getattr(p, axis)
                 if value is not None:
                     target[axis] = (here[axis] + float(value)) if p.relative else float(value)
-        moved = [a for a in "xyz" if a in target and target[a] != here.get(a)] or [a for a in "xyz" if getattr(p, a, None) is not None]
         if p.approach != "any" and p.overtravel > 0:
             sign = -1.0 if p.approach == "positive" else 1.0
             pre = dict(target)
-            for axis in moved:
+            for axis in self._approach_axes(p, target, here):
                 pre[axis] = target[axis] + sign * p.overtravel
             self._move_to(pre, here)
             here = pre
         self._move_to(target, here)
         self.journal.write("move", self.now(), target_um=target, approach=p.approach, context=action.context)
+
+    @staticmethod
+    def _approach_axes(p: Any, target: dict[str, float], here: dict[str, float]) -> list[str]:
+        """The axes an approach over-travels: ``approach_axes`` if given; else those that move; when
+        the stage already sits at the target, the axes the step names (``along``'s axis, a mark's axes)."""
+        if p.approach_axes is not None:
+            return [a for a in "xyz" if a in p.approach_axes and a in target]
+        moving = [a for a in "xyz" if a in target and target[a] != here.get(a)]
+        if moving:
+            return moving
+        if p.along is not None:
+            return [p.along[1]]
+        named = [a for a in "xyz" if getattr(p, a, None) is not None]
+        return [a for a in (named or list(target)) if a in target]
 
     def _move_to(self, target: dict[str, float], here: dict[str, float]) -> None:
         st = self.station
@@ -616,6 +629,7 @@ class Runner:
             if late:
                 self.journal.write("log", t - self.t0, level="warning", message=f"sample {name}[{k}] late by {lateness:.4f} s")
             writer.write(row)
+            kill_points.reached("acquisition:reading")
             progress.update(done + (k + 1) * every, f"sample {name} {k + 1}/{n}")
 
     def _stack(self, name: str) -> OmeTiffStack:

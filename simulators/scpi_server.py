@@ -2,9 +2,8 @@
 ``TCPIP::127.0.0.1::<port>::SOCKET`` (pyvisa-py) or ``socket://127.0.0.1:<port>`` (pyserial).
 
 One client at a time, like a real instrument's port. Every command costs ``latency_s`` of station
-time (``clock.sleep``: instant on a virtual clock, a real pause on a real one). Socket time-outs
-stay real: the server never makes a client wait on the wall clock for station time. Injected faults
-act on the wire: the
+time (a real pause on a real clock; on a virtual clock spent while the client waits for a reply, see
+``_spend_latency``). Socket time-outs stay real. Injected faults act on the wire: the
 connection drops (and the port stops listening, as an unplugged device), a query gets no reply,
 a reply is garbage, or a command is refused with an instrument error.
 """
@@ -28,6 +27,7 @@ class ScpiServer:
         self.instrument = instrument
         self.clock = clock
         self.latency_s = latency_s
+        self._owed_s = 0.0
         self.faults = faults
         self.name = name
         self._stop = threading.Event()
@@ -108,6 +108,20 @@ class ScpiServer:
                     except OSError:
                         return
 
+    def _spend_latency(self, replies: bool) -> None:
+        """A command takes ``latency_s`` of station time. On a virtual clock the time of a command
+        that gets no reply is owed and spent with the next one that does: the client is then
+        waiting for the answer, so the clock moves while nothing else reads it (deterministic)."""
+        if self.clock is None or self.latency_s <= 0:
+            return
+        if not self.clock.virtual:
+            self.clock.sleep(self.latency_s)
+            return
+        self._owed_s += self.latency_s
+        if replies:
+            self.clock.sleep(self._owed_s)
+            self._owed_s = 0.0
+
     def _handle(self, line: str) -> list[str] | None:
         inst = self.instrument
         query = inst.is_query(line)
@@ -117,8 +131,7 @@ class ScpiServer:
         if not query or inst.replies_to_sets:
             kinds.append("scpi_error")
         with self._lock:
-            if self.clock is not None and self.latency_s > 0:
-                self.clock.sleep(self.latency_s)
+            self._spend_latency(replies=query or inst.replies_to_sets)
             fault = self.faults.next_command(kinds)
             if fault is not None:
                 log.info("simulated fault on %s: %s (command %r)", self.name, fault.kind, line)

@@ -120,25 +120,39 @@ def test_stage_that_never_stops_being_busy(make_station) -> None:
 
 
 def test_dropped_frame_on_snap_is_a_frame_timeout(make_station) -> None:
-    # rendering a frame costs real time (~0.3 s here): the frame timeout must cover it
+    """Virtual time: the SDK's poll waits its whole time-out (exposure + FrameTimeout-ms) in station time."""
     st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"faults": [{"kind": "dropped_frame", "after_commands": 1, "times": 1}]}}}})
     st.camera.set_exposure_ms(10)
     st.camera.snap()
-    t0 = time.monotonic()
+    t0 = st.clock.now()
     with pytest.raises(FrameTimeout):
         st.camera.snap()
-    assert time.monotonic() - t0 >= 1.5  # it waited as long as allowed (how much longer is load, not asserted)
+    assert st.clock.now() - t0 == pytest.approx(1.510, abs=1e-9)
     assert st.camera.snap().shape == (1080, 1920)
 
 
+def test_dropped_frame_on_snap_in_real_time(make_station) -> None:
+    st = make_station({"simulation": {"clock": "real", "time_scale": 1},
+                       "devices": {"Camera": {"frame_timeout_ms": 300,
+                                              "simulation": {"width_px": 256, "height_px": 256, "faults": [{"kind": "dropped_frame", "after_commands": 0, "times": 1}]}}}})
+    st.camera.set_exposure_ms(10)
+    t0 = time.monotonic()
+    with pytest.raises(FrameTimeout):
+        st.camera.snap()
+    assert time.monotonic() - t0 >= 0.3  # it waited as long as allowed (how much longer is load, not asserted)
+    assert st.camera.snap() is not None
+
+
 def test_late_frame_within_and_beyond_the_timeout(make_station) -> None:
-    # time scale 5000: a 1000 s late frame is 0.2 s late in real time, 15000 s late is 3 s
-    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"faults": [
-        {"kind": "late_frame", "after_commands": 0, "times": 1, "delay_s": 1000},
-        {"kind": "late_frame", "after_commands": 1, "times": 1, "delay_s": 15000},
+    """Time-out 1.51 s of station time: a frame 1 s late arrives (and the clock shows it), one 15 s late does not."""
+    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"readout_s": 0.02, "faults": [
+        {"kind": "late_frame", "after_commands": 0, "times": 1, "delay_s": 1.0},
+        {"kind": "late_frame", "after_commands": 1, "times": 1, "delay_s": 15.0},
     ]}}}})
     st.camera.set_exposure_ms(10)
+    t0 = st.clock.now()
     assert st.camera.snap() is not None
+    assert st.clock.now() - t0 == pytest.approx(0.010 + 0.02 + 1.0, abs=1e-9)
     with pytest.raises(FrameTimeout):
         st.camera.snap()
 

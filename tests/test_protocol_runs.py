@@ -109,9 +109,11 @@ def test_power_series_sample_on_the_clock_without_drift(runs: dict) -> None:
         assert {r["meter_wavelength_nm"] for r in rows} == {f"{float(line)}"}
         assert {r["location"] for r in rows} == {"OBJECTIVE_FOCAL"}
         assert all(r["status"] == "ok" for r in rows)
-        # how late samples come (> 0.1 s of station time is 0.8 ms of real time at x120) depends on the
-        # machine's load while the station clock follows the wall clock: not asserted here; real-time
-        # precision is measured by benchmarks/sampling_precision.py
+        # virtual time: every sample is taken exactly at its deadline, however busy the machine is
+        # (real-time precision is measured by benchmarks/sampling_precision.py)
+        assert np.array_equal(times, deadlines)
+        assert {r["late"] for r in rows} == {"0"} and {float(r["lateness_s"]) for r in rows} == {0.0}
+        assert times[-1] - times[0] == 299.0  # no accumulated drift
     header = (folder / "power_short_488.csv").read_text().splitlines()[0]
     assert "power_W" in header and "setpoint_mW" in header and "meter_wavelength_nm" in header
 
@@ -138,10 +140,11 @@ def test_long_protocol_in_virtual_time_reads_120_minutes(runs: dict) -> None:
     deadlines = np.array([float(r["deadline_s"]) for r in rows])
     times = np.array([float(r["time_s"]) for r in rows])
     assert deadlines[-1] - deadlines[0] == pytest.approx(119.5 * 60, abs=1e-6)
-    assert times[-1] - times[0] == pytest.approx(119.5 * 60, abs=60)
-    assert np.median(times - deadlines) < 3.0  # 30 s interval = 6 ms of real time at x5000
+    assert np.array_equal(times, deadlines)  # virtual time: on the dot
     run = json.loads((folder / "run.json").read_text())
-    assert run["clock"]["elapsed_s"] > 4 * 150 * 60  # four lines x (30 + 120) min of station time
+    # station time is what the protocol and the devices take: zeroing (1 s), then per line 30 min of
+    # warm-up, 239 intervals of 30 s and the last 1 s reading (averaging 1000 x 1 ms); plus command latencies
+    assert run["clock"]["elapsed_s"] == pytest.approx(1.0 + 4 * (30 * 60 + 239 * 30 + 1.0), abs=0.5)
 
 
 def test_linearity_series_steps_through_the_set_points(runs: dict) -> None:

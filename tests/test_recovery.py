@@ -158,8 +158,10 @@ def test_killed_run_is_recovered_through_the_cli(crashed: Path, tmp_path: Path, 
             note = notes[plane.annotation_refs[0].id]
             assert note["FrameStatus"] == "not acquired" and note["Reason"] == INTERRUPTED_NOTE
             assert not images[td.ifd].any()
+            assert plane.delta_t is None and plane.exposure_time is None  # never acquired: no time, no exposure
         else:
             real += 1
+            assert plane.delta_t is not None and plane.exposure_time is not None
             assert np.array_equal(images[td.ifd], original_pages[td.ifd]) and images[td.ifd].any()
     assert real == len(rows)
     assert run["files"]["flatfield.ome.tif"]["frames"] == real

@@ -24,6 +24,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.schedule_file import read_schedule_file
+from harness import kill_points
 from harness.scheduler import ScheduleState, Scheduler
 from simulators.clock import VirtualClock
 from tests.conftest import ROOT, merge, station_variant
@@ -209,29 +210,28 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
         if text != night_station.read_text():
             night_station.write_text(text)
 
-    killed: list[int] = []
-
     def kill_first_monday_run(job: Any, proc: Any, attempt: int) -> None:
+        """The Monday nightly run's first attempt is killed (SIGKILL) at its 21st reading: as the
+        service starts it, its environment names that kill point (harness/kill_points.py)."""
         local = clock.utc().astimezone(BERLIN)
-        if job.name != "nightly" or local.weekday() != 0 or attempt != 1:
-            return
+        if job.name == "nightly" and local.weekday() == 0 and attempt == 1:
+            killed.append(proc.pid)
 
-        def killer() -> None:  # SIGKILL once the run has recorded some readings
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None:
-                series = list((schedule.runs_dir).glob("*/power_488.csv"))
-                if series and sum(1 for _ in open(series[0])) > 20:
-                    proc.kill()
-                    killed.append(proc.pid)
-                    return
-                time.sleep(0.05)
+    killed: list[int] = []
+    env_monday = dict(env)
 
-        threading.Thread(target=killer, daemon=True).start()
+    def world_at(now: datetime) -> None:
+        station_at(now)
+        local = now.astimezone(BERLIN)
+        if local.weekday() == 0 and local.hour == 2 and not killed:
+            env_monday[kill_points.ENV_VAR] = "acquisition:reading@21"
+        else:
+            env_monday.pop(kill_points.ENV_VAR, None)
 
     # first service: Sunday 23:00 until Thursday noon, then the machine is off until Saturday 20:00
-    clock = VirtualClock(_local(2026, 11, 29, 23), on_time=station_at)
-    station_at(clock.utc())
-    Scheduler(schedule, clock, on_started=kill_first_monday_run, env=env, out=lambda s: None).run(until=_local(2026, 12, 3, 12))
+    clock = VirtualClock(_local(2026, 11, 29, 23), on_time=world_at)
+    world_at(clock.utc())
+    Scheduler(schedule, clock, on_started=kill_first_monday_run, env=env_monday, out=lambda s: None).run(until=_local(2026, 12, 3, 12))
     assert killed, "the Monday run was not killed"
     clock = VirtualClock(_local(2026, 12, 5, 20), on_time=station_at)
     station_at(clock.utc())
@@ -270,9 +270,21 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
         run = json.loads((folder / "run.json").read_text())
         # a run that could not be completed is not a QC verdict
         assert results["verdict"] == ("not judged" if run["status"] != "completed" else results["verdict"])
+    # one time line: each run's station clock started at the service's virtual time (its due time, or
+    # the retry / catch-up time), and its dates are as far apart as its station clock ran
+    for folder in folders:
+        run = json.loads((folder / "run.json").read_text())
+        outcome = next(o for o in outcomes if o.get("folder") and Path(o["folder"]).name == folder.name)
+        started, ended = datetime.fromisoformat(run["started_utc"]), datetime.fromisoformat(run["ended_utc"])
+        launched = {1: datetime.fromisoformat(outcome["due"])}.get(outcome["attempt"])
+        if launched is not None and (outcome["job"], outcome["due"]) != ("nightly", outcomes[7]["due"]):
+            assert abs((started - launched).total_seconds()) < 1.0, (folder.name, started, launched)
+        assert run["clock"]["mode"] == "virtual"
+        if run["status"] == "completed":
+            assert (ended - started).total_seconds() == pytest.approx(run["clock"]["elapsed_s"], abs=1e-3)
     interrupted = next(f for f in folders if json.loads((f / "run.json").read_text())["status"] == "interrupted")
     rows = (interrupted / "power_488.csv").read_text().splitlines()
-    assert len(rows) > 20 and all(r.count(",") == rows[0].count(",") for r in rows)  # readings kept, no torn row
+    assert len(rows) == 1 + 21 and all(r.count(",") == rows[0].count(",") for r in rows)  # readings kept, no torn row
     kept = json.loads((interrupted / "results.json").read_text())["results"]  # and analysed
     assert [(r["kind"], r["metrics"]["samples"]["value"]) for r in kept] == [("stability", len(rows) - 1)]
     assert json.loads((interrupted / "run.json").read_text())["files"]["power_488.csv"]["rows"] == len(rows) - 1

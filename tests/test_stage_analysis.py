@@ -72,8 +72,15 @@ def test_iso230_reversal_equals_the_simulated_backlash(make_station, tmp_path: P
     st = make_station({"devices": {"XYStage": {"simulation": {"x": axis, "y": {"repeatability_sigma_um": 0.0, "thermal_drift_um_per_h": 0.0}}}}})
     from tests.conftest import ROOT
 
+    model = st.sim.world.xy_stages[st.xy_stage.label]
+    commanded: list[dict[str, float]] = []
+    move = model.move
+    model.move = lambda targets: (commanded.append(dict(targets)), move(targets))[1]  # type: ignore[method-assign]
     outcome = Runner(st, ROOT / "protocols" / "stage-iso230.yaml", runs_dir=tmp_path / "runs", quiet=True).run()
     assert outcome.status == "completed", outcome.reason
+    # only x over-travels, also where the stage already sits at the target (x = 0 at the start, 8 mm at the turn)
+    assert commanded and {c["y"] for c in commanded} == {0.0}
+    assert {-100.0, 8100.0} <= {c["x"] for c in commanded}
     [iso] = [r for r in json.loads((outcome.folder / "results.json").read_text())["results"] if r["kind"] == "iso230"]
     assert len(iso["targets"]) == 5 and all(t["n_up"] == 5 and t["n_down"] == 5 for t in iso["targets"])
     for t in iso["targets"]:
