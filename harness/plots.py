@@ -9,27 +9,23 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # figures without pyplot: no global state, no display, quicker to import
+from matplotlib.patches import Circle
 
 DIRECTION_COLOURS = {"+x": "tab:red", "-x": "tab:orange", "+y": "tab:blue", "-y": "tab:cyan"}
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    finally:
-        plt.close(fig)  # also on failure: the service is long-running
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")  # Agg; nothing global to close
     return buf.getvalue()
 
 
 def power_vs_time(t_s: np.ndarray, p_mw: np.ndarray, title: str, stability_limit_pct: float | None) -> bytes:
     """Power against time with the measured min-max band and, with a limit, the band it allows around the mean."""
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.subplots()
     t_min = t_s / 60.0
     mean = float(np.mean(p_mw))
     ax.axhspan(float(p_mw.min()), float(p_mw.max()), color="tab:blue", alpha=0.12, label="measured min-max")
@@ -48,7 +44,8 @@ def power_vs_time(t_s: np.ndarray, p_mw: np.ndarray, title: str, stability_limit
 
 
 def linearity(setpoints: np.ndarray, powers: np.ndarray, slope: float, intercept: float, origin_slope: float | None, title: str) -> bytes:
-    fig, (ax, res) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    fig = Figure(figsize=(8, 4.6))
+    ax, res = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
     x = np.linspace(0, float(setpoints.max()), 50)
     ax.plot(setpoints, powers, "o", color="tab:blue", label="measured mean")
     ax.plot(x, slope * x + intercept, "-", color="k", lw=1, label=f"OLS {slope:.4g} x {'-' if intercept < 0 else '+'} {abs(intercept):.3g} mW")
@@ -70,13 +67,14 @@ def linearity(setpoints: np.ndarray, powers: np.ndarray, slope: float, intercept
 
 
 def displacement_scatter(rows: list[dict[str, Any]], title: str, limit_um: float | None) -> bytes:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for direction in sorted({r["direction"] for r in rows}):
         sel = [r for r in rows if r["direction"] == direction]
         ax.plot([r["dx_um"] for r in sel], [r["dy_um"] for r in sel], "o", ms=4, alpha=0.75,
                 color=DIRECTION_COLOURS.get(direction), label=f"from {direction} ({len(sel)})" if direction else f"{len(sel)} returns")
     if limit_um is not None:
-        ax.add_patch(plt.Circle((0, 0), limit_um, fill=False, ls="--", color="tab:green", label=f"limit {limit_um:g} um"))
+        ax.add_patch(Circle((0, 0), limit_um, fill=False, ls="--", color="tab:green", label=f"limit {limit_um:g} um"))
     extent = max([limit_um or 0.0] + [max(abs(r["dx_um"]), abs(r["dy_um"])) for r in rows]) * 1.15 or 1.0
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
@@ -92,7 +90,8 @@ def displacement_scatter(rows: list[dict[str, Any]], title: str, limit_um: float
 
 
 def iso230(targets: list[dict[str, Any]], title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.subplots()
     labels = [str(t["target"]) for t in targets]
     x = np.arange(len(targets))
     for offset, d, colour in ((-0.1, "up", "tab:red"), (0.1, "down", "tab:blue")):
@@ -113,7 +112,8 @@ def flat_field(image: np.ndarray, profiles: dict[str, list[float]], title: str) 
     norm = image / float(image.max())
     step = max(1, max(norm.shape) // 480)  # the heat map needs no more than ~480 px
     shown = norm[::step, ::step]
-    fig, (ax, prof) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.3, 1], "wspace": 0.35})
+    fig = Figure(figsize=(11, 4))
+    ax, prof = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1], "wspace": 0.35})
     im = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, extent=(0, norm.shape[1], norm.shape[0], 0))
     levels = np.arange(0.1, 1.0, 0.1)
     yy, xx = np.mgrid[0:shown.shape[0], 0:shown.shape[1]]
