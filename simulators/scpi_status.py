@@ -118,6 +118,10 @@ class StatusSystem:
         value, self.esr = self.esr, 0
         return str(value)
 
+    def preset(self) -> None:
+        for g in self.groups:
+            g.preset()
+
     def _set_opc(self) -> None:
         self.esr |= OPC
 
@@ -129,7 +133,7 @@ class StatusSystem:
         add("*STB", query=lambda a: str(self.stb()))
         add("*OPC", set=lambda a: self._set_opc(), query=lambda a: "1")
         add("*WAI", set=lambda a: None)
-        add("STATus:PRESet", set=lambda a: [g.preset() for g in self.groups] and None)
+        add("STATus:PRESet", set=lambda a: self.preset())
         for g in self.groups:
             self._install_group(g)
         return self
