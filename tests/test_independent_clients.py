@@ -91,6 +91,7 @@ def test_pymeasure_reads_sensor_flags_wavelength_and_power(rig: Rig) -> None:
         pm.wavelength = 5000  # pymeasure truncates to the sensor's range before sending
         assert pm.wavelength == p.wavelength_max_nm
         pm.wavelength = 488
+        assert pm.complete == "1"  # a write is not answered: *OPC? says the meter has done it
         laser = rig.laser
         laser.set_setpoint_mw(40.0)
         laser.set_emission(True)
@@ -127,6 +128,7 @@ def test_pymeasure_common_commands_and_status(rig: Rig) -> None:
         pm.power  # noqa: B018
         assert rig.world.clock.now() - t0 >= 25 * rig.meter.p.sample_time_s
         pm.reset()  # *RST: defaults again
+        assert pm.complete == "1"
         assert rig.meter.averaging == 1 and rig.meter.wavelength_nm == rig.meter.p.default_wavelength_nm
         assert pm.check_errors() == []
     finally:
@@ -148,6 +150,7 @@ def test_pymeasure_asks_what_a_driver_is_likely_to_ask(rig: Rig) -> None:
     pm = _pm100(rig)
     try:
         pm.wavelength = 532
+        assert pm.complete == "1"
         rig.laser.set_setpoint_mw(20.0)
         rig.laser.set_emission(True)
         rig.world.clock.sleep(600)
