@@ -118,13 +118,6 @@ class PowerMeterModel:
         radius_cm = self.beam_diameter_mm / 20.0
         return reading_w / (math.pi * radius_cm**2)
 
-    def autorange_once(self) -> None:
-        """``RANGe:AUTO ONCE``: pick the range for what the sensor sees now, then stay there."""
-        seen = abs(self.expected_reading_w() + self.p.dark_offset_w - self.zero_offset_w)
-        with self._lock:
-            self.auto_range = False
-            self.range_w = next((r for r in RANGES_W if seen <= r), RANGES_W[-1])
-
     def set_range_w(self, value: float) -> None:
         with self._lock:
             self.auto_range = False

@@ -3,12 +3,16 @@
 Besides power (``MEASure?``, ``CONFigure``/``INITiate``/``FETCh?``, ``READ?``) the console measures
 photocurrent (``CURRent``: reading x responsivity at the set wavelength), power density (``PDENsity``:
 W/cm^2 over a circular beam of ``SENSe:CORRection:BEAMdiameter`` mm) and the sensor head temperature
-(``TEMPerature``: an error if the sensor has no thermistor); ``CONFigure?`` names what is configured.
+(``TEMPerature``: an error if the sensor has no thermistor); ``CONFigure?`` names what is configured
+(``POW``, ``CURR``, ``POWDENS``, ``TEMP``).
 It has the IEEE 488.2 status system (``simulators.scpi_status``) with Thorlabs' status byte layout
 (AUX 0x01, MEAS 0x02, EAV 0x04, QUES 0x08, MAV 0x10, ESB 0x20, MSS 0x40, OPER 0x80) and the
 register groups OPERation (zeroing 0x80, sensor connected 0x100, data ready to fetch 0x200),
 QUEStionable (power 0x08 / current 0x02 over range), MEASurement and AUXiliary (nothing set).
-``*PSC`` is not a PM100 command (Thorlabs' PM100/PM400/PM100D2 command lists do not have it): -113.
+``*PSC`` is not a PM100 command (Thorlabs' PM100/PM400/PM100D2 command lists do not have it): -113;
+``RANGe:AUTO`` takes a boolean only (no SCPI ``ONCE``): ``ONCE`` is -224, as on the console.
+``CORRection:POWer?`` takes MIN|MAX|DEF or a wavelength in nm (the responsivity curve stored in the
+sensor's EEPROM); setting it is for adapters without an EEPROM only: -221 here.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ BEAM_MIN_MM = 0.01
 # status bits (Thorlabs TLPM: TLPM_STATBIT_OPER_*, TLPM_STATBIT_QUES_*)
 OPER_ZEROING, OPER_SENSOR, OPER_DATA_READY = 0x0080, 0x0100, 0x0200
 QUES_CURRENT, QUES_POWER = 0x0002, 0x0008
+
+
+# what CONFigure? names each measurement (Thorlabs PM400 command reference: POW, CURR, POWDENS, TEMP, ...)
+_CONF_NAMES = {"POW": "POW", "CURR": "CURR", "PDEN": "POWDENS", "TEMP": "TEMP"}
 
 
 def _num(value: float) -> str:
@@ -90,7 +98,7 @@ class PM100Scpi(ScpiInstrument):
         self.add("CONFigure[:SCALar]:CURRent[:DC]", set=lambda a: self._configure("CURR"))
         self.add("CONFigure[:SCALar]:PDENsity", set=lambda a: self._configure("PDEN"))
         self.add("CONFigure[:SCALar]:TEMPerature", set=lambda a: self._configure("TEMP"))
-        self.add("CONFigure", query=lambda a: self.configured)
+        self.add("CONFigure", query=lambda a: _CONF_NAMES[self.configured])
         self.add("INITiate[:IMMediate]", set=lambda a: self._initiate())
         self.add("ABORt", set=lambda a: setattr(self, "pending", None))
         self.add("FETCh[:SCALar][:POWer]", query=lambda a: self._fetch())
@@ -160,10 +168,14 @@ class PM100Scpi(ScpiInstrument):
         return _num(self.meter.beam_diameter_mm if special is None else special)
 
     def _get_response(self, args: list[str]) -> str:
-        m = self.meter
-        r = responsivity_a_per_w(m.wavelength_nm)
-        special = _special(args, {"MIN": r, "MAX": r, "DEF": r})
-        return _num(r if special is None else special)
+        """Responsivity at the set wavelength, or at the wavelength given (nm)."""
+        p = self.meter.p
+        r = responsivity_a_per_w(self.meter.wavelength_nm)
+        if args and one_param(args).upper()[:3] in ("MIN", "MAX", "DEF"):
+            return _num(r)
+        if args:
+            return _num(responsivity_a_per_w(parse_number(args, p.wavelength_min_nm, p.wavelength_max_nm)))
+        return _num(r)
 
     def _set_response(self, args: list[str]) -> None:
         """A calibrated sensor's responsivity comes from its EEPROM (flag 0x010 'responsivity
@@ -177,10 +189,7 @@ class PM100Scpi(ScpiInstrument):
         self.unit = unit
 
     def _set_auto(self, args: list[str]) -> None:
-        if one_param(args).upper() == "ONCE":
-            self.meter.autorange_once()
-        else:
-            self.meter.auto_range = parse_bool(args)
+        self.meter.auto_range = parse_bool(args)
 
     def _set_range(self, args: list[str]) -> None:
         self.meter.set_range_w(parse_number(args, 0.0, RANGES_W[-1] * 10, RANGES_W[-1]))

@@ -106,6 +106,7 @@ def test_current_density_responsivity_and_temperature() -> None:
     assert float(one(pm, "SENS:CORR:BEAM?")) == pytest.approx(9.5)
     pm.respond("SENS:CORR:BEAM 2")
     assert float(one(pm, "MEAS:PDEN?")) == pytest.approx(truth_w / (math.pi * 0.1**2), rel=1e-4)
+    assert one(pm, "CONF?") == "POWDENS"
     pm.respond("CONF:POW")
     assert one(pm, "CONF?") == "POW"
     assert float(one(pm, "MEAS:TEMP?")) == pytest.approx(meter.p.sensor_temperature_c)
@@ -123,20 +124,21 @@ def test_sensor_without_thermistor() -> None:
     assert one(pm, "SYST:ERR?") == '-241,"Hardware missing"'
 
 
-def test_line_frequency_and_one_time_autorange() -> None:
-    clock = VirtualClock()
-    laser, meter, pm, _ = _rig(clock)
+def test_line_frequency_range_auto_and_responsivity_curve() -> None:
+    _, meter, pm, _ = _rig(VirtualClock())
     assert one(pm, "SYST:LFR?") == "50"
     pm.respond("SYST:LFR 60")
     assert one(pm, "SYST:LFR?") == "60"
     pm.respond("SYST:LFR 55")
     assert one(pm, "SYST:ERR?") == '-224,"Illegal parameter value"'
-    laser.set_setpoint_mw(2)
-    laser.set_emission(True)
-    clock.sleep(10)
+    # RANGe:AUTO is a boolean on Thorlabs consoles: there is no SCPI ONCE
     pm.respond("SENS:POW:RANG:AUTO ONCE")
-    assert one(pm, "SENS:POW:RANG:AUTO?") == "0"
-    assert meter.expected_reading_w() <= float(one(pm, "SENS:POW:RANG?")) < 10 * meter.expected_reading_w()
+    assert one(pm, "SYST:ERR?") == '-224,"Illegal parameter value"'
+    pm.respond("SENS:POW:RANG:AUTO OFF")
+    assert one(pm, "SENS:POW:RANG:AUTO?") == "0" and not meter.auto_range
+    # the sensor's responsivity curve, at the set wavelength or at one asked for
+    assert float(one(pm, "SENS:CORR:POW? 800")) == pytest.approx(responsivity_a_per_w(800))
+    assert float(one(pm, "SENS:CORR:POW?")) == pytest.approx(responsivity_a_per_w(meter.wavelength_nm))
     assert one(pm, "SYST:ERR?") == '0,"No error"'
 
 
