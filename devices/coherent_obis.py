@@ -6,6 +6,11 @@ own monitor), ``Wavelength-nm``, ``NominalPower-mW``, ``MinPower-mW``, ``MaxPowe
 ``SafetyLimit-mW``, ``DiodeHours``, ``Interlock``, identity. A set point outside the laser's limits
 or above the station's safety limit is refused before anything is sent (``SafetyLimitError``).
 Every command is answered by ``OK`` (handshake on) or ``ERR-<code>``.
+
+Light does not start when emission is switched on if the head's CDRH delay is on (about 5 s): the
+device is *busy* from ``set_open(True)`` until the laser's status word (``SYSTem:STATus?``) no
+longer shows the CDRH-delay bit (0x10), so whoever waits for the device (``core.deviceBusy``) waits
+for the light.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from .base import QCDriver
 from .errors import DeviceError, DeviceTimeout, GarbledReply, InstrumentError, SafetyLimitError
 from .identity import DeviceIdentity
 from .scpi_link import ScpiLink, parse_float
+
+STATUS_CDRH_DELAY = 0x10  # SYSTem:STATus? bit: emission switched on, CDRH delay still running
 
 
 class CoherentOBIS(QCDriver, ShutterDevice):
@@ -38,6 +45,7 @@ class CoherentOBIS(QCDriver, ShutterDevice):
         self._timeout_ms = timeout_ms
         self._name = label
         self.link: ScpiLink | None = None
+        self._awaiting_light = False
         self.info: dict[str, str] = {}
         self.wavelength_nm = 0.0
         self.nominal_mw = self.min_mw = self.max_mw = 0.0
@@ -138,6 +146,21 @@ class CoherentOBIS(QCDriver, ShutterDevice):
 
     def set_open(self, open: bool) -> None:
         self._command(f"SOURce:AM:STATe {'ON' if open else 'OFF'}")
+        self._awaiting_light = open
+
+    def status_word(self) -> int:
+        """``SYSTem:STATus?``: the laser's status bits (hex)."""
+        text = self._query("SYSTem:STATus?")
+        try:
+            return int(text.lower().removeprefix("0x"), 16)
+        except ValueError:
+            raise GarbledReply(self._name, f"status: expected a hex number, got {text[:40]!r}") from None
+
+    def busy(self) -> bool:
+        """Busy while emission is on but the CDRH delay has not let the light out yet."""
+        if self._awaiting_light:
+            self._awaiting_light = bool(self.status_word() & STATUS_CDRH_DELAY)
+        return self._awaiting_light
 
     def get_setpoint_mw(self) -> float:
         return self._number("SOURce:POWer:LEVel:IMMediate:AMPLitude?", "set point") * 1e3
@@ -166,3 +189,4 @@ class CoherentOBIS(QCDriver, ShutterDevice):
     def safe_state(self) -> None:
         """Emission off."""
         self._command("SOURce:AM:STATe OFF")
+        self._awaiting_light = False

@@ -34,8 +34,10 @@ def device_call(label: str, fn: Callable[[], T]) -> T:
 
 
 class LaserLine:
-    def __init__(self, core: UniMMCore, role: LaserRole, wavelength_nm: float, max_power_mw: float) -> None:
+    def __init__(self, core: UniMMCore, role: LaserRole, wavelength_nm: float, max_power_mw: float,
+                 emission_timeout_s: float = 30.0) -> None:
         self.core = core
+        self.emission_timeout_s = emission_timeout_s
         self.role = role
         self.label = role.device
         self.wavelength_nm = wavelength_nm
@@ -70,11 +72,15 @@ class LaserLine:
         return self._from_device_units(float(value))
 
     def set_emission(self, on: bool) -> None:
+        """Switch emission and return when the device is idle: a laser whose light starts late (OBIS
+        CDRH delay, an adapter's shutter delay) reports itself busy until the light is there."""
         r = self.role
         if r.emission == "shutter":
             device_call(self.shutter, lambda: self.core.setShutterOpen(self.shutter, on))
+            wait_until_idle(self.core, self.shutter, self.emission_timeout_s)
         else:
             device_call(self.label, lambda: self.core.setProperty(self.label, r.emission_property, r.emission_on if on else r.emission_off))
+            wait_until_idle(self.core, self.label, self.emission_timeout_s)
 
     def emission(self) -> bool:
         r = self.role

@@ -1,4 +1,15 @@
-"""Ground-truth physics of a diode laser: transfer curve, warm-up, drift, mode hops, noise, limits."""
+"""Ground-truth physics of a diode laser: transfer curve, warm-up, drift, mode hops, noise, limits,
+and the controller states that decide whether light leaves the head:
+
+- emission (``set_emission``); with the CDRH delay on, light starts ``cdrh_delay_s`` after emission
+  was switched on (``emission_starts_at``); warm-up runs from when light starts;
+- modulation: internal ``CWP``/``CWC`` (constant power/current: the set point) or external
+  ``DIGITAL``/``DIGSO`` (on while the input is high, >= 0.5) and ``ANALOG``/``MIXED``/``MIXSO`` (the
+  set point times the analog input level); with nothing at the input (``modulation_input`` None) an
+  external mode emits nothing;
+- sleep (``set_asleep``, OBIS ``SOUR:TEMP:APR OFF``): the diode's temperature control is off and
+  no light leaves the head; waking restarts the warm-up.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +42,11 @@ class LaserModel:
         self.interlock_closed = params.interlock_closed
         self._t_on: float | None = None
         self._on_seconds_before = 0.0
+        self.cdrh = params.cdrh
+        self.modulation = "CWP"
+        self.modulation_input = params.modulation_input
+        self.asleep = False
+        self._woke_at = 0.0
 
     # --- ground truth -------------------------------------------------------------------------
     def steady_power_mw(self, setpoint_mw: float) -> float:
@@ -43,11 +59,11 @@ class LaserModel:
         """Emitted power at virtual time ``t`` (noise-free)."""
         t = self.clock.now() if t is None else t
         with self._lock:
-            if not self.emission or self._t_on is None or not self.interlock_closed:
+            if not self.emission or self._t_on is None or not self.interlock_closed or self.asleep or t < self._t_on:
                 return 0.0
             p = self.p
-            power = self.steady_power_mw(self.setpoint_mw)
-            power *= 1.0 - p.warmup_deficit * math.exp(-(t - self._t_on) / p.warmup_tau_s)
+            power = self.steady_power_mw(self.setpoint_mw) * self.modulation_factor()
+            power *= 1.0 - p.warmup_deficit * math.exp(-(t - max(self._t_on, self._woke_at)) / p.warmup_tau_s)
             power *= 1.0 + p.drift_pct_per_h / 100.0 * t / 3600.0
             for hop in p.mode_hops:
                 if t >= hop.at_s:
@@ -60,6 +76,40 @@ class LaserModel:
         if power == 0.0 or self.p.rin_rms == 0.0:
             return power
         return power * (1.0 + self.rng.normal(0.0, self.p.rin_rms / math.sqrt(max(n_samples, 1))))
+
+    def modulation_factor(self) -> float:
+        """Fraction of the set point the modulation lets out (see the module docstring)."""
+        mode, level = self.modulation, self.modulation_input
+        if mode in ("CWP", "CWC"):
+            return 1.0
+        if level is None:
+            return 0.0
+        if mode in ("DIGITAL", "DIGSO"):
+            return 1.0 if level >= 0.5 else 0.0
+        return float(level)
+
+    def emission_starts_at(self) -> float | None:
+        """Station time at which light starts (or started) for the emission now on; None when off."""
+        return self._t_on if self.emission else None
+
+    def in_cdrh_delay(self, t: float | None = None) -> bool:
+        """Emission is on but the CDRH delay has not run out yet."""
+        t = self.clock.now() if t is None else t
+        start = self.emission_starts_at()
+        return start is not None and t < start
+
+    def warmed_up(self, t: float | None = None) -> bool:
+        """Light is out and within 0.1 % of its steady level."""
+        t = self.clock.now() if t is None else t
+        start = self.emission_starts_at()
+        if start is None or t < start or self.asleep:
+            return False
+        return self.p.warmup_deficit * math.exp(-(t - max(start, self._woke_at)) / self.p.warmup_tau_s) < 1e-3
+
+    def diode_current_a(self, t: float | None = None) -> float:
+        """Drive current behind the emitted power (threshold current plus ~1 mA per mW)."""
+        power = self.true_power_mw(t)
+        return 0.0 if power == 0.0 else (30.0 + power) / 1e3
 
     # --- controls -----------------------------------------------------------------------------
     def set_setpoint_mw(self, value: float) -> None:
@@ -76,11 +126,18 @@ class LaserModel:
                 raise LaserRefused("interlock open")
             now = self.clock.now()
             if on and not self.emission:
-                self._t_on = now
+                self._t_on = now + (self.p.cdrh_delay_s if self.cdrh else 0.0)
             elif not on and self.emission and self._t_on is not None:
-                self._on_seconds_before += now - self._t_on
+                self._on_seconds_before += max(now - self._t_on, 0.0)
                 self._t_on = None
             self.emission = on
+
+    def set_asleep(self, asleep: bool) -> None:
+        """Sleep (temperature control off, no light) or wake up (warm-up starts again)."""
+        with self._lock:
+            if self.asleep and not asleep:
+                self._woke_at = self.clock.now()
+            self.asleep = asleep
 
     def set_interlock(self, closed: bool) -> None:
         """Open or close the interlock; opening it stops emission at once."""
@@ -91,7 +148,7 @@ class LaserModel:
     def diode_hours(self) -> float:
         on = self._on_seconds_before
         if self.emission and self._t_on is not None:
-            on += self.clock.now() - self._t_on
+            on += max(self.clock.now() - self._t_on, 0.0)
         return self.p.diode_hours + on / 3600.0
 
     def monitor_power_mw(self) -> float:

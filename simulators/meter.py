@@ -54,6 +54,7 @@ class PowerMeterModel:
         self.range_w = RANGES_W[-1]
         self.zero_offset_w = 0.0
         self._zero_done_at = -1.0
+        self.beam_diameter_mm = params.sensor_aperture_mm
 
     # --- ground truth ---------------------------------------------------------------------------
     def expected_reading_w(self, t: float | None = None) -> float:
@@ -101,7 +102,21 @@ class PowerMeterModel:
     def zeroing(self) -> bool:
         """Asked by a poller waiting for zeroing to end: on a virtual clock, time passes to its end."""
         self.clock.poll(self._zero_done_at)
+        return self.zero_in_progress()
+
+    def zero_in_progress(self) -> bool:
+        """Whether zeroing runs now, without waiting for it (status registers looked at in passing)."""
         return self.clock.now() < self._zero_done_at
+
+    def photocurrent_a(self, reading_w: float) -> float:
+        """The photodiode current behind a power reading: the console divides the current by the
+        responsivity at the set wavelength, so current = reading x responsivity(set)."""
+        return reading_w * responsivity_a_per_w(self.wavelength_nm)
+
+    def power_density_w_per_cm2(self, reading_w: float) -> float:
+        """Power over the area of a circular beam of ``beam_diameter_mm``."""
+        radius_cm = self.beam_diameter_mm / 20.0
+        return reading_w / (math.pi * radius_cm**2)
 
     def set_range_w(self, value: float) -> None:
         with self._lock:

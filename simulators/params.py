@@ -70,6 +70,12 @@ class LaserParams(_Model):
     serial: str = "SIM-OBIS-0001"
     firmware: str = "3.1.2"
     interlock_closed: bool = True
+    cdrh: bool = Field(default=True, description="CDRH emission delay on at power-up (OBIS factory setting: on)")
+    cdrh_delay_s: float = Field(default=5.0, ge=0, description="with CDRH on: emission starts this long after SOUR:AM:STAT ON")
+    modulation_input: float | None = Field(default=None, ge=0, le=1, description="level at the external modulation input, a fraction of full scale (digital: high from 0.5); None: nothing connected, so an external modulation mode emits nothing")
+    manufacture_date: str = "2023-05-17"
+    calibration_date: str = "2023-05-22"
+    power_cycles: int = Field(default=412, ge=0)
     command_latency_s: float = Field(default=0.005, ge=0, le=10, description="station time one command takes on the serial line (115200 baud) and in the controller")
     faults: list[FaultSpec] = Field(default_factory=list)
 
@@ -87,6 +93,10 @@ class MeterParams(_Model):
     sensor_model: str = "S120C"
     sensor_serial: str = "SIM-S120C-001"
     sensor_calibration_date: str = "01-Jan-2026"
+    sensor_aperture_mm: float = Field(default=9.5, gt=0, description="sensor aperture; the default beam diameter for power density")
+    sensor_thermistor: bool = Field(default=True, description="the sensor head has an NTC thermistor (S120C: yes)")
+    sensor_temperature_c: float = Field(default=23.5, description="what the sensor head's thermistor reads")
+    line_frequency_hz: Literal[50, 60] = 50
     wavelength_min_nm: float = 400.0
     wavelength_max_nm: float = 1100.0
     default_wavelength_nm: float = 633.0

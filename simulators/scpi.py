@@ -4,6 +4,10 @@ It accepts every legal spelling: long or short mnemonics in any case, optional n
 channel suffixes, compound commands separated by ``;`` (with SCPI's relative-path rule), common
 ``*`` commands; it keeps an IEEE 488.2 error queue (``SYSTem:ERRor?``). Instruments declare their
 command tree with patterns such as ``[SENSe#]:POWer[:DC]:RANGe:AUTO``.
+
+Hooks for a status system (``simulators.scpi_status``): ``on_error(code)`` is called for every error
+queued, ``before_command()`` before each command of a program message runs, and ``output_queued``
+counts the replies a program message has produced so far (IEEE 488.2 MAV).
 """
 
 from __future__ import annotations
@@ -136,18 +140,30 @@ class ScpiInstrument:
     def __init__(self) -> None:
         self.commands: list[Command] = []
         self.errors: deque[tuple[int, str]] = deque()
-        self.add("*CLS", set=lambda a: self.errors.clear())
+        self.output_queued = 0
+        self.add("*CLS", set=lambda a: self.clear_status())
         self.add("SYSTem:ERRor[:NEXT]", query=lambda a: self.pop_error())
         self.add("SYSTem:ERRor:COUNt", query=lambda a: str(len(self.errors)))
 
     def add(self, pattern: str, set: Callable[[list[str]], None] | None = None, query: Callable[[list[str]], str] | None = None) -> None:
         self.commands.append(Command(pattern, set, query, compile_pattern(pattern)))
 
+    def clear_status(self) -> None:
+        """``*CLS``: empty the error queue (a status system also clears its event registers)."""
+        self.errors.clear()
+
+    def on_error(self, code: int) -> None:
+        """Called for every error queued (a status system sets its event bits here)."""
+
+    def before_command(self) -> None:
+        """Called before each command of a program message runs."""
+
     def push_error(self, code: int, message: str) -> None:
         if len(self.errors) >= QUEUE_LENGTH:
             self.errors[-1] = QUEUE_OVERFLOW
         else:
             self.errors.append((code, message))
+        self.on_error(code)
 
     def pop_error(self) -> str:
         code, message = self.errors.popleft() if self.errors else (0, "No error")
@@ -164,12 +180,15 @@ class ScpiInstrument:
 
     def execute(self, line: str) -> list[Outcome]:
         """Run every command of a (compound) program message."""
-        outcomes = []
+        outcomes: list[Outcome] = []
         prefix: list[str] = []
+        self.output_queued = 0
         for part in line.split(";"):
             part = part.strip()
             if not part:
                 continue
+            self.before_command()
+            self.output_queued = sum(1 for o in outcomes if o.reply is not None)
             header, _, rest = part.partition(" ")
             is_query = header.endswith("?")
             header = header.rstrip("?")

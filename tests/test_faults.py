@@ -96,7 +96,8 @@ def test_laser_no_reply_and_garbage(make_station) -> None:
 def test_laser_scpi_error_and_connection_lost_during_use(make_station) -> None:
     st = make_station({"devices": {"Laser561": {"timeout_ms": 1500}}})
     _arm(st, "Laser561", kind="scpi_error", after_commands=0, times=1)
-    _arm(st, "Laser561", kind="connection_lost", after_commands=3)
+    # commands: refused set point, set point, emission on, status word (light there?), then lost
+    _arm(st, "Laser561", kind="connection_lost", after_commands=4)
     line = st.lasers["561"]
     with pytest.raises(InstrumentError):
         line.set_setpoint_mw(5)

@@ -85,7 +85,7 @@ def test_obis_handshake_and_errors() -> None:
     obis = ObisScpi(laser)
     assert obis.respond("SOUR:POW:LEV:IMM:AMPL 0.025") == ["OK"]
     assert obis.respond("sour:pow:lev:imm:ampl?") == ["0.02500", "OK"]
-    assert obis.respond("SOURce:POWer:LEVel:IMMediate:AMPLitude 0.5") == ["ERR-103"]
+    assert obis.respond("SOURce:POWer:LEVel:IMMediate:AMPLitude 0.5") == ["ERR-220"]
     assert obis.respond("SYST:INF:BOGUS?") == ["ERR-100"]
     assert obis.respond("SYST:COMM:HAND OFF") == []
     assert obis.respond("SYST:INF:WAV?") == ["561.0"]
