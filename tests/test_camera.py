@@ -10,6 +10,8 @@ from harness.station import Station
 from simulators.tsi_sdk import tl_camera
 from tests.imaging import shift_px
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 def test_sdk_allows_one_instance_and_enforces_disarmed_settings(sim_station: Station) -> None:
     # the station's driver holds the one SDK instance of this process

@@ -29,6 +29,8 @@ from simulators.pm100_scpi import PM100Scpi
 from simulators.scpi_server import ScpiServer
 from simulators.world import World
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 @dataclass
 class Rig:

@@ -40,6 +40,8 @@ from harness.power_metrics import linearity_metrics, power_series_metrics
 from harness.registration import shift_px
 from harness.stage_metrics import iso230_metrics, repeatability_tables
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 # ------------------------------------------------------------------------------------------------
 # synthetic data
 # ------------------------------------------------------------------------------------------------

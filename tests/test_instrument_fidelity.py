@@ -16,6 +16,8 @@ from simulators.obis_scpi import ObisScpi
 from simulators.params import LaserParams, MeterParams
 from simulators.pm100_scpi import PM100Scpi
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 def _rig(clock, laser_params: LaserParams | None = None, meter_params: MeterParams | None = None):
     laser = LaserModel("L", laser_params or LaserParams(wavelength_nm=488, nominal_power_mw=100, rin_rms=0.0), clock, np.random.default_rng(1))

@@ -15,6 +15,8 @@ from harness.roles import wait_until_idle
 from harness.runner import Runner
 from harness.station import Station
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 PROTOCOL = """\
 protocol: cdrh-record
 title: Power record right after switching on

@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from harness.notify import Delivery, NotifyConfig, Notifier, SmtpConfig, WebhookConfig, redact
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 PASSWORD = "pw-Sw0rdf1sh/+&"
 TOKEN = "tok-9f8e7d6c5b4a"
 HEADER_SECRET = "Bearer hdr-0123456789abcdef"

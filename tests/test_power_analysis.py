@@ -12,6 +12,8 @@ from harness.power_metrics import cv_pct, drift_pct_per_h, linearity_metrics, po
 from harness.protocol_file import Limit
 from harness.verdicts import judge, overall
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 def test_stability_and_cv_by_hand() -> None:
     p = np.array([9.0, 10.0, 11.0, 10.0])

@@ -12,6 +12,8 @@ from devices.errors import DeviceError, InstrumentError, SafetyLimitError
 from harness.station import Station
 from simulators.meter import responsivity_a_per_w
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 def _all_off(station: Station) -> None:
     station.safe_state()

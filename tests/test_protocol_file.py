@@ -14,6 +14,8 @@ from harness.plan import expand
 from harness.protocol_file import read_protocol_file
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 LINES = ["405", "488", "561", "640"]
 
 

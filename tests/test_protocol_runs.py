@@ -142,9 +142,11 @@ def test_long_protocol_in_virtual_time_reads_120_minutes(runs: dict) -> None:
     assert deadlines[-1] - deadlines[0] == pytest.approx(119.5 * 60, abs=1e-6)
     assert np.array_equal(times, deadlines)  # virtual time: on the dot
     run = json.loads((folder / "run.json").read_text())
-    # station time is what the protocol and the devices take: zeroing (1 s), then per line 30 min of
-    # warm-up, 239 intervals of 30 s and the last 1 s reading (averaging 1000 x 1 ms); plus command latencies
-    assert run["clock"]["elapsed_s"] == pytest.approx(1.0 + 4 * (30 * 60 + 239 * 30 + 1.0), abs=0.5)
+    # station time is what the protocol and the devices take: zeroing (1 s), then per line the CDRH
+    # emission delay (5 s), 30 min of warm-up, 239 intervals of 30 s and the last 1 s reading
+    # (averaging 1000 x 1 ms); plus command latencies
+    cdrh = runner.station.sim.world.lasers["Laser488"].p.cdrh_delay_s
+    assert run["clock"]["elapsed_s"] == pytest.approx(1.0 + 4 * (cdrh + 30 * 60 + 239 * 30 + 1.0), abs=0.5)
 
 
 def test_linearity_series_steps_through_the_set_points(runs: dict) -> None:

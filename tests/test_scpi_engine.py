@@ -12,6 +12,8 @@ from simulators.params import LaserParams, MeterParams
 from simulators.pm100_scpi import PM100Scpi
 from simulators.obis_scpi import ObisScpi
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 @pytest.fixture
 def pm100() -> PM100Scpi:

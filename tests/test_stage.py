@@ -12,6 +12,8 @@ import pytest
 
 from harness.station import Station
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 def test_true_position_carries_scale_pitch_and_backlash(make_station) -> None:
     st = make_station({

@@ -11,6 +11,8 @@ from harness.errors import UserError
 from harness.station import Station
 from tests.conftest import DEMO, SIMULATED
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 BROKEN = """\
 name: Broken station
 devices:

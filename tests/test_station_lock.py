@@ -29,6 +29,8 @@ from harness.station_lock import (
     lock_file_name,
 )
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent(

@@ -9,6 +9,8 @@ from harness.station import Station
 from tests.conftest import DEMO, FAST, merge, station_variant
 from tests.imaging import shift_px
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 
 def test_load_and_close_leave_every_laser_off(make_station) -> None:
     st = make_station({})
