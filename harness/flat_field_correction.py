@@ -19,7 +19,8 @@ import numpy as np
 import tifffile
 from ome_types import model as m
 
-from .ome_metadata import NS_RUN, ome_xml_bytes
+from .image_records import NS_RUN
+from .ome_metadata import ome_xml_bytes
 
 NS_CORRECTION = "urn:microscope-qc-harness:flat-field-correction:1"
 

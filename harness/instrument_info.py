@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ome_metadata import InstrumentInfo, LineInfo
+from .image_records import InstrumentInfo, LineInfo
 
 
 def instrument_info(station: Any, run: dict[str, str]) -> InstrumentInfo:

@@ -20,7 +20,8 @@ import numpy as np
 import tifffile
 from ome_types.model import TiffData
 
-from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo, build_ome, ome_xml_bytes
+from .image_records import ChannelInfo, InstrumentInfo, PlaneInfo
+from .ome_metadata import build_ome, ome_xml_bytes
 from .plan import StackPlan
 from .tiff_description import rewrite_description
 

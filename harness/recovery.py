@@ -88,7 +88,7 @@ from .atomic_files import replace_bytes, replace_json
 from .disk_full import RESERVE_NAME, remove_leftover
 from .safe_paths import inside, plain_name_problem
 from .journal import Journal, parse_record
-from .ome_metadata import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from .image_records import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import StackPlan
 from .provenance import sha256_file

@@ -55,7 +55,7 @@ from .safe_paths import inside
 from .errors import UserError
 from .journal import Journal
 from .instrument_info import instrument_info
-from .ome_metadata import ChannelInfo, InstrumentInfo, PlaneInfo
+from .image_records import ChannelInfo, InstrumentInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import Action, Plan, expand
 from .preflight import check_plan, device_label, station_facts

@@ -12,7 +12,7 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .instrument_info import instrument_info
-from .ome_metadata import ChannelInfo, PlaneInfo
+from .image_records import ChannelInfo, PlaneInfo
 from .ome_writer import OmeTiffStack
 from .plan import StackPlan
 from .provenance import default_operator, git_commit, sha256_file

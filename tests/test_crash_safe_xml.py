@@ -35,7 +35,7 @@ from ome_types import from_xml
 from harness import cli, qc_annotations, tiff_description
 from harness.analysis import analyse_run
 from harness.journal import read_journal
-from harness.ome_metadata import NS_NBO, NS_RUN
+from harness.image_records import NS_NBO, NS_RUN
 from harness.ome_writer import OmeTiffStack
 from harness.plan import StackPlan
 from harness.recovery import recover_run
@@ -92,7 +92,7 @@ def description(path: Path) -> str:
 
 def small_stack(folder: Path, frames: int = 6) -> tuple[Path, OmeTiffStack]:
     """A stack as the runner writes it (not yet finalized): page 0 has the plan's XML."""
-    from harness.ome_metadata import ChannelInfo, PlaneInfo
+    from harness.image_records import ChannelInfo, PlaneInfo
 
     plan = StackPlan("s", ["dark", "488"], {"dark": frames // 2, "488": frames - frames // 2})
     stack = OmeTiffStack(folder / "s.ome.tif", plan, _info(), datetime(2026, 1, 1, tzinfo=timezone.utc))
@@ -459,7 +459,7 @@ def test_recover_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_space(f
 def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """finalize completes the C x T grid with zero pages (no frame log rows), then rewrites the XML:
     a kill in between leaves the plan's XML and rowless pages, which recovery takes as those placeholders."""
-    from harness.ome_metadata import ChannelInfo, PlaneInfo
+    from harness.image_records import ChannelInfo, PlaneInfo
     from harness.recovery import recover_stack
     from harness.runner import FRAME_COLUMNS
     from harness.series_writer import SeriesWriter

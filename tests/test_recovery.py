@@ -23,7 +23,8 @@ from ome_types import from_xml
 
 from harness import cli
 from harness.journal import read_journal
-from harness.ome_metadata import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo, build_ome
+from harness.image_records import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from harness.ome_metadata import build_ome
 from harness.ome_writer import OmeTiffStack
 from harness.plan import StackPlan
 from harness.recovery import (
