@@ -1,5 +1,17 @@
 """Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
-dark current, hot pixels, gain, offset, binning, ROI, bit depth and saturation."""
+dark current, hot pixels, gain, offset, binning, ROI, bit depth and saturation.
+
+Only the ROI is rendered (binned pixels). What does not change between frames is cached by whoever owns
+it: the scene's photon pattern for a field of view (the world), the hot pixels of an ROI and binning
+(here, a bounded LRU), Poisson tables (``simulators.poisson``). Noise is drawn in float32:
+- below ``_EXACT_BELOW`` e- the shot noise is exactly Poisson (``simulators.poisson``);
+- above it, the Gaussian limit of the Poisson law (same mean and variance);
+- electrons are clipped at the full well, then read noise (Gaussian) is added. When no pixel of a frame
+  is within ``_CLIP_SIGMAS`` standard deviations of the full well (the clip cannot act), shot and read
+  noise are one Gaussian draw of the summed variance: the same law, half the random numbers.
+Frames are reproducible for a seed (the draw order is fixed), but not bit-identical to versions before the
+Poisson tables (the draws are consumed in a different order; the statistics are the same).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +23,18 @@ import numpy as np
 
 from .clock import Clock
 from .faults import FaultInjector
+from .lru import Lru
 from .params import CameraParams
+from .poisson import poisson_frame
 from .sample import FieldOfView
 
 _EXACT_BELOW = 30.0
+_CLIP_SIGMAS = 9.0  # P(z > 9) ~ 1e-19: a pixel whose mean lies further below the full well never clips
 
-# scene(t, fov) -> expected photons per second per pixel arriving at the sensor
-Scene = Callable[[float, FieldOfView], np.ndarray]
+# scene(t, fov) -> (pattern, scale): expected photons per second per pixel arriving at the sensor are
+# scale * pattern. The pattern (float32, read-only, shape (fov.height, fov.width)) may be shared between
+# frames; the scale carries what changes with time (the light).
+Scene = Callable[[float, FieldOfView], tuple[np.ndarray, float]]
 # where the optical axis meets the sample at time t: (x_um, y_um)
 StagePosition = Callable[[float], tuple[float, float]]
 
@@ -56,6 +73,7 @@ class CameraModel:
         n = params.hot_pixels
         self.hot_rows = rng.integers(0, params.height_px, n)
         self.hot_cols = rng.integers(0, params.width_px, n)
+        self._hot: Lru[np.ndarray] = Lru(4)
 
     # --- ground truth ----------------------------------------------------------------------------
     def adu_per_electron(self, gain_index: int) -> float:
@@ -84,40 +102,86 @@ class CameraModel:
         )
 
     def expected_electrons(self, t: float, e: Exposure) -> np.ndarray:
-        """Mean signal electrons per output pixel (no dark current, no noise)."""
-        fov = self.field_of_view(t, e)
-        return self.scene(t, fov) * e.exposure_s * self.p.quantum_efficiency
+        """Mean signal electrons per output pixel (no dark current, no noise), float64."""
+        pattern, scale = self.scene(t, self.field_of_view(t, e))
+        return pattern.astype(np.float64) * (scale * e.exposure_s * self.p.quantum_efficiency)
+
+    def _hot_pixels(self, e: Exposure, shape: tuple[int, int]) -> np.ndarray:
+        """Flat indices (unique, read-only) of the output pixels that hold a hot sensor pixel."""
+
+        def find() -> np.ndarray:
+            x0, y0, _, _ = e.roi
+            r = (self.hot_rows - y0) // e.biny
+            c = (self.hot_cols - x0) // e.binx
+            ok = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
+            index = np.unique(r[ok] * shape[1] + c[ok])
+            index.flags.writeable = False
+            return index
+
+        return self._hot.get((e.roi, e.binx, e.biny, shape), find)
 
     def dark_electrons(self, e: Exposure, shape: tuple[int, int]) -> np.ndarray:
+        """Mean dark electrons per output pixel, float64 (a hot pixel counts once per output pixel)."""
         dark = np.full(shape, self.p.dark_current_e_per_s * e.exposure_s * e.binx * e.biny)
-        x0, y0, _, _ = e.roi
-        r = (self.hot_rows - y0) // e.biny
-        c = (self.hot_cols - x0) // e.binx
-        ok = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
-        dark[r[ok], c[ok]] += self.p.hot_pixel_dark_e_per_s * e.exposure_s
+        dark.reshape(-1)[self._hot_pixels(e, shape)] += self.p.hot_pixel_dark_e_per_s * e.exposure_s
         return dark
 
+    def mean_electrons(self, t: float, e: Exposure) -> np.ndarray:
+        """Mean electrons per output pixel, signal + dark, float32 (a new array)."""
+        pattern, scale = self.scene(t, self.field_of_view(t, e))
+        mean = np.multiply(pattern, np.float32(scale * e.exposure_s * self.p.quantum_efficiency), dtype=np.float32)
+        mean += np.float32(self.p.dark_current_e_per_s * e.exposure_s * e.binx * e.biny)
+        hot = self._hot_pixels(e, mean.shape)
+        if hot.size:
+            mean.reshape(-1)[hot] += np.float32(self.p.hot_pixel_dark_e_per_s * e.exposure_s)
+        return np.maximum(mean, np.float32(0.0), out=mean)
+
     def shot_noise(self, mean: np.ndarray) -> np.ndarray:
-        """Poisson-distributed electrons. Above ``_EXACT_BELOW`` e- the Gaussian limit of the
-        Poisson law (same mean and variance) is drawn instead: ten times faster on a full frame."""
-        z = self.rng.standard_normal(mean.shape, dtype=np.float32)
-        electrons = mean + np.sqrt(mean) * z
+        """Electrons collected (float32): exactly Poisson below ``_EXACT_BELOW`` e-, above it the
+        Gaussian limit of the Poisson law (same mean and variance)."""
         low = mean < _EXACT_BELOW
-        if low.any():
-            electrons[low] = self.rng.poisson(mean[low])
-        return electrons
+        n_low = int(np.count_nonzero(low))
+        if n_low == mean.size:
+            return poisson_frame(self.rng, mean)
+        if n_low == 0:
+            out = self.rng.standard_normal(mean.shape, dtype=np.float32)
+            out *= np.sqrt(mean)
+            out += mean
+            return out
+        out = np.empty_like(mean)
+        out[low] = poisson_frame(self.rng, mean[low])
+        high = ~low
+        m = mean[high]
+        z = self.rng.standard_normal(m.shape, dtype=np.float32)
+        z *= np.sqrt(m)
+        z += m
+        out[high] = z
+        return out
+
+    def electrons(self, mean: np.ndarray, bins: int) -> np.ndarray:
+        """Electrons read out (float32): shot noise, full-well clip, read noise."""
+        full = self.p.full_well_e * bins
+        read = np.float32(self.p.read_noise_e * math.sqrt(bins))
+        never_full = (math.sqrt(_CLIP_SIGMAS**2 + 4 * full) - _CLIP_SIGMAS) ** 2 / 4  # m + 9 sqrt(m) = full
+        if mean.size and float(mean.min()) >= _EXACT_BELOW and float(mean.max()) < never_full:
+            out = self.rng.standard_normal(mean.shape, dtype=np.float32)
+            spread = np.add(mean, read * read)
+            out *= np.sqrt(spread, out=spread)
+            out += mean
+            return out
+        out = self.shot_noise(mean)
+        np.minimum(out, np.float32(full), out=out)
+        noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
+        noise *= read
+        out += noise
+        return out
 
     # --- acquisition -----------------------------------------------------------------------------
     def render(self, t_start: float, e: Exposure) -> np.ndarray:
         """One frame exposed from ``t_start`` for ``e.exposure_s`` (virtual time)."""
-        t_mid = t_start + e.exposure_s / 2
-        signal = self.expected_electrons(t_mid, e)
-        mean = signal + self.dark_electrons(e, signal.shape)
-        electrons = self.shot_noise(np.maximum(mean, 0.0).astype(np.float32))
-        bins = e.binx * e.biny
-        np.minimum(electrons, self.p.full_well_e * bins, out=electrons)
-        read = self.rng.standard_normal(electrons.shape, dtype=np.float32)
-        electrons += read * np.float32(self.p.read_noise_e * math.sqrt(bins))
-        adu = electrons * np.float32(self.adu_per_electron(e.gain_index)) + np.float32(e.black_level)
-        top = 2**self.p.bit_depth - 1
-        return np.clip(np.rint(adu), 0, top).astype(np.uint16)
+        electrons = self.electrons(self.mean_electrons(t_start + e.exposure_s / 2, e), e.binx * e.biny)
+        electrons *= np.float32(self.adu_per_electron(e.gain_index))
+        electrons += np.float32(e.black_level)
+        np.rint(electrons, out=electrons)
+        np.clip(electrons, 0, 2**self.p.bit_depth - 1, out=electrons)
+        return electrons.astype(np.uint16)

@@ -4,6 +4,7 @@ pixel for a camera field of view; both are deterministic for a given seed."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,11 @@ class FieldOfView:
     sensor_step: tuple[int, int]  # binning (x, y): unbinned px per output px
     sensor_width: int
     sensor_height: int
+
+
+def sensor_grid(fov: FieldOfView) -> FieldOfView:
+    """``fov`` without its place on the sample: all that the uniform slide's rate depends on."""
+    return dataclasses.replace(fov, x0_um=0.0, y0_um=0.0, pixel_um=0.0)
 
 
 def beads_in(params: BeadFieldParams, seed: int, x_min: float, x_max: float, y_min: float, y_max: float) -> np.ndarray:
