@@ -34,9 +34,9 @@ def _table(lam: float) -> tuple[np.ndarray, np.ndarray]:
     cdf[-1] = 2.0  # every u < 1 ends at the last count at the latest
     # count for u = number of cdf steps <= u; cdf[j] <= b/M  <=>  b >= ceil(cdf[j] * M) (M a power of 2: exact)
     scaled = cdf[:-1] * _BUCKETS
-    first = np.minimum(np.ceil(scaled), _BUCKETS).astype(np.intp)
+    first = np.minimum(np.ceil(scaled), _BUCKETS).astype(np.intp)  # nondecreasing
     dtype = np.uint8 if n < 255 else np.uint16
-    guide = np.cumsum(np.bincount(first, minlength=_BUCKETS + 1)[:_BUCKETS]).astype(dtype)
+    guide = np.repeat(np.arange(n, dtype=dtype), np.diff(first, prepend=0, append=_BUCKETS))
     floor = np.floor(scaled)
     inside = (scaled != floor) & (floor < _BUCKETS)
     guide[floor[inside].astype(np.intp)] = np.iinfo(dtype).max
