@@ -3,8 +3,9 @@ noise, gain, rounding to uint16) on the shipped station's physics, against numpy
 of the same frame (one ``rng.standard_normal(shape, dtype=float32)``) measured in the same run, the two
 alternating frame by frame. Scenes: the uniform slide (flat-field; 20 % of the 488 line, 200 ms, about
 half the full well), the bead field (stage-repeatability; the same light, a few e- of background: exact
-Poisson noise) at one stage position, and the bead field at a new stage position every frame (nothing of
-the scene can be reused, as in stage-repeatability).
+Poisson noise) with the stage at rest (no thermal drift: the scene is reused), and the bead field at a new
+stage position every frame (as in stage-repeatability, where the stage's thermal drift alone moves the
+field of view between frames).
 
     python -m benchmarks.camera_speed [--sizes 512 2048] [--frames 20]
 """
@@ -39,6 +40,8 @@ def camera(sensor: int, scene: str) -> CameraModel:
     model = world.cameras["Camera"]
     if scene == "bead_field_moving":
         model.stage_position = lambda t: (3.7 * t, -2.9 * t)  # a new field of view every frame
+    else:
+        model.stage_position = lambda t: (1000.0, 2000.0)  # a stage at rest, without thermal drift
     return model
 
 

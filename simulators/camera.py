@@ -20,16 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from .clock import Clock
 from .faults import FaultInjector
 from .lru import Lru
 from .params import CameraParams
-from .poisson import poisson_frame
+from .poisson import DiscreteLaw, poisson_frame, poisson_pmf
 from .sample import FieldOfView
 
 _EXACT_BELOW = 30.0
 _CLIP_SIGMAS = 9.0  # P(z > 9) ~ 1e-19: a pixel whose mean lies further below the full well never clips
+_LAW_CELLS = 250_000  # largest (counts x ADU levels) table worth computing for a frame's common law
 
 # scene(t, fov) -> (pattern, scale): expected photons per second per pixel arriving at the sensor are
 # scale * pattern. The pattern (float32, read-only, shape (fov.height, fov.width)) may be shared between
@@ -74,6 +76,7 @@ class CameraModel:
         self.hot_rows = rng.integers(0, params.height_px, n)
         self.hot_cols = rng.integers(0, params.width_px, n)
         self._hot: Lru[np.ndarray] = Lru(4)
+        self._laws: Lru[tuple[np.ndarray, DiscreteLaw] | None] = Lru(8)
 
     # --- ground truth ----------------------------------------------------------------------------
     def adu_per_electron(self, gain_index: int) -> float:
@@ -179,9 +182,66 @@ class CameraModel:
     # --- acquisition -----------------------------------------------------------------------------
     def render(self, t_start: float, e: Exposure) -> np.ndarray:
         """One frame exposed from ``t_start`` for ``e.exposure_s`` (virtual time)."""
-        electrons = self.electrons(self.mean_electrons(t_start + e.exposure_s / 2, e), e.binx * e.biny)
+        mean = self.mean_electrons(t_start + e.exposure_s / 2, e)
+        bins = e.binx * e.biny
+        flat = mean.reshape(-1)
+        if flat.size and flat.min() < _EXACT_BELOW:
+            smallest = flat.min()
+            common = flat == smallest
+            n_common = int(np.count_nonzero(common))
+            law = self._adu_law(float(smallest), e) if 2 * n_common >= flat.size else None
+            if law is not None:
+                levels, table = law
+                frame = np.empty(flat.size, dtype=np.uint16)
+                if n_common == flat.size:
+                    np.take(levels, table.draw(self.rng, flat.size), out=frame)
+                else:
+                    frame[common] = np.take(levels, table.draw(self.rng, n_common))
+                    rest = ~common
+                    frame[rest] = self._to_adu(self.electrons(flat[rest], bins), e)
+                return frame.reshape(mean.shape)
+        return self._to_adu(self.electrons(mean, bins), e)
+
+    def _to_adu(self, electrons: np.ndarray, e: Exposure) -> np.ndarray:
+        """Gain, black level, rounding and the bit depth (``electrons`` is overwritten)."""
         electrons *= np.float32(self.adu_per_electron(e.gain_index))
         electrons += np.float32(e.black_level)
         np.rint(electrons, out=electrons)
         np.clip(electrons, 0, 2**self.p.bit_depth - 1, out=electrons)
         return electrons.astype(np.uint16)
+
+    def _adu_law(self, mean_e: float, e: Exposure) -> tuple[np.ndarray, DiscreteLaw] | None:
+        """(ADU levels, their law) of a pixel whose mean is ``mean_e`` electrons (below
+        ``_EXACT_BELOW``): Poisson electrons, clipped at the full well, plus Gaussian read noise, times
+        the gain, plus the black level, rounded and clipped to the bit depth: the exact law of what
+        ``_to_adu(electrons(...))`` gives for such a pixel. None if its table would be too large."""
+        bins = e.binx * e.biny
+        gain = np.float32(self.adu_per_electron(e.gain_index))
+        black = np.float32(e.black_level)
+        read_adu = self.p.read_noise_e * math.sqrt(bins) * float(gain)
+        top = 2**self.p.bit_depth - 1
+        key = (mean_e, float(gain), float(black), read_adu, self.p.full_well_e * bins, top)
+
+        def make() -> tuple[np.ndarray, DiscreteLaw] | None:
+            pmf = poisson_pmf(mean_e) if mean_e > 0 else np.ones(1)
+            electrons = np.minimum(np.arange(len(pmf), dtype=np.float32), np.float32(self.p.full_well_e * bins))
+            centre = electrons * gain + black  # float32, as in _to_adu
+            if read_adu == 0:
+                adu = np.clip(np.rint(centre), 0, top).astype(np.intp)
+                low = int(adu.min())
+                law = np.bincount(adu - low, weights=pmf)
+            else:
+                low = int(max(0, math.floor(float(centre[0]) - 12 * read_adu)))
+                high = int(min(top, math.ceil(float(centre[-1]) + 12 * read_adu)))
+                if len(pmf) * (high - low + 1) > _LAW_CELLS:
+                    return None
+                edges = np.arange(low, high + 2, dtype=np.float64) - 0.5  # rint(x) = a for x in [a-0.5, a+0.5)
+                edges[0] = -np.inf if low == 0 else edges[0]
+                edges[-1] = np.inf if high == top else edges[-1]
+                below = special.ndtr((edges[None, :] - centre.astype(np.float64)[:, None]) / read_adu)
+                law = pmf @ np.diff(below, axis=1)
+            levels = np.arange(low, low + len(law), dtype=np.uint16)
+            levels.flags.writeable = False
+            return levels, DiscreteLaw(law)
+
+        return self._laws.get(key, make)

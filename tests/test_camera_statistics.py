@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from simulators import poisson
+from simulators import poisson, sample
 from simulators.camera import CameraModel, Exposure
 from simulators.clock import VirtualClock
 from simulators.params import CameraParams, WorldParams
@@ -19,14 +19,16 @@ from simulators.world import World
 SIZE = 256
 
 
-def flat_camera(electrons_per_s: list[float], seed: int = 3, **params: object) -> CameraModel:
+def flat_camera(electrons_per_s: list[float], seed: int = 3, right_half: float = 1.0, **params: object) -> CameraModel:
     """A camera looking at an even scene; ``electrons_per_s[0]`` photo-electrons per second per
-    unbinned pixel (change it between frames)."""
+    unbinned pixel (change it between frames), ``right_half`` times that in the right half."""
     p = CameraParams(width_px=SIZE, height_px=SIZE, **params)  # type: ignore[arg-type]
 
     def scene(t: float, fov: FieldOfView) -> tuple[np.ndarray, float]:
         bins = fov.sensor_step[0] * fov.sensor_step[1]
-        return np.full((fov.height, fov.width), bins, np.float32), electrons_per_s[0] / p.quantum_efficiency
+        pattern = np.full((fov.height, fov.width), bins, np.float32)
+        pattern[:, fov.width // 2 :] *= np.float32(right_half)
+        return pattern, electrons_per_s[0] / p.quantum_efficiency
 
     return CameraModel("cam", p, VirtualClock(), np.random.default_rng(seed), scene, lambda t: (0.0, 0.0), 0.25)
 
@@ -85,6 +87,25 @@ def test_low_signals_are_exactly_poisson(mean_e: float) -> None:
     assert counts.var() == pytest.approx(mean_e, rel=0.02, abs=0.002)
 
 
+@pytest.mark.parametrize("mean_e", [0.0, 6.0, 24.0])
+def test_pixels_sharing_the_background_follow_the_same_law_as_the_others(mean_e: float) -> None:
+    """Pixels at the frame's smallest mean get their ADU from one exact table of the whole chain
+    (Poisson, full well, read noise, gain, rounding); the others are drawn electron by electron. Left
+    half at ``mean_e``, right half a hair above it: the two ADU histograms are the same law."""
+    cam = flat_camera([mean_e or 1e-9], right_half=1.0001, hot_pixels=0, dark_current_e_per_s=0.0)
+    frames = [cam.render(float(k), full()) for k in range(4)]
+    left = np.concatenate([f[:, : SIZE // 2].ravel() for f in frames]).astype(int)
+    right = np.concatenate([f[:, SIZE // 2 :].ravel() for f in frames]).astype(int)
+    low = min(left.min(), right.min())
+    size = max(left.max(), right.max()) - low + 1
+    table = np.array([np.bincount(left - low, minlength=size), np.bincount(right - low, minlength=size)])
+    table = table[:, table.min(axis=0) >= 20]
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    assert left.mean() == pytest.approx(right.mean(), abs=0.02)
+    assert left.var() == pytest.approx(right.var(), rel=0.02)
+    assert left.mean() == pytest.approx(100 + mean_e / 2.7, abs=0.02)
+
+
 def test_full_well_clips_before_read_noise_and_bit_depth_clips_last() -> None:
     cam = flat_camera([20000.0], hot_pixels=0, dark_current_e_per_s=0.0, full_well_e=8000.0)
     a, b = pair(cam, full())
@@ -128,12 +149,12 @@ def test_hot_pixels_sit_where_the_sensor_has_them_in_every_roi_and_binning() -> 
     assert np.array_equal(frame > 100 + 10 * 4.0 / 2.7, expected)
 
 
-@pytest.mark.parametrize("sample", ["bead_field", "uniform_slide"])
-def test_caches_do_not_change_frames(sample: str) -> None:
+@pytest.mark.parametrize("specimen", ["bead_field", "uniform_slide"])
+def test_caches_do_not_change_frames(specimen: str) -> None:
     """The same seed gives the same frames whether the patterns, hot-pixel maps and Poisson tables
     come from the caches or are computed afresh for every frame."""
     params = WorldParams(
-        seed=11, sample=sample, cameras={"Camera": CameraParams(width_px=320, height_px=240)},
+        seed=11, sample=specimen, cameras={"Camera": CameraParams(width_px=320, height_px=240)},
         lasers={"L": {"wavelength_nm": 488, "nominal_power_mw": 100, "rin_rms": 0.01}},
     )
     exposures = [Exposure(0.2, (0, 0, 319, 239)), Exposure(0.2, (40, 30, 199, 129), 2, 2), Exposure(0.05, (0, 0, 319, 239))]
@@ -148,7 +169,9 @@ def test_caches_do_not_change_frames(sample: str) -> None:
             if fresh:
                 world._patterns.clear()
                 cam._hot.clear()
+                cam._laws.clear()
                 poisson._TABLES.clear()
+                sample._TILES.clear()
             out.append(cam.render(float(k), exposures[k % 3]))
         return out
 
