@@ -76,7 +76,7 @@ class CameraModel:
         self.hot_rows = rng.integers(0, params.height_px, n)
         self.hot_cols = rng.integers(0, params.width_px, n)
         self._hot: Lru[np.ndarray] = Lru(4)
-        self._laws: Lru[tuple[np.ndarray, DiscreteLaw] | None] = Lru(8)
+        self._laws: Lru[tuple[int, DiscreteLaw] | None] = Lru(8)
 
     # --- ground truth ----------------------------------------------------------------------------
     def adu_per_electron(self, gain_index: int) -> float:
@@ -191,12 +191,12 @@ class CameraModel:
             n_common = int(np.count_nonzero(common))
             law = self._adu_law(float(smallest), e) if 2 * n_common >= flat.size else None
             if law is not None:
-                levels, table = law
-                frame = np.empty(flat.size, dtype=np.uint16)
+                lowest, table = law  # outcome i of the law is lowest + i ADU
                 if n_common == flat.size:
-                    np.take(levels, table.draw(self.rng, flat.size), out=frame)
+                    frame = np.add(table.draw(self.rng, flat.size), np.uint16(lowest), dtype=np.uint16)
                 else:
-                    frame[common] = np.take(levels, table.draw(self.rng, n_common))
+                    frame = np.empty(flat.size, dtype=np.uint16)
+                    frame[common] = np.add(table.draw(self.rng, n_common), np.uint16(lowest), dtype=np.uint16)
                     rest = ~common
                     frame[rest] = self._to_adu(self.electrons(flat[rest], bins), e)
                 return frame.reshape(mean.shape)
@@ -210,8 +210,8 @@ class CameraModel:
         np.clip(electrons, 0, 2**self.p.bit_depth - 1, out=electrons)
         return electrons.astype(np.uint16)
 
-    def _adu_law(self, mean_e: float, e: Exposure) -> tuple[np.ndarray, DiscreteLaw] | None:
-        """(ADU levels, their law) of a pixel whose mean is ``mean_e`` electrons (below
+    def _adu_law(self, mean_e: float, e: Exposure) -> tuple[int, DiscreteLaw] | None:
+        """(lowest ADU level, the law of ADU - lowest) of a pixel whose mean is ``mean_e`` electrons (below
         ``_EXACT_BELOW``): Poisson electrons, clipped at the full well, plus Gaussian read noise, times
         the gain, plus the black level, rounded and clipped to the bit depth: the exact law of what
         ``_to_adu(electrons(...))`` gives for such a pixel. None if its table would be too large."""
@@ -222,7 +222,7 @@ class CameraModel:
         top = 2**self.p.bit_depth - 1
         key = (mean_e, float(gain), float(black), read_adu, self.p.full_well_e * bins, top)
 
-        def make() -> tuple[np.ndarray, DiscreteLaw] | None:
+        def make() -> tuple[int, DiscreteLaw] | None:
             pmf = poisson_pmf(mean_e) if mean_e > 0 else np.ones(1)
             electrons = np.minimum(np.arange(len(pmf), dtype=np.float32), np.float32(self.p.full_well_e * bins))
             centre = electrons * gain + black  # float32, as in _to_adu
@@ -240,8 +240,6 @@ class CameraModel:
                 edges[-1] = np.inf if high == top else edges[-1]
                 below = special.ndtr((edges[None, :] - centre.astype(np.float64)[:, None]) / read_adu)
                 law = pmf @ np.diff(below, axis=1)
-            levels = np.arange(low, low + len(law), dtype=np.uint16)
-            levels.flags.writeable = False
-            return levels, DiscreteLaw(law)
+            return low, DiscreteLaw(law)
 
         return self._laws.get(key, make)

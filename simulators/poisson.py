@@ -48,7 +48,7 @@ class DiscreteLaw:
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` independent outcomes (an unsigned integer array)."""
         bucket = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]  # 16 random bits each
-        out = np.take(self.guide, bucket)
+        out = np.take(self.guide, bucket, mode="clip")  # every bucket is an index of the guide
         fine = np.flatnonzero(out == self.unresolved)
         if fine.size:
             u = (bucket[fine] + rng.random(fine.size)) * (1.0 / _BUCKETS)
