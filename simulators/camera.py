@@ -1,16 +1,21 @@
 """Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
 dark current, hot pixels, gain, offset, binning, ROI, bit depth and saturation.
 
-Only the ROI is rendered (binned pixels). What does not change between frames is cached by whoever owns
-it: the scene's photon pattern for a field of view (the world), the hot pixels of an ROI and binning
-(here, a bounded LRU), Poisson tables (``simulators.poisson``). Noise is drawn in float32:
-- below ``_EXACT_BELOW`` e- the shot noise is exactly Poisson (``simulators.poisson``);
-- above it, the Gaussian limit of the Poisson law (same mean and variance);
-- electrons are clipped at the full well, then read noise (Gaussian) is added. When no pixel of a frame
-  is within ``_CLIP_SIGMAS`` standard deviations of the full well (the clip cannot act), shot and read
-  noise are one Gaussian draw of the summed variance: the same law, half the random numbers.
-Frames are reproducible for a seed (the draw order is fixed), but not bit-identical to versions before the
-Poisson tables (the draws are consumed in a different order; the statistics are the same).
+Only the ROI is rendered, on the binned grid. What does not change between frames is cached (bounded
+LRUs) by whoever owns it: the scene's photon pattern per field of view (the world), the hot pixels of an
+ROI and binning (here), probability tables (here and ``simulators.poisson``). Noise, in float32:
+- shot noise below ``_EXACT_BELOW`` e- is exactly Poisson, above it the Gaussian limit of the Poisson law
+  (same mean and variance); electrons are clipped at the full well, then Gaussian read noise is added;
+  gain, black level, rounding to integer ADU and the bit depth's range follow;
+- when no pixel of a frame is within ``_CLIP_SIGMAS`` standard deviations of the full well (the clip
+  cannot act), shot and read noise are one Gaussian draw of the summed variance: the same law;
+- pixels at the frame's smallest mean, when that is below ``_EXACT_BELOW`` e- and at least half the
+  frame has it (the background of a bead field, a dark frame), draw their ADU value directly from the
+  exact law of that whole chain (``_adu_law``): 16 random bits per pixel instead of a Poisson and a
+  Gaussian draw. The other pixels go through the chain above.
+Frames are reproducible for a seed (the order of the draws is fixed). They are not bit-identical to those
+of versions before the probability tables: the random numbers are used differently; the law of every
+pixel is the same (tests/test_camera_statistics.py).
 """
 
 from __future__ import annotations
