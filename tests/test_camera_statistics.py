@@ -12,6 +12,7 @@ from scipy import stats
 from simulators import poisson, sample
 from simulators.camera import CameraModel, Exposure
 from simulators.clock import VirtualClock
+from simulators.lru import Lru
 from simulators.params import CameraParams, WorldParams
 from simulators.sample import FieldOfView
 from simulators.world import World
@@ -178,3 +179,23 @@ def test_caches_do_not_change_frames(specimen: str) -> None:
     cached, fresh = frames(False), frames(True)
     assert all(np.array_equal(a, b) for a, b in zip(cached, fresh))
     assert not np.array_equal(cached[0], cached[6])  # fresh noise in every frame
+
+
+def test_caches_are_bounded_and_drop_the_least_recently_used() -> None:
+    cache: Lru[int] = Lru(2)
+    made: list[str] = []
+
+    def make(key: str) -> int:
+        made.append(key)
+        return len(made)
+
+    for key in ("a", "b", "a", "c", "a", "b"):
+        cache.get(key, lambda: make(key))
+    assert made == ["a", "b", "c", "b"]  # "b" was dropped for "c", "a" (used just before) was kept
+    assert len(cache) == 2
+    world = World(WorldParams(cameras={"Camera": CameraParams(width_px=64, height_px=48)}))
+    cam = world.cameras["Camera"]
+    cam.stage_position = lambda t: (10.0 * t, 0.0)  # a new field of view every frame
+    for k in range(10):
+        cam.render(float(k), Exposure(0.01, (0, 0, 63, 47)))
+    assert len(world._patterns) == world._patterns.size == 4
