@@ -190,8 +190,8 @@ class CameraModel:
         mean = self.mean_electrons(t_start + e.exposure_s / 2, e)
         bins = e.binx * e.biny
         flat = mean.reshape(-1)
-        if flat.size and flat.min() < _EXACT_BELOW:
-            smallest = flat.min()
+        smallest = flat.min() if flat.size else np.float32(np.inf)
+        if smallest < _EXACT_BELOW:
             common = flat == smallest
             n_common = int(np.count_nonzero(common))
             law = self._adu_law(float(smallest), e) if 2 * n_common >= flat.size else None
