@@ -1,14 +1,17 @@
 """The specimen on the stage: a seeded bead field (stage tests) and an even fluorescent slide under
 an off-centre illumination profile with vignetting (flat-field tests). Both give photon rates per
-pixel for a camera field of view; both are deterministic for a given seed."""
+pixel for a camera field of view; both are deterministic for a given seed. The bead tiles are kept in a
+bounded cache (they never change); the rates per field of view are cached by the world."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from .lru import Lru
 from .params import BeadFieldParams, UniformSlideParams
 
 _TILE_UM = 200.0
@@ -31,17 +34,32 @@ class FieldOfView:
     sensor_height: int
 
 
+def sensor_grid(fov: FieldOfView) -> FieldOfView:
+    """``fov`` without its place on the sample: all that the uniform slide's rate depends on."""
+    return dataclasses.replace(fov, x0_um=0.0, y0_um=0.0, pixel_um=0.0)
+
+
+def _tile(params: BeadFieldParams, seed: int, ix: int, iy: int) -> np.ndarray:
+    """The beads (x_um, y_um, brightness) of one deterministic tile (read-only)."""
+    rng = np.random.default_rng([seed, ix + 2**30, iy + 2**30])
+    n = rng.poisson(params.density_per_mm2 * (_TILE_UM / 1000.0) ** 2)
+    xy = rng.uniform(0.0, _TILE_UM, size=(n, 2)) + (ix * _TILE_UM, iy * _TILE_UM)
+    b = np.clip(1.0 + params.brightness_spread * rng.standard_normal(n), 0.1, None)
+    beads = np.column_stack([xy, b])
+    beads.flags.writeable = False
+    return beads
+
+
+_TILES: Lru[np.ndarray] = Lru(64)
+
+
 def beads_in(params: BeadFieldParams, seed: int, x_min: float, x_max: float, y_min: float, y_max: float) -> np.ndarray:
     """Beads (x_um, y_um, brightness) inside a rectangle, from deterministic tiles."""
-    out = []
-    area_mm2 = (_TILE_UM / 1000.0) ** 2
-    for ix in range(math.floor(x_min / _TILE_UM), math.floor(x_max / _TILE_UM) + 1):
-        for iy in range(math.floor(y_min / _TILE_UM), math.floor(y_max / _TILE_UM) + 1):
-            rng = np.random.default_rng([seed, ix + 2**30, iy + 2**30])
-            n = rng.poisson(params.density_per_mm2 * area_mm2)
-            xy = rng.uniform(0.0, _TILE_UM, size=(n, 2)) + (ix * _TILE_UM, iy * _TILE_UM)
-            b = np.clip(1.0 + params.brightness_spread * rng.standard_normal(n), 0.1, None)
-            out.append(np.column_stack([xy, b]))
+    out = [
+        _TILES.get((params, seed, ix, iy), lambda: _tile(params, seed, ix, iy))
+        for ix in range(math.floor(x_min / _TILE_UM), math.floor(x_max / _TILE_UM) + 1)
+        for iy in range(math.floor(y_min / _TILE_UM), math.floor(y_max / _TILE_UM) + 1)
+    ]
     beads = np.concatenate(out) if out else np.zeros((0, 3))
     keep = (beads[:, 0] >= x_min) & (beads[:, 0] <= x_max) & (beads[:, 1] >= y_min) & (beads[:, 1] <= y_max)
     return beads[keep]

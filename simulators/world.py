@@ -14,7 +14,8 @@ from .clock import Clock, ScaledClock, VirtualClock
 from .laser import LaserModel
 from .meter import PowerMeterModel
 from .params import AxisParams, WorldParams
-from .sample import FieldOfView, bead_field_rate, uniform_slide_rate
+from .lru import Lru
+from .sample import FieldOfView, bead_field_rate, sensor_grid, uniform_slide_rate
 from .stage import AxisModel, StageModel
 
 
@@ -24,6 +25,9 @@ class World:
         self.clock: Clock = clock or (VirtualClock() if params.time_scale is None else ScaledClock(params.time_scale))
         self.seed = params.seed
         self.sample = params.sample
+        # photon patterns of the sample per field of view: the uniform slide's depends on the sensor grid
+        # only, the bead field's on the stage position too (a few entries: fields of view in use)
+        self._patterns: Lru[np.ndarray] = Lru(4)
         seeds = np.random.SeedSequence(params.seed)
         # one independent stream per device, in a stable order, so adding a device elsewhere does
         # not change another device's noise
@@ -83,16 +87,23 @@ class World:
         pos = next(iter(self.xy_stages.values())).true(t)
         return (pos["x"], pos["y"])
 
-    def _scene(self, t: float, fov: FieldOfView) -> np.ndarray:
-        power = self.excitation_at_sample_mw(t)
+    def _scene(self, t: float, fov: FieldOfView) -> tuple[np.ndarray, float]:
+        """(pattern, power): photons per second per pixel = power (mW at the sample) * pattern."""
         if self.sample == "uniform_slide":
-            rate = uniform_slide_rate(self.params.uniform_slide, fov)
+            grid = sensor_grid(fov)
+            pattern = self._patterns.get(("uniform_slide", grid), lambda: _frozen(uniform_slide_rate(self.params.uniform_slide, grid)))
         else:
-            rate = bead_field_rate(self.params.bead_field, self.seed, fov)
-        return rate * power
+            pattern = self._patterns.get(("bead_field", fov), lambda: _frozen(bead_field_rate(self.params.bead_field, self.seed, fov)))
+        return pattern, self.excitation_at_sample_mw(t)
 
     def mount_sample(self, sample: str) -> None:
         """Swap the specimen (what an operator does between flat-field and stage tests)."""
         if sample not in ("bead_field", "uniform_slide"):
             raise ValueError(f"unknown sample {sample!r}")
         self.sample = sample
+
+
+def _frozen(rate: np.ndarray) -> np.ndarray:
+    pattern = rate.astype(np.float32)
+    pattern.flags.writeable = False
+    return pattern

@@ -20,6 +20,7 @@ from tests.conftest import ROOT
         ("benchmarks.xml_rewrite", ["--frames", "8", "--size", "64", "--repeats", "1"], "crash_safe_growth_after_10_bytes"),
         ("benchmarks.cli_startup", ["--repeats", "1"], "the baseline"),
         ("benchmarks.virtual_time", ["--tiny"], "process time ratio real-time x120 / virtual"),
+        ("benchmarks.camera_speed", ["--sizes", "64", "--frames", "2"], "ratio render / numpy"),
     ],
 )
 def test_benchmark_runs(module: str, args: list[str], expect: str) -> None:
