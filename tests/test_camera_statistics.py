@@ -17,6 +17,8 @@ from simulators.params import CameraParams, WorldParams
 from simulators.sample import FieldOfView
 from simulators.world import World
 
+pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
+
 SIZE = 256
 
 
