@@ -32,12 +32,10 @@ from . import flat_field_metrics as flat_field_metrics_module
 from .atomic_files import replace_json
 from .safe_paths import inside
 from .errors import BadInput, UserError
-from .flat_field_correction import correction_image, write_correction
 from .flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .provenance import sha256_file
-from .qc_annotations import annotate_run
 from .series_writer import read_series
 from .stack_check import damage_note
 from .stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
@@ -162,6 +160,8 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
         }
         try:
             correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
+            from .flat_field_correction import correction_image, write_correction  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
             write_correction(inside(folder, correction_name), correction_image(smoothed), ome, name, {
                 "Frames": len(by_channel[c]), "DarkFrames": len(by_channel[names.index("dark")]),
                 "GaussianBlurSigmaPx": BLUR_SIGMA_PX, "DarkSubtracted": "mean of the dark channel",
@@ -298,7 +298,11 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     if not completed:
         data["verdict_note"] = f"not judged: the run {run['status']}, the measurement could not be completed"
     try:
-        data["annotated_files"] = annotate_run(folder, data)
+        data["annotated_files"] = []
+        if any(str(r.get("series", "")).endswith(".ome.tif") for r in results):
+            from .qc_annotations import annotate_run  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
+            data["annotated_files"] = annotate_run(folder, data)
     except Exception as exc:  # the results stand without the copy inside the OME-TIFFs; say so
         data["annotated_files"], data["annotation_error"] = [], f"{type(exc).__name__}: {exc}"
     _record_checksums(run_file, recorded, folder, [n for n in data["annotated_files"] if n not in changed])

@@ -13,6 +13,8 @@ from typing import Any
 
 NS_RUN = "urn:microscope-qc-harness:run:1"
 NS_NBO = "urn:microscope-qc-harness:4dn-bina-ome:tier1-2:1"
+NS_QC = "urn:microscope-qc-harness:qc-results:1"
+NS_NBO_QC = "urn:microscope-qc-harness:4dn-bina-ome:calibration-performance:1"
 
 @dataclass
 class LineInfo:

@@ -21,12 +21,11 @@ import tifffile
 from ome_types import from_xml
 from ome_types import model as m
 
+from .image_records import NS_NBO_QC, NS_QC
 from .ome_metadata import ome_xml_bytes
 from .safe_paths import inside
 from .tiff_description import rewrite_description
 
-NS_QC = "urn:microscope-qc-harness:qc-results:1"
-NS_NBO_QC = "urn:microscope-qc-harness:4dn-bina-ome:calibration-performance:1"
 
 # (result kind, metric) -> 4DN-BINA-OME Calibration+Performance field
 NBO_NAMES = {

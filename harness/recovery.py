@@ -76,25 +76,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psutil
 import tifffile
-from ome_types import from_xml
-from ome_types import model as m
 
 from .atomic_files import replace_bytes, replace_json
 from .disk_full import RESERVE_NAME, remove_leftover
 from .safe_paths import inside, plain_name_problem
 from .journal import Journal, parse_record
-from .image_records import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
-from .ome_writer import OmeTiffStack
+from .image_records import NS_NBO, NS_NBO_QC, NS_QC, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from .plan import StackPlan
 from .provenance import sha256_file
-from .qc_annotations import NS_NBO_QC, NS_QC
 from .series_writer import COLUMNS as SERIES_COLUMNS
 from .stack_check import quiet_tifffile, stack_problem
+
+if TYPE_CHECKING:
+    from ome_types import model as m
 
 log = logging.getLogger(__name__)
 
@@ -461,6 +460,8 @@ def _parse_ome(text: str) -> tuple[m.OME | None, str]:
     if not text.strip():
         return None, "missing (page 0 has no readable description: a metadata rewrite was cut short)"
     try:
+        from ome_types import from_xml  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
         ome = from_xml(text)
         ome.images[0].pixels  # noqa: B018 - one Image with Pixels, or it is not ours
         return ome, ""
@@ -745,6 +746,8 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
     else:
         info, extra, acquired = info_from_run(run, path), {}, _started(run, path)
     tmp = path.with_name(path.name + ".tmp")
+    from .ome_writer import OmeTiffStack  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
     stack = OmeTiffStack(tmp, stack_plan, info, acquired)
     stack.file_uuid = ((planned.uuid if planned else None) or "").removeprefix("urn:uuid:") or stack.file_uuid
     stack.annotations = extra
@@ -760,6 +763,8 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
         stack.finalize()
         with tifffile.TiffFile(tmp) as tif:
             pages = len(tif.pages)
+            from ome_types import from_xml  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
             px_new = from_xml(tif.ome_metadata).images[0].pixels
         if not pages == len(stack.planes) == len(px_new.planes) == len(px_new.tiff_data_blocks):
             raise ValueError(f"{tmp.name} reads back with {pages} pages, {len(px_new.planes)} Planes, {len(px_new.tiff_data_blocks)} TiffData")

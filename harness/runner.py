@@ -42,7 +42,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import psutil
 from devices.errors import DeviceError
@@ -56,7 +56,6 @@ from .errors import UserError
 from .journal import Journal
 from .instrument_info import instrument_info
 from .image_records import ChannelInfo, InstrumentInfo, PlaneInfo
-from .ome_writer import OmeTiffStack
 from .plan import Action, Plan, expand
 from .preflight import check_plan, device_label, station_facts
 from .progress import Progress
@@ -65,6 +64,9 @@ from .provenance import default_operator, host, sha256_file, sha256_text, softwa
 from .roles import device_call
 from .series_writer import SeriesWriter
 from .station import Station
+
+if TYPE_CHECKING:
+    from .ome_writer import OmeTiffStack
 
 T = TypeVar("T")
 LATE_FRACTION = 0.1  # a sample more than 10 % of its interval behind its deadline is late
@@ -636,6 +638,8 @@ class Runner:
         stack = self.stacks.get(name)
         if stack is None:
             plan = self.plan.stacks[name]
+            from .ome_writer import OmeTiffStack  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
             stack = self.stacks[name] = OmeTiffStack(inside(self.folder, f"{name}.ome.tif"), plan, self.info, self.station.clock.utc(self.t0))  # type: ignore[operator]
             self.frame_logs[name] = SeriesWriter(inside(self.folder, f"{name}_frames.csv"), FRAME_COLUMNS)  # type: ignore[operator]
         return stack
