@@ -19,6 +19,7 @@ from tests.conftest import ROOT
         ("benchmarks.analysis_speed", ["--size", "256", "--rounds", "1"], "analysis ratio harness / frame reading"),
         ("benchmarks.xml_rewrite", ["--frames", "8", "--size", "64", "--repeats", "1"], "crash_safe_growth_after_10_bytes"),
         ("benchmarks.cli_startup", ["--repeats", "1"], "the baseline"),
+        ("benchmarks.image_run_costs", ["--size", "256", "--rounds", "1", "--full-frame"], "ratio whole process / acquisition"),
     ],
 )
 def test_benchmark_runs(module: str, args: list[str], expect: str) -> None:
