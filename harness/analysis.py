@@ -197,7 +197,7 @@ def _check_signal(what: str, signal: np.ndarray, lit: FrameStats, dark: FrameSta
     see the light, e.g. Micro-Manager's DemoCamera, which draws the same image with the lasers off)
     have no signal at all."""
     level = float(np.mean(signal))
-    noise = math.sqrt(lit.mean_variance_of_mean() + dark.mean_variance_of_mean())
+    noise = math.sqrt(lit.variance_of_mean + dark.variance_of_mean)
     if not math.isfinite(level) or level <= 0 or level < SIGNAL_TO_NOISE_MIN * noise:
         same = bool(np.array_equal(lit.mean, dark.mean))
         raise BadInput(f"{what}: no signal above the dark level (mean lit - dark = {level:.4g} ADU, pixel noise {noise:.3g} ADU, "
