@@ -3,17 +3,20 @@ checkout, Python, packages, MMCore and its device interface), host, OS, operator
 
 File hashes (``sha256_file``) are computed once per process for each content of a file: a run
 asks for the hash of a stack when it lists its files in run.json, when analysis checks that the
-files are still what the run recorded, and when the manifest is written; the file is read once.
-A digest is reused only while the file's ``stat`` is exactly what it was when it was hashed
-(device, inode, size, mtime_ns and ctime_ns: any write, rename over it, ``touch`` or ``chmod``
-changes one of them; ctime cannot be set by a user). A write within the same tick of the file
-system's clock as the one before could leave them unchanged, so a file is hashed only once its
-last change (ctime) lies more than a tick in the past, waiting out the rest of the tick (a few
-milliseconds) if it was written just now (git's "racy clean" rule); a later write then always
-shows. Not cached (hashed at every call): files whose timestamps are whole seconds (file systems
-with coarse timestamps) or lie in the future (a network file system with a clock ahead of ours).
-The cache lives in the process's memory (a bounded number of paths); a new process, such as
-``recover`` after a crash, hashes every file anew.
+files are still what the run recorded, and when the manifest is written; the file is read once
+(and once more after the QC annotations changed it). A digest is reused only while the file's
+``stat`` is exactly what it was when it was hashed (device, inode, size, mtime_ns and ctime_ns: a
+write, a rename over it, ``touch`` or ``chmod`` changes one of them; on Linux and macOS ctime is
+the time of the last change, which no user can set). A write within the same tick of the file
+system's clock as the one before could leave them all unchanged, so a digest is kept only when the
+file's last change lies more than a tick (a few ms) before the read began, and a file changed
+within the last tick is read once the tick is over (git's "racy clean" rule): any later write then
+shows in mtime or ctime. Never kept (read at every call): a file that changed while it was read,
+files whose timestamps are whole seconds (file systems with coarse timestamps) or lie in the
+future (a network file system whose clock is ahead of ours). Not seen: on Windows, where ctime is
+the creation time, a write of the same size that then puts the old mtime back. The digests live
+in the process's memory (at most 4096 paths); a new process, such as ``recover`` after a crash,
+reads every file anew.
 """
 
 from __future__ import annotations
