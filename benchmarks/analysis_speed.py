@@ -2,7 +2,10 @@
 20 rounds x 4 directions = 160 reference/return pairs, 320 images) on full 2048 x 2048 frames.
 
 The shipped protocol runs on a simulated station whose camera is 2048 x 2048, with its
-``centre_roi`` removed (full frames). Then ``analyse_run`` (registration of every pair, tables,
+``centre_roi`` removed (full frames), on virtual time: the camera renders each frame when the
+driver polls for it and the poll's time-out is spent in station time, so a loaded machine makes the
+run slower but never makes a frame miss its time-out (on a real clock at x5000 the 2048 x 2048
+frames missed the 2.2 s frame time-out when other work kept the cores busy). Then ``analyse_run`` (registration of every pair, tables,
 verdicts, OME annotations, report) is timed against a baseline measured in the same run: reading
 every frame of the stack from disk with tifffile (the floor any analysis pays).
 
@@ -26,12 +29,15 @@ from harness.runner import Runner
 from harness.station import Station
 
 
-def protocol_variant(folder: Path, rounds: int) -> Path:
+def protocol_variant(folder: Path, rounds: int, full_frame: bool = True) -> Path:
+    """The shipped stage-repeatability protocol with ``rounds`` rounds per move size, on full frames
+    (its ``centre_roi`` removed) unless ``full_frame`` is False."""
     text = (ROOT / "protocols" / "stage-repeatability.yaml").read_text(encoding="utf-8")
     assert ", centre_roi: [512, 512]" in text and "repeat: 20" in text, "the shipped protocol changed: update this benchmark"
-    text = text.replace(", centre_roi: [512, 512]", "")
+    if full_frame:
+        text = text.replace(", centre_roi: [512, 512]", "")
     text = re.sub(r"repeat: 20\b", f"repeat: {rounds}", text)
-    path = folder / "stage-repeatability-full-frame.yaml"
+    path = folder / ("stage-repeatability-full-frame.yaml" if full_frame else "stage-repeatability.yaml")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -51,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-analysis-"))
     try:
-        station = station_file({}, folder)
+        station = station_file({}, folder)  # the shipped station: virtual time
         text = station.read_text()
         text = re.sub(r"width_px: \d+", f"width_px: {args.size}", text)
         text = re.sub(r"height_px: \d+", f"height_px: {args.size}", text)
@@ -70,7 +76,7 @@ def main() -> None:
         data = analyse_run(outcome.folder)
         analysis_s = time.perf_counter() - t
         pairs = sum(int(r["metrics"]["pairs"]["value"]) for r in data["results"] if r["kind"] == "stage_repeatability")
-        print(f"acquisition (simulated, x5000): {acquired:.1f} s for {frames} frames of {shape[1]} x {shape[0]}")
+        print(f"acquisition (simulated, virtual time): {acquired:.1f} s for {frames} frames of {shape[1]} x {shape[0]}")
         print(f"baseline: reading all {frames} frames: {read_s:.2f} s")
         print(f"analysis of {frames} images ({pairs} pairs), report included: {analysis_s:.1f} s")
         print(f"analysis ratio harness / frame reading: {analysis_s / read_s:.1f}")

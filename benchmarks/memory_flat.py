@@ -65,6 +65,7 @@ def measure(protocol_text: str, folder: Path) -> list[float]:
         outcome = runner.run()
         stop.set()
         thread.join()
+        samples.append(rss_mb())  # at the end too: a run on virtual time may take less than one interval
     assert outcome.status == "completed", outcome.reason
     return samples
 

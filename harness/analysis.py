@@ -33,6 +33,7 @@ from .atomic_files import replace_json
 from .safe_paths import inside
 from .errors import BadInput, UserError
 from .flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
+from .frame_stats import FrameStats, frame_stats
 from .power_metrics import Metric, linearity_metrics, power_series_metrics
 from .protocol_file import Limit, ProtocolFile
 from .provenance import sha256_file
@@ -123,85 +124,108 @@ def _has_tag(frames_csv: Path, tag: str) -> bool:
 
 
 def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
-    """One result per lit channel: dark-subtracted mean image against the stack's dark channel."""
+    """One result per lit channel: dark-subtracted mean image against the stack's dark channel.
+
+    What the stack holds is decided from its OME planes first (which pages are real frames of which
+    channel; a placeholder plane of a recovered stack is not a frame); then each channel's frames are
+    read once, one page at a time, into running sums (``frame_stats``): memory does not grow with
+    the number of frames, and a stack with no lit channel (or no dark one) has no pixel read at all."""
     import tifffile
     from ome_types import from_xml
 
     with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
         ome = from_xml(tif.ome_metadata)
         px = ome.images[0].pixels
+        names = [c.name for c in px.channels]
         real = {td.ifd for td, plane in zip(px.tiff_data_blocks, px.planes) if not plane.annotation_refs}
-        by_channel: dict[int, list[np.ndarray]] = {}
+        pages_of: dict[int, list[int]] = {}
         for td in px.tiff_data_blocks:
             if td.ifd in real:
-                by_channel.setdefault(td.first_c, []).append(tif.pages[td.ifd].asarray().astype(np.float64))
-    names = [c.name for c in px.channels]
-    if "dark" not in names or names.index("dark") not in by_channel:
-        return [{"series": f"{stack}.ome.tif", "kind": "flat_field", "subject": stack, "metrics": {}, "verdict": "fail", "note": "no dark frames"}]
-    dark_frames = by_channel[names.index("dark")]
-    dark = np.mean(dark_frames, axis=0)
-    out = []
-    for c, name in enumerate(names):
-        if name == "dark" or c not in by_channel:
-            continue
-        mean = np.mean(by_channel[c], axis=0) - dark
-        try:
-            _check_signal(f"flat field {name} nm", mean, by_channel[c], dark_frames)
-            smoothed = gaussian_blur(mean)
-            metrics, profiles = flat_field_metrics(smoothed, blur=False)
-        except BadInput as exc:  # this channel only; the others are still analysed
-            out.append(_failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": f"{name} nm", "lines_on": [name]})
-            continue
-        judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
-        entry = {
-            "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
-            "frames": len(by_channel[c]), "dark_frames": len(by_channel[names.index("dark")]),
-            "metrics": judged, "profiles": profiles, "verdict": overall([m["verdict"] for m in judged.values()]),
-        }
-        try:
-            correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
-            from .flat_field_correction import correction_image, write_correction  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+                pages_of.setdefault(td.first_c, []).append(td.ifd)
+        if "dark" not in names or names.index("dark") not in pages_of:
+            return [{"series": f"{stack}.ome.tif", "kind": "flat_field", "subject": stack, "metrics": {}, "verdict": "fail", "note": "no dark frames"}]
+        lit = [c for c, name in enumerate(names) if name != "dark" and c in pages_of]
+        if not lit:
+            return []
 
-            write_correction(inside(folder, correction_name), correction_image(smoothed), ome, name, {
-                "Frames": len(by_channel[c]), "DarkFrames": len(by_channel[names.index("dark")]),
-                "GaussianBlurSigmaPx": BLUR_SIGMA_PX, "DarkSubtracted": "mean of the dark channel",
-            })
-            entry["correction_image"] = correction_name
-        except ValueError as exc:
-            entry["note"] = f"no correction image: {exc}"
-        out.append(entry)
+        def stats_of(c: int) -> FrameStats:
+            return frame_stats(tif.pages[i].asarray() for i in pages_of[c])  # type: ignore[union-attr]
+
+        dark = stats_of(names.index("dark"))
+        out = []
+        for c in lit:
+            out.append(_flat_field_channel(folder, stack, ome, names[c], stats_of(c), dark, limits))
     return out
+
+
+def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: FrameStats, dark: FrameStats,
+                        limits: dict[str, Limit]) -> dict[str, Any]:
+    mean = frames.mean - dark.mean
+    try:
+        _check_signal(f"flat field {name} nm", mean, frames, dark)
+        smoothed = gaussian_blur(mean)
+        metrics, profiles = flat_field_metrics(smoothed, blur=False)
+    except BadInput as exc:  # this channel only; the others are still analysed
+        return _failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": f"{name} nm", "lines_on": [name]}
+    judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
+    entry = {
+        "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
+        "frames": frames.count, "dark_frames": dark.count,
+        "metrics": judged, "profiles": profiles, "verdict": overall([m["verdict"] for m in judged.values()]),
+    }
+    try:
+        correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
+        from .flat_field_correction import correction_image, write_correction  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+
+        write_correction(inside(folder, correction_name), correction_image(smoothed), ome, name, {
+            "Frames": frames.count, "DarkFrames": dark.count,
+            "GaussianBlurSigmaPx": BLUR_SIGMA_PX, "DarkSubtracted": "mean of the dark channel",
+        })
+        entry["correction_image"] = correction_name
+    except ValueError as exc:
+        entry["note"] = f"no correction image: {exc}"
+    return entry
 
 
 SIGNAL_TO_NOISE_MIN = 5.0
 
 
-def _check_signal(what: str, signal: np.ndarray, lit: list[np.ndarray], dark: list[np.ndarray]) -> None:
+def _check_signal(what: str, signal: np.ndarray, lit: FrameStats, dark: FrameStats) -> None:
     """The lit frames must be brighter than the dark ones: the mean dark-subtracted signal at least
     ``SIGNAL_TO_NOISE_MIN`` x the noise of one pixel of the mean images (frame-to-frame SD of lit and
     dark pixels, over sqrt of the frame counts). Identical lit and dark frames (a camera that does not
     see the light, e.g. Micro-Manager's DemoCamera, which draws the same image with the lasers off)
     have no signal at all."""
-    def var_of_mean(frames: list[np.ndarray]) -> float:
-        return float(np.mean(np.var(np.asarray(frames), axis=0, ddof=1))) / len(frames) if len(frames) > 1 else 0.0
-
     level = float(np.mean(signal))
-    noise = math.sqrt(var_of_mean(lit) + var_of_mean(dark))
+    noise = math.sqrt(lit.variance_of_mean + dark.variance_of_mean)
     if not math.isfinite(level) or level <= 0 or level < SIGNAL_TO_NOISE_MIN * noise:
-        same = bool(np.array_equal(np.mean(lit, axis=0), np.mean(dark, axis=0)))
+        same = bool(np.array_equal(lit.mean, dark.mean))
         raise BadInput(f"{what}: no signal above the dark level (mean lit - dark = {level:.4g} ADU, pixel noise {noise:.3g} ADU, "
                        f"needs at least {SIGNAL_TO_NOISE_MIN:g} x the noise)"
                        + ("; the lit frames are identical to the dark frames: the camera does not see this light" if same else
                           "; check the light path, the specimen and the exposure"))
 
 
+def _pixel_size_um(tif: Any, stack: str) -> float:
+    """The stack's pixel size (its one Image's Pixels ``PhysicalSizeX``, in um as the harness writes
+    it), read with lxml: the stage analyses need nothing else from the XML, and ome-types takes about
+    1 s per 1000 planes to parse it whole."""
+    from lxml import etree
+
+    root = etree.fromstring(tif.ome_metadata.encode("utf-8"))
+    pixels = next(root.iter("{*}Pixels"), None)
+    value = pixels.get("PhysicalSizeX") if pixels is not None else None
+    if value is None:
+        raise BadInput(f"{stack}.ome.tif: its OME-XML gives no pixel size (Pixels PhysicalSizeX)")
+    return float(value)
+
+
 def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
     import tifffile
-    from ome_types import from_xml
 
     rows = read_series(inside(folder, f"{stack}_frames.csv"))
     with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
-        pixel_um = float(from_xml(tif.ome_metadata).images[0].pixels.physical_size_x)
+        pixel_um = _pixel_size_um(tif, stack)
         found = displacements(pair_frames(rows), lambda i: tif.pages[i].asarray(), pixel_um)
     out = []
     for size, table in repeatability_tables(found).items():
@@ -216,11 +240,10 @@ def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) ->
 
 def analyse_iso230(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
     import tifffile
-    from ome_types import from_xml
 
     rows = read_series(inside(folder, f"{stack}_frames.csv"))
     with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
-        pixel_um = float(from_xml(tif.ome_metadata).images[0].pixels.physical_size_x)
+        pixel_um = _pixel_size_um(tif, stack)
         metrics, table = iso230_metrics(rows, lambda i: tif.pages[i].asarray(), pixel_um)
     judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
     return [{

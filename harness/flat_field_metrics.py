@@ -59,10 +59,10 @@ def flat_field_metrics(mean_image: np.ndarray, blur: bool = True) -> tuple[dict[
         raise BadInput(f"flat field: no signal above the dark level (dark-subtracted image: max {i_max:.4g}, "
                        f"mean {float(img.mean()):.4g} ADU); the lit frames are no brighter than the dark frames")
     points = {name: float(img[r, c]) for name, (r, c) in _points(h, w).items()}
-    rows, cols = np.mgrid[0:h, 0:w]
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]  # broadcast: no full-size index grids
     cy, cx = h / 2, w / 2
-    zone = img >= 0.9 * i_max
-    zy, zx = float(np.mean(rows[zone]) + 0.5), float(np.mean(cols[zone]) + 0.5)
+    zone_rows, zone_cols = np.nonzero(img >= 0.9 * i_max)
+    zy, zx = float(np.mean(zone_rows) + 0.5), float(np.mean(zone_cols) + 0.5)
     diagonal = math.hypot(w, h)
     total = float(img.sum())
     gy, gx = float((img * (rows + 0.5)).sum() / total), float((img * (cols + 0.5)).sum() / total)

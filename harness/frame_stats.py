@@ -1,0 +1,64 @@
+"""Per-pixel statistics of a set of frames that are read one at a time (streamed): never more than
+one frame and a few float64 running sums are held, whatever the number of frames.
+
+- ``mean``: the float64 sum of the frames in the order given, divided by their number: what
+  ``np.mean(np.stack(frames).astype(np.float64), axis=0)`` gives (bit for bit: numpy sums along the
+  first axis in the same order; integer frames sum exactly in float64 up to 2**53);
+- ``variance_of_mean``: the frame-to-frame variance of each pixel (``ddof=1``) over the number of
+  frames, averaged over the pixels (0 for one frame): how noisy one pixel of ``mean`` is. The
+  variance comes from sums of the differences to the first frame (the shifted-data formula, which
+  does not lose precision to a large mean) and agrees with numpy's two-pass
+  ``np.var(..., axis=0, ddof=1)`` within floating-point rounding; the per-pixel array is not kept.
+
+Frames must all have the first frame's shape; a frame of another shape raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    count: int
+    mean: np.ndarray  # float64, the frames' shape
+    variance_of_mean: float  # mean over the pixels of (frame-to-frame variance, ddof=1) / count; 0 for one frame
+
+
+def frame_stats(frames: Iterable[np.ndarray]) -> FrameStats:
+    """Statistics of ``frames`` (an iterable that yields them one at a time); ValueError for none."""
+    total: np.ndarray | None = None
+    first = s1 = s2 = diff = None
+    n = 0
+    for frame in frames:
+        frame = np.asarray(frame)
+        if total is None:
+            total = frame.astype(np.float64)
+            first = frame.copy()  # in its own type: the differences are taken in float64
+            s1, s2, diff = np.zeros_like(total), np.zeros_like(total), np.empty_like(total)
+            n = 1
+            continue
+        if frame.shape != total.shape:
+            raise ValueError(f"a frame of {'x'.join(map(str, frame.shape))} px among frames of {'x'.join(map(str, total.shape))} px")
+        np.add(total, frame, out=total)
+        np.subtract(frame, first, out=diff, dtype=np.float64)
+        np.add(s1, diff, out=s1)
+        np.multiply(diff, diff, out=diff)
+        np.add(s2, diff, out=s2)
+        n += 1
+    if total is None:
+        raise ValueError("no frames")
+    np.divide(total, n, out=total)
+    if n < 2:
+        return FrameStats(n, total, 0.0)
+    assert s1 is not None and s2 is not None
+    # sum of squared deviations = s2 - s1**2 / n; never below 0 (rounding of a constant pixel)
+    np.multiply(s1, s1, out=s1)
+    np.divide(s1, n, out=s1)
+    np.subtract(s2, s1, out=s2)
+    np.maximum(s2, 0.0, out=s2)
+    np.divide(s2, n - 1, out=s2)
+    return FrameStats(n, total, float(np.mean(s2)) / n)
