@@ -81,7 +81,9 @@ def _scale(protocol: Path) -> float:
 
     spec, doc = read_protocol_file(protocol)
     estimate = expand(spec, doc, lines_named(doc.data)).estimate_s
-    return max(estimate / TARGET_RUN_S, 1.0)
+    from harness.station_file import MAX_TIME_SCALE
+
+    return min(max(estimate / TARGET_RUN_S, 1.0), MAX_TIME_SCALE)
 
 
 def _wait(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:

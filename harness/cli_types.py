@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,16 @@ def utc_datetime(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date-time (e.g. 2026-12-05T20:00:00+01:00)") from None
     if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the offset from UTC (e.g. +01:00 or Z)")
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time of day and its offset from UTC (e.g. 2026-12-05T20:00:00+01:00 or ...Z)")
+    if not EARLIEST_CLOCK_START <= value <= LATEST_CLOCK_START:
+        raise argparse.ArgumentTypeError(f"{text!r}: a date-time between {EARLIEST_CLOCK_START:%Y-%m-%d} and {LATEST_CLOCK_START:%Y-%m-%d} is needed")
     return value
+
+
+# a station clock starts in these years: run folders and dates stay four-digit, and a run of up to
+# a few years of station time stays inside what Python's dates can hold
+EARLIEST_CLOCK_START = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_CLOCK_START = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
 
 def non_empty(text: str) -> str:

@@ -96,6 +96,8 @@ class MoveParams(_Model):
         if self.approach_axes is not None:
             if self.approach == "any" or not self.overtravel:
                 raise ValueError("'approach_axes' needs an approach (positive or negative) and an overtravel")
+            if not self.approach_axes or len(set(self.approach_axes)) != len(self.approach_axes):
+                raise ValueError(f"'approach_axes' lists each axis once, at least one (got {self.approach_axes})")
             named = {a for a in "xyz" if getattr(self, a) is not None}
             if named and not set(self.approach_axes) <= named:
                 raise ValueError(f"'approach_axes' {self.approach_axes} names an axis the move does not ({', '.join(sorted(named))})")

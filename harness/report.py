@@ -150,6 +150,18 @@ def _failures(results: list[dict[str, Any]]) -> str:
     return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>"
 
 
+def _clock(clock: Any) -> str:
+    """How the station's time ran: the dates and times above are station time."""
+    if not isinstance(clock, dict):
+        return ""
+    elapsed = clock.get("elapsed_s")
+    span = f"; {elapsed / 60:.1f} min of station time" if isinstance(elapsed, (int, float)) else ""
+    if clock.get("mode") == "virtual":
+        return "virtual time (simulated station: dates and times are station time)" + span
+    scale = clock.get("time_scale")
+    return ("real time" if scale in (None, 1, 1.0) else f"real time x{scale:g} (simulated station)") + span
+
+
 def _git(git: Any) -> str:
     if isinstance(git, dict) and git.get("commit"):
         return f"git {git['commit'][:12]}{' (uncommitted changes)' if git.get('dirty') else ''}"
@@ -238,11 +250,12 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
         ("station file", f"{station.get('path', '')} (sha256 {station.get('sha256', '')[:12]})"),
         ("status", run["status"] + (f": {run['reason']}" if run.get("reason") else "")),
         ("started (UTC)", run.get("started_utc")), ("ended (UTC)", run.get("ended_utc")),
+        ("clock", _clock(run.get("clock"))),
         ("missing readings/frames", run.get("missing")),
         ("operator", run.get("operator")), ("host", " ".join(str(v) for v in run.get("host", {}).values())),
         ("software", f"{software.get('tool', '')} {software.get('version', '')} {_git(software.get('git'))}; Python {software.get('python', '')}"),
         ("Micro-Manager", software.get("mmcore")),
-        ("analysed (UTC)", data.get("analysed_utc")),
+        ("analysed (UTC, wall clock)", data.get("analysed_utc")),
     ]))
     devices = run.get("devices", {})
     if devices:

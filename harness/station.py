@@ -28,6 +28,7 @@ from .resources import adapter_folder, default_station
 from .roles import Camera, LaserLine, PowerMeter, XYStage, ZDrive, device_call, property_or
 from .simulation import SIM_SDK_PACKAGE, SimulatedHardware, start_simulation
 from .station_file import (
+    MAX_TIME_SCALE,
     LaserEntry,
     MicroManagerEntry,
     PowerMeterEntry,
@@ -97,8 +98,8 @@ class Station:
         if time_scale is not None:
             if spec.simulation is None:
                 raise UserError(f"{doc.path}: --time-scale only applies to a simulated station")
-            if not 0 < time_scale <= 1e6:
-                raise UserError(f"--time-scale must be > 0 and at most 1e6, got {time_scale:g}")
+            if not 0 < time_scale <= MAX_TIME_SCALE:
+                raise UserError(f"--time-scale must be > 0 and at most {MAX_TIME_SCALE:g} (for more speed, the station's virtual clock), got {time_scale:g}")
             spec.simulation.clock, spec.simulation.time_scale = "real", time_scale
         if clock_start is not None and spec.simulation is None:
             raise UserError(f"{doc.path}: --clock-start only applies to a simulated station (real hardware runs on the wall clock)")

@@ -207,6 +207,9 @@ class MicroManagerSetup(_Model):
     )
 
 
+MAX_TIME_SCALE = 10000.0  # real time sped up more than this is not a measurement any more: use clock: virtual
+
+
 class Simulation(_Model):
     seed: int = 1
     clock: Literal["virtual", "real"] | None = Field(
@@ -215,7 +218,9 @@ class Simulation(_Model):
                     "station of simulators); real: real time, sped up by time_scale (the default, at x1, for a station "
                     "with Micro-Manager adapter devices, which take real time)",
     )
-    time_scale: float | None = Field(default=None, gt=0, le=1e6, description="clock: real only: station seconds per real second (default 1)")
+    time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE,
+                                     description=f"clock: real only: station seconds per real second (default 1, at most {MAX_TIME_SCALE:g}: "
+                                                 "beyond that a busy computer makes samples late by minutes of station time)")
     sample: Literal["bead_field", "uniform_slide"] = "bead_field"
     optics: OpticsParams = OpticsParams()
     bead_field: BeadFieldParams = BeadFieldParams()

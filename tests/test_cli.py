@@ -136,6 +136,10 @@ def test_verbose_logs_what_the_devices_do_and_only_then(tmp_path: Path) -> None:
     (["move", "nan", "0"], "argument x: 'nan': a finite number is needed"),  # was: a device error, exit 3
     (["run", "power-stability-short", "--time-scale", "inf"], "argument --time-scale: 'inf': a finite number is needed"),  # was: run failed, exit 4
     (["run", "power-stability-short", "--wait-for-station", "-1"], "argument --wait-for-station: must be >= 0, got -1"),
+    (["run", "stage-iso230", "--clock-start", "9999-12-31T23:59:30Z"], "a date-time between 2000-01-01 and 2200-01-01 is needed"),  # was: OverflowError traceback
+    (["run", "stage-iso230", "--clock-start", "0001-01-01T00:00Z"], "a date-time between 2000-01-01 and 2200-01-01 is needed"),  # was: folder '10101T000000Z_...'
+    (["run", "stage-iso230", "--clock-start", "2026-12-05"], "give a time of day and its offset from UTC"),
+    (["run", "power-stability-short", "--time-scale", "100000"], "--time-scale must be > 0 and at most 10000"),  # was: a run with every sample late, judged FAIL
     (["snap", "--out", "."], "argument --out: . is a folder; give a file name"),  # was: IsADirectoryError traceback
     (["trend", "x", "--out", "."], "argument --out: . is a folder; give a file name"),
     (["schema", "--out", "README.md"], "argument --out: README.md is a file; give a folder"),  # was: FileExistsError traceback

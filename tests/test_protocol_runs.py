@@ -407,6 +407,7 @@ def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, proto
     results = json.loads((folder / "results.json").read_text())
     assert results["report"] == "report.html" and "report_error" not in results
     page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "virtual time (simulated station: dates and times are station time)" in page  # which clock the dates are on
     doc = lxml.html.fromstring(page)
     assert not doc.xpath("//script") and not doc.xpath("//link")
     images = doc.xpath("//img")
