@@ -86,7 +86,9 @@ def test_moves_are_busy_for_travel_plus_settle_time_in_real_time(make_station) -
     label = st.xy_stage.label
     t0 = st.clock.now()
     st.core.setXYPosition(label, 2000, 0)
-    assert st.core.deviceBusy(label)
+    busy = st.core.deviceBusy(label)
+    if st.clock.now() < t0 + 2.5:  # asked before the move can have ended (a busy machine may ask later)
+        assert busy
     wait_until_idle(st.core, label, timeout_s=10)
     elapsed = st.clock.now() - t0
     assert elapsed >= 2.5  # a lower bound only: how late a busy machine notices is not the stage's time
