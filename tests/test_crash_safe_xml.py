@@ -438,13 +438,19 @@ def test_finished_run_whose_xml_is_lost_is_repaired_by_recover(finished: Path, t
     assert "nothing to do" in capsys.readouterr().out
 
 
-def test_recover_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_space(finished: Path, tmp_path: Path) -> None:
+def killed_with_lost_xml(finished: Path, tmp_path: Path) -> tuple[Path, Path, list[bytes], str]:
+    """A copy of a finished run as a kill during its XML rewrite leaves it: owner gone, the stack's
+    XML lost. Returns the folder, the stack, its pixels and the stack file's digest as left."""
     folder = copy_of(finished, tmp_path)
     stack = folder / "flatfield.ome.tif"
     before = pixels(stack)
     with_dead_owner(folder)
     destroy_xml(stack)
-    digest = hashlib.sha256(stack.read_bytes()).hexdigest()
+    return folder, stack, before, hashlib.sha256(stack.read_bytes()).hexdigest()
+
+
+def test_recover_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_space(finished: Path, tmp_path: Path) -> None:
+    folder, stack, before, digest = killed_with_lost_xml(finished, tmp_path)
     with disk_full_after(folder / "run.json", 200_000):  # recovery's copy of the stack cannot be written
         report = recover_run(folder)
     assert report.outcome == "failed" and "could not write its rebuilt copy" in report.error and "run recover again once there is space" in report.error
@@ -498,12 +504,7 @@ def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Pat
 
 
 def test_kill_during_recovery_of_a_lost_xml_then_recover_again(finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = copy_of(finished, tmp_path)
-    stack = folder / "flatfield.ome.tif"
-    before = pixels(stack)
-    with_dead_owner(folder)
-    destroy_xml(stack)
-    digest = hashlib.sha256(stack.read_bytes()).hexdigest()
+    folder, stack, before, digest = killed_with_lost_xml(finished, tmp_path)
 
     def killed(fd: int) -> None:
         raise Killed()
