@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,3 +31,12 @@ def station_file(extra: dict[str, Any], folder: Path | None = None) -> Path:
 def stats_ms(errors_s: np.ndarray) -> str:
     e = np.abs(errors_s) * 1e3
     return f"p50 {np.percentile(e, 50):.3f} ms, p99 {np.percentile(e, 99):.3f} ms, max {e.max():.3f} ms"
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk (timed writes end on the disk, not in the page cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from harness.ome_metadata import InstrumentInfo, LineInfo, PlaneInfo
+from benchmarks._common import fsync_file
+from harness.image_records import InstrumentInfo, LineInfo, PlaneInfo
 from harness.ome_writer import OmeTiffStack
 from harness.plan import StackPlan
 
@@ -33,20 +34,12 @@ def info() -> InstrumentInfo:
     )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_raw(path: Path, frames: list[np.ndarray]) -> float:
     t = time.perf_counter()
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         for frame in frames:
             tw.write(frame, photometric="minisblack", contiguous=False, metadata=None)
-    _fsync(path)
+    fsync_file(path)
     return time.perf_counter() - t
 
 
@@ -56,7 +49,7 @@ def write_ome(path: Path, frames: list[np.ndarray]) -> float:
     for k, frame in enumerate(frames):
         stack.write(frame, PlaneInfo(0, k, -1, 0.1 * k, 0.05, 0.0, 0.0, 0.0))
     stack.finalize()
-    _fsync(path)
+    fsync_file(path)
     return time.perf_counter() - t
 
 

@@ -9,7 +9,6 @@ stack; the median of ``--repeats`` each, and the file size after ten rewrites wi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from harness.ome_metadata import PlaneInfo
+from benchmarks._common import fsync_file
+from harness.image_records import PlaneInfo
 from harness.ome_writer import OmeTiffStack
 from harness.plan import StackPlan
 from harness.tiff_description import rewrite_description
@@ -38,17 +38,9 @@ def _stack(folder: Path, frames: int, size: int) -> Path:
     return stack.path
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _tiffcomment_synced(path: Path, xml: str) -> None:
     tifffile.tiffcomment(path, comment=xml.encode())
-    _fsync(path)
+    fsync_file(path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -68,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             for r in range(args.repeats):
                 copy = Path(tmp) / f"{name}{r}.ome.tif"
                 shutil.copy(path, copy)
-                _fsync(copy)  # the copy on disk: only the rewrite's own writes are timed
+                fsync_file(copy)  # the copy on disk: only the rewrite's own writes are timed
                 t0 = time.perf_counter()
                 fn(copy, longer)
                 times.append(time.perf_counter() - t0)
