@@ -9,7 +9,6 @@ repeats alternate which goes first; the ratio is the median of the paired ratios
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from datetime import datetime, timezone

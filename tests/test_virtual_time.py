@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
 from harness.runner import Runner
 from harness.station import Station
@@ -152,8 +153,6 @@ def test_real_clocks_keep_the_interface() -> None:
 def test_a_station_with_micro_manager_devices_cannot_run_on_virtual_time(tmp_path: Path) -> None:
     from harness.errors import UserError
     from tests.conftest import ROOT
-
-    import yaml
 
     data = yaml.safe_load((ROOT / "configs" / "demo-micromanager.yaml").read_text())
     data["micromanager"]["config"] = str(ROOT / "configs" / data["micromanager"]["config"])
