@@ -42,7 +42,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import psutil
 from devices.errors import DeviceError
@@ -156,6 +156,8 @@ class Runner:
         self.reserve: SpaceReserve | None = None
         self.torn: set[str] = set()  # stacks whose last page a full disk may have cut short
         self.left_for_recovery = False  # a full disk kept a file from being finished: `recover` ends the run
+        self._held = 0  # inside _whole_record: Ctrl-C/SIGTERM wait for the record's end
+        self._pending_signal: BaseException | None = None
 
     # --- the run ----------------------------------------------------------------------------------
     def _make_folder(self) -> Path:
@@ -292,13 +294,30 @@ class Runner:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
-        def on_term(signum: int, frame: Any) -> None:
-            raise Terminated()
+        def on_signal(signum: int, frame: Any) -> None:
+            exc: BaseException = KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+            if self._held:
+                self._pending_signal = self._pending_signal or exc  # raised when the record is whole
+                return
+            raise exc
 
         previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
         return previous
+
+    @contextlib.contextmanager
+    def _whole_record(self) -> Iterator[None]:
+        """Ctrl-C or SIGTERM arriving inside is raised only at its end: a frame's page and its frame-log
+        row (or a sample and its CSV row) are written both or neither."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if not self._held and self._pending_signal is not None:
+            exc, self._pending_signal = self._pending_signal, None
+            raise exc
 
     def _ignore_signals(self) -> None:
         """While files are finalized, a second Ctrl-C must not cut that short."""
@@ -616,21 +635,23 @@ class Runner:
             }
             try:
                 watts, attempts = self._retry(f"reading {name}[{k}]", meter.read_w)
-                row.update(power_W=f"{watts:.9e}", status="ok", attempts=attempts)
+            except DeviceError as exc:
+                row.update(status="missing", error=str(exc), attempts=self.protocol.retries.attempts if exc.retryable else 1)
+                with self._whole_record():
+                    writer.write(row)
+                    self.journal.write("reading_missing", t - self.t0, sync=True, series=name, sample=row["sample"], error=str(exc))
+                self._count_missing(f"reading {name}[{k}]", exc)
+                continue
+            row.update(power_W=f"{watts:.9e}", status="ok", attempts=attempts)
+            with self._whole_record():
                 try:
                     self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
                 except OSError:  # a full disk: the journal keeps the record for later; the CSV gets the row
                     writer.write(row)
                     raise
-            except DeviceError as exc:
-                row.update(status="missing", error=str(exc), attempts=self.protocol.retries.attempts if exc.retryable else 1)
+                if late:
+                    self.journal.write("log", t - self.t0, level="warning", message=f"sample {name}[{k}] late by {lateness:.4f} s")
                 writer.write(row)
-                self.journal.write("reading_missing", t - self.t0, sync=True, series=name, sample=row["sample"], error=str(exc))
-                self._count_missing(f"reading {name}[{k}]", exc)
-                continue
-            if late:
-                self.journal.write("log", t - self.t0, level="warning", message=f"sample {name}[{k}] late by {lateness:.4f} s")
-            writer.write(row)
             kill_points.reached("acquisition:reading")
             progress.update(done + (k + 1) * every, f"sample {name} {k + 1}/{n}")
 
@@ -678,13 +699,15 @@ class Runner:
                 try:
                     image, attempts = self._retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
                 except DeviceError as exc:
-                    self._page(stack, lambda error=str(exc): stack.write_missing(plane, error), (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
-                    log.write({**row, "status": "missing", "error": str(exc), "ifd": plane.ifd if plane.ifd >= 0 else None})
+                    with self._whole_record():
+                        self._page(stack, lambda error=str(exc): stack.write_missing(plane, error), (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
+                        log.write({**row, "status": "missing", "error": str(exc), "ifd": plane.ifd if plane.ifd >= 0 else None})
                     self.journal.write("frame_missing", t_frame - self.t0, sync=True, stack=p.stack, c=c, t=t, error=str(exc))
                     self._count_missing(f"frame {p.stack}[c={c},t={t}]", exc)
                     continue
-                self._page(stack, lambda: stack.write(image, plane, channel), image.size * 2)
-                log.write({**row, "status": "ok", "ifd": plane.ifd, "attempts": attempts})
+                with self._whole_record():
+                    self._page(stack, lambda: stack.write(image, plane, channel), image.size * 2)
+                    log.write({**row, "status": "ok", "ifd": plane.ifd, "attempts": attempts})
                 self.journal.write("frame", t_frame - self.t0, stack=p.stack, c=c, t=t, ifd=plane.ifd, attempts=attempts,
                                    mean=float(image.mean()), max=int(image.max()), context=action.context, tag=p.tag)
                 progress.update(done + (i + 1) * action.estimate_s / len(action.frames), f"acquire {p.stack} {i + 1}/{len(action.frames)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -210,6 +211,29 @@ def test_an_interrupted_multichannel_stack_is_completed_with_marked_placeholders
     assert {(p.the_c, p.the_t) for p in placeholders} == {(1, t) for t in range(4, 10)}
     info = bioformats_info(outcome.folder / "flatfield.ome.tif")
     assert int(bioformats_value(info, "SizeC")) == 2 and int(bioformats_value(info, "SizeT")) == 10
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_a_page_is_written_waits_for_its_frame_log_row(make_station, tmp_path: Path, monkeypatch, sig: int) -> None:
+    """The signal arrives between a frame's page and its frame-log row: the run ends after the row,
+    so every page of the OME-TIFF has its row (no page the frame log does not know)."""
+    from harness.ome_writer import OmeTiffStack
+
+    write = OmeTiffStack.write
+    count = {"n": 0}
+
+    def write_then_signal(self, *args, **kwargs):
+        result = write(self, *args, **kwargs)
+        count["n"] += 1
+        if count["n"] == 5:
+            os.kill(os.getpid(), sig)  # delivered before the frame-log row is written
+        return result
+
+    monkeypatch.setattr(OmeTiffStack, "write", write_then_signal)
+    outcome = Runner(make_station({}), ROOT / "protocols" / "stage-repeatability.yaml", runs_dir=tmp_path / "runs", quiet=True).run()
+    assert outcome.status == "aborted"
+    frames, tiffdata, placeholders = _check_ome_matches_frames(outcome.folder, "repeatability")
+    assert len(frames) == 5 and len(tiffdata) == 5 and placeholders == []
 
 
 def test_protocol_needing_a_role_the_station_lacks(tmp_path: Path, make_station) -> None:
