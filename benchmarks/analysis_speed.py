@@ -24,9 +24,9 @@ from pathlib import Path
 import tifffile
 
 from benchmarks._common import ROOT, station_file
-from harness.analysis import analyse_run
-from harness.runner import Runner
-from harness.station import Station
+from harness.analysis.analyse import analyse_run
+from harness.run.runner import Runner
+from harness.station.station import Station
 
 
 def protocol_variant(folder: Path, rounds: int, full_frame: bool = True) -> Path:

@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from benchmarks._common import ROOT
-from harness.preflight import read_station_file
-from harness.simulation import world_params
+from harness.run.preflight import read_station_file
+from harness.station.simulation import world_params
 from simulators.camera import CameraModel, Exposure
 from simulators.params import CameraParams
 from simulators.world import World

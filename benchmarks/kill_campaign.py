@@ -76,12 +76,12 @@ class Campaign:
 
 
 def _scale(protocol: Path) -> float:
-    from harness.plan import expand, lines_named
-    from harness.protocol_file import read_protocol_file
+    from harness.protocol.plan import expand, lines_named
+    from harness.protocol.protocol_file import read_protocol_file
 
     spec, doc = read_protocol_file(protocol)
     estimate = expand(spec, doc, lines_named(doc.data)).estimate_s
-    from harness.station_file import MAX_TIME_SCALE
+    from harness.station.station_file import MAX_TIME_SCALE
 
     return min(max(estimate / TARGET_RUN_S, 1.0), MAX_TIME_SCALE)
 
@@ -184,7 +184,7 @@ def _moment(folder: Path | None, sent: bool) -> str:
 
 
 def _journal(folder: Path) -> list[dict[str, Any]]:
-    from harness.journal import read_journal
+    from harness.records.journal import read_journal
 
     path = folder / "journal.jsonl"
     return read_journal(path) if path.is_file() else []
@@ -271,8 +271,8 @@ def _schedule(c: Campaign) -> Path:
 
 def _miss_an_hour(c: Campaign, path: Path) -> None:
     """The job's last due time three hours back, so that the service runs it at once."""
-    from harness.schedule_file import read_schedule_file
-    from harness.scheduler import ScheduleState
+    from harness.unattended.schedule_file import read_schedule_file
+    from harness.unattended.scheduler import ScheduleState
 
     state = ScheduleState(read_schedule_file(path).state_dir)
     state.last_due["hourly"] = (datetime.now(timezone.utc) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0).isoformat()
@@ -297,8 +297,8 @@ def kill_service(c: Campaign) -> None:
 
 def settle_service(c: Campaign) -> None:
     """Start the service once more (it recovers and retries), let it finish what is due, stop it."""
-    from harness.schedule_file import read_schedule_file
-    from harness.scheduler import ScheduleState
+    from harness.unattended.schedule_file import read_schedule_file
+    from harness.unattended.scheduler import ScheduleState
 
     path = _schedule(c)
     state_dir = read_schedule_file(path).state_dir
@@ -338,7 +338,7 @@ def check_folder(folder: Path, db: dict[str, list[Any]], counts: collections.Cou
     import tifffile
     from ome_types import from_xml
 
-    from harness.endings import of_folder
+    from harness.records.endings import of_folder
 
     bad: list[tuple[str, str]] = []
     run = _read(folder / "run.json")
@@ -404,9 +404,9 @@ def check_folder(folder: Path, db: dict[str, list[Any]], counts: collections.Cou
 
 
 def check_service(c: Campaign, counts: collections.Counter[str]) -> list[tuple[str, str]]:
-    from harness.endings import COMPLETED, of_folder
-    from harness.schedule_file import read_schedule_file
-    from harness.scheduler import ScheduleState
+    from harness.records.endings import COMPLETED, of_folder
+    from harness.unattended.schedule_file import read_schedule_file
+    from harness.unattended.scheduler import ScheduleState
 
     path = c.base / "schedule.yaml"
     if not path.exists():
@@ -435,7 +435,7 @@ def check_service(c: Campaign, counts: collections.Counter[str]) -> list[tuple[s
 
 
 def check_all(c: Campaign) -> tuple[list[tuple[str, str]], collections.Counter[str]]:
-    from harness.results_store import ResultsStore
+    from harness.store.results_store import ResultsStore
 
     counts: collections.Counter[str] = collections.Counter()
     with ResultsStore(c.env["MICROSCOPE_QC_DB"]) as store:

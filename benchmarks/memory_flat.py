@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import station_file
-from harness.runner import Runner
-from harness.station import Station
+from harness.run.runner import Runner
+from harness.station.station import Station
 
 SAMPLING = """\
 protocol: bench-memory-sampling

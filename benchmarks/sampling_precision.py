@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import station_file, stats_ms
-from harness.runner import Runner
-from harness.station import Station
+from harness.run.runner import Runner
+from harness.station.station import Station
 
 PROTOCOL = """\
 protocol: bench-sampling

@@ -20,10 +20,10 @@ import numpy as np
 import tifffile
 
 from benchmarks._common import fsync_file
-from harness.image_records import PlaneInfo
-from harness.ome_writer import OmeTiffStack
-from harness.plan import StackPlan
-from harness.tiff_description import rewrite_description
+from harness.records.image_records import PlaneInfo
+from harness.records.ome_writer import OmeTiffStack
+from harness.protocol.plan import StackPlan
+from harness.records.tiff_description import rewrite_description
 
 from .ome_throughput import info
 

@@ -1,5 +1,5 @@
 """``python -m harness`` runs the ``microscope-qc`` command."""
 
-from .cli import main
+from harness.cli.commands import main
 
 main()

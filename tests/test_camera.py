@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.station import Station
+from harness.station.station import Station
 from simulators.tsi_sdk import tl_camera
 from tests.imaging import shift_px
 

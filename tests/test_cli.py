@@ -88,11 +88,11 @@ def test_unknown_line_is_a_user_error() -> None:
 
 
 # --- start-up: --help and validate import nothing heavy ------------------------------------------------
-HEAVY = ("pymmcore_plus", "matplotlib", "scipy", "sqlalchemy", "numpy", "tifffile", "harness.analysis", "harness.runner", "harness.station")
+HEAVY = ("pymmcore_plus", "matplotlib", "scipy", "sqlalchemy", "numpy", "tifffile", "harness.analysis.analyse", "harness.run.runner", "harness.station.station")
 
 
 def _imported_after(argv: list[str]) -> set[str]:
-    code = ("import sys, json\nfrom harness.cli import run\n"
+    code = ("import sys, json\nfrom harness.cli.commands import run\n"
             "try:\n    run(json.loads(sys.argv[1]))\nexcept SystemExit:\n    pass\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r})))")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(argv)], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])

@@ -32,17 +32,21 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
-from harness import cli, qc_annotations, tiff_description
-from harness.analysis import analyse_run
-from harness.journal import read_journal
-from harness.image_records import NS_NBO, NS_RUN
-from harness.ome_writer import OmeTiffStack
-from harness.plan import StackPlan
-from harness.recovery import recover_run
-from harness.runner import Runner
-from harness.stack_check import stack_problem
-from harness.station import Station
-from harness.tiff_description import entry_position, rewrite_description
+from harness.cli import commands as cli
+
+from harness.analysis import qc_annotations
+
+from harness.records import tiff_description
+from harness.analysis.analyse import analyse_run
+from harness.records.journal import read_journal
+from harness.records.image_records import NS_NBO, NS_RUN
+from harness.records.ome_writer import OmeTiffStack
+from harness.protocol.plan import StackPlan
+from harness.recovery.recover import recover_run
+from harness.run.runner import Runner
+from harness.records.stack_check import stack_problem
+from harness.station.station import Station
+from harness.records.tiff_description import entry_position, rewrite_description
 
 from .conftest import ROOT, station_variant
 from .omecheck import bioformats_info, bioformats_value
@@ -92,7 +96,7 @@ def description(path: Path) -> str:
 
 def small_stack(folder: Path, frames: int = 6) -> tuple[Path, OmeTiffStack]:
     """A stack as the runner writes it (not yet finalized): page 0 has the plan's XML."""
-    from harness.image_records import ChannelInfo, PlaneInfo
+    from harness.records.image_records import ChannelInfo, PlaneInfo
 
     plan = StackPlan("s", ["dark", "488"], {"dark": frames // 2, "488": frames - frames // 2})
     stack = OmeTiffStack(folder / "s.ome.tif", plan, _info(), datetime(2026, 1, 1, tzinfo=timezone.utc))
@@ -465,10 +469,10 @@ def test_recover_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_space(f
 def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """finalize completes the C x T grid with zero pages (no frame log rows), then rewrites the XML:
     a kill in between leaves the plan's XML and rowless pages, which recovery takes as those placeholders."""
-    from harness.image_records import ChannelInfo, PlaneInfo
-    from harness.recovery import recover_stack
-    from harness.runner import FRAME_COLUMNS
-    from harness.series_writer import SeriesWriter
+    from harness.records.image_records import ChannelInfo, PlaneInfo
+    from harness.recovery.recover import recover_stack
+    from harness.run.runner import FRAME_COLUMNS
+    from harness.records.series_writer import SeriesWriter
 
     plan = StackPlan("s", ["dark", "488"], {"dark": 4, "488": 4})
     stack = OmeTiffStack(tmp_path / "s.ome.tif", plan, _info(), datetime(2026, 1, 1, tzinfo=timezone.utc))

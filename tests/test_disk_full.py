@@ -19,9 +19,11 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
-from harness import cli, disk_full
-from harness.journal import Journal, read_journal
-from harness.series_writer import SeriesWriter, read_series
+from harness.cli import commands as cli
+
+from harness.common import disk_full
+from harness.records.journal import Journal, read_journal
+from harness.records.series_writer import SeriesWriter, read_series
 from tests.conftest import station_variant
 
 SAMPLING = """\
@@ -114,9 +116,9 @@ def _check_disk_full_ending(result: dict[str, Any], file_name: str) -> Path:
 
 def test_enospc_in_the_journal_is_a_disk_full_ending_and_no_line_is_torn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.journal
+    import harness.records.journal
 
-    disk = FullDisk(monkeypatch, harness.journal, "journal.jsonl", after=12)
+    disk = FullDisk(monkeypatch, harness.records.journal, "journal.jsonl", after=12)
     code, result, _ = _run(tmp_path, SAMPLING)
     err = capsys.readouterr().err
     assert code == 4, err
@@ -131,9 +133,9 @@ def test_enospc_in_the_journal_is_a_disk_full_ending_and_no_line_is_torn(tmp_pat
 
 def test_enospc_in_a_series_csv_keeps_every_row_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.series_writer
+    import harness.records.series_writer
 
-    disk = FullDisk(monkeypatch, harness.series_writer, "power.csv", after=9)  # the header and 7 rows fit
+    disk = FullDisk(monkeypatch, harness.records.series_writer, "power.csv", after=9)  # the header and 7 rows fit
     code, result, _ = _run(tmp_path, SAMPLING)
     assert code == 4, capsys.readouterr().err
     folder = _check_disk_full_ending(result, "power.csv")
@@ -147,10 +149,10 @@ def test_enospc_in_a_series_csv_keeps_every_row_on_disk(tmp_path: Path, monkeypa
 
 def test_a_page_that_does_not_fit_is_not_written_and_the_stack_is_finalized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.runner
+    import harness.run.runner
 
     pages = {"n": 0}
-    real = harness.runner.check_room
+    real = harness.run.runner.check_room
 
     def check_room(path: Path, need: int) -> None:
         pages["n"] += 1
@@ -158,7 +160,7 @@ def test_a_page_that_does_not_fit_is_not_written_and_the_stack_is_finalized(tmp_
             raise disk_full.DiskFull(path)
         real(path, need)
 
-    monkeypatch.setattr(harness.runner, "check_room", check_room)
+    monkeypatch.setattr(harness.run.runner, "check_room", check_room)
     code, result, _ = _run(tmp_path, FRAMES)
     assert code == 4, capsys.readouterr().err
     folder = _check_disk_full_ending(result, "frames.ome.tif")
@@ -172,8 +174,8 @@ def test_a_page_that_does_not_fit_is_not_written_and_the_stack_is_finalized(tmp_
 
 def test_a_page_cut_short_by_a_full_disk_is_left_for_recover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.ome_writer import OmeTiffStack
-    from harness.recovery import recover_run
+    from harness.records.ome_writer import OmeTiffStack
+    from harness.recovery.recover import recover_run
 
     real_write, real_fh_write = OmeTiffStack.write, tifffile.FileHandle.write
     full = {"from": None}
@@ -224,8 +226,8 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("where", ["run folder", "run.json", "reserve"])
 def test_no_room_to_start_is_not_started_and_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str], where: str) -> None:
-    import harness.runner
-    from harness.recovery import scan_runs
+    import harness.run.runner
+    from harness.recovery.recover import scan_runs
 
     runs = tmp_path / "runs"
     if where == "run folder":
@@ -242,7 +244,7 @@ def test_no_room_to_start_is_not_started_and_leaves_no_folder(tmp_path: Path, mo
             path.with_name(path.name + ".tmp").write_text("{\"run_id\": ")  # what fitted
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(harness.runner, "replace_json", replace_json)
+        monkeypatch.setattr(harness.run.runner, "replace_json", replace_json)
     else:
         def no_reserve(self: disk_full.SpaceReserve, folder: Path, size: int = 0) -> None:
             raise disk_full.DiskFull(folder / disk_full.RESERVE_NAME)
@@ -260,9 +262,9 @@ def test_no_room_to_start_is_not_started_and_leaves_no_folder(tmp_path: Path, mo
 
 def test_a_journal_that_stays_full_shows_its_last_records_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.journal
+    import harness.records.journal
 
-    FullDisk(monkeypatch, harness.journal, "journal.jsonl", after=12, forever=True)
+    FullDisk(monkeypatch, harness.records.journal, "journal.jsonl", after=12, forever=True)
     code, result, _ = _run(tmp_path, SAMPLING)
     err = capsys.readouterr().err
     assert code == 4 and "Traceback" not in err
@@ -313,9 +315,9 @@ def _switchable_full_disk(monkeypatch: pytest.MonkeyPatch, module: Any) -> dict[
 
 
 def test_journal_keeps_a_refused_record_and_writes_it_first_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.journal
+    import harness.records.journal
 
-    state = _switchable_full_disk(monkeypatch, harness.journal)
+    state = _switchable_full_disk(monkeypatch, harness.records.journal)
     journal = Journal(tmp_path / "journal.jsonl")
     journal.write("a")
     state["full"] = True
@@ -331,9 +333,9 @@ def test_journal_keeps_a_refused_record_and_writes_it_first_later(tmp_path: Path
 
 
 def test_series_writer_drops_a_row_it_cannot_write_at_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.series_writer
+    import harness.records.series_writer
 
-    state = _switchable_full_disk(monkeypatch, harness.series_writer)
+    state = _switchable_full_disk(monkeypatch, harness.records.series_writer)
     writer = SeriesWriter(tmp_path / "s.csv", ["a", "b"])
     writer.write({"a": 1, "b": 2})
     state["full"] = True
@@ -348,7 +350,7 @@ def test_series_writer_drops_a_row_it_cannot_write_at_close(tmp_path: Path, monk
 def test_a_record_after_a_fragment_is_not_dropped_by_recovery(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A journal written before records were appended whole: a full disk cut a line short, the next
     (complete) records landed on the fragment; recovery must still see the run's end."""
-    from harness.recovery import recover_run
+    from harness.recovery.recover import recover_run
 
     code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 5 s"))
     assert code == 0, capsys.readouterr().err
@@ -372,7 +374,7 @@ def test_a_record_after_a_fragment_is_not_dropped_by_recovery(tmp_path: Path, ca
 
 
 def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.recovery import recover_run
+    from harness.recovery.recover import recover_run
 
     code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"))
     assert code == 0, capsys.readouterr().err
@@ -390,12 +392,12 @@ def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: py
 
 def test_a_disk_that_fills_during_the_analysis_is_analysis_failed_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.analysis
+    import harness.analysis.analyse
 
     def analyse_run(folder: Path) -> dict[str, Any]:
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "report.html"))
 
-    monkeypatch.setattr(harness.analysis, "analyse_run", analyse_run)
+    monkeypatch.setattr(harness.analysis.analyse, "analyse_run", analyse_run)
     code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"))
     err = capsys.readouterr().err
     assert code == 6 and result["outcome"] == "analysis failed", err

@@ -3,7 +3,7 @@
 start leaves every run folder complete, recorded once in the results database, with the outcome its
 files show, alarmed if and only if it should be; the database password never in a process's argv.
 
-Kills at chosen points are injected with ``harness.kill_points`` (``MICROSCOPE_QC_TEST_KILL_AT``);
+Kills at chosen points are injected with ``harness.common.kill_points`` (``MICROSCOPE_QC_TEST_KILL_AT``);
 the runs are real ``microscope-qc run`` processes on a fast simulated station."""
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import psutil
 import pytest
 import yaml
 
-from harness import cli
-from harness.journal import read_journal
-from harness.results_store import ResultsStore
-from harness.schedule_file import read_schedule_file
-from harness.scheduler import Pending, ScheduleState, Scheduler
+from harness.cli import commands as cli
+from harness.records.journal import read_journal
+from harness.store.results_store import ResultsStore
+from harness.unattended.schedule_file import read_schedule_file
+from harness.unattended.scheduler import Pending, ScheduleState, Scheduler
 from simulators.clock import VirtualClock
 from tests.conftest import FAST, ROOT, station_variant
 from tests.test_schedule import BERLIN, _Hooks, webhook  # noqa: F401  (webhook: the fixture)
@@ -343,7 +343,7 @@ def test_a_run_recovered_at_service_start_is_recorded_notified_and_retried(tmp_p
 
 # --- 4. the database password is never in a process's argv ------------------------------------------------
 def test_the_database_url_goes_to_the_run_process_by_environment_not_argv(tmp_path: Path, setup: dict[str, Any], webhook: Any) -> None:
-    from harness import scheduler as module
+    from harness.unattended import scheduler as module
 
     server, _ = webhook
     url = "postgresql://qcuser:pa55-W0rd-xyz@127.0.0.1:5432/qc"

@@ -16,14 +16,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from harness.cli import run
-from harness.errors import EXIT_USER, UserError
-from harness.plan import StackPlan, expand
-from harness.protocol_file import read_protocol_file
-from harness.safe_paths import MAX_NAME, UnsafePath, inside, plain_name_problem
-from harness.schedule_file import Schedule, read_schedule_file
-from harness.station_file import StationFile
-from harness.yaml_source import MAX_DEPTH, MAX_FILE_BYTES, load_yaml, validate
+from harness.cli.commands import run
+from harness.common.errors import EXIT_USER, UserError
+from harness.protocol.plan import StackPlan, expand
+from harness.protocol.protocol_file import read_protocol_file
+from harness.common.safe_paths import MAX_NAME, UnsafePath, inside, plain_name_problem
+from harness.unattended.schedule_file import Schedule, read_schedule_file
+from harness.station.station_file import StationFile
+from harness.common.yaml_source import MAX_DEPTH, MAX_FILE_BYTES, load_yaml, validate
 from tests.conftest import ROOT, SIMULATED, station_variant
 
 LINES = ["405", "488", "561", "640"]
@@ -99,8 +99,8 @@ def test_station_name_is_a_one_line_display_name(tmp_path: Path, name: str, ok: 
 
 
 def test_station_name_never_leaves_its_folder_where_it_becomes_a_file_name(tmp_path: Path) -> None:
-    from harness.runner import slug
-    from harness.station_lock import StationLock
+    from harness.run.runner import slug
+    from harness.station.station_lock import StationLock
 
     for name in ("../../etc/passwd", "..", "C:\\Windows\\x", "/abs/path", "nul"):
         assert "/" not in slug(name) and "\\" not in slug(name) and slug(name) not in ("", ".", "..")
@@ -144,7 +144,7 @@ def test_inside_follows_symbolic_links(tmp_path: Path) -> None:
 
 @pytest.fixture
 def runner(sim_station, tmp_path: Path):  # type: ignore[no-untyped-def]
-    from harness.runner import Runner
+    from harness.run.runner import Runner
 
     r = Runner(sim_station, ROOT / "protocols" / "flat-field.yaml", runs_dir=tmp_path / "runs", quiet=True)
     r.folder = tmp_path / "runs" / "run"
@@ -179,7 +179,7 @@ def test_runner_run_folder_refuses_a_hostile_protocol_id(runner, tmp_path: Path)
 
 
 def test_analysis_refuses_files_outside_the_folder(tmp_path: Path) -> None:
-    from harness.analysis import analyse_flat_field, analyse_run
+    from harness.analysis.analyse import analyse_flat_field, analyse_run
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -193,8 +193,8 @@ def test_analysis_refuses_files_outside_the_folder(tmp_path: Path) -> None:
 
 
 def test_qc_annotations_and_recovery_refuse_files_outside_the_folder(tmp_path: Path) -> None:
-    from harness.qc_annotations import annotate_run
-    from harness.recovery import recover_stack
+    from harness.analysis.qc_annotations import annotate_run
+    from harness.recovery.recover import recover_stack
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -205,7 +205,7 @@ def test_qc_annotations_and_recovery_refuse_files_outside_the_folder(tmp_path: P
 
 
 def test_report_refuses_to_read_outside_the_folder(tmp_path: Path) -> None:
-    from harness.report import _figures
+    from harness.report.report import _figures
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -242,20 +242,20 @@ HOSTILE = {
 
 _CHILD = """
 import sys
-from harness.errors import UserError
+from harness.common.errors import UserError
 kind, path = sys.argv[1], sys.argv[2]
 try:
     if kind == "cli":
-        from harness.cli import run
+        from harness.cli.commands import run
         sys.exit(run(["validate", path]))
     if kind == "protocol":
-        from harness.protocol_file import read_protocol_file
+        from harness.protocol.protocol_file import read_protocol_file
         read_protocol_file(path)
     elif kind == "station":
-        from harness.run_guard import station_name
+        from harness.station.run_guard import station_name
         station_name(path)
     else:
-        from harness.schedule_file import read_schedule_file
+        from harness.unattended.schedule_file import read_schedule_file
         read_schedule_file(path)
 except UserError as exc:
     print(f"error: {exc}", file=sys.stderr)

@@ -34,11 +34,11 @@ import numpy as np
 import pytest
 from scipy import ndimage, optimize, special
 
-import harness.stage_metrics as stage_metrics
-from harness.flat_field_metrics import flat_field_metrics, gaussian_blur
-from harness.power_metrics import linearity_metrics, power_series_metrics
-from harness.registration import shift_px
-from harness.stage_metrics import iso230_metrics, repeatability_tables
+import harness.analysis.stage_metrics as stage_metrics
+from harness.analysis.flat_field_metrics import flat_field_metrics, gaussian_blur
+from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
+from harness.analysis.registration import shift_px
+from harness.analysis.stage_metrics import iso230_metrics, repeatability_tables
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 

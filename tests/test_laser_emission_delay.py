@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.roles import wait_until_idle
-from harness.runner import Runner
-from harness.station import Station
+from harness.station.roles import wait_until_idle
+from harness.run.runner import Runner
+from harness.station.station import Station
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 

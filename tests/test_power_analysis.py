@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from harness.power_metrics import cv_pct, drift_pct_per_h, linearity_metrics, power_series_metrics, stability_pct, warmup_time_s
-from harness.protocol_file import Limit
-from harness.verdicts import judge, overall
+from harness.analysis.power_metrics import cv_pct, drift_pct_per_h, linearity_metrics, power_series_metrics, stability_pct, warmup_time_s
+from harness.protocol.protocol_file import Limit
+from harness.analysis.verdicts import judge, overall
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 
@@ -64,7 +64,7 @@ def test_verdicts() -> None:
 
 
 def test_flat_field_formulas_on_a_small_image_by_hand() -> None:
-    from harness.flat_field_metrics import flat_field_metrics
+    from harness.analysis.flat_field_metrics import flat_field_metrics
 
     img = np.full((5, 7), 100.0)
     img[2, 3] = 200.0  # the maximum at the centre pixel
@@ -85,8 +85,8 @@ def test_a_10_hz_series_with_no_line_on_is_a_stability_record_not_a_linearity_of
     value') of a 10 Hz, 60 s sampling run: with no line on, every row's set point is empty. Read as
     float('nan') and used as a dict key, each NaN was a set point of its own (NaN != NaN), so the 600
     readings became a 600-point 'linearity' series with NaN set points, handed to the fit."""
-    from harness.runner import Runner
-    from harness.station import Station
+    from harness.run.runner import Runner
+    from harness.station.station import Station
     from tests.conftest import station_variant
 
     protocol = tmp_path / "p10hz.yaml"
@@ -105,7 +105,7 @@ def test_a_10_hz_series_with_no_line_on_is_a_stability_record_not_a_linearity_of
 
 
 def _series(tmp_path, rows: list[dict[str, str]]):
-    from harness.series_writer import SeriesWriter
+    from harness.records.series_writer import SeriesWriter
 
     path = tmp_path / "s.csv"
     w = SeriesWriter(path)
@@ -117,8 +117,8 @@ def _series(tmp_path, rows: list[dict[str, str]]):
 
 
 def test_two_lines_on_and_non_finite_readings_are_handled_with_reasons(tmp_path) -> None:
-    from harness.analysis import analyse_series
-    from harness.errors import BadInput
+    from harness.analysis.analyse import analyse_series
+    from harness.common.errors import BadInput
 
     # two lines on at once: the set point '10+20' is their sum (was: ValueError from float('10+20'))
     both = _series(tmp_path, [{"power_W": f"{0.012 + 1e-6 * i:.9e}", "lines_on": "488+561", "setpoint_mW": "10+20"} for i in range(20)])
@@ -135,7 +135,7 @@ def test_two_lines_on_and_non_finite_readings_are_handled_with_reasons(tmp_path)
 
 
 def test_every_power_fit_refuses_bad_input_with_a_reason() -> None:
-    from harness.errors import BadInput
+    from harness.common.errors import BadInput
 
     with pytest.raises(BadInput, match="not finite"):
         power_series_metrics(np.array([0.0, 1.0, 2.0]), np.array([1e-3, np.nan, 1e-3]))
@@ -164,8 +164,8 @@ def test_every_power_fit_refuses_bad_input_with_a_reason() -> None:
 
 
 def test_a_metric_not_computed_is_not_judged_with_its_reason() -> None:
-    from harness.analysis import _entry
-    from harness.power_metrics import Metric
+    from harness.analysis.analyse import _entry
+    from harness.analysis.power_metrics import Metric
 
     limit = Limit.model_validate({"pass": [99, None]})
     entry = _entry("stability_pct", Metric(math.nan, "%", "stability: Pmax + Pmin is 0, not above zero"), {"stability_pct": limit})
@@ -174,9 +174,9 @@ def test_a_metric_not_computed_is_not_judged_with_its_reason() -> None:
 
 
 def test_flat_field_and_registration_refuse_images_without_signal() -> None:
-    from harness.errors import BadInput
-    from harness.flat_field_metrics import flat_field_metrics
-    from harness.registration import shift_px
+    from harness.common.errors import BadInput
+    from harness.analysis.flat_field_metrics import flat_field_metrics
+    from harness.analysis.registration import shift_px
 
     with pytest.raises(BadInput, match="no signal above the dark level"):
         flat_field_metrics(np.zeros((20, 30)))  # was: ZeroDivisionError (100 Imin / Imax)
@@ -191,8 +191,8 @@ def test_flat_field_and_registration_refuse_images_without_signal() -> None:
 
 
 def test_stage_analyses_refuse_what_they_cannot_measure() -> None:
-    from harness.errors import BadInput
-    from harness.stage_metrics import displacements, iso230_metrics, repeatability_metrics, repeatability_tables
+    from harness.common.errors import BadInput
+    from harness.analysis.stage_metrics import displacements, iso230_metrics, repeatability_metrics, repeatability_tables
 
     with pytest.raises(BadInput, match="no reference/return pair"):
         displacements([], lambda i: None, 1.0)

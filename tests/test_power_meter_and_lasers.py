@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from devices.errors import DeviceError, InstrumentError, SafetyLimitError
-from harness.station import Station
+from harness.station.station import Station
 from simulators.meter import responsivity_a_per_w
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.preflight import PreflightFailed
-from harness.run_guard import PreconditionFailed
-from harness.runner import Runner
+from harness.run.preflight import PreflightFailed
+from harness.station.run_guard import PreconditionFailed
+from harness.run.runner import Runner
 from tests.conftest import DEMO, FAST, ROOT, merge, station_variant
 
 LINEARITY = ROOT / "protocols" / "power-linearity.yaml"
@@ -186,7 +186,7 @@ def test_validate_with_a_station_says_what_it_checked(tmp_path: Path) -> None:
 
 # --- data volume and disk ------------------------------------------------------------------------------
 def test_data_that_would_not_fit_on_the_disk_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.preflight as preflight
+    import harness.run.preflight as preflight
 
     p = protocol(tmp_path, "big", "  - repeat: 10\n    do:\n      - acquire: {stack: a, exposure: 1 ms, frames: 1000}\n", "[camera]")
     facts = preflight.file_facts(station_variant(tmp_path, FAST))
@@ -265,8 +265,8 @@ def test_validate_schedule_preflights_every_job_and_schedule_run_refuses_to_star
 
 
 def test_the_service_rechecks_each_job_and_records_a_refused_one_as_not_started(tmp_path: Path) -> None:
-    from harness.schedule_file import read_schedule_file
-    from harness.scheduler import Pending, Scheduler
+    from harness.unattended.schedule_file import read_schedule_file
+    from harness.unattended.scheduler import Pending, Scheduler
     from simulators.clock import VirtualClock
 
     station = station_variant(tmp_path, FAST)
@@ -295,7 +295,7 @@ def test_the_service_rechecks_each_job_and_records_a_refused_one_as_not_started(
 
 
 def test_preflight_module_does_not_load_micro_manager() -> None:
-    code = "import sys, harness.preflight; print(sorted(m for m in sys.modules if m.startswith(('pymmcore', 'numpy'))))"
+    code = "import sys, harness.run.preflight; print(sorted(m for m in sys.modules if m.startswith(('pymmcore', 'numpy'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 

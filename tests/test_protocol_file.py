@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import run
-from harness.errors import UserError
-from harness.plan import expand
-from harness.protocol_file import read_protocol_file
+from harness.cli.commands import run
+from harness.common.errors import UserError
+from harness.protocol.plan import expand
+from harness.protocol.protocol_file import read_protocol_file
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
@@ -156,13 +156,13 @@ def test_acceptance_limits_name_real_metrics_in_their_units(tmp_path: Path, acce
 
 
 def test_the_metric_table_is_what_the_analyses_report() -> None:
-    """Every metric an analysis reports is in harness/metric_names.py with the same unit, and nothing else is."""
+    """Every metric an analysis reports is in harness/analysis/metric_names.py with the same unit, and nothing else is."""
     import numpy as np
 
-    from harness.flat_field_metrics import flat_field_metrics
-    from harness.metric_names import METRICS
-    from harness.power_metrics import linearity_metrics, power_series_metrics
-    from harness.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
+    from harness.analysis.flat_field_metrics import flat_field_metrics
+    from harness.analysis.metric_names import METRICS
+    from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
+    from harness.analysis.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
 
     rng = np.random.default_rng(0)
     found = {}

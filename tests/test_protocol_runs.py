@@ -15,9 +15,9 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
-from harness.journal import read_journal
-from harness.runner import Runner
-from harness.station import Station
+from harness.records.journal import read_journal
+from harness.run.runner import Runner
+from harness.station.station import Station
 from tests.conftest import ROOT, station_variant
 from tests.omecheck import bioformats_info, bioformats_value
 
@@ -243,7 +243,7 @@ def test_laser_noise_recovered_from_the_short_protocol(runs: dict) -> None:
     intensity noise ``rin_rms`` per sample, so its relative SD is rin_rms / sqrt(averaging); the
     short-term noise metric (reading to reading) must find it within 15 % (300 readings), blind to
     the warm-up and drift that dominate the CV."""
-    from harness.series_writer import read_series
+    from harness.records.series_writer import read_series
 
     folder, runner = runs["power-stability-short"]
     results = {r["lines_on"][0]: r for r in json.loads((folder / "results.json").read_text())["results"]}
@@ -270,7 +270,7 @@ def test_linearity_detects_lasers_with_a_threshold(runs: dict) -> None:
 def test_analyze_recreates_results_from_the_folder_alone(runs: dict, tmp_path: Path) -> None:
     import shutil
 
-    from harness.cli import run
+    from harness.cli.commands import run
 
     folder, _ = runs["power-stability-short"]
     copy = tmp_path / folder.name
@@ -287,7 +287,7 @@ def test_analyze_recreates_results_from_the_folder_alone(runs: dict, tmp_path: P
 def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> None:
     """The same metrics on the noise-free ground-truth profile (off-centre Gaussian x vignetting)
     and on the measured, dark-subtracted frames agree."""
-    from harness.flat_field_metrics import flat_field_metrics
+    from harness.analysis.flat_field_metrics import flat_field_metrics
     from simulators.camera import Exposure
 
     folder, runner = runs["flat-field"]
@@ -320,7 +320,7 @@ def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> No
 def test_flat_field_correction_images_recover_the_illumination_and_correct_it(runs: dict) -> None:
     """Each lit channel's correction image (mean 1) equals the simulator's illumination profile
     normalised to mean 1 within 1 % everywhere; dividing a raw frame by it lifts U from ~27 % to > 95 %."""
-    from harness.flat_field_metrics import flat_field_metrics
+    from harness.analysis.flat_field_metrics import flat_field_metrics
     from simulators.camera import Exposure
     from simulators.sample import illumination_profile
 
@@ -359,8 +359,8 @@ def test_qc_results_travel_in_the_ome_tiff(runs: dict, protocol: str, stack: str
     Image), with 4DN-BINA-OME calibration names; re-analysing replaces them, it does not pile up."""
     import shutil
 
-    from harness.analysis import analyse_run
-    from harness.qc_annotations import NS_NBO_QC, NS_QC
+    from harness.analysis.analyse import analyse_run
+    from harness.analysis.qc_annotations import NS_NBO_QC, NS_QC
 
     copy = tmp_path / "copy"
     shutil.copytree(runs[protocol][0], copy)
@@ -401,7 +401,7 @@ def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, proto
     import lxml.html
     from matplotlib.image import imread
 
-    from harness.report import COLOURS
+    from harness.report.report import COLOURS
 
     folder, _ = runs[protocol]
     results = json.loads((folder / "results.json").read_text())
@@ -446,7 +446,7 @@ def test_analyze_names_changed_and_missing_files(runs: dict, tmp_path: Path, cap
     the files; a folder with a listed file missing, or a damaged run.json, is one clear message."""
     import shutil
 
-    from harness.cli import run
+    from harness.cli.commands import run
 
     copy = tmp_path / "copy"
     shutil.copytree(runs["power-stability-short"][0], copy)

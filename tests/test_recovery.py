@@ -21,13 +21,13 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
-from harness import cli
-from harness.journal import read_journal
-from harness.image_records import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
-from harness.ome_metadata import build_ome
-from harness.ome_writer import OmeTiffStack
-from harness.plan import StackPlan
-from harness.recovery import (
+from harness.cli import commands as cli
+from harness.records.journal import read_journal
+from harness.records.image_records import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from harness.records.ome_metadata import build_ome
+from harness.records.ome_writer import OmeTiffStack
+from harness.protocol.plan import StackPlan
+from harness.recovery.recover import (
     INTERRUPTED_NOTE,
     LOST_NOTE,
     UNLOGGED_NOTE,
@@ -40,8 +40,8 @@ from harness.recovery import (
     scan_pages,
     scan_runs,
 )
-from harness.runner import FRAME_COLUMNS
-from harness.series_writer import SeriesWriter, read_series
+from harness.run.runner import FRAME_COLUMNS
+from harness.records.series_writer import SeriesWriter, read_series
 
 from .conftest import ROOT, station_variant
 from .omecheck import bioformats_info, bioformats_value

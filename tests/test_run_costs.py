@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import tifffile
 
-import harness.provenance as provenance
-from harness.analysis import analyse_run
-from harness.flat_field_metrics import flat_field_metrics, gaussian_blur
-from harness.frame_stats import frame_stats
-from harness.provenance import sha256_file
-from harness.runner import Runner
-from harness.station import Station
+import harness.records.provenance as provenance
+from harness.analysis.analyse import analyse_run
+from harness.analysis.flat_field_metrics import flat_field_metrics, gaussian_blur
+from harness.analysis.frame_stats import frame_stats
+from harness.records.provenance import sha256_file
+from harness.run.runner import Runner
+from harness.station.station import Station
 from tests.conftest import ROOT, station_variant
 
 SMALL_CAMERA = {"width_px": 96, "height_px": 64}

@@ -16,9 +16,9 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
-from harness.errors import UserError
-from harness.journal import read_journal
-from harness.runner import Runner
+from harness.common.errors import UserError
+from harness.records.journal import read_journal
+from harness.run.runner import Runner
 from tests.conftest import ROOT, station_variant
 from tests.omecheck import bioformats_info, bioformats_value
 
@@ -217,7 +217,7 @@ def test_an_interrupted_multichannel_stack_is_completed_with_marked_placeholders
 def test_a_signal_while_a_page_is_written_waits_for_its_frame_log_row(make_station, tmp_path: Path, monkeypatch, sig: int) -> None:
     """The signal arrives between a frame's page and its frame-log row: the run ends after the row,
     so every page of the OME-TIFF has its row (no page the frame log does not know)."""
-    from harness.ome_writer import OmeTiffStack
+    from harness.records.ome_writer import OmeTiffStack
 
     write = OmeTiffStack.write
     count = {"n": 0}
@@ -273,9 +273,9 @@ def _lose_laser_after_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_safe_state_not_confirmed_is_unsafe_exit_7_with_a_red_banner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture) -> None:
-    from harness.cli import run
-    from harness.errors import EXIT_UNSAFE
-    from harness.results_store import ResultsStore
+    from harness.cli.commands import run
+    from harness.common.errors import EXIT_UNSAFE
+    from harness.store.results_store import ResultsStore
 
     _lose_laser_after_sampling(monkeypatch)
     station = station_variant(tmp_path, {"devices": {"Laser488": {"timeout_ms": 300}}})
@@ -311,7 +311,7 @@ def test_a_full_disk_while_finalizing_a_stack_fails_the_run(make_station, tmp_pa
     space is freed) rebuilds the stack from its pages and ends the run as the journal says."""
     import errno
 
-    from harness.ome_writer import OmeTiffStack
+    from harness.records.ome_writer import OmeTiffStack
 
     def no_space(self: OmeTiffStack) -> bool:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -333,7 +333,7 @@ def test_a_full_disk_while_finalizing_a_stack_fails_the_run(make_station, tmp_pa
 def test_a_failed_run_is_not_a_qc_fail(make_station, tmp_path: Path) -> None:
     """The meter is lost mid-run: the partial metrics are kept but not judged, the report says the
     measurement could not be completed (not FAIL), the store says failed / not judged."""
-    from harness.results_store import ResultsStore
+    from harness.store.results_store import ResultsStore
     from simulators.params import FaultSpec
 
     text = SAMPLING.replace("MAXMISSING", "0") + "acceptance:\n  stability_pct: {pass: [99.99, null], unit: \"%\"}\n"
@@ -362,9 +362,9 @@ def test_the_demo_flat_field_no_longer_crashes_its_analysis(tmp_path: Path, caps
     dark-subtracted flat field is all zero, which divided by its maximum (ZeroDivisionError). Now the
     analysis refuses it with the reason: exit 6, `analysis failed` in the results, the store and the
     report; `analyze` says it in one message, without a traceback."""
-    from harness.cli import run
-    from harness.errors import EXIT_ANALYSIS_FAILED
-    from harness.results_store import ResultsStore
+    from harness.cli.commands import run
+    from harness.common.errors import EXIT_ANALYSIS_FAILED
+    from harness.store.results_store import ResultsStore
     from tests.conftest import DEMO, merge
 
     import yaml
@@ -400,8 +400,8 @@ def test_the_demo_flat_field_no_longer_crashes_its_analysis(tmp_path: Path, caps
 
 def test_analyze_of_a_crashing_analysis_is_one_message_and_exit_6(make_station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture) -> None:
-    from harness import analysis
-    from harness.cli import run
+    from harness.analysis import analyse as analysis
+    from harness.cli.commands import run
 
     st = make_station({})
     outcome = Runner(st, _protocol(tmp_path, SHORT), runs_dir=tmp_path / "runs", quiet=True).run()
@@ -417,7 +417,7 @@ def test_analyze_of_a_crashing_analysis_is_one_message_and_exit_6(make_station, 
     results = json.loads((outcome.folder / "results.json").read_text())
     assert results["status"] == "analysis failed" and "traceback" in results["results"][0]
     monkeypatch.setattr(analysis, "analyse_run", bug)  # a crash of the analysis as a whole
-    monkeypatch.setattr("harness.cli.analyse_run", bug, raising=False)  # (whether cli imports it up front or when called)
+    monkeypatch.setattr("harness.cli.commands.analyse_run", bug, raising=False)  # (whether cli imports it up front or when called)
     assert run(["analyze", str(outcome.folder)]) == 6
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err and err.strip().startswith("analysis failed: ZeroDivisionError")

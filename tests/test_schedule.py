@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from harness.errors import UserError
-from harness.schedule_file import read_schedule_file
-from harness import kill_points
-from harness.scheduler import ScheduleState, Scheduler
+from harness.common.errors import UserError
+from harness.unattended.schedule_file import read_schedule_file
+from harness.common import kill_points
+from harness.unattended.scheduler import ScheduleState, Scheduler
 from simulators.clock import VirtualClock
 from tests.conftest import ROOT, merge, station_variant
 
@@ -212,7 +212,7 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
 
     def kill_first_monday_run(job: Any, proc: Any, attempt: int) -> None:
         """The Monday nightly run's first attempt is killed (SIGKILL) at its 21st reading: as the
-        service starts it, its environment names that kill point (harness/kill_points.py)."""
+        service starts it, its environment names that kill point (harness/common/kill_points.py)."""
         local = clock.utc().astimezone(BERLIN)
         if job.name == "nightly" and local.weekday() == 0 and attempt == 1:
             killed.append(proc.pid)
@@ -302,7 +302,7 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
     assert all(d["ok"] for o in outcomes for d in o["notified"])
 
     # the results store has every run, the interrupted one included
-    from harness.results_store import ResultsStore
+    from harness.store.results_store import ResultsStore
 
     with ResultsStore() as store:
         ids = {r.run_id for r in store.history()}
@@ -311,10 +311,10 @@ def test_a_virtual_week_of_unattended_qc(tmp_path: Path, webhook: Any) -> None:
 
 # --- what a run checks before it starts ------------------------------------------------------------
 def test_a_run_on_a_busy_station_is_refused_and_touches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from harness.cli import run
-    from harness.errors import EXIT_PRECONDITION
-    from harness.run_guard import station_name
-    from harness.station_lock import StationLock
+    from harness.cli.commands import run
+    from harness.common.errors import EXIT_PRECONDITION
+    from harness.station.run_guard import station_name
+    from harness.station.station_lock import StationLock
 
     station = station_variant(tmp_path, {})
     outcome = tmp_path / "outcome.json"
@@ -329,8 +329,8 @@ def test_a_run_on_a_busy_station_is_refused_and_touches_nothing(tmp_path: Path, 
 
 
 def test_a_run_with_an_open_interlock_is_refused_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from harness.cli import run
-    from harness.errors import EXIT_PRECONDITION
+    from harness.cli.commands import run
+    from harness.common.errors import EXIT_PRECONDITION
 
     station = station_variant(tmp_path, {"devices": {"Laser561": {"simulation": {"interlock_closed": False}}}})
     protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
@@ -347,7 +347,7 @@ def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigter
     import subprocess
     import sys
 
-    from harness.cli import run
+    from harness.cli.commands import run
 
     station = station_variant(tmp_path, {})
     protocol = _write(tmp_path / "nightly.yaml", NIGHTLY)
@@ -385,10 +385,10 @@ def test_the_service_process_catches_up_a_missed_job_and_stops_cleanly_on_sigter
 @pytest.mark.parametrize("command", [["devices"], ["meter"], ["snap"], ["move", "0", "0"]])
 def test_every_command_that_touches_the_station_respects_a_running_run(tmp_path: Path, capsys: pytest.CaptureFixture, command: list[str]) -> None:
     """Bringing a station up puts its lasers into their safe state: never under somebody's run."""
-    from harness.cli import run
-    from harness.errors import EXIT_PRECONDITION
-    from harness.run_guard import station_name
-    from harness.station_lock import StationLock
+    from harness.cli.commands import run
+    from harness.common.errors import EXIT_PRECONDITION
+    from harness.station.run_guard import station_name
+    from harness.station.station_lock import StationLock
 
     station = station_variant(tmp_path, {})
     with StationLock(station_name(station), purpose="run power-stability-long"):
@@ -397,7 +397,7 @@ def test_every_command_that_touches_the_station_respects_a_running_run(tmp_path:
 
 
 def test_the_lock_folder_can_be_shared_by_every_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.station_lock import StationLock, default_lock_dir
+    from harness.station.station_lock import StationLock, default_lock_dir
 
     monkeypatch.setenv("MICROSCOPE_QC_LOCK_DIR", str(tmp_path / "shared-locks"))
     assert default_lock_dir() == tmp_path / "shared-locks"
@@ -406,8 +406,8 @@ def test_the_lock_folder_can_be_shared_by_every_account(tmp_path: Path, monkeypa
 
 
 def test_a_second_service_for_the_same_schedule_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from harness.cli import run
-    from harness.station_lock import StationLock
+    from harness.cli.commands import run
+    from harness.station.station_lock import StationLock
 
     path = _schedule(tmp_path, {"schedule": "one-service"})
     with StationLock("schedule one-service", purpose="schedule service"):
@@ -444,7 +444,7 @@ def test_a_long_run_does_not_build_a_backlog_and_gone_jobs_leave_no_pending(tmp_
     assert len(missed) == 2 and "4 time(s)" in missed[0]["reason"]
     # a pending attempt of a job that is no longer in the file is dropped at start, with a message
     state = ScheduleState(schedule.state_dir)
-    from harness.scheduler import Pending
+    from harness.unattended.scheduler import Pending
 
     state.pending.append(Pending("renamed-job", "2026-12-01T00:00:00+00:00", 2, "2026-12-01T00:00:00+00:00"))
     state.save()
@@ -568,7 +568,7 @@ def test_the_outcome_file_and_exit_status_map_to_the_endings(tmp_path: Path) -> 
     """What the service reads from a run process: its outcome file's word, or the exit status alone."""
     import subprocess
 
-    from harness import scheduler as module
+    from harness.unattended import scheduler as module
 
     schedule = read_schedule_file(_schedule(tmp_path, {}))
     service = Scheduler(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.registration import shift_px
-from harness.runner import Runner
+from harness.analysis.registration import shift_px
+from harness.run.runner import Runner
 
 PROTOCOL = """\
 protocol: repeatability-test

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import run
-from harness.errors import UserError
-from harness.station import Station
+from harness.cli.commands import run
+from harness.common.errors import UserError
+from harness.station.station import Station
 from tests.conftest import DEMO, SIMULATED
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast

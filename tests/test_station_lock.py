@@ -18,8 +18,8 @@ import platformdirs
 import psutil
 import pytest
 
-from harness.errors import UserError
-from harness.station_lock import (
+from harness.common.errors import UserError
+from harness.station.station_lock import (
     CORRUPT_GRACE_S,
     LockDirError,
     OwnerInfo,
@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from harness.station_lock import StationBusy, StationLock
+    from harness.station.station_lock import StationBusy, StationLock
 
     station, lock_dir, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     lock = StationLock(station, lock_dir=lock_dir, purpose="run power-stability-short")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.station import Station
+from harness.station.station import Station
 from tests.conftest import DEMO, FAST, merge, station_variant
 from tests.imaging import shift_px
 

@@ -19,8 +19,8 @@ import pytest
 import tifffile
 import yaml
 
-from harness.runner import Runner
-from harness.station import Station
+from harness.run.runner import Runner
+from harness.station.station import Station
 from simulators.clock import ScaledClock, VirtualClock, WallClock
 from tests.conftest import station_variant
 
@@ -151,7 +151,7 @@ def test_real_clocks_keep_the_interface() -> None:
 
 
 def test_a_station_with_micro_manager_devices_cannot_run_on_virtual_time(tmp_path: Path) -> None:
-    from harness.errors import UserError
+    from harness.common.errors import UserError
     from tests.conftest import ROOT
 
     data = yaml.safe_load((ROOT / "configs" / "demo-micromanager.yaml").read_text())

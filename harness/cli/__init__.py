@@ -1,0 +1,1 @@
+"""The command line: ``microscope-qc`` and its sub-commands."""

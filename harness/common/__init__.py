@@ -1,0 +1,2 @@
+"""Shared foundations with no dependency on the rest of the harness: errors, units, atomic and
+confined file writes, YAML with line numbers, the disk-full guard, kill points for crash tests."""

@@ -1,0 +1,1 @@
+"""Protocols: the YAML file model and its expansion into a plan of actions."""

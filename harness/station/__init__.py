@@ -1,0 +1,2 @@
+"""The station: its YAML file, the devices built from it (real or simulated), roles, the station
+lock and the guard that keeps two runs off one microscope."""

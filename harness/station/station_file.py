@@ -1,0 +1,367 @@
+"""The station file format (YAML): which devices a microscope has, which roles they fill, what no
+device reports about the instrument, safety limits, and for simulated stations the world's ground
+truth. Validated with pydantic; every mistake is reported with file, line and field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from simulators.params import (
+    BeadFieldParams,
+    CameraParams,
+    LaserParams,
+    MeterParams,
+    OpticsParams,
+    UniformSlideParams,
+    XYStageParams,
+    ZDriveParams,
+)
+
+from harness.common.units import KeyMsInt, KeyMw, KeyNm, KeyUm
+
+
+SIMULATED = "simulated"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+PropertyValue = Union[bool, int, float, str]
+
+
+class _Entry(_Model):
+    description: str = ""
+    properties: dict[str, PropertyValue] = Field(
+        default_factory=dict, description="Micro-Manager properties set after initialization"
+    )
+
+
+class _VisaEntry(_Entry):
+    resource: str = Field(description="VISA resource string, or 'simulated'")
+    visa_library: str = Field(default="@py", description="'@py' (pyvisa-py) or '' (NI-VISA / system VISA)")
+    timeout_ms: KeyMsInt = Field(default=2000, ge=10, le=600000)
+
+    @property
+    def simulated(self) -> bool:
+        return self.resource == SIMULATED
+
+
+class PowerMeterEntry(_VisaEntry):
+    driver: Literal["thorlabs_pm100"]
+    simulation: MeterParams | None = None
+
+
+class LaserEntry(_VisaEntry):
+    driver: Literal["coherent_obis"]
+    simulation: LaserParams | None = None
+
+    @model_validator(mode="after")
+    def _needs_truth(self) -> LaserEntry:
+        if self.simulated and self.simulation is None:
+            raise ValueError("a simulated laser needs a 'simulation' block (wavelength_nm, nominal_power_mw, ...)")
+        return self
+
+
+class TsiCameraEntry(_Entry):
+    driver: Literal["thorlabs_tsi"]
+    sdk: str = Field(default="thorlabs_tsi_sdk", description="SDK package, or 'simulated'")
+    serial: str = Field(default="", description="camera serial number; empty: the first camera found")
+    frame_timeout_ms: KeyMsInt = Field(default=2000, ge=10)
+    simulation: CameraParams | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.sdk == SIMULATED
+
+
+class SimulatedXYEntry(_Entry):
+    driver: Literal["simulated_xy_stage"]
+    simulation: XYStageParams = XYStageParams()
+
+
+class SimulatedZEntry(_Entry):
+    driver: Literal["simulated_z_drive"]
+    simulation: ZDriveParams = ZDriveParams()
+
+
+class MicroManagerEntry(_Entry):
+    """A C++ Micro-Manager device loaded by adapter and device name (instead of from the .cfg)."""
+
+    driver: Literal["micromanager"]
+    adapter: str
+    device: str
+    pre_init: dict[str, PropertyValue] = Field(default_factory=dict)
+
+
+DeviceEntry = Annotated[
+    Union[PowerMeterEntry, LaserEntry, TsiCameraEntry, SimulatedXYEntry, SimulatedZEntry, MicroManagerEntry],
+    Field(discriminator="driver"),
+]
+
+
+class LaserRole(_Model):
+    """A laser line. Python drivers need only ``device``; C++ devices name their properties."""
+
+    device: str
+    wavelength_nm: KeyNm | None = Field(default=None, gt=0, description="required for C++ devices")
+    setpoint_property: str = "PowerSetpoint-mW"
+    setpoint_unit: Literal["mW", "W", "%", "V"] = "mW"
+    nominal_power_mw: KeyMw | None = Field(default=None, gt=0, description="needed when setpoint_unit is %")
+    volts_per_mw: float | None = Field(default=None, gt=0, description="analog modulation: needed when setpoint_unit is V")
+    emission: Literal["shutter", "property"] = "shutter"
+    shutter_device: str = Field(default="", description="shutter that gates this line (default: the laser device)")
+    emission_property: str = ""
+    emission_on: str = "1"
+    emission_off: str = "0"
+    power_property: str = Field(default="", description="the laser's own power reading, if any")
+    max_power_mw: KeyMw | None = Field(default=None, gt=0, description="station safety limit for this line")
+
+    @model_validator(mode="after")
+    def _units_complete(self) -> LaserRole:
+        if self.setpoint_unit == "%" and self.nominal_power_mw is None:
+            raise ValueError("setpoint_unit % needs nominal_power_mw")
+        if self.setpoint_unit == "V" and self.volts_per_mw is None:
+            raise ValueError("setpoint_unit V needs volts_per_mw")
+        if self.emission == "property" and not self.emission_property:
+            raise ValueError("emission: property needs emission_property")
+        return self
+
+
+class PowerMeterRole(_Model):
+    device: str
+    power_property: str = "Power-W"
+    power_unit: Literal["W", "mW", "uW"] = "W"
+    wavelength_property: str = "Wavelength-nm"
+    averaging_property: str = "Averaging"
+    zero_property: str = "Zero"
+    location: Literal[
+        "SOURCE_EXIT", "FIBER_EXIT", "OBJECTIVE_BACKFOCAL", "OBJECTIVE_EXIT", "OBJECTIVE_FOCAL", "OTHER"
+    ] = "OBJECTIVE_FOCAL"
+
+
+class Roles(_Model):
+    lasers: list[LaserRole] = Field(default_factory=list)
+    power_meter: PowerMeterRole | None = None
+    camera: str | None = None
+    xy_stage: str | None = None
+    z_drive: str | None = None
+
+
+class Microscope(_Model):
+    manufacturer: str = ""
+    model: str = ""
+    type: Literal["Upright", "Inverted", "Dissection", "Electrophysiology", "Other"] = "Other"
+    serial: str = ""
+
+
+class Objective(_Model):
+    id: str
+    manufacturer: str = ""
+    model: str = ""
+    nominal_magnification: float = Field(gt=0)
+    lens_na: float = Field(gt=0, le=1.7)
+    immersion: Literal["Oil", "Water", "WaterDipping", "Air", "Multi", "Glycerol", "Other"] = "Air"
+    correction: str = "Other"
+    working_distance_um: KeyUm | None = Field(default=None, ge=0)
+
+
+class Filter(_Model):
+    id: str
+    manufacturer: str = ""
+    model: str = ""
+    type: Literal["Dichroic", "LongPass", "ShortPass", "BandPass", "MultiPass", "NeutralDensity", "Tuneable", "Other"] = "Other"
+    cut_in_nm: KeyNm | None = Field(default=None, gt=0)
+    cut_out_nm: KeyNm | None = Field(default=None, gt=0)
+
+
+class Instrument(_Model):
+    """What no device reports: it goes into the OME Instrument of every file."""
+
+    microscope: Microscope = Microscope()
+    objectives: list[Objective] = Field(default_factory=list)
+    objective_in_use: str = ""
+    filters: list[Filter] = Field(default_factory=list)
+    camera_adapter_magnification: float = Field(default=1.0, gt=0)
+    pixel_size_um: KeyUm | None = Field(default=None, gt=0, description="override; default: camera pixel / magnification")
+
+    @model_validator(mode="after")
+    def _objective_known(self) -> Instrument:
+        ids = [o.id for o in self.objectives]
+        if self.objective_in_use and self.objective_in_use not in ids:
+            raise ValueError(f"objective_in_use {self.objective_in_use!r} is not among objectives {ids}")
+        return self
+
+
+class Safety(_Model):
+    max_laser_power_mw: KeyMw = Field(default=500.0, gt=0, description="no set point above this, on any line")
+
+
+class MicroManagerSetup(_Model):
+    config: str | None = Field(default=None, description="a Micro-Manager .cfg file (relative to the station file)")
+    adapter_paths: list[str] = Field(
+        default_factory=list, description="adapter folders; 'mm-test-adapters' names the PyPI package's folder"
+    )
+
+
+MAX_TIME_SCALE = 10000.0  # real time sped up more than this is not a measurement any more: use clock: virtual
+
+
+class Simulation(_Model):
+    seed: int = 1
+    clock: Literal["virtual", "real"] | None = Field(
+        default=None,
+        description="virtual: discrete-event station time (data depend on the files and the seed only; the default for a "
+                    "station of simulators); real: real time, sped up by time_scale (the default, at x1, for a station "
+                    "with Micro-Manager adapter devices, which take real time)",
+    )
+    time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE,
+                                     description=f"clock: real only: station seconds per real second (default 1, at most {MAX_TIME_SCALE:g}: "
+                                                 "beyond that a busy computer makes samples late by minutes of station time)")
+    sample: Literal["bead_field", "uniform_slide"] = "bead_field"
+    optics: OpticsParams = OpticsParams()
+    bead_field: BeadFieldParams = BeadFieldParams()
+    uniform_slide: UniformSlideParams = UniformSlideParams()
+
+
+def _display_name(v: str) -> str:
+    """A station name is for people ("Widefield 2 (room B.204)"): spaces and punctuation are kept;
+    where it becomes part of a file or folder name it is slugged (runner.slug, station_lock)."""
+    if not v.strip():
+        raise ValueError("a station name must not be blank")
+    if len(v) > 100:
+        raise ValueError(f"a station name is at most 100 characters (this one has {len(v)})")
+    if any(not ch.isprintable() for ch in v):
+        raise ValueError("a station name must be one line of printable text (no control characters or line breaks)")
+    return v
+
+
+StationName = Annotated[str, AfterValidator(_display_name), Field(max_length=100)]
+
+
+# which drivers can fill which role; a C++ device (``micromanager``, or a label from the .cfg) can
+# fill any role as far as the station file can tell (its kind is known only once it is loaded)
+ROLE_DRIVERS = {
+    "lasers": ("coherent_obis",),
+    "power_meter": ("thorlabs_pm100",),
+    "camera": ("thorlabs_tsi",),
+    "xy_stage": ("simulated_xy_stage",),
+    "z_drive": ("simulated_z_drive",),
+}
+
+
+def role_devices(roles: Roles) -> list[tuple[str, tuple[object, ...], str]]:
+    """(role, location in the file, device label) of every role that names a device."""
+    out: list[tuple[str, tuple[object, ...], str]] = [("lasers", ("roles", "lasers", i, "device"), r.device) for i, r in enumerate(roles.lasers)]
+    if roles.power_meter is not None:
+        out.append(("power_meter", ("roles", "power_meter", "device"), roles.power_meter.device))
+    for role in ("camera", "xy_stage", "z_drive"):
+        label = getattr(roles, role)
+        if label is not None:
+            out.append((role, ("roles", role), label))
+    return out
+
+
+class StationFile(_Model):
+    name: StationName = Field(description="display name (one line, at most 100 characters); slugged where it becomes a file name")
+    description: str = ""
+    micromanager: MicroManagerSetup = MicroManagerSetup()
+    devices: dict[str, DeviceEntry] = Field(default_factory=dict)
+    roles: Roles = Roles()
+    instrument: Instrument = Instrument()
+    safety: Safety = Safety()
+    simulation: Simulation | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StationFile:
+        simulated = [label for label, d in self.devices.items() if getattr(d, "simulated", False) or d.driver.startswith("simulated_")]
+        if simulated and self.simulation is None:
+            raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, clock, ...)")
+        return self
+
+    @model_validator(mode="after")
+    def _clock_fits_devices(self) -> StationFile:
+        sim = self.simulation
+        if sim is None:
+            return self
+        errors: list[InitErrorDetails] = []
+        if sim.clock == "virtual" and sim.time_scale is not None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", "time_scale applies to clock: real only (virtual time runs as fast as the computer allows)"),
+                                           loc=("simulation", "time_scale"), input=sim.time_scale))
+        adapters = self.micromanager_devices()
+        if sim.clock == "virtual" and adapters:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; use clock: real (with a time_scale)"),
+                                           loc=("simulation", "clock"), input=sim.clock))
+        if errors:
+            raise ValidationError.from_exception_data("StationFile", errors)
+        return self
+
+    def micromanager_devices(self) -> list[str]:
+        """Devices driven by Micro-Manager adapters: the .cfg's (named ``micromanager.config``) and the file's own."""
+        own = [label for label, d in self.devices.items() if d.driver == "micromanager"]
+        return (["the devices of micromanager.config"] if self.micromanager.config else []) + own
+
+    def clock_mode(self) -> tuple[str, float | None]:
+        """The station clock a simulated station runs on: ("virtual", None) or ("real", time_scale)."""
+        sim = self.simulation
+        assert sim is not None
+        if sim.clock == "virtual" or (sim.clock is None and sim.time_scale is None and not self.micromanager_devices()):
+            return ("virtual", None)
+        return ("real", sim.time_scale or 1.0)
+
+    @model_validator(mode="after")
+    def _roles_fit_devices(self) -> StationFile:
+        """What the file alone tells about roles (every problem at once, each at its own line): a
+        device of the station file fills only a role its driver can; no device fills two roles; a
+        laser line is listed once. A label the file does not define must come from the .cfg
+        (checked with the .cfg, see ``harness.run.preflight.station_file_problems``)."""
+        errors: list[InitErrorDetails] = []
+
+        def problem(loc: tuple[object, ...], text: str, value: object) -> None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_roles", text), loc=loc, input=value))  # type: ignore[arg-type]
+
+        first: dict[str, str] = {}
+        for role, loc, label in role_devices(self.roles):
+            entry = self.devices.get(label)
+            if entry is not None and entry.driver != "micromanager" and entry.driver not in ROLE_DRIVERS[role]:
+                problem(loc, f"device {label!r} ({entry.driver}) cannot be the {role.replace('_', ' ').removesuffix('s')}; "
+                             f"that needs a {' or '.join(ROLE_DRIVERS[role])} or a Micro-Manager (C++) device", label)
+            if label not in self.devices and not self.micromanager.config:
+                problem(loc, f"no device {label!r}: the station file defines {', '.join(self.devices) or 'none'} and names no micromanager.config", label)
+            if label in first and first[label] != role:
+                problem(loc, f"device {label!r} is already the {first[label].replace('_', ' ')}; one device fills one role", label)
+            first.setdefault(label, role)
+        seen: dict[tuple[str, str], int] = {}
+        wavelengths: dict[float, int] = {}
+        for i, line in enumerate(self.roles.lasers):
+            entry = self.devices.get(line.device)
+            python_driver = isinstance(entry, LaserEntry)
+            # a C++ laser combiner may give several lines, each with its own set point property
+            key = (line.device, "" if python_driver else line.setpoint_property)
+            if key in seen:
+                problem(("roles", "lasers", i, "device"), f"laser {line.device!r} is already listed as roles.lasers[{seen[key]}]"
+                        + ("" if python_driver else f" with the same setpoint_property {line.setpoint_property!r}"), line.device)
+                continue
+            seen[key] = i
+            nm = line.wavelength_nm
+            if nm is None and isinstance(entry, LaserEntry) and entry.simulated and entry.simulation is not None:
+                nm = entry.simulation.wavelength_nm
+            if nm is not None:
+                if nm in wavelengths:
+                    problem(("roles", "lasers", i), f"a second {nm:g} nm line (roles.lasers[{wavelengths[nm]}] is one already)", line.device)
+                wavelengths.setdefault(nm, i)
+        if errors:
+            raise ValidationError.from_exception_data("StationFile", errors)
+        return self
+
+    def line_limit_mw(self, label: str) -> float:
+        """The station's limit for a laser device: ``safety.max_laser_power_mw``, lowered by the
+        line's own ``max_power_mw``."""
+        limit = self.safety.max_laser_power_mw
+        for role in self.roles.lasers:
+            if role.device == label and role.max_power_mw is not None:
+                limit = min(limit, role.max_power_mw)
+        return limit

@@ -1,0 +1,1 @@
+"""The results store (SQLite or PostgreSQL) and the filters used to query it."""

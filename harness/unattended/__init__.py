@@ -1,0 +1,1 @@
+"""Unattended operation: schedule files, the scheduler service, notifications."""
