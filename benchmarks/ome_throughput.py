@@ -18,9 +18,9 @@ import numpy as np
 import tifffile
 
 from benchmarks._common import fsync_file
+from harness.protocol.plan import StackPlan
 from harness.records.image_records import InstrumentInfo, LineInfo, PlaneInfo
 from harness.records.ome_writer import OmeTiffStack
-from harness.protocol.plan import StackPlan
 
 
 def info() -> InstrumentInfo:

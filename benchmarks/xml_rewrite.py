@@ -20,9 +20,9 @@ import numpy as np
 import tifffile
 
 from benchmarks._common import fsync_file
+from harness.protocol.plan import StackPlan
 from harness.records.image_records import PlaneInfo
 from harness.records.ome_writer import OmeTiffStack
-from harness.protocol.plan import StackPlan
 from harness.records.tiff_description import rewrite_description
 
 from .ome_throughput import info

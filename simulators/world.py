@@ -12,9 +12,9 @@ import numpy as np
 from .camera import CameraModel
 from .clock import Clock, ScaledClock, VirtualClock
 from .laser import LaserModel
+from .lru import Lru
 from .meter import PowerMeterModel
 from .params import AxisParams, WorldParams
-from .lru import Lru
 from .sample import FieldOfView, bead_field_rate, sensor_grid, uniform_slide_rate
 from .stage import AxisModel, StageModel
 

@@ -16,7 +16,6 @@ from ome_types import from_xml
 from simulators.clock import ScaledClock
 from simulators.laser import LaserModel
 from simulators.params import LaserParams
-
 from tests.conftest import DEMO, FAST, ROOT, SIMULATED, station_variant
 from tests.omecheck import bioformats_info, bioformats_value
 

@@ -32,21 +32,19 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
-from harness.cli import commands as cli
-
 from harness.analysis import qc_annotations
-
-from harness.records import tiff_description
 from harness.analysis.analyse import analyse_run
-from harness.records.journal import read_journal
-from harness.records.image_records import NS_NBO, NS_RUN
-from harness.records.ome_writer import OmeTiffStack
+from harness.cli import commands as cli
 from harness.protocol.plan import StackPlan
+from harness.records import tiff_description
+from harness.records.image_records import NS_NBO, NS_RUN
+from harness.records.journal import read_journal
+from harness.records.ome_writer import OmeTiffStack
+from harness.records.stack_check import stack_problem
+from harness.records.tiff_description import entry_position, rewrite_description
 from harness.recovery.recover import recover_run
 from harness.run.runner import Runner
-from harness.records.stack_check import stack_problem
 from harness.station.station import Station
-from harness.records.tiff_description import entry_position, rewrite_description
 
 from .conftest import ROOT, station_variant
 from .omecheck import bioformats_info, bioformats_value
@@ -470,9 +468,9 @@ def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Pat
     """finalize completes the C x T grid with zero pages (no frame log rows), then rewrites the XML:
     a kill in between leaves the plan's XML and rowless pages, which recovery takes as those placeholders."""
     from harness.records.image_records import ChannelInfo, PlaneInfo
+    from harness.records.series_writer import SeriesWriter
     from harness.recovery.recover import recover_stack
     from harness.run.runner import FRAME_COLUMNS
-    from harness.records.series_writer import SeriesWriter
 
     plan = StackPlan("s", ["dark", "488"], {"dark": 4, "488": 4})
     stack = OmeTiffStack(tmp_path / "s.ome.tif", plan, _info(), datetime(2026, 1, 1, tzinfo=timezone.utc))

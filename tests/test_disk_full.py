@@ -20,7 +20,6 @@ import tifffile
 from ome_types import from_xml
 
 from harness.cli import commands as cli
-
 from harness.common import disk_full
 from harness.records.journal import Journal, read_journal
 from harness.records.series_writer import SeriesWriter, read_series

@@ -6,9 +6,8 @@ import time
 
 import pytest
 
-from simulators.params import FaultSpec
-
 from devices.errors import ConnectionLost, DeviceTimeout, FrameTimeout, GarbledReply, InstrumentError
+from simulators.params import FaultSpec
 
 
 def _arm(st, device: str, **spec) -> None:

@@ -27,7 +27,7 @@ from harness.cli import commands as cli
 from harness.records.journal import read_journal
 from harness.store.results_store import ResultsStore
 from harness.unattended.schedule_file import read_schedule_file
-from harness.unattended.scheduler import Pending, ScheduleState, Scheduler
+from harness.unattended.scheduler import Pending, Scheduler, ScheduleState
 from simulators.clock import VirtualClock
 from tests.conftest import FAST, ROOT, station_variant
 from tests.test_schedule import BERLIN, _Hooks, webhook  # noqa: F401  (webhook: the fixture)

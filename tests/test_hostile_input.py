@@ -18,12 +18,12 @@ import yaml
 
 from harness.cli.commands import run
 from harness.common.errors import EXIT_USER, UserError
+from harness.common.safe_paths import MAX_NAME, UnsafePath, inside, plain_name_problem
+from harness.common.yaml_source import MAX_DEPTH, MAX_FILE_BYTES, load_yaml, validate
 from harness.protocol.plan import StackPlan, expand
 from harness.protocol.protocol_file import read_protocol_file
-from harness.common.safe_paths import MAX_NAME, UnsafePath, inside, plain_name_problem
-from harness.unattended.schedule_file import Schedule, read_schedule_file
 from harness.station.station_file import StationFile
-from harness.common.yaml_source import MAX_DEPTH, MAX_FILE_BYTES, load_yaml, validate
+from harness.unattended.schedule_file import Schedule, read_schedule_file
 from tests.conftest import ROOT, SIMULATED, station_variant
 
 LINES = ["405", "488", "561", "640"]

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from harness.station.roles import wait_until_idle
 from harness.run.runner import Runner
 from harness.station.station import Station
 

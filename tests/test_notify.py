@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import ValidationError
 
-from harness.unattended.notify import Delivery, NotifyConfig, Notifier, SmtpConfig, WebhookConfig, redact
+from harness.unattended.notify import Delivery, Notifier, NotifyConfig, SmtpConfig, WebhookConfig, redact
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 

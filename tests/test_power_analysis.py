@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from harness.analysis.power_metrics import cv_pct, drift_pct_per_h, linearity_metrics, power_series_metrics, stability_pct, warmup_time_s
-from harness.protocol.protocol_file import Limit
 from harness.analysis.verdicts import judge, overall
+from harness.protocol.protocol_file import Limit
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 
@@ -174,9 +174,9 @@ def test_a_metric_not_computed_is_not_judged_with_its_reason() -> None:
 
 
 def test_flat_field_and_registration_refuse_images_without_signal() -> None:
-    from harness.common.errors import BadInput
     from harness.analysis.flat_field_metrics import flat_field_metrics
     from harness.analysis.registration import shift_px
+    from harness.common.errors import BadInput
 
     with pytest.raises(BadInput, match="no signal above the dark level"):
         flat_field_metrics(np.zeros((20, 30)))  # was: ZeroDivisionError (100 Imin / Imax)
@@ -191,8 +191,8 @@ def test_flat_field_and_registration_refuse_images_without_signal() -> None:
 
 
 def test_stage_analyses_refuse_what_they_cannot_measure() -> None:
-    from harness.common.errors import BadInput
     from harness.analysis.stage_metrics import displacements, iso230_metrics, repeatability_metrics, repeatability_tables
+    from harness.common.errors import BadInput
 
     with pytest.raises(BadInput, match="no reference/return pair"):
         displacements([], lambda i: None, 1.0)

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from harness.run.preflight import PreflightFailed
-from harness.station.run_guard import PreconditionFailed
 from harness.run.runner import Runner
+from harness.station.run_guard import PreconditionFailed
 from tests.conftest import DEMO, FAST, ROOT, merge, station_variant
 
 LINEARITY = ROOT / "protocols" / "power-linearity.yaml"
@@ -61,7 +61,7 @@ def test_linearity_above_the_safety_limit_is_refused_before_anything_moves(tmp_p
     # every line, at once, at the step inside the loop, with the values of the loop variables
     for key, first in (("405", "60 %"), ("488", "40 %"), ("561", "60 %"), ("640", "60 %")):
         assert f"{LINEARITY}:{step}: protocol: laser: set point {first} = 60 mW on the {key} nm line exceeds the station's safety limit of 50 mW" in text, text
-    assert f"(with line=405, setpoint=60 %); 4 more set points of this step exceed it too, up to 100 mW" in text
+    assert "(with line=405, setpoint=60 %); 4 more set points of this step exceed it too, up to 100 mW" in text
     warm_up = line_of(LINEARITY, "setpoint: 50 %, emission: on")
     assert f"{LINEARITY}:{warm_up}: protocol: laser: set point 50 % = 75 mW on the 488 nm line" in text  # the 488 warm-up too
     assert "safety.max_laser_power_mw" in text

@@ -22,11 +22,12 @@ import tifffile
 from ome_types import from_xml
 
 from harness.cli import commands as cli
-from harness.records.journal import read_journal
+from harness.protocol.plan import StackPlan
 from harness.records.image_records import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from harness.records.journal import read_journal
 from harness.records.ome_metadata import build_ome
 from harness.records.ome_writer import OmeTiffStack
-from harness.protocol.plan import StackPlan
+from harness.records.series_writer import SeriesWriter, read_series
 from harness.recovery.recover import (
     INTERRUPTED_NOTE,
     LOST_NOTE,
@@ -41,7 +42,6 @@ from harness.recovery.recover import (
     scan_runs,
 )
 from harness.run.runner import FRAME_COLUMNS
-from harness.records.series_writer import SeriesWriter, read_series
 
 from .conftest import ROOT, station_variant
 from .omecheck import bioformats_info, bioformats_value

@@ -362,12 +362,12 @@ def test_the_demo_flat_field_no_longer_crashes_its_analysis(tmp_path: Path, caps
     dark-subtracted flat field is all zero, which divided by its maximum (ZeroDivisionError). Now the
     analysis refuses it with the reason: exit 6, `analysis failed` in the results, the store and the
     report; `analyze` says it in one message, without a traceback."""
+    import yaml
+
     from harness.cli.commands import run
     from harness.common.errors import EXIT_ANALYSIS_FAILED
     from harness.store.results_store import ResultsStore
     from tests.conftest import DEMO, merge
-
-    import yaml
 
     data = merge(yaml.safe_load(DEMO.read_text()), {})
     data["micromanager"]["config"] = str(DEMO.parent / data["micromanager"]["config"])

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from harness.common import kill_points
 from harness.common.errors import UserError
 from harness.unattended.schedule_file import read_schedule_file
-from harness.common import kill_points
-from harness.unattended.scheduler import ScheduleState, Scheduler
+from harness.unattended.scheduler import Scheduler, ScheduleState
 from simulators.clock import VirtualClock
 from tests.conftest import ROOT, merge, station_variant
 

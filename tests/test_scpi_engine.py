@@ -8,9 +8,9 @@ import pytest
 from simulators.clock import ScaledClock
 from simulators.laser import LaserModel
 from simulators.meter import PowerMeterModel
+from simulators.obis_scpi import ObisScpi
 from simulators.params import LaserParams, MeterParams
 from simulators.pm100_scpi import PM100Scpi
-from simulators.obis_scpi import ObisScpi
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
-from harness.station.roles import wait_until_idle
-
 import numpy as np
 import pytest
 
+from harness.station.roles import wait_until_idle
 from harness.station.station import Station
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast

@@ -28,23 +28,20 @@ import numpy as np
 import yaml
 
 from harness import __version__
-
-from harness.analysis import power_metrics
-
-from harness.analysis import stage_metrics
 from harness.analysis import flat_field_metrics as flat_field_metrics_module
-from harness.common.atomic_files import replace_json
-from harness.common.safe_paths import inside
-from harness.common.errors import BadInput, UserError
+from harness.analysis import power_metrics, stage_metrics
 from harness.analysis.flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
 from harness.analysis.frame_stats import FrameStats, frame_stats
 from harness.analysis.power_metrics import Metric, linearity_metrics, power_series_metrics
+from harness.analysis.stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
+from harness.analysis.verdicts import judge, overall
+from harness.common.atomic_files import replace_json
+from harness.common.errors import BadInput, UserError
+from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit, ProtocolFile
 from harness.records.provenance import sha256_file
 from harness.records.series_writer import read_series
 from harness.records.stack_check import damage_note
-from harness.analysis.stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
-from harness.analysis.verdicts import judge, overall
 
 CONVENTIONS = "\n\n".join(
     f"{title}: " + (module.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
@@ -179,7 +176,10 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
     }
     try:
         correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
-        from harness.analysis.flat_field_correction import correction_image, write_correction  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+        from harness.analysis.flat_field_correction import (  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+            correction_image,
+            write_correction,
+        )
 
         write_correction(inside(folder, correction_name), correction_image(smoothed), ome, name, {
             "Frames": frames.count, "DarkFrames": dark.count,
@@ -327,7 +327,9 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     try:
         data["annotated_files"] = []
         if any(str(r.get("series", "")).endswith(".ome.tif") for r in results):
-            from harness.analysis.qc_annotations import annotate_run  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+            from harness.analysis.qc_annotations import (
+                annotate_run,  # the OME model costs about a second of start-up: loaded only where an image stack is handled
+            )
 
             data["annotated_files"] = annotate_run(folder, data)
     except Exception as exc:  # the results stand without the copy inside the OME-TIFFs; say so

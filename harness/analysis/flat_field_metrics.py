@@ -21,9 +21,9 @@ import math
 
 import numpy as np
 
-from harness.common.errors import BadInput
 from harness.analysis.input_checks import finite
 from harness.analysis.power_metrics import Metric
+from harness.common.errors import BadInput
 
 BLUR_SIGMA_PX = 2.0
 

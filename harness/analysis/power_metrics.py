@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.common.errors import BadInput
 from harness.analysis.input_checks import enough, finite, line_fit, positive
+from harness.common.errors import BadInput
 
 
 @dataclass(frozen=True)

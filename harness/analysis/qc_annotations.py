@@ -21,11 +21,10 @@ import tifffile
 from ome_types import from_xml
 from ome_types import model as m
 
+from harness.common.safe_paths import inside
 from harness.records.image_records import NS_NBO_QC, NS_QC
 from harness.records.ome_metadata import ome_xml_bytes
-from harness.common.safe_paths import inside
 from harness.records.tiff_description import rewrite_description
-
 
 # (result kind, metric) -> 4DN-BINA-OME Calibration+Performance field
 NBO_NAMES = {

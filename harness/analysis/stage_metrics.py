@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.common.errors import BadInput
 from harness.analysis.power_metrics import Metric
 from harness.analysis.registration import shift_px
+from harness.common.errors import BadInput
 
 
 def pair_frames(rows: list[dict[str, str]]) -> list[tuple[dict[str, str], dict[str, str]]]:

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from devices.errors import DeviceError, SafetyLimitError
-
 from harness import __version__
-
-from harness.common import shipped
 from harness.cli.cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive, utc_datetime
+from harness.common import shipped
 from harness.common.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
 
 # Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
@@ -69,11 +67,11 @@ def _file_kind(doc: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.protocol.plan import expand, lines_named
-    from harness.run.preflight import station_file_problems
-    from harness.protocol.protocol_file import ProtocolFile, check_acceptance
-    from harness.station.station_file import StationFile
     from harness.common.yaml_source import load_yaml, validate
+    from harness.protocol.plan import expand, lines_named
+    from harness.protocol.protocol_file import ProtocolFile, check_acceptance
+    from harness.run.preflight import station_file_problems
+    from harness.station.station_file import StationFile
 
     failures, against_station = [], []
     for path in args.files:
@@ -153,8 +151,8 @@ def _text_or_empty(path: Path) -> str:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from harness.protocol.protocol_file import ProtocolFile
-    from harness.unattended.schedule_file import ScheduleFile
     from harness.station.station_file import StationFile
+    from harness.unattended.schedule_file import ScheduleFile
 
     models = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -171,8 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.analysis.analyse import summary
     from harness.records.endings import UNSAFE, exit_code
     from harness.run.preflight import PreflightFailed, file_facts, preflight
-    from harness.station.run_guard import PreconditionFailed, interlock_problems, station_name, write_outcome
     from harness.run.runner import Runner
+    from harness.station.run_guard import PreconditionFailed, interlock_problems, station_name, write_outcome
     from harness.station.station import Station
     from harness.station.station_lock import StationBusy, StationLock
 
@@ -420,10 +418,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
-    from harness.store import store_filters
-    from harness.store.results_store import ResultsStore
     from harness.analysis.control_chart import flagged_indices
     from harness.report.trend_report import build_charts, write_report
+    from harness.store import store_filters
+    from harness.store.results_store import ResultsStore
 
     if args.baseline < 2:
         raise UserError(f"--baseline {args.baseline}: control limits need a baseline of at least 2 runs")

@@ -17,9 +17,9 @@ from harness.common.errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER,
 
 
 def cmd_schedule_run(args: argparse.Namespace) -> int:
+    from harness.station.station_lock import StationBusy, StationLock
     from harness.unattended.schedule_file import read_schedule_file
     from harness.unattended.scheduler import Scheduler
-    from harness.station.station_lock import StationBusy, StationLock
 
     schedule = read_schedule_file(args.file)
     service_lock = StationLock(f"schedule {schedule.spec.schedule}", purpose="schedule service")

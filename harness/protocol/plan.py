@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.common.errors import UserError
+from harness.common.units import WAVELENGTH_NM, parse_quantity
+from harness.common.yaml_source import YamlDocument, format_errors
 from harness.protocol.protocol_file import (
     STEP_KINDS,
     VAR,
@@ -28,8 +30,6 @@ from harness.protocol.protocol_file import (
     WaitStep,
     limit_problems,
 )
-from harness.common.units import WAVELENGTH_NM, parse_quantity
-from harness.common.yaml_source import YamlDocument, format_errors
 
 STEP_OVERHEAD_S = 0.05
 MOVE_ESTIMATE_S = 0.5

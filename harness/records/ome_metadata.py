@@ -15,7 +15,7 @@ from typing import Any
 from ome_types import model as m
 from ome_types import to_xml
 
-from harness.records.image_records import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from harness.records.image_records import NS_NBO, NS_RUN, ChannelInfo, InstrumentInfo, PlaneInfo
 
 _MICROSCOPE_TYPES = {"Upright", "Inverted", "Dissection", "Electrophysiology", "Other"}
 

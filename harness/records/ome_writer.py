@@ -20,9 +20,9 @@ import numpy as np
 import tifffile
 from ome_types.model import TiffData
 
+from harness.protocol.plan import StackPlan
 from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo
 from harness.records.ome_metadata import build_ome, ome_xml_bytes
-from harness.protocol.plan import StackPlan
 from harness.records.tiff_description import rewrite_description
 
 

@@ -85,9 +85,9 @@ import tifffile
 from harness.common.atomic_files import replace_bytes, replace_json
 from harness.common.disk_full import RESERVE_NAME, remove_leftover
 from harness.common.safe_paths import inside, plain_name_problem
-from harness.records.journal import Journal, parse_record
-from harness.records.image_records import NS_NBO, NS_NBO_QC, NS_QC, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from harness.protocol.plan import StackPlan
+from harness.records.image_records import NS_NBO, NS_NBO_QC, NS_QC, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from harness.records.journal import Journal, parse_record
 from harness.records.provenance import sha256_file
 from harness.records.series_writer import COLUMNS as SERIES_COLUMNS
 from harness.records.stack_check import quiet_tifffile, stack_problem

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.report import plots
 from harness.common.atomic_files import replace_text
 from harness.common.safe_paths import inside
 from harness.records.series_writer import read_series
+from harness.report import plots
 
 COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "not judged": "#5f6368"}
 # endings that are not QC verdicts: their own colours, never the verdict's red

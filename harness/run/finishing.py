@@ -38,11 +38,12 @@ from typing import Any
 
 from harness.common import kill_points
 from harness.common.atomic_files import replace_json, replace_text
-from harness.common.disk_full import RESERVE_NAME, full_path, is_disk_full, message as disk_full_message
+from harness.common.disk_full import RESERVE_NAME, full_path, is_disk_full
+from harness.common.disk_full import message as disk_full_message
+from harness.common.safe_paths import inside
 from harness.records.endings import COMPLETED, FAILED, FINISHING, RUNNING, acquisition_status
 from harness.records.journal import Journal
 from harness.records.provenance import sha256_file
-from harness.common.safe_paths import inside
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.common.errors import StationError, UserError
+from harness.common.yaml_source import YamlDocument, load_yaml, validate
 from harness.protocol.plan import Plan, expand, line_key, lines_named
 from harness.protocol.protocol_file import ProtocolFile, read_protocol_file
 from harness.station.station_file import LaserEntry, StationFile, TsiCameraEntry, role_devices
-from harness.common.yaml_source import YamlDocument, load_yaml, validate
 
 ROW_BYTES = 400  # one reading: a CSV row and its journal line
 FRAME_EXTRA_BYTES = 1500  # one frame besides its pixels: frame log row, journal line, OME-XML plane
@@ -281,7 +281,6 @@ def facts_for(path: str | Path | None, purpose: str = "preflight") -> Iterator[S
     """The loaded station's facts if it can be brought up (under its lock), else the file's, with
     the reason in ``skipped``. A mistake in the station file is raised."""
     from devices.errors import DeviceError
-
     from harness.station.run_guard import station_name
     from harness.station.station import Station
     from harness.station.station_lock import StationBusy, StationLock

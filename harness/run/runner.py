@@ -39,30 +39,32 @@ import sys
 import threading
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
-from devices.errors import DeviceError
 
+from devices.errors import DeviceError
 from harness.common import kill_points
-from harness.common.disk_full import DiskFull, SpaceReserve, check_room, full_path, is_disk_full, message as disk_full_message
 from harness.common.atomic_files import replace_json
-from harness.run.finishing import FINISHING, finish
-from harness.common.safe_paths import inside
+from harness.common.disk_full import DiskFull, SpaceReserve, check_room, full_path, is_disk_full
+from harness.common.disk_full import message as disk_full_message
 from harness.common.errors import UserError
-from harness.records.journal import Journal
-from harness.run.instrument_info import instrument_info
-from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo
+from harness.common.safe_paths import inside
 from harness.protocol.plan import Action, Plan, expand
+from harness.protocol.protocol_file import ProtocolFile, read_protocol_file
+from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo
+from harness.records.journal import Journal
+from harness.records.provenance import default_operator, host, sha256_file, sha256_text, software
+from harness.records.series_writer import SeriesWriter
+from harness.run.finishing import FINISHING, finish
+from harness.run.instrument_info import instrument_info
 from harness.run.preflight import check_plan, device_label, station_facts
 from harness.run.progress import Progress
-from harness.protocol.protocol_file import ProtocolFile, read_protocol_file
-from harness.records.provenance import default_operator, host, sha256_file, sha256_text, software
 from harness.station.roles import device_call
-from harness.records.series_writer import SeriesWriter
 from harness.station.station import Station
 
 if TYPE_CHECKING:

@@ -11,11 +11,11 @@ import numpy as np
 
 from harness import __version__
 from harness.common.errors import UserError
-from harness.run.instrument_info import instrument_info
+from harness.protocol.plan import StackPlan
 from harness.records.image_records import ChannelInfo, PlaneInfo
 from harness.records.ome_writer import OmeTiffStack
-from harness.protocol.plan import StackPlan
 from harness.records.provenance import default_operator, git_commit, sha256_file
+from harness.run.instrument_info import instrument_info
 
 OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 

@@ -13,7 +13,6 @@ import numpy as np
 from pymmcore_plus.experimental.unicore import UniMMCore
 
 from devices.errors import DeviceError, DeviceTimeout, SafetyLimitError
-
 from harness.station.station_file import LaserRole, PowerMeterRole
 
 T = TypeVar("T")

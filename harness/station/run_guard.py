@@ -14,9 +14,8 @@ from typing import Any
 
 from harness.common.atomic_files import replace_json
 from harness.common.errors import UserError
-from harness.station.station_file import StationFile
 from harness.common.yaml_source import load_yaml, validate
-
+from harness.station.station_file import StationFile
 
 
 class PreconditionFailed(Exception):

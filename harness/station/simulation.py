@@ -6,15 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simulators import tsi_sdk
-from simulators.clock import Clock
-from simulators.mm_stage import SimulatedXYStage, SimulatedZDrive
-from simulators.obis_scpi import ObisScpi
-from simulators.params import CameraParams, MeterParams, WorldParams
-from simulators.pm100_scpi import PM100Scpi
-from simulators.scpi_server import ScpiServer
-from simulators.world import World
-
 from harness.station.station_file import (
     LaserEntry,
     PowerMeterEntry,
@@ -23,6 +14,14 @@ from harness.station.station_file import (
     StationFile,
     TsiCameraEntry,
 )
+from simulators import tsi_sdk
+from simulators.clock import Clock
+from simulators.mm_stage import SimulatedXYStage, SimulatedZDrive
+from simulators.obis_scpi import ObisScpi
+from simulators.params import CameraParams, MeterParams, WorldParams
+from simulators.pm100_scpi import PM100Scpi
+from simulators.scpi_server import ScpiServer
+from simulators.world import World
 
 SIM_SDK_PACKAGE = "simulators.tsi_sdk"
 

@@ -21,10 +21,9 @@ from devices.errors import DeviceError
 from devices.identity import DeviceIdentity
 from devices.thorlabs_pm100 import ThorlabsPM100
 from devices.thorlabs_tsi import ThorlabsTSICamera
-from simulators.clock import Clock, ScaledClock, VirtualClock, WallClock
-
 from harness.common.errors import StationError, UserError
 from harness.common.resources import adapter_folder, default_station
+from harness.common.yaml_source import YamlDocument, load_yaml, validate
 from harness.station.roles import Camera, LaserLine, PowerMeter, XYStage, ZDrive, device_call, property_or
 from harness.station.simulation import SIM_SDK_PACKAGE, SimulatedHardware, start_simulation
 from harness.station.station_file import (
@@ -37,7 +36,7 @@ from harness.station.station_file import (
     StationFile,
     TsiCameraEntry,
 )
-from harness.common.yaml_source import YamlDocument, load_yaml, validate
+from simulators.clock import Clock, ScaledClock, VirtualClock, WallClock
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness.common.units import KeyMsInt, KeyMw, KeyNm, KeyUm
 from simulators.params import (
     BeadFieldParams,
     CameraParams,
@@ -19,9 +20,6 @@ from simulators.params import (
     XYStageParams,
     ZDriveParams,
 )
-
-from harness.common.units import KeyMsInt, KeyMw, KeyNm, KeyUm
-
 
 SIMULATED = "simulated"
 

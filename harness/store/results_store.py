@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from harness.records.endings import ANALYSIS_FAILED, COMPLETED, of_folder
 from harness.common.errors import UserError
+from harness.records.endings import ANALYSIS_FAILED, COMPLETED, of_folder
 
 ENV_VAR = "MICROSCOPE_QC_DB"
 VERDICTS = ("pass", "warn", "fail", "not judged")

@@ -20,12 +20,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.unattended.notify import NotifyConfig
-from harness.protocol.protocol_file import read_protocol_file
 from harness.common.safe_paths import PlainName, inside
-from harness.station.station_file import StationFile
 from harness.common.units import Bytes, Seconds
 from harness.common.yaml_source import load_yaml, validate
+from harness.protocol.protocol_file import read_protocol_file
+from harness.station.station_file import StationFile
+from harness.unattended.notify import NotifyConfig
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -55,16 +55,17 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.common import kill_points
 from harness.common.atomic_files import replace_json
+from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER
 from harness.common.safe_paths import inside
 from harness.unattended.notify import Notifier
-from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER
 from harness.unattended.schedule_file import Job, Schedule
 from simulators.clock import Clock, WallClock
 
