@@ -69,7 +69,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -79,11 +78,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import psutil
 import tifffile
 
 from harness.common.atomic_files import replace_bytes, replace_json
 from harness.common.disk_full import RESERVE_NAME, remove_leftover
+from harness.common.process_owner import folder_lock, liveness, this_process
 from harness.common.safe_paths import inside, plain_name_problem
 from harness.protocol.plan import StackPlan
 from harness.records.image_records import NS_NBO, NS_NBO_QC, NS_QC, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
@@ -97,7 +96,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CREATE_TIME_TOLERANCE_S = 0.5
 ORPHAN_GRACE_S = 60.0
 """A folder with a journal but no readable run.json names no owner: it is taken as abandoned only
 when none of its files changed for this long (a live run writes run.json within a second)."""
@@ -152,24 +150,10 @@ def owner_state(run: dict[str, Any]) -> tuple[str, str]:
     """("gone" | "alive" | "other host" | "unknown", why) for the process that owns a run."""
     proc = run.get("process")
     pid = proc.get("pid") if isinstance(proc, dict) else None
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    if not isinstance(proc, dict) or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return "unknown", "run.json names no owner process (written by an older version)"
-    hostname = proc.get("hostname")
-    if not isinstance(hostname, str) or hostname.casefold() != socket.gethostname().casefold():
-        return "other host", f"owned by pid {pid} on host {hostname}, whose processes cannot be seen from here"
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return "gone", f"pid {pid} has exited"
-        create_time = process.create_time()
-    except psutil.NoSuchProcess:
-        return "gone", f"pid {pid} is no longer running"
-    except psutil.AccessDenied:  # alive, and we cannot check it: assume it is the owner
-        return "alive", f"pid {pid} is running (not ours to inspect)"
     expected = proc.get("create_time")
-    if isinstance(expected, (int, float)) and abs(create_time - expected) > CREATE_TIME_TOLERANCE_S:
-        return "gone", f"pid {pid} now belongs to another process (started at a different time)"
-    return "alive", f"pid {pid} is still running"
+    return liveness(pid, float(expected) if isinstance(expected, (int, float)) else None, proc.get("hostname"))
 
 
 def _newest_change(folder: Path) -> float:
@@ -240,26 +224,6 @@ def recover_all(runs_dir: str | Path, store: bool = False, db_url: str | None = 
 # --- small file helpers ----------------------------------------------------------------------------
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[bool]:
-    """True while this process alone recovers ``folder`` (flock on the folder; POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; two recoveries of one folder at once are not guarded
-        yield True
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _shown(data: bytes) -> str:
@@ -845,7 +809,7 @@ def recover_run(folder: str | Path, force: bool = False, store: bool = False, db
         report.error = "not a folder"
         return report
     try:
-        with _folder_lock(folder) as mine:
+        with folder_lock(folder) as mine:
             if not mine:
                 report.outcome, report.reason = "left alone", "another process is recovering it"
                 return report
@@ -866,7 +830,7 @@ def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | Non
     if not analysable:
         report.details.append("not analysed: run.json has no protocol (it was rebuilt from the journal)")
     if run.get("status") == FINISHING:  # this process finishes it now: a kill here leaves it to the next recover
-        run["process"] = _this_process()
+        run["process"] = this_process().as_dict()
         replace_json(inside(folder, "run.json"), run)
         from harness.common import kill_points
 
@@ -878,10 +842,6 @@ def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | Non
         report.analysis_error = done.analysis_error
         report.details.append(done.analysis_error)
     report.outcome = "recovered"
-
-
-def _this_process() -> dict[str, Any]:
-    return {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()}
 
 
 def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = False, db_url: str | None = None) -> None:

@@ -32,9 +32,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 import signal
-import socket
 import sys
 import threading
 import traceback
@@ -45,14 +43,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import psutil
-
 from devices.errors import DeviceError
 from harness.common import kill_points
 from harness.common.atomic_files import replace_json
 from harness.common.disk_full import DiskFull, SpaceReserve, check_room, full_path, is_disk_full
 from harness.common.disk_full import message as disk_full_message
 from harness.common.errors import UserError
+from harness.common.process_owner import this_process
 from harness.common.safe_paths import inside
 from harness.protocol.plan import Action, Plan, expand
 from harness.protocol.protocol_file import ProtocolFile, read_protocol_file
@@ -449,7 +446,7 @@ class Runner:
             "safe_state": self.safe_state,
             "files": self._files(),
             # the owner, so that `recover` can tell a run whose process died (kill -9, power loss) from a live one
-            "process": {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "hostname": socket.gethostname()},
+            "process": this_process().as_dict(),
         }
         if acquisition is not None:
             data["acquisition"] = acquisition

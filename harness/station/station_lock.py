@@ -19,14 +19,12 @@ held while it is younger than ``CORRUPT_GRACE_S`` and as stale after that.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import psutil
 
 from harness.common.errors import UserError
+from harness.common.process_owner import GONE, liveness, same_host, this_process, try_lock, unlock
 from harness.common.safe_paths import inside
 
 log = logging.getLogger(__name__)
@@ -48,7 +46,6 @@ APP_NAME = "microscope-qc"
 CORRUPT_GRACE_S = 60.0
 """An unreadable lock file younger than this is treated as held, older as stale."""
 GUARD_TIMEOUT_S = 10.0
-CREATE_TIME_TOLERANCE_S = 0.5
 
 
 class StationBusy(Exception):
@@ -118,18 +115,6 @@ def lock_file_name(station_name: str) -> str:
     slug = re.sub(r"[^a-z0-9._-]+", "-", station_name.lower()).strip("-._")[:60] or "station"
     digest = hashlib.sha256(station_name.encode("utf-8")).hexdigest()[:8]
     return f"{slug}-{digest}.lock"
-
-
-def _hostname() -> str:
-    return socket.gethostname()
-
-
-def _same_host(a: str | None, b: str) -> bool:
-    return a is not None and a.casefold() == b.casefold()
-
-
-def _process_create_time(pid: int) -> float:
-    return psutil.Process(pid).create_time()
 
 
 def _parse(raw: bytes) -> OwnerInfo:
@@ -235,9 +220,7 @@ class StationLock:
         except OSError as error:
             raise LockDirError(f"cannot create the lock file {self.path}: {error.strerror or error}") from None
         info = {
-            "pid": os.getpid(),
-            "create_time": _process_create_time(os.getpid()),
-            "hostname": _hostname(),
+            **this_process().as_dict(),
             "purpose": self.purpose,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "station": self.station,
@@ -274,20 +257,8 @@ class StationLock:
                 return None
             return f"unreadable lock file ({owner.problem}), untouched for {age:.0f} s"
         assert owner.pid is not None
-        if not _same_host(owner.hostname, _hostname()):
-            return None
-        try:
-            process = psutil.Process(owner.pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return f"pid {owner.pid} has exited"
-            create_time = process.create_time()
-        except psutil.NoSuchProcess:
-            return f"pid {owner.pid} is no longer running"
-        except psutil.AccessDenied:  # alive, but we cannot check it: assume it is the owner
-            return None
-        if owner.create_time is not None and abs(create_time - owner.create_time) > CREATE_TIME_TOLERANCE_S:
-            return f"pid {owner.pid} now belongs to another process (started at a different time)"
-        return None
+        state, why = liveness(owner.pid, owner.create_time, owner.hostname)
+        return why if state == GONE else None  # another host's lock is never stale automatically
 
     def _remove_stale(self) -> None:
         """Move the stale file to a unique name, then delete it (under the guard)."""
@@ -307,7 +278,7 @@ class StationLock:
         message = f"station '{self.station}' is in use by {owner.describe()} -- lock file {self.path}"
         if waited_s > 0:
             message += f" (still in use after waiting {waited_s:g} s)"
-        if owner.readable and not _same_host(owner.hostname, _hostname()):
+        if owner.readable and not same_host(owner.hostname):
             message += (
                 f"; the lock belongs to another computer ({owner.hostname}), whose processes this one cannot "
                 "check, so it is never removed automatically: if no run is going on there, delete the lock file"
@@ -379,43 +350,12 @@ class StationLock:
             try:
                 yield
             finally:
-                _os_unlock(fd)
+                unlock(fd)
         finally:
             os.close(fd)
 
     def _try_os_lock(self, fd: int) -> bool:
         try:
-            return _try_os_lock(fd)
+            return try_lock(fd)
         except OSError as error:
             raise LockDirError(f"cannot lock {self.guard_path}: {error.strerror or error}") from None
-
-
-if os.name == "nt":
-    import msvcrt
-
-    def _try_os_lock(fd: int) -> bool:
-        os.lseek(fd, 0, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as error:  # EACCES: held by another process
-            if error.errno in (errno.EACCES, errno.EDEADLK, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
-                return False
-            raise
-        return True
-
-    def _os_unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_os_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _os_unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
