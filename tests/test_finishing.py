@@ -26,6 +26,7 @@ import yaml
 from harness.cli import commands as cli
 from harness.records.journal import read_journal
 from harness.store.results_store import ResultsStore
+from harness.unattended.run_launcher import ProcessLauncher
 from harness.unattended.schedule_file import read_schedule_file
 from harness.unattended.scheduler import Pending, Scheduler, ScheduleState
 from simulators.clock import VirtualClock
@@ -343,8 +344,6 @@ def test_a_run_recovered_at_service_start_is_recorded_notified_and_retried(tmp_p
 
 # --- 4. the database password is never in a process's argv ------------------------------------------------
 def test_the_database_url_goes_to_the_run_process_by_environment_not_argv(tmp_path: Path, setup: dict[str, Any], webhook: Any) -> None:
-    from harness.unattended import scheduler as module
-
     server, _ = webhook
     url = "postgresql://qcuser:pa55-W0rd-xyz@127.0.0.1:5432/qc"
     schedule = _schedule(tmp_path, setup, ["fail"], server)
@@ -363,13 +362,8 @@ def test_the_database_url_goes_to_the_run_process_by_environment_not_argv(tmp_pa
         def communicate(self) -> tuple[str, str]:
             return "", ""
 
-    original = module.subprocess.Popen
-    module.subprocess.Popen = _Recorded  # type: ignore[misc]
-    try:
-        service = Scheduler(schedule, VirtualClock(datetime(2026, 12, 1, 0, 30, tzinfo=BERLIN)), out=lambda s: None)
-        service._run_process(schedule.spec.jobs[0], Pending("hourly", "2026-12-01T00:00:00+00:00", 1, "2026-12-01T00:00:00+00:00"), 0.0, False)
-    finally:
-        module.subprocess.Popen = original  # type: ignore[misc]
+    launcher = ProcessLauncher(schedule, VirtualClock(datetime(2026, 12, 1, 0, 30, tzinfo=BERLIN)), out=lambda s: None, popen=_Recorded)
+    launcher.launch(schedule.spec.jobs[0], Pending("hourly", "2026-12-01T00:00:00+00:00", 1, "2026-12-01T00:00:00+00:00"), 0.0, False)
     [(argv, env)] = started
     assert not any("pa55-W0rd-xyz" in arg for arg in argv), argv
     assert "--db" not in argv and env["MICROSCOPE_QC_DB"] == url

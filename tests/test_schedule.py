@@ -415,27 +415,41 @@ def test_a_second_service_for_the_same_schedule_is_refused(tmp_path: Path, capsy
     assert "the schedule 'one-service' is already being run by another service: pid" in capsys.readouterr().err
 
 
-class _FakeRuns(Scheduler):
-    """The service loop with runs that take ``hours`` of (virtual) station time and no station."""
+class _FakeRuns:
+    """A launcher whose runs take ``hours`` of (virtual) station time, with no station and nothing to recover."""
 
     hours = 5.0
 
-    def _run_process(self, job: Any, p: Any, wait_s: float, interlock: bool) -> dict[str, Any]:
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+
+    def launch(self, job: Any, attempt: Any, wait_s: float, interlock: bool) -> dict[str, Any]:
         self.clock.advance(self.hours * 3600)
         return {"status": "completed", "verdict": "pass", "folder": None, "reason": "", "stored": "n/a"}
 
-    def _safe_state(self, why: str) -> None:
+    def safe_state(self, station: Path, why: str) -> bool | None:
+        return None
+
+    def recover(self) -> list[Any]:
+        return []
+
+    def outlive(self, folder: Path) -> dict[str, Any] | None:
+        return None
+
+    def terminate(self) -> None:
         pass
 
-    def _recover(self) -> list[Any]:
-        return []
+
+def _fake_runs(schedule: Any, clock: VirtualClock, **kwargs: Any) -> Scheduler:
+    """The service loop with ``_FakeRuns``."""
+    return Scheduler(schedule, clock, launcher=_FakeRuns(clock), **kwargs)
 
 
 def test_a_long_run_does_not_build_a_backlog_and_gone_jobs_leave_no_pending(tmp_path: Path) -> None:
     path = _schedule(tmp_path, {"jobs": [{"name": "hourly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 * * * *"}]})
     schedule = read_schedule_file(path)
     clock = VirtualClock(_local(2026, 12, 1, 0, 30))
-    _FakeRuns(schedule, clock, out=lambda s: None).run(until=_local(2026, 12, 1, 12, 0))
+    _fake_runs(schedule, clock, out=lambda s: None).run(until=_local(2026, 12, 1, 12, 0))
     done = [o for o in ScheduleState(schedule.state_dir).outcomes()]
     ran = [datetime.fromisoformat(o["due"]).astimezone(BERLIN).strftime("%H:%M") for o in done if o["outcome"] == "completed"]
     # 01:00 runs until 06:00; then only the latest time (06:00) runs, not 02:00..05:00 one after another
@@ -449,7 +463,7 @@ def test_a_long_run_does_not_build_a_backlog_and_gone_jobs_leave_no_pending(tmp_
     state.pending.append(Pending("renamed-job", "2026-12-01T00:00:00+00:00", 2, "2026-12-01T00:00:00+00:00"))
     state.save()
     said: list[str] = []
-    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 12, 30)), out=said.append).run(until=_local(2026, 12, 1, 12, 45))
+    _fake_runs(schedule, VirtualClock(_local(2026, 12, 1, 12, 30)), out=said.append).run(until=_local(2026, 12, 1, 12, 45))
     assert any("renamed-job: pending attempt dropped" in s for s in said)
     assert not ScheduleState(schedule.state_dir).pending
 
@@ -459,7 +473,7 @@ def test_an_unreadable_state_file_is_kept_aside_and_the_service_starts(tmp_path:
     schedule.state_dir.mkdir(parents=True)
     (schedule.state_dir / "state.json").write_text("{ torn")
     said: list[str] = []
-    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 12)), out=said.append).run(until=_local(2026, 12, 1, 12, 5))
+    _fake_runs(schedule, VirtualClock(_local(2026, 12, 1, 12)), out=said.append).run(until=_local(2026, 12, 1, 12, 5))
     assert any("could not be read" in s and "starting afresh" in s for s in said)
     assert list(schedule.state_dir.glob("state.json.unreadable-*"))
 
@@ -469,40 +483,46 @@ def test_a_rolled_back_state_file_does_not_run_a_completed_time_again(tmp_path: 
     says it completed: the service does not run it twice (found by the kill campaign)."""
     path = _schedule(tmp_path, {"jobs": [{"name": "hourly", "protocol": str(ROOT / "protocols" / "power-stability-short.yaml"), "cron": "0 * * * *"}]})
     schedule = read_schedule_file(path)
-    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None).run(until=_local(2026, 12, 1, 1, 30))
+    _fake_runs(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None).run(until=_local(2026, 12, 1, 1, 30))
     completed = [o["due"] for o in ScheduleState(schedule.state_dir).outcomes() if o["outcome"] == "completed"]
     assert len(completed) == 1
     state = ScheduleState(schedule.state_dir)
     state.last_due["hourly"] = _local(2026, 11, 30, 22).isoformat()  # rolled back: 23:00 .. 01:00 look missed
     state.save()
     said: list[str] = []
-    _FakeRuns(schedule, VirtualClock(_local(2026, 12, 1, 1, 35)), out=said.append).run(until=_local(2026, 12, 1, 1, 50))
+    _fake_runs(schedule, VirtualClock(_local(2026, 12, 1, 1, 35)), out=said.append).run(until=_local(2026, 12, 1, 1, 50))
     again = [o["due"] for o in ScheduleState(schedule.state_dir).outcomes() if o["outcome"] == "completed"]
     assert again == completed and any("was done already (outcomes.jsonl): not run again" in s for s in said)
 
 
 # --- endings that are not QC verdicts ----------------------------------------------------------------
-class _Endings(Scheduler):
-    """The service loop with scripted run endings and scripted safe-state checks (no station)."""
+class _Endings:
+    """A launcher with scripted run endings and scripted safe-state checks (no station)."""
 
-    def __init__(self, *args: Any, endings: list[dict[str, Any]], safe: list[bool], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.endings, self.safe, self.safe_calls = list(endings), list(safe), []
+    def __init__(self, clock: VirtualClock, endings: list[dict[str, Any]], safe: list[bool]) -> None:
+        self.clock, self.endings, self.safe, self.safe_calls = clock, list(endings), list(safe), []
 
-    def _run_process(self, job: Any, p: Any, wait_s: float, interlock: bool) -> dict[str, Any]:
+    def launch(self, job: Any, attempt: Any, wait_s: float, interlock: bool) -> dict[str, Any]:
         self.clock.advance(600)
         return {"folder": None, "reason": "", "stored": "n/a", **self.endings.pop(0)}
 
-    def _safe_state(self, why: str, stations: list[Path] | None = None) -> dict[str, bool | None]:
+    def safe_state(self, station: Path, why: str) -> bool | None:
         self.safe_calls.append(why)
-        confirmed = self.safe.pop(0) if self.safe else True
-        key = str(self.schedule.station_of(self.schedule.spec.jobs[0]))
-        if confirmed and key in self.state.unsafe:
-            self.state.unsafe.pop(key)
-        return {key: confirmed}
+        return self.safe.pop(0) if self.safe else True
 
-    def _recover(self) -> list[Any]:
+    def recover(self) -> list[Any]:
         return []
+
+    def outlive(self, folder: Path) -> dict[str, Any] | None:
+        return None
+
+    def terminate(self) -> None:
+        pass
+
+
+def _endings(schedule: Any, clock: VirtualClock, endings: list[dict[str, Any]], safe: list[bool], **kwargs: Any) -> Scheduler:
+    """The service loop with scripted run endings and safe-state checks (``_Endings``)."""
+    return Scheduler(schedule, clock, launcher=_Endings(clock, endings, safe), **kwargs)
 
 
 def _hourly(tmp_path: Path, server: Any, on: list[str]) -> Any:
@@ -516,7 +536,7 @@ def test_an_unsafe_run_is_urgent_and_its_station_skipped_until_the_safe_state_is
     server, received = webhook
     schedule = _hourly(tmp_path, server, on=["fail"])  # 'unsafe' is sent although `on:` does not name it
     said: list[str] = []
-    service = _Endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=said.append,
+    service = _endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=said.append,
                        endings=[{"status": "unsafe", "reason": "safe state NOT confirmed for: Laser488: connection lost"},
                                 {"status": "completed", "verdict": "pass"}, {"status": "completed", "verdict": "pass"}],
                        # service start: confirmed; after the unsafe run: not; before 02:00: still not; before 03:00: confirmed
@@ -537,7 +557,7 @@ def test_an_unsafe_run_is_urgent_and_its_station_skipped_until_the_safe_state_is
 def test_an_unconfirmed_safe_state_after_a_failed_run_is_unsafe_too_and_survives_a_restart(tmp_path: Path, webhook: Any) -> None:
     server, received = webhook
     schedule = _hourly(tmp_path, server, on=["run_failed"])
-    _Endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None,
+    _endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None,
              endings=[{"status": "failed", "reason": "device error: Laser488: connection lost"}], safe=[True, False]
              ).run(until=_local(2026, 12, 1, 1, 30))
     [o] = ScheduleState(schedule.state_dir).outcomes()
@@ -545,7 +565,7 @@ def test_an_unconfirmed_safe_state_after_a_failed_run_is_unsafe_too_and_survives
     assert [r["json"]["event"] for r in received] == ["unsafe"]
     assert list(ScheduleState(schedule.state_dir).unsafe) == [str(schedule.station_of(schedule.spec.jobs[0]))]
     # the service restarts: the safe state is tried at start; still not confirmed: the next job is skipped
-    _Endings(schedule, VirtualClock(_local(2026, 12, 1, 1, 40)), out=lambda s: None, endings=[], safe=[False, False]
+    _endings(schedule, VirtualClock(_local(2026, 12, 1, 1, 40)), out=lambda s: None, endings=[], safe=[False, False]
              ).run(until=_local(2026, 12, 1, 2, 30))
     assert [o["outcome"] for o in ScheduleState(schedule.state_dir).outcomes()] == ["unsafe", "skipped"]
 
@@ -553,7 +573,7 @@ def test_an_unconfirmed_safe_state_after_a_failed_run_is_unsafe_too_and_survives
 def test_an_analysis_failure_is_notified_as_such_and_not_retried(tmp_path: Path, webhook: Any) -> None:
     server, received = webhook
     schedule = _hourly(tmp_path, server, on=["fail", "run_failed", "analysis_failed"])
-    _Endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None,
+    _endings(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None,
              endings=[{"status": "analysis failed", "verdict": "not judged",
                        "reason": "analysis failed: flatfield.ome.tif: no signal above the dark level"}], safe=[]
              ).run(until=_local(2026, 12, 1, 1, 30))
@@ -568,10 +588,11 @@ def test_the_outcome_file_and_exit_status_map_to_the_endings(tmp_path: Path) -> 
     """What the service reads from a run process: its outcome file's word, or the exit status alone."""
     import subprocess
 
-    from harness.unattended import scheduler as module
+    from harness.unattended.run_launcher import ProcessLauncher
+
+    original = subprocess.Popen
 
     schedule = read_schedule_file(_schedule(tmp_path, {}))
-    service = Scheduler(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None)
     schedule.state_dir.mkdir(parents=True, exist_ok=True)
     schedule.runs_dir.mkdir(parents=True, exist_ok=True)
     cases = [({"status": "completed", "outcome": "analysis failed", "analysis_error": "no signal"}, 6, "analysis failed"),
@@ -589,11 +610,7 @@ def test_the_outcome_file_and_exit_status_map_to_the_endings(tmp_path: Path) -> 
             def communicate(self) -> tuple[str, str]:
                 return "", ""
 
-        original = module.subprocess.Popen
-        module.subprocess.Popen = _Done  # type: ignore[misc]
-        try:
-            result = service._run_process(schedule.spec.jobs[0], None, 0.0, False)
-        finally:
-            module.subprocess.Popen = original  # type: ignore[misc]
+        launcher = ProcessLauncher(schedule, VirtualClock(_local(2026, 12, 1, 0, 30)), out=lambda s: None, popen=_Done)
+        result = launcher.launch(schedule.spec.jobs[0], None, 0.0, False)
         assert result["status"] == expect, (written, result)
     assert subprocess.Popen is original

@@ -3,19 +3,32 @@ the station lock (one run per station across processes), the laser interlocks, t
 a supervising scheduler reads, and the results store.
 
 A failed precondition means the run never started: no run folder, exit code 5.
+
+Contract:
+- ``held_station(path, purpose, ...)``: the one way to take a station's lock and then bring the
+  station up (every command that touches the hardware, the run, the schedule service's safe state).
+  Raises ``StationBusy`` (before anything is loaded) if another process holds the lock after
+  ``wait_s``, ``LockDirError`` if the lock folder cannot be used, ``UserError`` for a bad station
+  file; the station is unloaded and the lock released when the block ends, whatever happens.
+- ``station_name(path)``: the station file's ``name``, without loading it.
+- ``interlock_problems``, ``write_outcome``, ``record``: see each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from harness.common.atomic_files import replace_json
+from harness.common.disk_full import is_disk_full
 from harness.common.errors import UserError
+from harness.common.resources import default_station
 from harness.common.yaml_source import load_yaml, validate
 from harness.station.station_file import StationFile
+from harness.station.station_lock import OwnerInfo, StationLock
 
 
 class PreconditionFailed(Exception):
@@ -24,24 +37,26 @@ class PreconditionFailed(Exception):
 
 def station_name(path: str | Path | None) -> str:
     """The ``name`` of a station file, without bringing the station up."""
-    from harness.common.resources import default_station
-
     doc = load_yaml(path or default_station())
     spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
     return spec.name
 
 
 @contextmanager
-def held_station(path: str | Path | None, purpose: str) -> Iterator[Any]:
+def held_station(path: str | Path | None, purpose: str, *, wait_s: float = 0.0, on_wait: Callable[[str, OwnerInfo], None] | None = None,
+                 name: str | None = None, **load: Any) -> Iterator[Any]:
     """The station, brought up under its lock (any command that touches the hardware: loading a
     station puts its lasers into their safe state, which must not happen under a running run).
-    Raises ``StationBusy`` at once if another process holds it."""
-    from harness.station.station import Station
-    from harness.station.station_lock import StationLock
 
-    lock = StationLock(station_name(path), purpose=purpose)
-    lock.acquire()
-    with lock, Station.load(path) as station:
+    Waits up to ``wait_s`` for another process's lock (``on_wait(station name, owner)`` once, when
+    waiting starts), then raises ``StationBusy``. ``name``: the station's name if the caller has
+    read it already; ``load``: passed to ``Station.load`` (``time_scale``, ``clock_start``)."""
+    from harness.station.station import Station  # pymmcore-plus and the drivers: imported only when a station is brought up
+
+    name = station_name(path) if name is None else name
+    lock = StationLock(name, purpose=purpose)
+    lock.acquire(wait_s=wait_s, on_wait=None if on_wait is None else lambda owner: on_wait(name, owner))
+    with lock, Station.load(path, **load) as station:  # a stale lock taken over is logged (WARNING) by the lock itself
         yield station
 
 
@@ -67,22 +82,18 @@ def write_outcome(path: Path | None, **fields: Any) -> None:
     try:
         replace_json(path, fields)
     except OSError as exc:  # a full disk: the supervisor reads the exit status alone; say it
-        import sys
-
         print(f"outcome file {path} not written: {exc}", file=sys.stderr)
 
 
 def record(folder: Path, db_url: str | None) -> str:
     """Put the run into the results store; a store problem never fails the run (it is said)."""
-    from harness.store.results_store import record_run
+    from harness.store.results_store import record_run  # SQLAlchemy: imported only when a run is recorded
 
     try:
         return record_run(folder, db_url)
     except UserError as exc:
         return f"NOT recorded: {exc}"
     except Exception as exc:  # e.g. a database on a full disk ("database or disk is full")
-        from harness.common.disk_full import is_disk_full
-
         if not (is_disk_full(exc) or "disk is full" in str(exc)):
             raise
         return f"NOT recorded: the database's disk is full; record it later with: microscope-qc import {folder}"

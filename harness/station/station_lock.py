@@ -131,9 +131,12 @@ def _parse(raw: bytes) -> OwnerInfo:
         return OwnerInfo(readable=False, problem="no hostname")
     if ctime is not None and (not isinstance(ctime, (int, float)) or isinstance(ctime, bool) or not math.isfinite(ctime)):
         return OwnerInfo(readable=False, problem="invalid create_time")
-    text = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("started", "station", "token")}
-    purpose = data.get("purpose") if isinstance(data.get("purpose"), str) else ""
-    return OwnerInfo(pid, None if ctime is None else float(ctime), data["hostname"], purpose, **text)
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    return OwnerInfo(pid, None if ctime is None else float(ctime), data["hostname"], text("purpose") or "",
+                     started=text("started"), station=text("station"), token=text("token"))
 
 
 class StationLock:

@@ -38,6 +38,7 @@ from harness import __version__
 log = logging.getLogger(__name__)
 
 Event = Literal["fail", "warn", "run_failed", "analysis_failed", "skipped", "interrupted", "unsafe"]
+DEFAULT_EVENTS: tuple[Event, ...] = ("fail", "run_failed", "analysis_failed", "interrupted", "skipped")
 EVENTS: tuple[str, ...] = ("fail", "warn", "run_failed", "analysis_failed", "skipped", "interrupted", "unsafe")
 ALWAYS: tuple[str, ...] = ("unsafe",)  # sent whatever ``on:`` says
 REDACTED = "***"
@@ -94,7 +95,7 @@ class WebhookConfig(_Model):
 class NotifyConfig(_Model):
     smtp: SmtpConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
-    on: list[Event] = Field(default_factory=lambda: ["fail", "run_failed", "analysis_failed", "interrupted", "skipped"],
+    on: list[Event] = Field(default_factory=lambda: list(DEFAULT_EVENTS),
                             description="events to notify; 'unsafe' (safe state not confirmed) is always sent")
 
     @model_validator(mode="before")

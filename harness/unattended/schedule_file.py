@@ -52,8 +52,10 @@ class Job(_Model):
     cron: str | None = Field(default=None, description="cron expression (minute hour day month weekday) in the schedule's time zone")
     every: Seconds | None = Field(default=None, description="interval, e.g. '6 h' (instead of cron)")
     start: datetime | None = Field(default=None, description="first time of an interval job (local to the time zone; default: midnight)")
-    missed: Literal["run_once", "skip"] = Field(default="run_once", description="times missed while the service was not running: run once at start, or skip (recorded)")
-    on_precondition_failure: Literal["postpone", "skip"] = Field(default="postpone", description="postpone: try again after retries.delay while attempts last; skip: record and wait for the next time")
+    missed: Literal["run_once", "skip"] = Field(
+        default="run_once", description="times missed while the service was not running: run once at start, or skip (recorded)")
+    on_precondition_failure: Literal["postpone", "skip"] = Field(
+        default="postpone", description="postpone: try again after retries.delay while attempts last; skip: record and wait for the next time")
     retries: Retries = Retries()
     preconditions: Preconditions | None = Field(default=None, description="instead of the schedule's")
     enabled: bool = True
