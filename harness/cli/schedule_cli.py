@@ -42,7 +42,8 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda s, f: scheduler.terminate())
-        print(f"schedule {schedule.spec.schedule!r} ({schedule.path}): {len(schedule.spec.jobs)} job{'s' if len(schedule.spec.jobs) != 1 else ''}, time zone {schedule.spec.timezone}; "
+        jobs = len(schedule.spec.jobs)
+        print(f"schedule {schedule.spec.schedule!r} ({schedule.path}): {jobs} job{'s' if jobs != 1 else ''}, time zone {schedule.spec.timezone}; "
               f"runs in {schedule.runs_dir}; stop with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
         scheduler.run()
         print("schedule service stopped", file=sys.stderr)
@@ -51,7 +52,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:
     from harness.unattended.schedule_file import read_schedule_file
-    from harness.unattended.scheduler import ScheduleState
+    from harness.unattended.schedule_state import ScheduleState
 
     schedule = read_schedule_file(args.file)
     state = ScheduleState(schedule.state_dir)
@@ -69,8 +70,8 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
                      f"{datetime.fromisoformat(prev['time']).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}") if prev else "never run"
         pending = [p for p in state.pending if p.job == job.name]
         print(f"  {job.name:<20} {Path(job.protocol).stem:<24} {when}; missed: {job.missed}; last: {prev_text}")
-        print(f"  {'':<20} next: {', '.join(times) if times else 'disabled'}"
-              + (f"; pending attempt {pending[0].attempt} at {datetime.fromisoformat(pending[0].not_before).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}" if pending else ""))
+        retry = f"{datetime.fromisoformat(pending[0].not_before).astimezone(schedule.tz):%a %Y-%m-%d %H:%M}" if pending else ""
+        print(f"  {'':<20} next: {', '.join(times) if times else 'disabled'}" + (f"; pending attempt {pending[0].attempt} at {retry}" if pending else ""))
     return 0
 
 
@@ -96,7 +97,7 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
 
 def cmd_schedule_last(args: argparse.Namespace) -> int:
     from harness.unattended.schedule_file import read_schedule_file
-    from harness.unattended.scheduler import ScheduleState
+    from harness.unattended.schedule_state import ScheduleState
 
     schedule = read_schedule_file(args.file)
     outcomes = ScheduleState(schedule.state_dir).outcomes()
@@ -124,7 +125,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``schedule`` command and its actions."""
     p = sub.add_parser("schedule", help="unattended QC: run a schedule file's jobs when they are due")
     ss = p.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
     q = ss.add_parser("run", help="the long-running service (systemd / Task Scheduler)")
