@@ -113,7 +113,7 @@ class Scheduler:
             self.state.pending.remove(p)
             self.out(f"{p.job}: pending attempt dropped (the job is no longer in the schedule, or is disabled)")
         self._reconcile(self.launcher.recover())
-        for station, confirmed in (self._safe_state("service start") or {}).items():
+        for station, confirmed in self._safe_state("service start").items():
             if confirmed is False and station not in self.state.unsafe:
                 now = self.clock.utc()
                 self.state.unsafe[station] = {"since": iso(now), "reason": "safe state not confirmed at service start"}
@@ -222,7 +222,7 @@ class Scheduler:
         station_key = str(self.schedule.station_of(job))
         if station_key in self.state.unsafe:
             # never run blindly on a station that may have a laser on: try its safe state again first
-            confirmed = self._safe_state(f"before {job.name}: the station's safe state was not confirmed", [self.schedule.station_of(job)]) or {}
+            confirmed = self._safe_state(f"before {job.name}: the station's safe state was not confirmed", [self.schedule.station_of(job)])
             if confirmed.get(station_key) is True:
                 self.out(f"{job.name}: safe state of {Path(station_key).name} confirmed again; runs resume")
                 self.state.unsafe.pop(station_key, None)
@@ -282,7 +282,7 @@ class Scheduler:
             self.state.save()
             return self._finish(outcome)
         # failed, aborted or interrupted: the station goes to its safe state; retry while attempts last
-        confirmed = self._safe_state(f"after {status} run of {job.name}", [self.schedule.station_of(job)]) or {}
+        confirmed = self._safe_state(f"after {status} run of {job.name}", [self.schedule.station_of(job)])
         if confirmed.get(str(self.schedule.station_of(job))) is False:
             outcome.outcome = "unsafe"
             outcome.reason = (outcome.reason + "; " if outcome.reason else "") + "the service's safe state after the run was NOT confirmed"
@@ -299,7 +299,7 @@ class Scheduler:
         confirmed, mark the station unsafe (its jobs are skipped until a later try confirms it)."""
         station = self.schedule.station_of(job)
         key = str(station)
-        confirmed = None if tried else (self._safe_state(f"after the unsafe end of {job.name}", [station]) or {}).get(key)
+        confirmed = None if tried else self._safe_state(f"after the unsafe end of {job.name}", [station]).get(key)
         if confirmed is True:
             outcome.reason += "; the service's safe state afterwards was confirmed: later runs go ahead"
             self.state.unsafe.pop(key, None)
