@@ -15,6 +15,10 @@ Stale: the owner ran on this host and its pid is gone (or a zombie), or the pid 
 process with a different create time (pid reuse). A lock held on another host is never stale
 automatically: we cannot see that host's processes. An unreadable lock file (not our JSON) counts as
 held while it is younger than ``CORRUPT_GRACE_S`` and as stale after that.
+
+The owner record, its liveness and the OS lock are ``harness.common.process_owner``'s (shared with
+recovery and run.json). ``acquire`` raises ``StationBusy`` (a live owner) or ``LockDirError`` (the
+lock folder cannot be used); ``release`` never raises for a lock that is no longer ours.
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ def _parse(raw: bytes) -> OwnerInfo:
         return OwnerInfo(readable=False, problem="no hostname")
     if ctime is not None and (not isinstance(ctime, (int, float)) or isinstance(ctime, bool) or not math.isfinite(ctime)):
         return OwnerInfo(readable=False, problem="invalid create_time")
+
     def text(key: str) -> str | None:
         value = data.get(key)
         return value if isinstance(value, str) else None
