@@ -48,7 +48,8 @@ it share one time line.
 The parts: this loop; its persisted state (``schedule_state``); the run launcher it is given
 (``run_launcher.RunLauncher``: run processes, recovery, safe state; ``ProcessLauncher`` by default);
 the platform code that ties a run process to the service (``process_ties``); notification texts
-(``messages``).
+(``messages``). This module is a little over 400 lines: the loop's rules (queueing, attempts,
+endings, reconciling at start) read as one piece.
 """
 
 from __future__ import annotations
