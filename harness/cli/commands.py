@@ -20,6 +20,7 @@ from harness import __version__
 from harness.cli.cli_types import at_least, excludes, finite, needs, non_empty, non_negative, output_file, output_folder, positive, utc_datetime
 from harness.common import shipped
 from harness.common.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_PRECONDITION, EXIT_RUN_FAILED, EXIT_USER, StationError, UserError
+from harness.records.run_folder import RunFolder
 
 # Start-up stays fast (``--help``, ``validate``): heavy modules (numpy, analysis, runner, station and
 # pymmcore-plus, the results store and SQLAlchemy, matplotlib, scipy, tifffile) are imported inside
@@ -115,10 +116,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
     from harness.analysis.analyse import analyse_run, summary, write_failed_results
     from harness.common.errors import EXIT_ANALYSIS_FAILED
-    from harness.run.finishing import write_manifest
+    from harness.records.manifest import write_manifest
 
     folder = Path(args.folder)
-    if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
+    if '"status": "finishing"' in _text_or_empty(RunFolder(folder).run_json):
         raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
     try:
         data = analyse_run(folder)
@@ -133,7 +134,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return EXIT_ANALYSIS_FAILED
     write_manifest(folder)
     print(summary(data))
-    print(f"wrote {folder / 'results.json'}")
+    print(f"wrote {RunFolder(folder).results_json}")
     if data.get("report"):
         print(f"report: {folder / data['report']}")
     if data.get("status") == "analysis failed":
@@ -151,10 +152,11 @@ def _text_or_empty(path: Path) -> str:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from harness.protocol.protocol_file import ProtocolFile
+    from harness.records.run_record import SCHEMA_MODELS
     from harness.station.station_file import StationFile
     from harness.unattended.schedule_file import ScheduleFile
 
-    models = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile}
+    models = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile, **SCHEMA_MODELS}
     args.out.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
         schema = model.model_json_schema(by_alias=True)

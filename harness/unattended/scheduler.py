@@ -65,6 +65,9 @@ from harness.common import kill_points
 from harness.common.atomic_files import replace_json
 from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER
 from harness.common.safe_paths import inside
+from harness.records.journal import read_journal
+from harness.records.run_folder import RunFolder
+from harness.records.run_record import read_results, read_run, run_from_json
 from harness.unattended.notify import Notifier
 from harness.unattended.schedule_file import Job, Schedule
 from simulators.clock import Clock, WallClock
@@ -513,10 +516,10 @@ class Scheduler:
         runs_dir = self.schedule.runs_dir
         for folder in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []:
             try:
-                text = (folder / "run.json").read_text(encoding="utf-8")
+                text = RunFolder(folder).run_json.read_text(encoding="utf-8")
                 if needle not in text:
                     continue
-                if json.loads(text).get("scheduled") == tag:
+                if run_from_json(json.loads(text)).scheduled == tag:
                     return folder
             except (OSError, ValueError, AttributeError):
                 continue
@@ -552,7 +555,7 @@ class Scheduler:
             if str(folder) in settled or str(folder) in recorded:
                 continue
             try:
-                tag = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("scheduled")
+                tag = read_run(folder).scheduled or {}
             except (OSError, ValueError, AttributeError):
                 continue
             if not isinstance(tag, dict) or tag.get("schedule") != self.schedule.spec.schedule:
@@ -581,7 +584,7 @@ class Scheduler:
             if truth is not None:
                 return truth
             try:
-                run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+                run = read_run(folder).as_dict()
             except (OSError, ValueError):
                 run = None
             alive = isinstance(run, dict) and owner_state(run)[0] == "alive"
@@ -679,14 +682,13 @@ def folder_result(folder: Path) -> dict[str, Any] | None:
     from harness.records.endings import ANALYSIS_FAILED, COMPLETED, FINISHING, RUNNING, UNSAFE, of_folder
 
     try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        run = read_run(folder).as_dict()
     except (OSError, ValueError):
         return None
     if not isinstance(run, dict) or run.get("status") in (RUNNING, FINISHING):
         return None
     try:
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        results = results if isinstance(results, dict) else None
+        results = read_results(folder).as_dict()
     except (OSError, ValueError):
         results = None
     word = of_folder(run, results)
@@ -695,12 +697,9 @@ def folder_result(folder: Path) -> dict[str, Any] | None:
     if status == ANALYSIS_FAILED and results and results.get("analysis_error"):
         reason = (reason + "; " if reason else "") + f"analysis failed: {results['analysis_error']}"
     stored = ""
-    try:
-        for line in (folder / "journal.jsonl").read_text(encoding="utf-8", errors="replace").splitlines():
-            if '"step":"recorded"' in line:
-                stored = str(json.loads(line).get("stored") or "")
-    except (OSError, ValueError):
-        pass
+    for record in read_journal(RunFolder(folder).journal, missing_ok=True):
+        if record.get("type") == "finishing" and record.get("step") == "recorded":
+            stored = str(record.get("stored") or "")
     verdict = (results or {}).get("verdict") if run.get("status") == COMPLETED else "not judged"
     return {"status": status, "folder": str(folder), "verdict": verdict, "reason": reason, "stored": stored}
 
@@ -781,14 +780,14 @@ def _local(t: datetime, schedule: Schedule) -> str:
 
 def _station_seconds(folder: Path) -> float:
     try:
-        return float(json.loads((folder / "run.json").read_text(encoding="utf-8"))["clock"]["elapsed_s"])
+        return float(read_run(folder).as_dict()["clock"]["elapsed_s"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0
 
 
 def _failing_metrics(folder: Path) -> list[str]:
     try:
-        data = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        data = read_results(folder).as_dict()
     except (OSError, ValueError):
         return []
     out = []
