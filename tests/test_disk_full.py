@@ -127,7 +127,7 @@ def test_enospc_in_the_journal_is_a_disk_full_ending_and_no_line_is_torn(tmp_pat
     readings = [r for r in records if r["type"] == "reading"]
     rows = read_series(folder / "power.csv")
     assert [int(r["sample"]) for r in rows] == [r["sample"] for r in readings]  # each reading once, in both
-    assert all(float(row["power_W"]) == pytest.approx(r["power_w"]) for row, r in zip(rows, readings))
+    assert all(float(row["power_W"]) == pytest.approx(r["power_W"]) for row, r in zip(rows, readings))
 
 
 def test_enospc_in_a_series_csv_keeps_every_row_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -225,7 +225,7 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("where", ["run folder", "run.json", "reserve"])
 def test_no_room_to_start_is_not_started_and_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str], where: str) -> None:
-    import harness.run.runner
+    import harness.records.run_record
     from harness.recovery.recover import scan_runs
 
     runs = tmp_path / "runs"
@@ -243,7 +243,7 @@ def test_no_room_to_start_is_not_started_and_leaves_no_folder(tmp_path: Path, mo
             path.with_name(path.name + ".tmp").write_text("{\"run_id\": ")  # what fitted
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(harness.run.runner, "replace_json", replace_json)
+        monkeypatch.setattr(harness.records.run_record, "replace_json", replace_json)  # run.json is written through the run record
     else:
         def no_reserve(self: disk_full.SpaceReserve, folder: Path, size: int = 0) -> None:
             raise disk_full.DiskFull(folder / disk_full.RESERVE_NAME)

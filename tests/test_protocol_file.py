@@ -133,7 +133,7 @@ def test_json_schema_export(tmp_path: Path) -> None:
 
 def test_committed_schemas_are_current(tmp_path: Path) -> None:
     assert run(["schema", "--out", str(tmp_path)]) == 0
-    for name in ("protocol", "station"):
+    for name in ("protocol", "station", "schedule", "run", "results"):
         assert (tmp_path / f"{name}.schema.json").read_text() == (ROOT / "schemas" / f"{name}.schema.json").read_text(), (
             f"schemas/{name}.schema.json is out of date: run microscope-qc schema --out schemas"
         )

@@ -16,7 +16,6 @@ not judged: the measurement could not be completed, which is not a QC ``fail`` o
 
 from __future__ import annotations
 
-import json
 import math
 import traceback
 from collections import OrderedDict
@@ -35,11 +34,13 @@ from harness.analysis.frame_stats import FrameStats, frame_stats
 from harness.analysis.power_metrics import Metric, linearity_metrics, power_series_metrics
 from harness.analysis.stage_metrics import displacements, iso230_metrics, pair_frames, repeatability_metrics, repeatability_tables
 from harness.analysis.verdicts import judge, overall
-from harness.common.atomic_files import replace_json
 from harness.common.errors import BadInput, UserError
 from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit, ProtocolFile
 from harness.records.provenance import sha256_file
+from harness.records.run_folder import RUN_JSON, RunFolder, frame_log_name
+from harness.records.run_folder import correction_name as correction_file_name
+from harness.records.run_record import read_run, write_results, write_run
 from harness.records.series_writer import read_series
 from harness.records.stack_check import damage_note
 
@@ -134,7 +135,7 @@ def analyse_flat_field(folder: Path, stack: str, limits: dict[str, Limit]) -> li
     import tifffile
     from ome_types import from_xml
 
-    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         ome = from_xml(tif.ome_metadata)
         px = ome.images[0].pixels
         names = [c.name for c in px.channels]
@@ -175,7 +176,7 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
         "metrics": judged, "profiles": profiles, "verdict": overall([m["verdict"] for m in judged.values()]),
     }
     try:
-        correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
+        correction_name = correction_file_name(stack, name)
         from harness.analysis.flat_field_correction import (  # the OME model costs about a second of start-up: loaded only where an image stack is handled
             correction_image,
             write_correction,
@@ -227,8 +228,8 @@ def _pixel_size_um(tif: Any, stack: str) -> float:
 def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
     import tifffile
 
-    rows = read_series(inside(folder, f"{stack}_frames.csv"))
-    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+    rows = read_series(RunFolder(folder).frame_log(stack))
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         pixel_um = _pixel_size_um(tif, stack)
         found = displacements(pair_frames(rows), lambda i: tif.pages[i].asarray(), pixel_um)
     out = []
@@ -245,8 +246,8 @@ def analyse_repeatability(folder: Path, stack: str, limits: dict[str, Limit]) ->
 def analyse_iso230(folder: Path, stack: str, limits: dict[str, Limit]) -> list[dict[str, Any]]:
     import tifffile
 
-    rows = read_series(inside(folder, f"{stack}_frames.csv"))
-    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+    rows = read_series(RunFolder(folder).frame_log(stack))
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         pixel_um = _pixel_size_um(tif, stack)
         metrics, table = iso230_metrics(rows, lambda i: tif.pages[i].asarray(), pixel_um)
     judged = {k: _entry(k, m, limits) for k, m in metrics.items()}
@@ -260,12 +261,12 @@ def analyse_iso230(folder: Path, stack: str, limits: dict[str, Limit]) -> list[d
 def analyse_run(folder: str | Path) -> dict[str, Any]:
     """Metrics and verdicts of a run folder; writes ``results.json`` next to ``run.json``."""
     folder = Path(folder)
-    run_file = folder / "run.json"
+    run_file = RunFolder(folder).run_json
     if not run_file.is_file():
         raise UserError(f"{folder}: not a run folder (no run.json)")
     try:
-        recorded = json.loads(run_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        recorded = read_run(folder).as_dict()
+    except (OSError, ValueError) as exc:
         raise UserError(f"{run_file}: cannot read the run record ({exc})") from None
     from harness.records.endings import as_finished
 
@@ -281,7 +282,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         limits = _limits(run)
     except Exception as exc:  # the protocol text in run.json no longer reads: judge nothing, say why
         limits = {}
-        errors.append({"source": "run.json", "error": f"the protocol's acceptance limits cannot be read ({type(exc).__name__}: {exc})"})
+        errors.append({"source": RUN_JSON, "error": f"the protocol's acceptance limits cannot be read ({type(exc).__name__}: {exc})"})
     results = []
     not_analysed = []
     for name, entry in sorted(run.get("files", {}).items()):
@@ -295,9 +296,9 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
                 results.append(analyse_series(inside(folder, name), limits))
             elif kind == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", []):
                 results.extend(analyse_flat_field(folder, entry["stack"], limits))
-            elif kind == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "return"):
+            elif kind == "ome_tiff" and _has_tag(folder / frame_log_name(entry["stack"]), "return"):
                 results.extend(analyse_repeatability(folder, entry["stack"], limits))
-            elif kind == "ome_tiff" and _has_tag(folder / f"{entry['stack']}_frames.csv", "up"):
+            elif kind == "ome_tiff" and _has_tag(folder / frame_log_name(entry["stack"]), "up"):
                 results.extend(analyse_iso230(folder, entry["stack"], limits))
             elif kind == "ome_tiff":
                 not_analysed.append(name)
@@ -341,7 +342,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["report"] = write_report(folder, run, data).name
     except Exception as exc:  # the results are kept; the report can be redone with `analyze`
         data["report_error"] = f"{type(exc).__name__}: {exc}"
-    replace_json(inside(folder, "results.json"), data)
+    write_results(folder, data)
     return data
 
 
@@ -355,7 +356,7 @@ def write_failed_results(folder: Path, reason: str) -> dict[str, Any] | None:
     try:
         from harness.records.endings import as_finished
 
-        run = as_finished(json.loads((folder / "run.json").read_text(encoding="utf-8")))
+        run = as_finished(read_run(folder).as_dict())
         data = {
             "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
             "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
@@ -370,7 +371,7 @@ def write_failed_results(folder: Path, reason: str) -> dict[str, Any] | None:
         data["report"] = write_report(folder, run, data).name
     except Exception as exc:  # the reason stays in results.json
         data["report_error"] = f"{type(exc).__name__}: {exc}"
-    replace_json(folder / "results.json", data)
+    write_results(folder, data)
     return data
 
 
@@ -412,7 +413,7 @@ def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed
         entry.setdefault("sha256_acquired", entry.get("sha256"))
         entry["sha256"] = sha256_file(folder / name)
         entry["qc_annotated"] = True
-    replace_json(run_file, run)
+    write_run(run_file.parent, run)
 
 
 def summary(data: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from harness.cli.cli_types import excludes, non_empty, non_negative, output_file
 from harness.cli.shared import db_arg, station_arg
 from harness.common import shipped
 from harness.common.errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
+from harness.records.run_folder import RunFolder
 
 # Start-up stays fast: the runner, the analysis, recovery and the station (numpy, pymmcore-plus,
 # tifffile, matplotlib, SQLAlchemy) are imported inside the command that needs them, never here.
@@ -129,10 +130,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
     from harness.analysis.analyse import analyse_run, summary, write_failed_results
     from harness.common.errors import EXIT_ANALYSIS_FAILED
-    from harness.run.finishing import write_manifest
+    from harness.records.manifest import write_manifest
 
     folder = Path(args.folder)
-    if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
+    if '"status": "finishing"' in _text_or_empty(RunFolder(folder).run_json):
         raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
     try:
         data = analyse_run(folder)
@@ -147,7 +148,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return EXIT_ANALYSIS_FAILED
     write_manifest(folder)
     print(summary(data))
-    print(f"wrote {folder / 'results.json'}")
+    print(f"wrote {RunFolder(folder).results_json}")
     if data.get("report"):
         print(f"report: {folder / data['report']}")
     if data.get("status") == "analysis failed":

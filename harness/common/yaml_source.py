@@ -200,6 +200,12 @@ def load_yaml(path: str | Path) -> YamlDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}:1: cannot read ({exc}); the file must be UTF-8 text") from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: str | Path) -> YamlDocument:
+    """Parse YAML text as if read from ``path`` (named in errors); any problem is a UserError."""
+    path = Path(path)
     try:
         result = _compose_and_construct(text)
     except _TooLarge as exc:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstrai
 from harness.common.errors import UserError
 from harness.common.safe_paths import MAX_NAME, PlainNameOrVariables
 from harness.common.units import Distance, Micrometres, PositiveDistance, PositiveSeconds, Seconds, SetpointQ
-from harness.common.yaml_source import YamlDocument, load_yaml, validate
+from harness.common.yaml_source import YamlDocument, load_yaml, parse_yaml, validate
 
 VAR = re.compile(r"\$([A-Za-z_]\w*)")
 VarRef = Annotated[str, StringConstraints(pattern=r"^\$[A-Za-z_]\w*$")]
@@ -375,7 +375,15 @@ def check_limits(protocol: ProtocolFile, doc: YamlDocument) -> None:
 
 
 def read_protocol_file(path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
-    doc = load_yaml(path)
+    return _checked(load_yaml(path))
+
+
+def read_protocol_text(text: str, name: str = "protocol.yaml") -> tuple[ProtocolFile, YamlDocument]:
+    """A protocol from its text (e.g. the copy a run.json keeps); ``name`` stands for the file in errors."""
+    return _checked(parse_yaml(text, name))
+
+
+def _checked(doc: YamlDocument) -> tuple[ProtocolFile, YamlDocument]:
     protocol: ProtocolFile = validate(doc, ProtocolFile, "protocol")  # type: ignore[assignment]
     check_acceptance(protocol, doc)
     check_limits(protocol, doc)

@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_UNSAFE
+from harness.records.run_record import RunStatus
 
-COMPLETED, FAILED, ABORTED, INTERRUPTED = "completed", "failed", "aborted", "interrupted"
-RUNNING, FINISHING = "running", "finishing"  # run.json while acquiring; after it, until finishing is done (finishing.py)
+# run.json's status words (``run_record.RunStatus``), as plain strings
+COMPLETED, FAILED, ABORTED, INTERRUPTED = (s.value for s in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED, RunStatus.INTERRUPTED))
+RUNNING, FINISHING = RunStatus.RUNNING.value, RunStatus.FINISHING.value  # while acquiring; after it, until finishing is done (finishing.py)
 ANALYSIS_FAILED, UNSAFE = "analysis failed", "unsafe"
 OUTCOMES = (COMPLETED, ANALYSIS_FAILED, FAILED, ABORTED, INTERRUPTED, UNSAFE)
 
@@ -67,11 +69,13 @@ def as_finished(run: dict[str, Any]) -> dict[str, Any]:
     """run.json as it will read once finishing is done (a shallow copy; ``run`` itself if final)."""
     if run.get("status") != FINISHING:
         return run
-    acquisition = run.get("acquisition") if isinstance(run.get("acquisition"), dict) else {}
+    acquisition = run.get("acquisition")
+    if not isinstance(acquisition, dict):
+        acquisition = {}
     return {**run, "status": acquisition_status(run), "reason": str(acquisition.get("reason") or run.get("reason") or "")}
 
 
 def of_folder(run: dict[str, Any], results: dict[str, Any] | None) -> str:
     """The outcome word of a run folder's ``run.json`` and ``results.json`` (None: not analysed)."""
-    failed = bool(results) and results.get("status") == ANALYSIS_FAILED
+    failed = results is not None and bool(results) and results.get("status") == ANALYSIS_FAILED
     return outcome(acquisition_status(run), safe_state_confirmed(run), failed)

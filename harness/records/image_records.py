@@ -16,6 +16,7 @@ NS_NBO = "urn:microscope-qc-harness:4dn-bina-ome:tier1-2:1"
 NS_QC = "urn:microscope-qc-harness:qc-results:1"
 NS_NBO_QC = "urn:microscope-qc-harness:4dn-bina-ome:calibration-performance:1"
 
+
 @dataclass
 class LineInfo:
     key: str  # '488'
@@ -62,3 +63,17 @@ class ChannelInfo:
     gain_db: float | None = None
     offset: float | None = None
     binning: int = 1
+
+
+FRAME_COLUMNS = ["frame", "stack", "channel", "c", "t", "ifd", "time_s", "exposure_s", "x_um", "y_um", "z_um", "lines_on",
+                 "setpoint_mW", "setpoint_pct_nominal", "tag", "context", "status", "attempts", "error", "gain_db", "offset", "binning"]
+"""The columns of a stack's frame log (``<stack>_frames.csv``), one row per planned frame."""
+
+
+def grid_gaps(present: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (c, t) cells a stack lacks to be a complete C x T grid (readers refuse a gap): for every
+    channel present, every t up to the last one present; in C, then T order. Empty for no planes."""
+    if not present:
+        return []
+    size_t = max(t for _, t in present) + 1
+    return [(c, t) for c in sorted({c for c, _ in present}) for t in range(size_t) if (c, t) not in present]

@@ -21,7 +21,7 @@ import tifffile
 from ome_types.model import TiffData
 
 from harness.protocol.plan import StackPlan
-from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo
+from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo, grid_gaps
 from harness.records.ome_metadata import build_ome, ome_xml_bytes
 from harness.records.tiff_description import rewrite_description
 
@@ -111,12 +111,8 @@ class OmeTiffStack:
         if self._writer is None:
             self.finalized = True
             return False
-        present = {(p.c, p.t) for p in self.planes}
-        size_t = max(p.t for p in self.planes) + 1
-        for c in sorted({p.c for p in self.planes}):
-            for t in range(size_t):
-                if (c, t) not in present:
-                    self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
+        for c, t in grid_gaps({(p.c, p.t) for p in self.planes}):
+            self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
         self.finalized = True
         self._writer.close()
         try:

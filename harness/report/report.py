@@ -25,6 +25,7 @@ import numpy as np
 
 from harness.common.atomic_files import replace_text
 from harness.common.safe_paths import inside
+from harness.records.run_folder import RunFolder
 from harness.records.series_writer import read_series
 from harness.report import plots
 
@@ -275,6 +276,6 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
 
 
 def write_report(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> Path:
-    path = inside(folder, "report.html")
+    path = RunFolder(folder).report
     replace_text(path, render(folder, run, data))
     return path

@@ -29,7 +29,6 @@ acquisition's outcome: a completed acquisition is still ``completed``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,17 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.common import kill_points
-from harness.common.atomic_files import replace_json, replace_text
-from harness.common.disk_full import RESERVE_NAME, full_path, is_disk_full
+from harness.common.disk_full import full_path, is_disk_full
 from harness.common.disk_full import message as disk_full_message
-from harness.common.safe_paths import inside
-from harness.records.endings import COMPLETED, FAILED, FINISHING, RUNNING, acquisition_status
-from harness.records.journal import Journal
-from harness.records.provenance import sha256_file
+from harness.records.endings import COMPLETED, FAILED, FINISHING, acquisition_status
+from harness.records.journal import Journal, read_journal, reopen
+from harness.records.manifest import write_manifest
+from harness.records.run_folder import MANIFEST, RunFolder
+from harness.records.run_record import read_results, read_run, write_run
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "MANIFEST.sha256"
 NOT_STORED = "not recorded (--no-store)"
 
 
@@ -60,69 +58,9 @@ class Finished:
     stored: str  # what the results store said
 
 
-def write_manifest(folder: Path) -> None:
-    """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
-    lines = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name not in (MANIFEST, RESERVE_NAME) and not path.name.endswith(".tmp"):
-            lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
-    replace_text(inside(folder, MANIFEST), "\n".join(lines) + "\n")
-
-
-def manifest_current(folder: Path) -> bool:
-    """True if ``MANIFEST.sha256`` lists run.json with the checksum it has now."""
-    try:
-        text = (folder / MANIFEST).read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            digest, _, name = line.partition("  ")
-            if name == "run.json":
-                return digest == sha256_file(folder / "run.json")
-    except OSError:
-        return False
-    return False
-
-
-def unfinished(folder: Path, run: dict[str, Any] | None) -> str:
-    """What is left of a folder's finishing: ``""`` (nothing, or not a finished acquisition: a run
-    still ``running`` is recovery's), ``"finishing"`` (analysis, store, run.json, manifest) or
-    ``"manifest"`` (run.json is final: the manifest, and the analysis if results.json is missing)."""
-    if not isinstance(run, dict):
-        return ""
-    status = run.get("status")
-    if status == FINISHING:
-        return "finishing"
-    if status == RUNNING or status is None:
-        return ""
-    return "" if manifest_current(folder) else "manifest"
-
-
-def _journal_records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return out
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
 def open_journal(folder: Path) -> Journal:
     """The run's journal, for appending after a crash: a partial last line dropped, numbering on."""
-    from harness.recovery.recover import repair_journal
-
-    path = inside(folder, "journal.jsonl")
-    if path.is_file():
-        repair_journal(path)
-    records = _journal_records(path)
-    journal = Journal(path)
-    journal.seq = max((r["seq"] for r in records if isinstance(r.get("seq"), int) and not isinstance(r.get("seq"), bool)), default=-1) + 1
-    return journal
+    return reopen(RunFolder(folder).journal)
 
 
 def analyse(folder: Path) -> tuple[dict[str, Any] | None, str]:
@@ -159,10 +97,7 @@ def _record(folder: Path, store: bool, db_url: str | None) -> str:
 
 
 def _read_run(folder: Path) -> dict[str, Any]:
-    data = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{folder / 'run.json'}: not a run record")
-    return data
+    return read_run(folder).as_dict()
 
 
 def finish(folder: str | Path, journal: Journal | None = None, store: bool = False, db_url: str | None = None,
@@ -175,7 +110,7 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
     run = _read_run(folder)
     if journal is None:
         journal = open_journal(folder)
-    records = _journal_records(folder / "journal.jsonl")
+    records = read_journal(RunFolder(folder).journal, missing_ok=True)
     steps = {r.get("step") for r in records if r.get("type") == "finishing"}
     status = acquisition_status(run)
     reason = str((run.get("acquisition") or {}).get("reason") or "") if run.get("status") == FINISHING else str(run.get("reason") or "")
@@ -183,12 +118,12 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
         # 1. analysis
         results: dict[str, Any] | None = None
         analysis_error = ""
-        results_file = folder / "results.json"
+        results_file = RunFolder(folder).results_json
         if not analysable:
             journal.write("finishing", None, sync=True, step="analysed", skipped="run.json has no protocol (rebuilt from the journal)")
         elif not reanalyse and results_file.is_file() and ("analysed" in steps or run.get("status") != FINISHING):
             try:
-                results = json.loads(results_file.read_text(encoding="utf-8"))
+                results = read_results(folder).as_dict()
                 if results.get("status") == "analysis failed":
                     analysis_error = f"analysis failed: {results.get('analysis_error', '')}"
             except (OSError, ValueError, AttributeError):
@@ -210,18 +145,18 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
     if run.get("status") == FINISHING:
         run.pop("acquisition", None)
         run.update(status=status, reason=reason, finished_utc=datetime.now(timezone.utc).isoformat())
-        replace_json(inside(folder, "run.json"), run)
+        write_run(folder, run)
     kill_points.reached("finishing:after_run_json")
     # 4. the manifest
     try:
         write_manifest(folder)
     except OSError as exc:  # e.g. the disk is full: the folder is not complete; the next recover tries again
-        reason = (reason + "; " if reason else "") + f"MANIFEST.sha256 not written: {exc}"
+        reason = (reason + "; " if reason else "") + f"{MANIFEST} not written: {exc}"
         if status == COMPLETED:
             status = FAILED
         run.update(status=status, reason=reason)
         try:
-            replace_json(inside(folder, "run.json"), run)
+            write_run(folder, run)
         except OSError:
             pass
     kill_points.reached("finishing:done")

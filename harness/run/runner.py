@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from devices.errors import DeviceError
 from harness.common import kill_points
-from harness.common.atomic_files import replace_json
 from harness.common.disk_full import DiskFull, SpaceReserve, check_room, full_path, is_disk_full
 from harness.common.disk_full import message as disk_full_message
 from harness.common.errors import UserError
@@ -53,9 +52,12 @@ from harness.common.process_owner import this_process
 from harness.common.safe_paths import inside
 from harness.protocol.plan import Action, Plan, expand
 from harness.protocol.protocol_file import ProtocolFile, read_protocol_file
-from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo
+from harness.records.image_records import FRAME_COLUMNS, ChannelInfo, InstrumentInfo, PlaneInfo
 from harness.records.journal import Journal
+from harness.records.manifest import frame_log_entry, series_entry, stack_entry
 from harness.records.provenance import default_operator, host, sha256_file, sha256_text, software
+from harness.records.run_folder import RunFolder
+from harness.records.run_record import write_run
 from harness.records.series_writer import SeriesWriter
 from harness.run.finishing import FINISHING, finish
 from harness.run.instrument_info import instrument_info
@@ -180,7 +182,7 @@ class Runner:
         self.folder = self._make_folder()
         try:
             self.reserve = SpaceReserve(self.folder)
-            self.journal = Journal(inside(self.folder, "journal.jsonl"))
+            self.journal = Journal(RunFolder(self.folder).journal)
             self.software = software(self.station.core)
             self.info = self._instrument_info()
             self.t0 = self.clock.now()
@@ -384,16 +386,13 @@ class Runner:
         assert self.folder is not None
         out: dict[str, Any] = {}
         for name, w in self.series.items():
-            out[w.path.name] = {"kind": "power_series", "series": name, "rows": w.rows, "sha256": sha256_file(w.path)}
+            out[w.path.name] = series_entry(w.path, name, w.rows)
         for name, w in self.frame_logs.items():
-            out[w.path.name] = {"kind": "frame_log", "stack": name, "rows": w.rows, "sha256": sha256_file(w.path)}
+            out[w.path.name] = frame_log_entry(w.path, name, w.rows)
         for name, s in self.stacks.items():
             if s.path.exists():
                 real = sum(1 for p in s.planes if not p.status)
-                out[s.path.name] = {
-                    "kind": "ome_tiff", "stack": name, "frames": real, "placeholder_pages": len(s.planes) - real,
-                    "planned": sum(s.plan.frames_per_channel.values()), "sha256": sha256_file(s.path) if s.finalized else None,
-                }
+                out[s.path.name] = stack_entry(s.path, name, real, len(s.planes) - real, sum(s.plan.frames_per_channel.values()), s.finalized)
         return out
 
     def _write_run_json(self, status: str, reason: str, acquisition: dict[str, str] | None = None) -> None:
@@ -452,7 +451,7 @@ class Runner:
             data["acquisition"] = acquisition
         if self.job_tag:
             data["scheduled"] = self.job_tag  # which job and due time of a schedule this run is (the service reconciles with it)
-        replace_json(inside(self.folder, "run.json"), data)
+        write_run(self.folder, data)
 
     # --- metadata ---------------------------------------------------------------------------------
     def _instrument_info(self) -> InstrumentInfo:
@@ -500,7 +499,7 @@ class Runner:
                 mw = p.setpoint.to_mw(line.nominal_mw())
                 self._retry(f"set point {key} nm", lambda: line.set_setpoint_mw(mw))
                 self.state.setpoints_mw[key] = mw
-                self.journal.write("setting", self.now(), device=line.label, line=key, setpoint_mw=mw, requested=str(p.setpoint))
+                self.journal.write("setting", self.now(), device=line.label, line=key, setpoint_mW=mw, requested=str(p.setpoint))
             if p.emission is not None:
                 on = p.emission == "on"
                 self._retry(f"emission {key} nm", lambda: line.set_emission(on))
@@ -614,7 +613,7 @@ class Runner:
         name = p.series
         writer = self.series.get(name)
         if writer is None:
-            writer = self.series[name] = SeriesWriter(inside(self.folder, f"{name}.csv"))  # type: ignore[operator]
+            writer = self.series[name] = SeriesWriter(RunFolder(self.folder).series(name))  # type: ignore[operator]
         every, duration = float(p.every), float(p.duration)
         n = int(round(duration / every))
         fixed = {
@@ -644,7 +643,7 @@ class Runner:
             row.update(power_W=f"{watts:.9e}", status="ok", attempts=attempts)
             with self._whole_record():
                 try:
-                    self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_w=watts, late=late, lateness_s=lateness)
+                    self.journal.write("reading", t - self.t0, series=name, sample=row["sample"], power_W=watts, late=late, lateness_s=lateness)
                 except OSError:  # a full disk: the journal keeps the record for later; the CSV gets the row
                     writer.write(row)
                     raise
@@ -660,8 +659,8 @@ class Runner:
             plan = self.plan.stacks[name]
             from harness.records.ome_writer import OmeTiffStack  # the OME model costs about a second of start-up: loaded only where an image stack is handled
 
-            stack = self.stacks[name] = OmeTiffStack(inside(self.folder, f"{name}.ome.tif"), plan, self.info, self.station.clock.utc(self.t0))  # type: ignore[operator]
-            self.frame_logs[name] = SeriesWriter(inside(self.folder, f"{name}_frames.csv"), FRAME_COLUMNS)  # type: ignore[operator]
+            stack = self.stacks[name] = OmeTiffStack(RunFolder(self.folder).stack(name), plan, self.info, self.station.clock.utc(self.t0))  # type: ignore[operator]
+            self.frame_logs[name] = SeriesWriter(RunFolder(self.folder).frame_log(name), FRAME_COLUMNS)  # type: ignore[operator]
         return stack
 
     def _do_acquire(self, action: Action, progress: Progress, done: float) -> None:
@@ -756,8 +755,6 @@ class Runner:
 
 
 # per-frame context of a stack (what no OME element holds), one row per planned frame
-FRAME_COLUMNS = ["frame", "stack", "channel", "c", "t", "ifd", "time_s", "exposure_s", "x_um", "y_um", "z_um", "lines_on",
-                 "setpoint_mW", "setpoint_pct_nominal", "tag", "context", "status", "attempts", "error", "gain_db", "offset", "binning"]
 
 
 def _float_or_none(core: Any, label: str, prop: str) -> float | None:

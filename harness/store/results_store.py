@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -34,7 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from harness.common.errors import UserError
-from harness.records.endings import ANALYSIS_FAILED, COMPLETED, of_folder
+from harness.records import run_record
+from harness.records.endings import ANALYSIS_FAILED, COMPLETED, as_finished, of_folder
+from harness.records.run_folder import RUN_JSON, RunFolder
 
 ENV_VAR = "MICROSCOPE_QC_DB"
 VERDICTS = ("pass", "warn", "fail", "not judged")
@@ -164,6 +166,16 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path}: cannot read it ({exc})") from None
 
 
+def _record(path: Path, data: Any, parse: Callable[[Any], run_record.RunRecord | run_record.ResultsRecord]) -> dict[str, Any] | None:
+    """``data`` (parsed JSON) validated by its model, as a plain dict; None if it is not an object."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return parse(data).as_dict()
+    except ValueError as exc:
+        raise UserError(f"{path}: not a microscope-qc run record ({str(exc).splitlines()[0]})") from None
+
+
 def _when(text: Any, where: str) -> datetime | None:
     if text in (None, ""):
         return None
@@ -200,18 +212,17 @@ def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, 
     folder = given.resolve()
     if not folder.is_dir():
         raise UserError(f"{given}: no such folder")
-    run_file, results_file = folder / "run.json", folder / "results.json"
+    run_file, results_file = RunFolder(folder).run_json, RunFolder(folder).results_json
     if not run_file.is_file():
         hint = ""
-        if any((child / "run.json").is_file() for child in folder.iterdir() if child.is_dir()):
+        if any((child / RUN_JSON).is_file() for child in folder.iterdir() if child.is_dir()):
             hint = f"; it holds run folders: import them with microscope-qc import {given / '*'}"
         raise UserError(f"{given}: not a run folder (no run.json){hint}")
     run_bytes = run_file.read_bytes()
-    run = _read_json(run_file)
-    if isinstance(run, dict):
-        from harness.records.endings import as_finished
-
-        run = as_finished(run)  # a run still finishing is recorded as it will end
+    run = _record(run_file, _read_json(run_file), run_record.run_from_json)
+    if run is None:
+        raise UserError(f"{run_file}: not a microscope-qc run record (not a JSON object)")
+    run = as_finished(run)  # a run still finishing is recorded as it will end
     try:
         run_id, status = str(run["run_id"]), str(run["status"])
         protocol, station = run["protocol"], run["station"]
@@ -222,7 +233,7 @@ def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, 
     results: dict[str, Any] | None = None
     if results_file.is_file():
         results_bytes = results_file.read_bytes()
-        results = _read_json(results_file)
+        results = _record(results_file, _read_json(results_file), run_record.results_from_json)
         if not isinstance(results, dict) or results.get("run_id") != run_id:
             raise UserError(f"{results_file}: belongs to another run (run_id {results.get('run_id') if isinstance(results, dict) else None!r}, "
                             f"run.json says {run_id!r}); rerun: microscope-qc analyze {folder}")

@@ -11,6 +11,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from harness.records.run_record import read_results
 from harness.station.run_guard import station_name
 from harness.unattended.schedule_file import Schedule
 from harness.unattended.schedule_state import Outcome, parse_iso
@@ -63,7 +64,7 @@ def body(schedule: Schedule, o: Outcome) -> str:
 def failing_metrics(folder: Path) -> list[str]:
     """The metrics of a run folder's results.json whose verdict is fail or warn, one line each."""
     try:
-        data = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        data = read_results(folder).as_dict()
     except (OSError, ValueError):
         return []
     out = []

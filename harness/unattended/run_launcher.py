@@ -39,6 +39,9 @@ from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_
 from harness.common.process_owner import ALIVE
 from harness.common.safe_paths import inside
 from harness.records.endings import ANALYSIS_FAILED, COMPLETED, FINISHING, RUNNING, UNSAFE, of_folder
+from harness.records.journal import read_journal
+from harness.records.run_folder import RunFolder
+from harness.records.run_record import read_results, read_run, run_from_json
 from harness.recovery.recover import RecoveryReport, owner_state
 from harness.station.run_guard import held_station, station_name
 from harness.station.station_lock import LockDirError, StationBusy
@@ -78,10 +81,10 @@ def folder_of(runs_dir: Path, tag: dict[str, Any]) -> Path | None:
     needle = json.dumps(tag["due"])
     for folder in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []:
         try:
-            text = (folder / "run.json").read_text(encoding="utf-8")
+            text = RunFolder(folder).run_json.read_text(encoding="utf-8")
             if needle not in text:
                 continue
-            if json.loads(text).get("scheduled") == tag:
+            if run_from_json(json.loads(text)).scheduled == tag:
                 return folder
         except (OSError, ValueError, AttributeError):
             continue
@@ -92,14 +95,13 @@ def folder_result(folder: Path) -> Result | None:
     """How a run ended, from its run folder alone (as ``launch`` reports it); None while the run is
     still running or finishing, or without a readable run.json."""
     try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        run = read_run(folder).as_dict()
     except (OSError, ValueError):
         return None
     if not isinstance(run, dict) or run.get("status") in (RUNNING, FINISHING):
         return None
     try:
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        results = results if isinstance(results, dict) else None
+        results = read_results(folder).as_dict()
     except (OSError, ValueError):
         results = None
     word = of_folder(run, results)
@@ -108,12 +110,9 @@ def folder_result(folder: Path) -> Result | None:
     if status == ANALYSIS_FAILED and results and results.get("analysis_error"):
         reason = (reason + "; " if reason else "") + f"analysis failed: {results['analysis_error']}"
     stored = ""
-    try:
-        for line in (folder / "journal.jsonl").read_text(encoding="utf-8", errors="replace").splitlines():
-            if '"step":"recorded"' in line:
-                stored = str(json.loads(line).get("stored") or "")
-    except (OSError, ValueError):
-        pass
+    for record in read_journal(RunFolder(folder).journal, missing_ok=True):
+        if record.get("type") == "finishing" and record.get("step") == "recorded":
+            stored = str(record.get("stored") or "")
     verdict = (results or {}).get("verdict") if run.get("status") == COMPLETED else "not judged"
     return {"status": status, "folder": str(folder), "verdict": verdict, "reason": reason, "stored": stored}
 
@@ -220,7 +219,7 @@ class ProcessLauncher:
             if truth is not None:
                 return truth
             try:
-                run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+                run = read_run(folder).as_dict()
             except (OSError, ValueError):
                 run = None
             if not (isinstance(run, dict) and owner_state(run)[0] == ALIVE):
@@ -269,6 +268,6 @@ def _last_lines(text: str, limit: int = 600) -> str:
 
 def _station_seconds(folder: Path) -> float:
     try:
-        return float(json.loads((folder / "run.json").read_text(encoding="utf-8"))["clock"]["elapsed_s"])
+        return float(read_run(folder).as_dict()["clock"]["elapsed_s"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0

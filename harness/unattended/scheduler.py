@@ -54,7 +54,6 @@ endings, reconciling at start) read as one piece.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -67,6 +66,7 @@ from typing import Any
 
 from harness.common import kill_points
 from harness.common.errors import UserError
+from harness.records.run_record import read_run
 from harness.recovery.recover import RecoveryReport
 from harness.run.preflight import file_facts, preflight
 from harness.unattended.messages import body, local, subject
@@ -386,7 +386,7 @@ class Scheduler:
             if str(folder) in settled or str(folder) in recorded:
                 continue
             try:
-                tag = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("scheduled")
+                tag = read_run(folder).scheduled or {}
             except (OSError, ValueError, AttributeError):
                 continue
             if not isinstance(tag, dict) or tag.get("schedule") != self.schedule.spec.schedule:
