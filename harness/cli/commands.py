@@ -113,9 +113,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Exit 0 when analysed, 6 when the analysis failed or refused its input (one message, never a
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
-    from harness.analysis.analyse import analyse_run, summary, write_failed_results
     from harness.common.errors import EXIT_ANALYSIS_FAILED
-    from harness.run.finishing import write_manifest
+    from harness.finishing.folder_state import write_manifest
+    from harness.finishing.results import analyse_run, summary, write_failed_results
 
     folder = Path(args.folder)
     if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
@@ -166,10 +166,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.analysis.analyse import summary
+    from harness.finishing.results import summary
+    from harness.finishing.runner import FinishingRunner as Runner
     from harness.records.endings import UNSAFE, exit_code
     from harness.run.preflight import PreflightFailed, file_facts, preflight
-    from harness.run.runner import Runner
     from harness.station.run_guard import PreconditionFailed, interlock_problems, station_name, write_outcome
     from harness.station.station import Station
     from harness.station.station_lock import StationBusy, StationLock
@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if runner.left_for_recovery:  # a full disk kept a file from being finished: `recover` finishes and records it
         stored = f"not recorded yet: free space, then run microscope-qc recover --runs-dir {args.runs_dir}"
     else:
-        stored = runner.stored  # recorded by the run's finishing (finishing.py)
+        stored = runner.stored  # recorded by the run's finishing (harness.finishing)
     word = outcome.outcome
     write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
                   verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored,

@@ -85,6 +85,7 @@ import tifffile
 from harness.common.atomic_files import replace_bytes, replace_json
 from harness.common.disk_full import RESERVE_NAME, remove_leftover
 from harness.common.safe_paths import inside, plain_name_problem
+from harness.finishing.folder_state import repair_journal
 from harness.protocol.plan import StackPlan
 from harness.records.image_records import NS_NBO, NS_NBO_QC, NS_QC, NS_RUN, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from harness.records.journal import Journal, parse_record
@@ -190,7 +191,7 @@ def examine(folder: Path) -> Candidate | None:
             return Candidate(folder, "unknown", f"{what}, and files changed {age:.0f} s ago: may still be starting")
         return Candidate(folder, "gone", f"{what}; nothing changed for {age:.0f} s")
     if run.get("status") != "running":
-        from harness.run.finishing import unfinished
+        from harness.finishing.folder_state import unfinished
 
         left = unfinished(folder, run)
         if not left:
@@ -214,7 +215,7 @@ def scan_runs(runs_dir: str | Path) -> list[Candidate]:
             if run_file.is_file():
                 text = run_file.read_text(encoding="utf-8", errors="replace")
                 if '"status": "running"' not in text and '"status": "finishing"' not in text:
-                    from harness.run.finishing import manifest_current
+                    from harness.finishing.folder_state import manifest_current
 
                     if manifest_current(folder):
                         continue
@@ -268,23 +269,6 @@ def _shown(data: bytes) -> str:
 
 
 # --- 1. the journal ------------------------------------------------------------------------------------
-def repair_journal(path: Path) -> bytes:
-    """Drop a trailing partial line, and trailing lines of nothing but NUL bytes (what a power loss
-    can leave); the bytes dropped (empty if none). A whole line that is not JSON stays (readers skip
-    it): it is not ours to judge."""
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    while keep > 0:
-        start = data.rfind(b"\n", 0, keep - 1) + 1
-        if data[start:keep].strip(b"\0 \t\r\n"):
-            break
-        keep = start
-    if keep == len(data):
-        return b""
-    replace_bytes(path, data[:keep])
-    return data[keep:]
-
-
 # --- 2. CSVs ---------------------------------------------------------------------------------------
 def _records(text: str) -> Iterator[tuple[list[str], int]]:
     """CSV records with the character offset just past each (quoted fields may span lines)."""
@@ -858,8 +842,8 @@ def recover_run(folder: str | Path, force: bool = False, store: bool = False, db
 
 def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | None, reanalyse: bool = False) -> None:
     """The finishing pipeline (``finishing.py``), its outcome in the report."""
+    from harness.finishing.pipeline import finish
     from harness.records.endings import FINISHING
-    from harness.run.finishing import finish
 
     run = _read_run(folder) or {}
     analysable = "text" in run.get("protocol", {})
@@ -885,8 +869,8 @@ def _this_process() -> dict[str, Any]:
 
 
 def _recover(folder: Path, force: bool, report: RecoveryReport, store: bool = False, db_url: str | None = None) -> None:
+    from harness.finishing.folder_state import unfinished
     from harness.records.endings import FINISHING
-    from harness.run.finishing import unfinished
     from harness.run.runner import FRAME_COLUMNS
 
     run = _read_run(folder)

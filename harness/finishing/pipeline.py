@@ -1,5 +1,7 @@
-"""Finishing a run folder: the one pipeline after an acquisition ends, shared by ``run``, ``recover``
-(and the automatic recovery before every run and at service start) and the schedule service.
+"""Finishing a run folder: the one pipeline after an acquisition ends, shared by ``run`` (handed to
+the ``Runner`` as its finisher, ``harness.run.finisher``), ``analyze`` (its analysis step and
+manifest), ``recover`` (and the automatic recovery before every run and at service start) and the
+schedule service (through those). Layer: above analysis, report and the results store.
 
 Status words (run.json ``status``, see ``endings.py``):
 
@@ -31,115 +33,42 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.common import kill_points
-from harness.common.atomic_files import replace_json, replace_text
-from harness.common.disk_full import RESERVE_NAME, full_path, is_disk_full
+from harness.common.atomic_files import replace_json
+from harness.common.disk_full import full_path, is_disk_full
 from harness.common.disk_full import message as disk_full_message
+from harness.common.errors import UserError
 from harness.common.safe_paths import inside
-from harness.records.endings import COMPLETED, FAILED, FINISHING, RUNNING, acquisition_status
+from harness.finishing import results as analysis_step
+from harness.finishing.folder_state import journal_records, open_journal, write_manifest
+from harness.records.endings import COMPLETED, FAILED, FINISHING, acquisition_status
 from harness.records.journal import Journal
-from harness.records.provenance import sha256_file
+from harness.run.finisher import Finished
+
+__all__ = ["FINISHING", "Finished", "analyse", "finish"]
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "MANIFEST.sha256"
 NOT_STORED = "not recorded (--no-store)"
-
-
-@dataclass
-class Finished:
-    status: str  # the final run.json status
-    reason: str
-    results: dict[str, Any] | None
-    analysis_error: str  # "" when analysed
-    stored: str  # what the results store said
-
-
-def write_manifest(folder: Path) -> None:
-    """``MANIFEST.sha256`` (sha256sum format) over every file of the run folder."""
-    lines = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name not in (MANIFEST, RESERVE_NAME) and not path.name.endswith(".tmp"):
-            lines.append(f"{sha256_file(path)}  {path.relative_to(folder).as_posix()}")
-    replace_text(inside(folder, MANIFEST), "\n".join(lines) + "\n")
-
-
-def manifest_current(folder: Path) -> bool:
-    """True if ``MANIFEST.sha256`` lists run.json with the checksum it has now."""
-    try:
-        text = (folder / MANIFEST).read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            digest, _, name = line.partition("  ")
-            if name == "run.json":
-                return digest == sha256_file(folder / "run.json")
-    except OSError:
-        return False
-    return False
-
-
-def unfinished(folder: Path, run: dict[str, Any] | None) -> str:
-    """What is left of a folder's finishing: ``""`` (nothing, or not a finished acquisition: a run
-    still ``running`` is recovery's), ``"finishing"`` (analysis, store, run.json, manifest) or
-    ``"manifest"`` (run.json is final: the manifest, and the analysis if results.json is missing)."""
-    if not isinstance(run, dict):
-        return ""
-    status = run.get("status")
-    if status == FINISHING:
-        return "finishing"
-    if status == RUNNING or status is None:
-        return ""
-    return "" if manifest_current(folder) else "manifest"
-
-
-def _journal_records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return out
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
-def open_journal(folder: Path) -> Journal:
-    """The run's journal, for appending after a crash: a partial last line dropped, numbering on."""
-    from harness.recovery.recover import repair_journal
-
-    path = inside(folder, "journal.jsonl")
-    if path.is_file():
-        repair_journal(path)
-    records = _journal_records(path)
-    journal = Journal(path)
-    journal.seq = max((r["seq"] for r in records if isinstance(r.get("seq"), int) and not isinstance(r.get("seq"), bool)), default=-1) + 1
-    return journal
 
 
 def analyse(folder: Path) -> tuple[dict[str, Any] | None, str]:
     """results.json, annotations and report; (results, error text for the user, "" if analysed).
     Never raises for the analysis' own failure (results.json then says why)."""
-    from harness.analysis.analyse import analyse_run, write_failed_results
-
     hint = f"the data are kept; after a fix: microscope-qc analyze {folder}"
     try:
-        results = analyse_run(folder)
+        results = analysis_step.analyse_run(folder)
     except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
         log.debug("analysis of %s failed", folder, exc_info=True)
         error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
         if is_disk_full(exc):
             error = f"analysis failed: {disk_full_message(full_path(exc, folder))}; {hint}"
         try:
-            return write_failed_results(folder, f"{type(exc).__name__}: {exc}"), error
+            return analysis_step.write_failed_results(folder, f"{type(exc).__name__}: {exc}"), error
         except OSError:  # a full disk: results.json is written by `analyze` (or the next recover) later
             return None, error
     if results.get("status") == "analysis failed":
@@ -148,13 +77,18 @@ def analyse(folder: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def _record(folder: Path, store: bool, db_url: str | None) -> str:
+    """Put the run into the results store; what the store said. A store problem never fails the run."""
     if not store:
         return NOT_STORED
-    from harness.station.run_guard import record
+    from harness.store.results_store import record_run  # sqlalchemy: loaded only when the run is recorded
 
     try:
-        return record(folder, db_url)
-    except Exception as exc:  # a store problem never fails the run (record() already turns its own into text)
+        return record_run(folder, db_url)
+    except UserError as exc:
+        return f"NOT recorded: {exc}"
+    except Exception as exc:
+        if is_disk_full(exc) or "disk is full" in str(exc):  # e.g. a database on a full disk ("database or disk is full")
+            return f"NOT recorded: the database's disk is full; record it later with: microscope-qc import {folder}"
         return f"NOT recorded: {type(exc).__name__}: {exc}; record it later with: microscope-qc import {folder}"
 
 
@@ -175,7 +109,7 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
     run = _read_run(folder)
     if journal is None:
         journal = open_journal(folder)
-    records = _journal_records(folder / "journal.jsonl")
+    records = journal_records(folder / "journal.jsonl")
     steps = {r.get("step") for r in records if r.get("type") == "finishing"}
     status = acquisition_status(run)
     reason = str((run.get("acquisition") or {}).get("reason") or "") if run.get("status") == FINISHING else str(run.get("reason") or "")
@@ -226,3 +160,4 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
             pass
     kill_points.reached("finishing:done")
     return Finished(status, reason, results, analysis_error, stored)
+
