@@ -55,7 +55,8 @@ def unfinished(folder: Path, run: dict[str, Any] | None) -> str:
 
 
 def journal_records(path: Path) -> list[dict[str, Any]]:
-    out = []
+    """The journal's records that read as JSON objects (a partial or garbled line is skipped)."""
+    out: list[dict[str, Any]] = []
     try:
         data = path.read_bytes()
     except OSError:

@@ -54,7 +54,8 @@ def _metric_row(r: dict[str, Any], name: str, m: dict[str, Any]) -> str:
     reason = m.get("reason") or ""
     why = f"<br><span class=muted>{e(reason)}</span>" if reason and not reason.startswith("partial data") else ""
     return (f"<tr><td>{e(r['subject'])}</td><td>{e(r['kind'])}</td><td>{e(name)}</td><td class='num'>{num(m['value'])}{why}</td>"
-            f"<td>{e(m['unit'])}</td><td>{limit_text(m['limit'])}</td><td>{badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>")
+            f"<td>{e(m['unit'])}</td><td>{limit_text(m['limit'])}</td>"
+            f"<td>{badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>")
 
 
 def _verdict_table(results: list[dict[str, Any]]) -> str:
@@ -72,7 +73,8 @@ def _failures(results: list[dict[str, Any]]) -> str:
             for name, m in r["metrics"].items() if m["limit"] and m["verdict"] == verdict]
     if not rows:
         judged = any(m["limit"] for r in results for m in r["metrics"].values())
-        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else "No metric was judged (the protocol sets no acceptance limits, or the run did not complete).") + "</p>"
+        none = "No metric was judged (the protocol sets no acceptance limits, or the run did not complete)."
+        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else none) + "</p>"
     return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>"
 
 

@@ -134,7 +134,8 @@ class FlatFieldAnalysis:
             return ""
         image = tifffile.imread(inside(folder, r["correction_image"]))
         return figure(plots.flat_field(image, r["profiles"], f"{r['subject']}: field illumination"),
-                      f"{r['subject']}: dark-subtracted, smoothed mean of {r.get('frames')} frames (from {r['correction_image']}); contours every 10 % of the maximum")
+                      f"{r['subject']}: dark-subtracted, smoothed mean of {r.get('frames')} frames (from {r['correction_image']}); "
+                      "contours every 10 % of the maximum")
 
     def section(self, result: Result) -> list[str]:
         return []

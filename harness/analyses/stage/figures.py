@@ -60,7 +60,8 @@ def stage_tables(r: dict[str, Any]) -> str:
     table = r.get("table")
     if not table:
         return ""
-    out = ["<table><tr><th>approach</th><th>n</th><th>mean x</th><th>SD x</th><th>max |x|</th><th>mean y</th><th>SD y</th><th>max |y|</th><th>max |d| 2-D</th></tr>"]
+    out = ["<table><tr><th>approach</th><th>n</th><th>mean x</th><th>SD x</th><th>max |x|</th>"
+           "<th>mean y</th><th>SD y</th><th>max |y|</th><th>max |d| 2-D</th></tr>"]
     for direction, t in table.items():
         out.append(f"<tr><td>{e(direction)}</td><td class=num>{t['n']}</td>"
                    + "".join(f"<td class=num>{num(t[a][k])}</td>" for a in ("x", "y") for k in ("mean_um", "sd_um", "max_abs_um"))
