@@ -114,24 +114,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """Exit 0 when analysed, 6 when the analysis failed or refused its input (one message, never a
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
     from harness.common.errors import EXIT_ANALYSIS_FAILED
-    from harness.finishing.folder_state import write_manifest
-    from harness.finishing.results import analyse_run, summary, write_failed_results
+    from harness.finishing.pipeline import reanalyse
+    from harness.finishing.results import summary
 
     folder = Path(args.folder)
-    if '"status": "finishing"' in _text_or_empty(folder / "run.json"):
-        raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
-    try:
-        data = analyse_run(folder)
-    except UserError:
-        raise
-    except Exception as exc:  # a bug: one message; the reason goes into results.json and the report
-        reason = f"{type(exc).__name__}: {exc}"
-        logging.getLogger(__name__).debug("analysis of %s failed", folder, exc_info=True)
-        if write_failed_results(folder, reason) is not None:
-            write_manifest(folder)
-        print(f"analysis failed: {reason}; the run's data are unchanged (results.json says so)", file=sys.stderr)
+    data, crash = reanalyse(folder)  # UserError (exit 2) for a folder that is not a finished run
+    if crash or data is None:  # a bug: one message; the reason is in results.json and the report
+        print(f"analysis failed: {crash}; the run's data are unchanged (results.json says so)", file=sys.stderr)
         return EXIT_ANALYSIS_FAILED
-    write_manifest(folder)
     print(summary(data))
     print(f"wrote {folder / 'results.json'}")
     if data.get("report"):
@@ -140,13 +130,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"analysis failed: {data.get('analysis_error')}", file=sys.stderr)
         return EXIT_ANALYSIS_FAILED
     return 0
-
-
-def _text_or_empty(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from harness.records.endings import COMPLETED, FAILED, FINISHING, acquisition_st
 from harness.records.journal import Journal
 from harness.run.finisher import Finished
 
-__all__ = ["FINISHING", "Finished", "analyse", "finish"]
+__all__ = ["FINISHING", "Finished", "analyse", "finish", "reanalyse"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,34 @@ def analyse(folder: Path) -> tuple[dict[str, Any] | None, str]:
     if results.get("status") == "analysis failed":
         return results, f"analysis failed: {results.get('analysis_error', '')}; {hint}"
     return results, ""
+
+
+def reanalyse(folder: str | Path) -> tuple[dict[str, Any] | None, str]:
+    """``analyze``: the analysis step again on a finished run folder, then its manifest (the results
+    store is not touched: ``import`` records a run again). ``(results, "")`` when the analysis ran
+    (results.json may still say ``analysis failed``: a file it refused); ``(results.json's content,
+    or None if not even that could be written, the reason)`` when the analysis itself crashed.
+    Raises ``UserError`` for a folder that is not a finished run (nothing is written)."""
+    folder = Path(folder)
+    try:
+        text = (folder / "run.json").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    if '"status": "finishing"' in text:
+        raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
+    try:
+        data = analysis_step.analyse_run(folder)
+    except UserError:
+        raise
+    except Exception as exc:  # a bug: the reason goes into results.json and the report
+        reason = f"{type(exc).__name__}: {exc}"
+        log.debug("analysis of %s failed", folder, exc_info=True)
+        failed = analysis_step.write_failed_results(folder, reason)
+        if failed is not None:
+            write_manifest(folder)
+        return failed, reason
+    write_manifest(folder)
+    return data, ""
 
 
 def _record(folder: Path, store: bool, db_url: str | None) -> str:

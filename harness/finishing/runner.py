@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from harness.finishing.pipeline import finish
+from harness.run.finisher import Finisher
 from harness.run.runner import Runner
+
+FINISHER: Finisher = finish  # the pipeline is what the runner expects of a finisher (checked by mypy)
 
 
 class FinishingRunner(Runner):
@@ -14,5 +17,5 @@ class FinishingRunner(Runner):
     and manifest after the acquisition; everything else as ``harness.run.runner.Runner``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("finisher", finish)
+        kwargs.setdefault("finisher", FINISHER)
         super().__init__(*args, **kwargs)

@@ -23,7 +23,7 @@ from typing import Any
 from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_UNSAFE
 
 COMPLETED, FAILED, ABORTED, INTERRUPTED = "completed", "failed", "aborted", "interrupted"
-RUNNING, FINISHING = "running", "finishing"  # run.json while acquiring; after it, until finishing is done (finishing.py)
+RUNNING, FINISHING = "running", "finishing"  # run.json while acquiring; after it, until finishing is done (harness.finishing)
 ANALYSIS_FAILED, UNSAFE = "analysis failed", "unsafe"
 OUTCOMES = (COMPLETED, ANALYSIS_FAILED, FAILED, ABORTED, INTERRUPTED, UNSAFE)
 

@@ -27,7 +27,7 @@ OME-TIFF's XML is still the plan (not the pages), its last page possibly cut sho
    ``interrupted``, or the status of a ``run_end`` event when the run had ended and only the
    bookkeeping was cut off), ``ended_utc`` (the last journal record), the missing count, ``files``
    recomputed, ``recovered_utc``, and this process as the owner of the finishing;
-5. the finishing pipeline (``finishing.py``): analysis (its error is reported, not raised), the
+5. the finishing pipeline (``harness.finishing``): analysis (its error is reported, not raised), the
    results store record, the final status in run.json, ``MANIFEST.sha256``.
 
 A run whose acquisition had ended but whose finishing was cut off (run.json ``finishing``, or a
@@ -841,7 +841,7 @@ def recover_run(folder: str | Path, force: bool = False, store: bool = False, db
 
 
 def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | None, reanalyse: bool = False) -> None:
-    """The finishing pipeline (``finishing.py``), its outcome in the report."""
+    """The finishing pipeline (``harness.finishing``), its outcome in the report."""
     from harness.finishing.pipeline import finish
     from harness.records.endings import FINISHING
 

@@ -2,11 +2,12 @@
 network) that a facility manager reads in a browser and attaches to a paper or a service ticket.
 
 Sections, most important first: the verdict, the failures and warnings (every metric judged fail or
-warn, with its value and limit), the verdict per result, one figure per result (power vs time with
-the stability band, linearity fit with residuals, stage displacement scatter per approach direction,
-ISO 230-2 deviations, flat-field heat map with iso-intensity contours and profiles), then the long
+warn, with its value and limit), the verdict per result, each result's figures and tables (drawn by
+the analysis that wrote it: ``Analysis.figures`` and ``Analysis.section``, see
+``harness.analysis.contract``; a figure that cannot be drawn is said, never fatal), then the long
 table of every metric with its unit, limit and verdict, the run and its provenance (station,
 devices, software), and the analysis conventions. Everything is read from the run folder.
+``write_report`` raises what writing the file raises (the caller records it in results.json).
 
 Endings are told apart at the top: a red banner when the safe state was NOT confirmed (a laser may
 still be on), a "run failed"/"aborted"/"interrupted" badge (not a QC verdict: the measurement could
