@@ -12,7 +12,8 @@ The registered analyses are listed, in the order a file is offered to them, in
 ``harness/analyses/registry.py``. For every file run.json lists, the pipeline
 (``harness.finishing.results.analyse_run``) calls ``applies`` of each analysis in turn; the first that
 says yes gets ``analyse`` for that file; an OME-TIFF no analysis takes is listed as not analysed.
-Then the pipeline judges nothing itself: the results are what ``analyse`` returns. When the report
+The results are what ``analyse`` returns, judged by the analysis itself (``judging.judged``); the
+pipeline only withholds the verdicts of a run that did not complete. When the report
 is written, ``figures`` and ``section`` are called once per result whose ``kind`` is one of the
 analysis' ``spec.kinds``; the QC annotations written into an analysed OME-TIFF use
 ``spec.nbo_names``.
