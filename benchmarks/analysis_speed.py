@@ -24,8 +24,8 @@ from pathlib import Path
 import tifffile
 
 from benchmarks._common import ROOT, station_file
-from harness.analysis.analyse import analyse_run
-from harness.run.runner import Runner
+from harness.finishing.results import analyse_run
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.station.station import Station
 
 

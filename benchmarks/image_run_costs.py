@@ -49,8 +49,9 @@ PROTOCOLS = ("flat-field", "stage-repeatability")
 def _child(marks_file: Path, argv: list[str]) -> None:
     """Run the command line in this process with time marks; they are written at exit."""
     from harness.cli import commands as cli
+    from harness.finishing import pipeline as finishing
     from harness.records import journal
-    from harness.run import finishing, runner
+    from harness.run import runner
 
     marks: dict[str, Any] = {}
 

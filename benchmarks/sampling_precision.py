@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import station_file, stats_ms
-from harness.run.runner import Runner
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.station.station import Station
 
 PROTOCOL = """\

@@ -33,8 +33,9 @@ import tifffile
 from ome_types import from_xml
 
 from harness.analysis import qc_annotations
-from harness.analysis.analyse import analyse_run
 from harness.cli import commands as cli
+from harness.finishing.results import analyse_run
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.protocol.plan import StackPlan
 from harness.records import tiff_description
 from harness.records.image_records import NS_NBO, NS_RUN
@@ -43,7 +44,6 @@ from harness.records.ome_writer import OmeTiffStack
 from harness.records.stack_check import stack_problem
 from harness.records.tiff_description import entry_position, rewrite_description
 from harness.recovery.recover import recover_run
-from harness.run.runner import Runner
 from harness.station.station import Station
 
 from .conftest import ROOT, station_variant

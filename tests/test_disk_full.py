@@ -391,12 +391,12 @@ def test_recovery_removes_a_killed_runs_space_reserve(tmp_path: Path, capsys: py
 
 def test_a_disk_that_fills_during_the_analysis_is_analysis_failed_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import harness.analysis.analyse
+    import harness.finishing.results
 
     def analyse_run(folder: Path) -> dict[str, Any]:
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "report.html"))
 
-    monkeypatch.setattr(harness.analysis.analyse, "analyse_run", analyse_run)
+    monkeypatch.setattr(harness.finishing.results, "analyse_run", analyse_run)
     code, result, _ = _run(tmp_path, SAMPLING.replace("for: 40 s", "for: 3 s"))
     err = capsys.readouterr().err
     assert code == 6 and result["outcome"] == "analysis failed", err

@@ -144,7 +144,7 @@ def test_inside_follows_symbolic_links(tmp_path: Path) -> None:
 
 @pytest.fixture
 def runner(sim_station, tmp_path: Path):  # type: ignore[no-untyped-def]
-    from harness.run.runner import Runner
+    from harness.finishing.runner import FinishingRunner as Runner
 
     r = Runner(sim_station, ROOT / "protocols" / "flat-field.yaml", runs_dir=tmp_path / "runs", quiet=True)
     r.folder = tmp_path / "runs" / "run"
@@ -179,7 +179,8 @@ def test_runner_run_folder_refuses_a_hostile_protocol_id(runner, tmp_path: Path)
 
 
 def test_analysis_refuses_files_outside_the_folder(tmp_path: Path) -> None:
-    from harness.analysis.analyse import analyse_flat_field, analyse_run
+    from harness.analyses.flat_field.analysis import analyse_flat_field
+    from harness.finishing.results import analyse_run
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -205,7 +206,7 @@ def test_qc_annotations_and_recovery_refuse_files_outside_the_folder(tmp_path: P
 
 
 def test_report_refuses_to_read_outside_the_folder(tmp_path: Path) -> None:
-    from harness.report.report import _figures
+    from harness.analyses.registry import figures as _figures
 
     folder = tmp_path / "run"
     folder.mkdir()

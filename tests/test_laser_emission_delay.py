@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.run.runner import Runner
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.station.station import Station
 
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast

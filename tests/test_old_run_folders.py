@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from harness.analysis.analyse import analyse_run
+from harness.finishing.results import analyse_run
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.journal import read_journal
 from harness.records.manifest import manifest_current
 from harness.records.run_record import SCHEMA_VERSION, RunStatus, read_run
 from harness.recovery.recover import recover_run
-from harness.run.runner import Runner
 from harness.station.station import Station
 from harness.store.results_store import ResultsStore
 

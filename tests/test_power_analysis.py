@@ -85,7 +85,7 @@ def test_a_10_hz_series_with_no_line_on_is_a_stability_record_not_a_linearity_of
     value') of a 10 Hz, 60 s sampling run: with no line on, every row's set point is empty. Read as
     float('nan') and used as a dict key, each NaN was a set point of its own (NaN != NaN), so the 600
     readings became a 600-point 'linearity' series with NaN set points, handed to the fit."""
-    from harness.run.runner import Runner
+    from harness.finishing.runner import FinishingRunner as Runner
     from harness.station.station import Station
     from tests.conftest import station_variant
 
@@ -117,7 +117,7 @@ def _series(tmp_path, rows: list[dict[str, str]]):
 
 
 def test_two_lines_on_and_non_finite_readings_are_handled_with_reasons(tmp_path) -> None:
-    from harness.analysis.analyse import analyse_series
+    from harness.analyses.power.analysis import analyse_series
     from harness.common.errors import BadInput
 
     # two lines on at once: the set point '10+20' is their sum (was: ValueError from float('10+20'))
@@ -164,7 +164,7 @@ def test_every_power_fit_refuses_bad_input_with_a_reason() -> None:
 
 
 def test_a_metric_not_computed_is_not_judged_with_its_reason() -> None:
-    from harness.analysis.analyse import _entry
+    from harness.analysis.judging import entry as _entry
     from harness.analysis.power_metrics import Metric
 
     limit = Limit.model_validate({"pass": [99, None]})

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.run.preflight import PreflightFailed
-from harness.run.runner import Runner
 from harness.station.run_guard import PreconditionFailed
 from tests.conftest import DEMO, FAST, ROOT, merge, station_variant
 

@@ -159,8 +159,8 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     """Every metric an analysis reports is in harness/analysis/metric_names.py with the same unit, and nothing else is."""
     import numpy as np
 
+    from harness.analyses.registry import METRICS
     from harness.analysis.flat_field_metrics import flat_field_metrics
-    from harness.analysis.metric_names import METRICS
     from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
     from harness.analysis.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
 

@@ -15,8 +15,8 @@ import pytest
 import tifffile
 from ome_types import from_xml
 
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.journal import read_journal
-from harness.run.runner import Runner
 from harness.station.station import Station
 from tests.conftest import ROOT, station_variant
 from tests.omecheck import bioformats_info, bioformats_value
@@ -359,8 +359,8 @@ def test_qc_results_travel_in_the_ome_tiff(runs: dict, protocol: str, stack: str
     Image), with 4DN-BINA-OME calibration names; re-analysing replaces them, it does not pile up."""
     import shutil
 
-    from harness.analysis.analyse import analyse_run
     from harness.analysis.qc_annotations import NS_NBO_QC, NS_QC
+    from harness.finishing.results import analyse_run
 
     copy = tmp_path / "copy"
     shutil.copytree(runs[protocol][0], copy)

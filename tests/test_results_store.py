@@ -19,12 +19,12 @@ import lxml.html
 import pytest
 import sqlalchemy as sa
 
-from harness.analysis.analyse import analyse_run
 from harness.analysis.control_chart import MIN_CONTROL_BASELINE, OUTSIDE, RUN, control_limits, evaluate, outside_limits, runs_on_one_side
 from harness.cli import commands as cli
 from harness.common.errors import UserError
+from harness.finishing.results import analyse_run
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.report.trend_report import build_charts, figure, write_report
-from harness.run.runner import Runner
 from harness.station.station import Station
 from harness.store.results_store import ENV_VAR, ResultsStore, metrics, record_run
 from tests.conftest import station_variant

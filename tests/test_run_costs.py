@@ -16,11 +16,11 @@ import pytest
 import tifffile
 
 import harness.records.provenance as provenance
-from harness.analysis.analyse import analyse_run
 from harness.analysis.flat_field_metrics import flat_field_metrics, gaussian_blur
 from harness.analysis.frame_stats import frame_stats
+from harness.finishing.results import analyse_run
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.provenance import sha256_file
-from harness.run.runner import Runner
 from harness.station.station import Station
 from tests.conftest import ROOT, station_variant
 

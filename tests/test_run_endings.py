@@ -17,8 +17,8 @@ import tifffile
 from ome_types import from_xml
 
 from harness.common.errors import UserError
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.journal import read_journal
-from harness.run.runner import Runner
 from tests.conftest import ROOT, station_variant
 from tests.omecheck import bioformats_info, bioformats_value
 
@@ -400,8 +400,9 @@ def test_the_demo_flat_field_no_longer_crashes_its_analysis(tmp_path: Path, caps
 
 def test_analyze_of_a_crashing_analysis_is_one_message_and_exit_6(make_station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture) -> None:
-    from harness.analysis import analyse as analysis
+    from harness.analyses.power import analysis as power
     from harness.cli.commands import run
+    from harness.finishing import results as analysis
 
     st = make_station({})
     outcome = Runner(st, _protocol(tmp_path, SHORT), runs_dir=tmp_path / "runs", quiet=True).run()
@@ -410,7 +411,7 @@ def test_analyze_of_a_crashing_analysis_is_one_message_and_exit_6(make_station, 
     def bug(*args: object) -> None:
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(analysis, "analyse_series", bug)  # a crash inside one file's analysis
+    monkeypatch.setattr(power, "analyse_series", bug)  # a crash inside one file's analysis
     assert run(["analyze", str(outcome.folder)]) == 6
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err and "ZeroDivisionError" in err

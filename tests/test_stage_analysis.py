@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.registration import shift_px
-from harness.run.runner import Runner
+from harness.finishing.runner import FinishingRunner as Runner
 
 PROTOCOL = """\
 protocol: repeatability-test

@@ -19,7 +19,7 @@ import pytest
 import tifffile
 import yaml
 
-from harness.run.runner import Runner
+from harness.finishing.runner import FinishingRunner as Runner
 from harness.station.station import Station
 from simulators.clock import ScaledClock, VirtualClock, WallClock
 from tests.conftest import station_variant

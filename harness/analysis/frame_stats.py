@@ -30,17 +30,17 @@ class FrameStats:
 
 def frame_stats(frames: Iterable[np.ndarray]) -> FrameStats:
     """Statistics of ``frames`` (an iterable that yields them one at a time); ValueError for none."""
-    total: np.ndarray | None = None
-    first = s1 = s2 = diff = None
-    n = 0
-    for frame in frames:
+    iterator = iter(frames)
+    try:
+        start = np.asarray(next(iterator))
+    except StopIteration:
+        raise ValueError("no frames") from None
+    total: np.ndarray = start.astype(np.float64)
+    first = start.copy()  # in its own type: the differences are taken in float64
+    s1, s2, diff = np.zeros_like(total), np.zeros_like(total), np.empty_like(total)
+    n = 1
+    for frame in iterator:
         frame = np.asarray(frame)
-        if total is None:
-            total = frame.astype(np.float64)
-            first = frame.copy()  # in its own type: the differences are taken in float64
-            s1, s2, diff = np.zeros_like(total), np.zeros_like(total), np.empty_like(total)
-            n = 1
-            continue
         if frame.shape != total.shape:
             raise ValueError(f"a frame of {'x'.join(map(str, frame.shape))} px among frames of {'x'.join(map(str, total.shape))} px")
         np.add(total, frame, out=total)
@@ -49,12 +49,9 @@ def frame_stats(frames: Iterable[np.ndarray]) -> FrameStats:
         np.multiply(diff, diff, out=diff)
         np.add(s2, diff, out=s2)
         n += 1
-    if total is None:
-        raise ValueError("no frames")
     np.divide(total, n, out=total)
     if n < 2:
         return FrameStats(n, total, 0.0)
-    assert s1 is not None and s2 is not None
     # sum of squared deviations = s2 - s1**2 / n; never below 0 (rounding of a constant pixel)
     np.multiply(s1, s1, out=s1)
     np.divide(s1, n, out=s1)

@@ -1,7 +1,7 @@
 """What every fit and formula of the analyses checks before it computes: finite numbers, enough
 points, something that varies, a denominator that is not zero. A check that fails raises
 ``BadInput`` whose text is the reason (for a whole result: the analysis refuses its input, see
-``analysis.py``), or gives a ``Metric`` that is not computed with the reason (one metric: it is
+``harness.finishing.results``), or gives a ``Metric`` that is not computed with the reason (one metric: it is
 ``not judged`` and says why). No fit is ever handed a NaN or an infinity.
 """
 

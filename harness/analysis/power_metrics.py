@@ -93,7 +93,7 @@ def power_series_metrics(time_s: np.ndarray, power_w: np.ndarray) -> dict[str, M
     return {
         "mean_mw": Metric(float(np.mean(mw)), "mW"),
         "median_mw": Metric(float(np.median(mw)), "mW"),
-        "sd_mw": computed("mW", lambda: (enough("SD", len(mw), 2), float(np.std(mw, ddof=1)))[1]),
+        "sd_mw": computed("mW", lambda: _sd(mw)),
         "min_mw": Metric(float(np.min(mw)), "mW"),
         "max_mw": Metric(float(np.max(mw)), "mW"),
         "stability_pct": computed("%", lambda: stability_pct(p)),
@@ -140,3 +140,9 @@ def linearity_metrics(setpoint_mw: np.ndarray, power_mw: np.ndarray) -> dict[str
         "max_relative_deviation_pct": computed("%", deviation),
         "setpoints": Metric(float(len(s)), ""),
     }
+
+
+def _sd(values: np.ndarray) -> float:
+    """The sample SD (ddof = 1); ``BadInput`` with fewer than 2 values."""
+    enough("SD", len(values), 2)
+    return float(np.std(values, ddof=1))

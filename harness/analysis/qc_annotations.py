@@ -5,7 +5,8 @@ Each analysed stack gets two namespaced MapAnnotations linked from its Image:
   with ``.unit``, ``.limit`` and ``.verdict`` entries, each result's verdict, the overall verdict,
   the run id, when it was analysed and by which version;
 - ``NS_NBO_QC``: the values that have a 4DN-BINA-OME Calibration+Performance name
-  (``FieldUniformityEvaluation``, ``XYRepeatability``, ...), keyed ``<name>[<subject>]``.
+  (``FieldUniformityEvaluation``, ``XYRepeatability``, ...: the analyses' ``AnalysisSpec.nbo_names``,
+  passed in as ``nbo_names``), keyed ``<name>[<subject>]``.
 Re-analysing replaces both (the file's other annotations and its pixels are untouched). The XML is
 validated against the OME schema before it is written, crash-safely
 (``tiff_description.rewrite_description``: a kill or a full disk leaves the previous XML).
@@ -14,6 +15,7 @@ validated against the OME schema before it is written, crash-safely
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +28,6 @@ from harness.records.image_records import NS_NBO_QC, NS_QC
 from harness.records.ome_metadata import ome_xml_bytes
 from harness.records.tiff_description import rewrite_description
 
-# (result kind, metric) -> 4DN-BINA-OME Calibration+Performance field
-NBO_NAMES = {
-    ("flat_field", "uniformity_pct"): "FieldUniformityEvaluation",
-    ("flat_field", "field_uniformity_pct"): "FieldUniformityEvaluation.FieldUniformity",
-    ("flat_field", "centering_accuracy_pct"): "FieldUniformityEvaluation.CenteringAccuracy",
-    ("stage_repeatability", "max_displacement_um"): "XYRepeatability",
-    ("stage_repeatability", "sd_x_um"): "XYRepeatability.SDX",
-    ("stage_repeatability", "sd_y_um"): "XYRepeatability.SDY",
-    ("iso230", "bidirectional_repeatability_R_um"): "XYRepeatability.ISO230-2.R",
-    ("iso230", "reversal_B_um"): "XYRepeatability.ISO230-2.B",
-    ("stability", "stability_pct"): "ShortTermIlluminationStability",
-    ("stability", "mean_mw"): "ObservedIlluminationPowerAtSample",
-    ("linearity", "r_squared"): "IlluminationLinearity",
-}
-
 
 def _fmt(value: Any) -> str:
     if value is None:
@@ -48,7 +35,11 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def qc_values(results: list[dict[str, Any]], data: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+NboNames = Mapping[tuple[str, str], str]  # (result kind, metric) -> 4DN-BINA-OME Calibration+Performance field
+
+
+def qc_values(results: list[dict[str, Any]], data: dict[str, Any], nbo_names: NboNames) -> tuple[dict[str, str], dict[str, str]]:
+    """The two annotations' key/value pairs for the results computed from one file."""
     qc: dict[str, str] = {
         "RunId": data["run_id"], "Protocol": data["protocol"], "OverallVerdict": data["verdict"],
         "AnalysedUTC": data["analysed_utc"], "ToolVersion": data["tool_version"],
@@ -64,7 +55,7 @@ def qc_values(results: list[dict[str, Any]], data: dict[str, Any]) -> tuple[dict
             if metric["limit"]:
                 qc[f"{key}.limit"] = json.dumps(metric["limit"], separators=(",", ":"))
                 qc[f"{key}.verdict"] = metric["verdict"]
-            nbo_name = NBO_NAMES.get((r["kind"], name))
+            nbo_name = nbo_names.get((r["kind"], name))
             if nbo_name and metric["value"] is not None:
                 nbo[f"{nbo_name}[{r['subject']}]"] = f"{_fmt(metric['value'])} {metric['unit']}".strip()
     return qc, nbo
@@ -74,10 +65,11 @@ def _map(id_: str, namespace: str, values: dict[str, str]) -> m.MapAnnotation:
     return m.MapAnnotation(id=id_, namespace=namespace, value=m.Map(ms=[m.Map.M(k=k, value=v) for k, v in values.items()]))
 
 
-def annotate_file(path: Path, results: list[dict[str, Any]], data: dict[str, Any]) -> None:
+def annotate_file(path: Path, results: list[dict[str, Any]], data: dict[str, Any], nbo_names: NboNames) -> None:
+    """Replace the file's QC annotations by those of ``results`` (its pixels untouched)."""
     with tifffile.TiffFile(path) as tif:
         ome = from_xml(tif.ome_metadata)
-    qc, nbo = qc_values(results, data)
+    qc, nbo = qc_values(results, data, nbo_names)
     ours = {NS_QC, NS_NBO_QC}
     sa = ome.structured_annotations or m.StructuredAnnotations()
     old_ids = {a.id for a in sa.map_annotations if a.namespace in ours}
@@ -90,12 +82,14 @@ def annotate_file(path: Path, results: list[dict[str, Any]], data: dict[str, Any
     rewrite_description(path, ome_xml_bytes(ome))
 
 
-def annotate_run(folder: Path, data: dict[str, Any]) -> list[str]:
-    """Annotate every OME-TIFF that results were computed from; the names of the files changed."""
+def annotate_run(folder: Path, data: dict[str, Any], nbo_names: NboNames | None = None) -> list[str]:
+    """Annotate every OME-TIFF that results were computed from; the names of the files changed.
+    Raises ``UnsafePath`` for a result's file outside the folder, and what reading or validating
+    the XML raises (the caller records it: the results stand without the copy in the files)."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for r in data["results"]:
         if r["series"].endswith(".ome.tif") and not r.get("damaged"):  # a stack without readable XML is not rewritten
             by_file.setdefault(r["series"], []).append(r)
     for name, results in by_file.items():
-        annotate_file(inside(folder, name), results, data)
+        annotate_file(inside(folder, name), results, data, nbo_names or {})
     return sorted(by_file)

@@ -109,7 +109,7 @@ def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis:
         raise BadInput("ISO 230-2: no target with an up-approach image")
     if not (math.isfinite(pixel_um) and pixel_um > 0):
         raise BadInput(f"ISO 230-2: the pixel size is {pixel_um}, not a positive number")
-    table = []
+    table: list[dict[str, Any]] = []
     for target, groups in by_target.items():
         if not groups["up"]:
             continue

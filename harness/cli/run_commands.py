@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import threading
@@ -32,10 +31,10 @@ from harness.records.run_folder import RunFolder
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.analysis.analyse import summary
+    from harness.finishing.results import summary
+    from harness.finishing.runner import FinishingRunner as Runner
     from harness.records.endings import UNSAFE, exit_code
     from harness.run.preflight import PreflightFailed, file_facts, preflight
-    from harness.run.runner import Runner
     from harness.station.run_guard import PreconditionFailed, held_station, interlock_problems, write_outcome
     from harness.station.station_lock import StationBusy
 
@@ -81,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if runner.left_for_recovery:  # a full disk kept a file from being finished: `recover` finishes and records it
         stored = f"not recorded yet: free space, then run microscope-qc recover --runs-dir {args.runs_dir}"
     else:
-        stored = runner.stored  # recorded by the run's finishing (finishing.py)
+        stored = runner.stored  # recorded by the run's finishing (harness.finishing)
     word = outcome.outcome
     write_outcome(args.outcome, status=outcome.status, outcome=word, reason=outcome.reason, folder=str(outcome.folder),
                   verdict=(runner.results or {}).get("verdict"), analysis_error=runner.analysis_error, stored=stored,
@@ -128,25 +127,15 @@ def _job_tag(text: str | None) -> dict[str, Any] | None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Exit 0 when analysed, 6 when the analysis failed or refused its input (one message, never a
     traceback; results.json and the report say why), 2 for a folder that is not a finished run."""
-    from harness.analysis.analyse import analyse_run, summary, write_failed_results
     from harness.common.errors import EXIT_ANALYSIS_FAILED
-    from harness.records.manifest import write_manifest
+    from harness.finishing.pipeline import reanalyse
+    from harness.finishing.results import summary
 
     folder = Path(args.folder)
-    if '"status": "finishing"' in _text_or_empty(RunFolder(folder).run_json):
-        raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
-    try:
-        data = analyse_run(folder)
-    except UserError:
-        raise
-    except Exception as exc:  # a bug: one message; the reason goes into results.json and the report
-        reason = f"{type(exc).__name__}: {exc}"
-        logging.getLogger(__name__).debug("analysis of %s failed", folder, exc_info=True)
-        if write_failed_results(folder, reason) is not None:
-            write_manifest(folder)
-        print(f"analysis failed: {reason}; the run's data are unchanged (results.json says so)", file=sys.stderr)
+    data, crash = reanalyse(folder)  # UserError (exit 2) for a folder that is not a finished run
+    if crash or data is None:  # a bug: one message; the reason is in results.json and the report
+        print(f"analysis failed: {crash}; the run's data are unchanged (results.json says so)", file=sys.stderr)
         return EXIT_ANALYSIS_FAILED
-    write_manifest(folder)
     print(summary(data))
     print(f"wrote {RunFolder(folder).results_json}")
     if data.get("report"):
@@ -155,13 +144,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"analysis failed: {data.get('analysis_error')}", file=sys.stderr)
         return EXIT_ANALYSIS_FAILED
     return 0
-
-
-def _text_or_empty(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def _recover_interrupted(runs_dir: Path, db: str | None, store: bool = True) -> None:

@@ -332,11 +332,11 @@ def acceptance_problem(name: str, limit: Limit) -> str:
     that is not the metric's, an empty range, or a warn range that does not contain the pass range."""
     from difflib import get_close_matches
 
-    from harness.analysis.metric_names import METRICS
+    from harness.analyses.registry import METRICS  # the registered analyses' metrics (their specs: no numpy)
 
     if name not in METRICS:
         close = get_close_matches(name, list(METRICS), n=1)
-        return f"no metric {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + "; the metrics are listed in harness/analysis/metric_names.py"
+        return f"no metric {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + "; the metrics are listed in harness/analyses/*/__init__.py"
     unit = METRICS[name]
     if limit.unit and limit.unit != unit:
         return f"unit {limit.unit!r}, but the metric is in {unit!r}" if unit else f"unit {limit.unit!r}, but the metric has no unit"

@@ -25,7 +25,7 @@ from harness.records.run_record import RunStatus
 
 # run.json's status words (``run_record.RunStatus``), as plain strings
 COMPLETED, FAILED, ABORTED, INTERRUPTED = (s.value for s in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED, RunStatus.INTERRUPTED))
-RUNNING, FINISHING = RunStatus.RUNNING.value, RunStatus.FINISHING.value  # while acquiring; after it, until finishing is done (finishing.py)
+RUNNING, FINISHING = RunStatus.RUNNING.value, RunStatus.FINISHING.value  # while acquiring; after it, until finishing is done (harness.finishing)
 ANALYSIS_FAILED, UNSAFE = "analysis failed", "unsafe"
 OUTCOMES = (COMPLETED, ANALYSIS_FAILED, FAILED, ABORTED, INTERRUPTED, UNSAFE)
 

@@ -27,7 +27,7 @@ OME-TIFF's XML is still the plan (not the pages), its last page possibly cut sho
    ``interrupted``, or the status of a ``run_end`` event when the run had ended and only the
    bookkeeping was cut off), ``ended_utc`` (the last journal record), the missing count, ``files``
    recomputed, ``recovered_utc``, and this process as the owner of the finishing;
-5. the finishing pipeline (``finishing.py``): analysis (its error is reported, not raised), the
+5. the finishing pipeline (``harness.finishing``): analysis (its error is reported, not raised), the
    results store record, the final status in run.json, ``MANIFEST.sha256``.
 
 A run whose acquisition had ended but whose finishing was cut off (run.json ``finishing``, or a
@@ -77,6 +77,7 @@ from harness.common import kill_points
 from harness.common.disk_full import RESERVE_NAME, remove_leftover
 from harness.common.process_owner import CREATE_TIME_TOLERANCE_S, folder_lock, this_process
 from harness.common.safe_paths import plain_name_problem
+from harness.finishing.pipeline import finish
 from harness.records.image_records import FRAME_COLUMNS
 from harness.records.journal import read_journal, reopen, repair_journal
 from harness.records.manifest import folder_entries, frame_log_entry, read_rows, unfinished
@@ -88,7 +89,6 @@ from harness.recovery.csv_repair import repair_csv
 from harness.recovery.owners import ORPHAN_GRACE_S, Candidate, examine, find_interrupted, owner_state, read_run_or_none, scan_runs
 from harness.recovery.stack_info import info_from_ome, info_from_run, scan_pages
 from harness.recovery.stacks import INTERRUPTED_NOTE, LOST_NOTE, UNLOGGED_NOTE, StackResult, recover_stack
-from harness.run.finishing import finish
 
 __all__ = [  # what callers (and the tests) import from here; the parts live in their own modules
     "CREATE_TIME_TOLERANCE_S", "INTERRUPTED_NOTE", "LOST_NOTE", "ORPHAN_GRACE_S", "UNLOGGED_NOTE", "Candidate", "RecoveryReport",
@@ -169,7 +169,7 @@ def recover_run(folder: str | Path, force: bool = False, store: bool = False, db
 
 
 def _finish(folder: Path, report: RecoveryReport, store: bool, db_url: str | None, reanalyse: bool = False) -> None:
-    """The finishing pipeline (``finishing.py``), its outcome in the report."""
+    """The finishing pipeline (``harness.finishing``), its outcome in the report."""
     run = read_run_or_none(folder) or {}
     analysable = "text" in run.get("protocol", {})
     if not analysable:

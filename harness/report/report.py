@@ -2,11 +2,12 @@
 network) that a facility manager reads in a browser and attaches to a paper or a service ticket.
 
 Sections, most important first: the verdict, the failures and warnings (every metric judged fail or
-warn, with its value and limit), the verdict per result, one figure per result (power vs time with
-the stability band, linearity fit with residuals, stage displacement scatter per approach direction,
-ISO 230-2 deviations, flat-field heat map with iso-intensity contours and profiles), then the long
+warn, with its value and limit), the verdict per result, each result's figures and tables (drawn by
+the analysis that wrote it: ``Analysis.figures`` and ``Analysis.section``, see
+``harness.analysis.contract``; a figure that cannot be drawn is said, never fatal), then the long
 table of every metric with its unit, limit and verdict, the run and its provenance (station,
 devices, software), and the analysis conventions. Everything is read from the run folder.
+``write_report`` raises what writing the file raises (the caller records it in results.json).
 
 Endings are told apart at the top: a red banner when the safe state was NOT confirmed (a laser may
 still be on), a "run failed"/"aborted"/"interrupted" badge (not a QC verdict: the measurement could
@@ -16,20 +17,18 @@ and otherwise the QC verdict.
 
 from __future__ import annotations
 
-import base64
-import html
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from harness.analysis.contract import Analysis
 from harness.common.atomic_files import replace_text
-from harness.common.safe_paths import inside
+from harness.records.endings import ANALYSIS_FAILED, UNSAFE, of_folder
 from harness.records.run_folder import RunFolder
-from harness.records.series_writer import read_series
-from harness.report import plots
+from harness.report.html_parts import COLOURS, badge, e, limit_text, num
 
-COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "not judged": "#5f6368"}
+__all__ = ["COLOURS", "render", "write_report"]
+
 # endings that are not QC verdicts: their own colours, never the verdict's red
 ENDING_COLOURS = {"failed": "#6a1b9a", "aborted": "#6a1b9a", "interrupted": "#6a1b9a", "analysis failed": "#8d6e00", "unsafe": "#b3261e"}
 ENDING_LABELS = {"failed": "run failed", "aborted": "run aborted", "interrupted": "run interrupted", "analysis failed": "analysis failed",
@@ -49,87 +48,15 @@ figcaption{font-size:.85em;color:#5f6368} .muted{color:#5f6368;font-size:.85em} 
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _badge(verdict: str, big: bool = False) -> str:
-    return f'<span class="verdict{" big" if big else ""}" style="background:{COLOURS.get(verdict, "#5f6368")}">{_e(verdict.upper())}</span>'
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.5g}" if isinstance(value, float) else _e(value)
-
-
-def _limit(limit: dict[str, Any] | None) -> str:
-    if not limit:
-        return ""
-
-    def rng(bounds: list[Any] | None) -> str:
-        if bounds is None:
-            return ""
-        lo, hi = bounds
-        if lo is not None and hi is not None:
-            return f"{lo:g} .. {hi:g}"
-        return f">= {lo:g}" if lo is not None else f"<= {hi:g}"
-
-    text = f"pass {rng(limit.get('pass'))}"
-    if limit.get("warn"):
-        text += f"; warn {rng(limit['warn'])}"
-    return _e(text)
-
-
-def _figure(png: bytes, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}"><figcaption>{_e(caption)}</figcaption></figure>'
-
-
-def _limit_value(result: dict[str, Any], metric: str, side: int) -> float | None:
-    m = result["metrics"].get(metric)
-    if not m or not m["limit"]:
-        return None
-    return m["limit"]["pass"][side]
-
-
-def _figures(folder: Path, r: dict[str, Any]) -> str:
-    kind, subject = r["kind"], r["subject"]
-    if kind == "stability":
-        rows = [x for x in read_series(inside(folder, r["series"])) if x["status"] == "ok"]
-        t = np.array([float(x["time_s"]) for x in rows])
-        p = np.array([float(x["power_W"]) for x in rows]) * 1e3
-        return _figure(plots.power_vs_time(t, p, f"{subject}: power vs time", _limit_value(r, "stability_pct", 0)),
-                       f"{subject}: {len(p)} readings from {r['series']}; shaded: measured min-max")
-    if kind == "linearity" and r.get("points"):
-        s = np.array([x["setpoint_mw"] for x in r["points"]])
-        p = np.array([x["mean_power_mw"] for x in r["points"]])
-        m = r["metrics"]
-        return _figure(plots.linearity(s, p, m["slope"]["value"], m["intercept_mw"]["value"], m["slope_through_origin"]["value"], f"{subject}: linearity"),
-                       f"{subject}: mean power per set point, OLS and through-origin fits; residuals relative to the OLS fit")
-    if kind == "stage_repeatability" and r.get("displacements"):
-        return _figure(plots.displacement_scatter(r["displacements"], f"stage repeatability, {subject}", _limit_value(r, "max_displacement_um", 1)),
-                       f"{subject}: displacement of each return image against its reference, by approach direction")
-    if kind == "iso230" and r.get("targets"):
-        return _figure(plots.iso230(r["targets"], "ISO 230-2 deviations per target"),
-                       "deviation from the first up-approach image at each target (mean +- 2 s per direction)")
-    if kind == "flat_field" and r.get("correction_image"):
-        import tifffile
-
-        image = tifffile.imread(inside(folder, r["correction_image"]))
-        return _figure(plots.flat_field(image, r["profiles"], f"{subject}: field illumination"),
-                       f"{subject}: dark-subtracted, smoothed mean of {r.get('frames')} frames (from {r['correction_image']}); contours every 10 % of the maximum")
-    return ""
-
-
 METRIC_HEADER = "<tr><th>subject</th><th>analysis</th><th>metric</th><th>value</th><th>unit</th><th>limit</th><th>verdict</th></tr>"
 
 
 def _metric_row(r: dict[str, Any], name: str, m: dict[str, Any]) -> str:
     reason = m.get("reason") or ""
-    why = f"<br><span class=muted>{_e(reason)}</span>" if reason and not reason.startswith("partial data") else ""
-    return (f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(name)}</td><td class='num'>{_num(m['value'])}{why}</td>"
-            f"<td>{_e(m['unit'])}</td><td>{_limit(m['limit'])}</td><td>{_badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>")
+    why = f"<br><span class=muted>{e(reason)}</span>" if reason and not reason.startswith("partial data") else ""
+    return (f"<tr><td>{e(r['subject'])}</td><td>{e(r['kind'])}</td><td>{e(name)}</td><td class='num'>{num(m['value'])}{why}</td>"
+            f"<td>{e(m['unit'])}</td><td>{limit_text(m['limit'])}</td>"
+            f"<td>{badge(m['verdict']) if m['limit'] else '<span class=muted>not judged</span>'}</td></tr>")
 
 
 def _verdict_table(results: list[dict[str, Any]]) -> str:
@@ -147,7 +74,8 @@ def _failures(results: list[dict[str, Any]]) -> str:
             for name, m in r["metrics"].items() if m["limit"] and m["verdict"] == verdict]
     if not rows:
         judged = any(m["limit"] for r in results for m in r["metrics"].values())
-        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else "No metric was judged (the protocol sets no acceptance limits, or the run did not complete).") + "</p>"
+        none = "No metric was judged (the protocol sets no acceptance limits, or the run did not complete)."
+        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else none) + "</p>"
     return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>"
 
 
@@ -170,80 +98,58 @@ def _git(git: Any) -> str:
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v not in (None, "")) + "</table>"
+    return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows if v not in (None, "")) + "</table>"
 
 
-def _stage_tables(r: dict[str, Any]) -> str:
-    table = r.get("table")
-    if not table:
-        return ""
-    out = ["<table><tr><th>approach</th><th>n</th><th>mean x</th><th>SD x</th><th>max |x|</th><th>mean y</th><th>SD y</th><th>max |y|</th><th>max |d| 2-D</th></tr>"]
-    for direction, t in table.items():
-        out.append(f"<tr><td>{_e(direction)}</td><td class=num>{t['n']}</td>"
-                   + "".join(f"<td class=num>{_num(t[a][k])}</td>" for a in ("x", "y") for k in ("mean_um", "sd_um", "max_abs_um"))
-                   + f"<td class=num>{_num(t['max_abs_2d_um'])}</td></tr>")
-    return "".join(out) + "</table><p class=muted>um; SD with n - 1</p>"
-
-
-def _iso_table(targets: list[dict[str, Any]]) -> str:
-    keys = ("n_up", "n_down", "mean_up_um", "mean_down_um", "s_up_um", "s_down_um", "B_i_um", "R_up_i_um", "R_down_i_um", "R_i_um")
-    head = "".join(f"<th>{_e(k.replace('_um', '').replace('_i', ' i').replace('_', ' '))}</th>" for k in keys)
-    rows = "".join(f"<tr><td>{_e(t['target'])}</td>" + "".join(f"<td class=num>{_num(t[k])}</td>" for k in keys) + "</tr>" for t in targets)
-    return f"<table><tr><th>target</th>{head}</tr>{rows}</table><p class=muted>um; s with n - 1</p>"
-
-
-def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
+def render(folder: Path, run: dict[str, Any], data: dict[str, Any], analyses: Mapping[str, Analysis]) -> str:
+    """The page; ``analyses``: result kind -> the analysis that draws its figures and sections."""
     station, software, protocol = run["station"], run.get("software", {}), run["protocol"]
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>QC report {_e(data['protocol'])} {_e(data['run_id'][:8])}</title>"
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>QC report {e(data['protocol'])} {e(data['run_id'][:8])}</title>"
              f"<style>{STYLE}</style></head><body>"]
-    from harness.records.endings import ANALYSIS_FAILED, UNSAFE, of_folder
-
     word = of_folder(run, data)
-    parts.append(f"<h1>{_e(protocol.get('title') or data['protocol'])}</h1>")
+    parts.append(f"<h1>{e(protocol.get('title') or data['protocol'])}</h1>")
     if word == UNSAFE:
         failures = (run.get("safe_state") or {}).get("failures") or [run.get("reason")]
         parts.append("<div class=unsafe id=unsafe><b>URGENT: SAFE STATE NOT CONFIRMED.</b> A laser may still be emitting. "
                      "Check the station and switch the lasers off by hand before anyone works at it. "
-                     f"Not confirmed: {_e('; '.join(str(f) for f in failures))}</div>")
+                     f"Not confirmed: {e('; '.join(str(f) for f in failures))}</div>")
     ending = UNSAFE if word == UNSAFE else run["status"] if run["status"] != "completed" else (
         ANALYSIS_FAILED if data.get("status") == ANALYSIS_FAILED else "")
     if ending:
-        badge = (f'<span class="verdict big" style="background:{ENDING_COLOURS.get(ending, "#6a1b9a")}">'
-                 f'{_e(ENDING_LABELS.get(ending, ending).upper())}</span>')
+        top = (f'<span class="verdict big" style="background:{ENDING_COLOURS.get(ending, "#6a1b9a")}">'
+                 f'{e(ENDING_LABELS.get(ending, ending).upper())}</span>')
     else:
-        badge = _badge(data["verdict"], big=True)
-    parts.append(f"<p>{badge} &nbsp; station <b>{_e(station['name'])}</b>"
-                 f"{' (simulated)' if station.get('simulated') else ''}, run {_e(data['run_id'])}</p>")
+        top = badge(data["verdict"], big=True)
+    parts.append(f"<p>{top} &nbsp; station <b>{e(station['name'])}</b>"
+                 f"{' (simulated)' if station.get('simulated') else ''}, run {e(data['run_id'])}</p>")
     if run["status"] != "completed":
-        parts.append(f"<p class=ending><b>The measurement could not be completed ({_e(run['status'])})</b>: {_e(run.get('reason'))}. "
+        parts.append(f"<p class=ending><b>The measurement could not be completed ({e(run['status'])})</b>: {e(run.get('reason'))}. "
                      "This is not a QC verdict on the instrument: the partial metrics below are shown but not judged.</p>")
     if data.get("status") == ANALYSIS_FAILED:
-        items = "".join(f"<li><b>{_e(e.get('source'))}</b>: {_e(e.get('error'))}</li>" for e in data.get("analysis_errors", []))
+        items = "".join(f"<li><b>{e(err.get('source'))}</b>: {e(err.get('error'))}</li>" for err in data.get("analysis_errors", []))
         parts.append(f"<div class=ending style='border-color:{ENDING_COLOURS[ANALYSIS_FAILED]}'><b>The analysis failed</b> "
-                     f"(the data are complete and kept; after a fix: <code>microscope-qc analyze {_e(folder)}</code>):<ul>{items}</ul></div>")
+                     f"(the data are complete and kept; after a fix: <code>microscope-qc analyze {e(folder)}</code>):<ul>{items}</ul></div>")
     if data.get("files_changed_since_run"):
         parts.append(f"<p style='color:{COLOURS['fail']}'><b>Files changed since the run recorded them</b> (checksum differs from run.json): "
-                     f"{_e(', '.join(data['files_changed_since_run']))}. Results from them are not the run's.</p>")
+                     f"{e(', '.join(data['files_changed_since_run']))}. Results from them are not the run's.</p>")
     parts.append(_failures(data["results"]))
     parts.append("<h2>Verdicts</h2>")
     parts.append("<table><tr><th>subject</th><th>analysis</th><th>source</th><th>verdict</th></tr>" + "".join(
-        f"<tr><td>{_e(r['subject'])}</td><td>{_e(r['kind'])}</td><td>{_e(r['series'])}</td><td>{_badge(r['verdict'])}{(' ' + _e(r['note'])) if r.get('note') else ''}</td></tr>"
+        f"<tr><td>{e(r['subject'])}</td><td>{e(r['kind'])}</td><td>{e(r['series'])}</td>"
+        f"<td>{badge(r['verdict'])}{(' ' + e(r['note'])) if r.get('note') else ''}</td></tr>"
         for r in data["results"]) + "</table>")
     if data.get("not_analysed"):
-        parts.append(f"<p class=muted>Not analysed: {_e(', '.join(data['not_analysed']))}</p>")
+        parts.append(f"<p class=muted>Not analysed: {e(', '.join(data['not_analysed']))}</p>")
     if data["results"]:
         parts.append("<h2>Figures</h2>")
     for r in data["results"]:
+        analysis = analyses.get(r["kind"])
         try:
-            parts.append(_figures(folder, r))
+            parts.append(analysis.figures(folder, r) if analysis else "")
         except Exception as exc:  # a figure that cannot be drawn must not cost the report
-            parts.append(f"<p class=muted>{_e(r['subject'])}: figure not drawn ({_e(type(exc).__name__)}: {_e(exc)})</p>")
-        if r["kind"] == "stage_repeatability":
-            parts.append(_stage_tables(r))
-        if r["kind"] == "iso230" and r.get("targets"):
-            parts.append(_iso_table(r["targets"]))
-        if r["kind"] == "iso230" and r.get("not_reported"):
-            parts.append(f"<p class=muted>Not reported: {_e(r['not_reported'])}</p>")
+            parts.append(f"<p class=muted>{e(r['subject'])}: figure not drawn ({e(type(exc).__name__)}: {e(exc)})</p>")
+        if analysis:
+            parts.extend(analysis.section(r))
     if any(r["metrics"] for r in data["results"]):
         parts.append("<h2>Metrics</h2>" + _verdict_table(data["results"]))
     parts.append("<h2>Run</h2>" + _table([
@@ -263,19 +169,20 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> str:
         parts.append("<h2>Devices</h2><table><tr><th>role</th><th>vendor</th><th>model</th><th>serial</th><th>firmware</th></tr>")
         for role, d in devices.items():
             ident = d.get("identity", d) if isinstance(d, dict) else {}
-            parts.append(f"<tr><td>{_e(role)}</td>" + "".join(f"<td>{_e(ident.get(k))}</td>" for k in ("vendor", "model", "serial", "firmware")) + "</tr>")
+            parts.append(f"<tr><td>{e(role)}</td>" + "".join(f"<td>{e(ident.get(k))}</td>" for k in ("vendor", "model", "serial", "firmware")) + "</tr>")
         parts.append("</table>")
     outputs = [r["correction_image"] for r in data["results"] if r.get("correction_image")]
     if outputs:
         parts.append("<h2>Outputs</h2><p>Flat-field correction images (OME-TIFF, mean 1; corrected = (raw - dark) / correction): "
-                     + ", ".join(f"<code>{_e(o)}</code>" for o in outputs) + "</p>")
-    parts.append(f"<h2>Conventions</h2><pre>{_e(data.get('conventions'))}</pre>")
-    parts.append(f"<p class=muted>{_e(software.get('tool', 'microscope-qc'))} {_e(data.get('tool_version'))}; "
+                     + ", ".join(f"<code>{e(o)}</code>" for o in outputs) + "</p>")
+    parts.append(f"<h2>Conventions</h2><pre>{e(data.get('conventions'))}</pre>")
+    parts.append(f"<p class=muted>{e(software.get('tool', 'microscope-qc'))} {e(data.get('tool_version'))}; "
                  "files and checksums: MANIFEST.sha256; full record: run.json, journal.jsonl, results.json.</p></body></html>")
     return "\n".join(parts)
 
 
-def write_report(folder: Path, run: dict[str, Any], data: dict[str, Any]) -> Path:
+def write_report(folder: Path, run: dict[str, Any], data: dict[str, Any], analyses: Mapping[str, Analysis]) -> Path:
+    """``report.html`` in the run folder, written atomically; its path."""
     path = RunFolder(folder).report
-    replace_text(path, render(folder, run, data))
+    replace_text(path, render(folder, run, data, analyses))
     return path

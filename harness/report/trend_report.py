@@ -101,7 +101,7 @@ def figure(chart: Chart) -> Any:
 
     fig = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax: Any = fig.add_subplot()  # Any: matplotlib's stubs take no datetimes, which it plots through its date converter
     t = [p.ended_utc.replace(tzinfo=None) for p in chart.points]  # UTC, labelled as such
     v = [p.value for p in chart.points]
     lim = chart.limits
@@ -123,7 +123,7 @@ def figure(chart: Chart) -> Any:
     # the variation of the values stays visible
     lo, hi = min(shown), max(shown)
     reach = hi - lo if hi > lo else max(abs(lim.centre) * 0.02, 1e-12)  # no spread yet: nothing to hide
-    styles = {"pass": ("black", "-"), "warn": ("tab:orange", "-.")}
+    styles: dict[str, tuple[str, Any]] = {"pass": ("black", "-"), "warn": ("tab:orange", "-.")}  # (colour, matplotlib line style)
     handles: list[Any] = []
     for band, value in acceptance_bounds(chart.acceptance):
         colour, style = styles[band]
@@ -179,7 +179,8 @@ def _chart_html(n: int, chart: Chart) -> str:
     parts = [
         f'<section id="chart-{n}">',
         f"<h2>{e(chart.title)}</h2>",
-        f'<p class="meta">{len(chart.points)} completed run{"s" if len(chart.points) != 1 else ""}, {e(_time(chart.points[0].ended_utc))} to {e(_time(chart.points[-1].ended_utc))} UTC; '
+        f'<p class="meta">{len(chart.points)} completed run{"s" if len(chart.points) != 1 else ""}, '
+        f'{e(_time(chart.points[0].ended_utc))} to {e(_time(chart.points[-1].ended_utc))} UTC; '
         f"centre line {e(_value(lim.centre, unit))}" + (f" (SD {lim.sd:.4g})" if lim.defined else "") + f"; {e(lim.describe(unit))}. "
         f"Acceptance limits of the protocol: {e(acceptance or 'none')}.</p>",
         f'<img alt="{e(chart.title)} over time" src="data:image/png;base64,{png}">',
@@ -187,7 +188,8 @@ def _chart_html(n: int, chart: Chart) -> str:
     flagged = flagged_indices(chart.flags)
     if not flagged:
         parts.append('<p class="ok">No flagged runs: the metric is in statistical control.</p>' if lim.established else
-                     f'<p class="meta">No flagged runs, but too few runs for control limits: statistical control is judged from a baseline of {MIN_CONTROL_BASELINE} runs.</p>')
+                     '<p class="meta">No flagged runs, but too few runs for control limits: '
+                     f'statistical control is judged from a baseline of {MIN_CONTROL_BASELINE} runs.</p>')
     else:
         provisional = "" if lim.established else " (against provisional limits: too few runs for control limits)"
         parts.append(f'<p class="flagged">{len(flagged)} flagged run{"s" if len(flagged) != 1 else ""}{provisional}:</p>')
@@ -222,7 +224,8 @@ def render_html(charts: list[Chart], database: str, run_length: int) -> str:
         f"<style>{CSS}</style></head><body>",
         f"<h1>Trend of {e(metric)}</h1>",
         f'<p class="meta">Generated {e(now)} by microscope-qc {e(__version__)} from {e(database)}. '
-        f"Control limits: mean ± 3 SD (n - 1) of the baseline runs, established from {MIN_CONTROL_BASELINE} baseline runs (provisional before); flagged: a point outside the limits, "
+        f"Control limits: mean ± 3 SD (n - 1) of the baseline runs, established from {MIN_CONTROL_BASELINE} baseline runs (provisional before); "
+        "flagged: a point outside the limits, "
         f"or {run_length} or more consecutive points on one side of the centre line (Western Electric / Nelson rule 2). "
         "Completed runs only.</p>",
         "<table><thead><tr><th>station</th><th>protocol</th><th>subject</th><th>runs</th><th>flagged</th></tr></thead><tbody>",

@@ -12,9 +12,11 @@ Contract:
 - Ctrl-C (SIGINT) or SIGTERM aborts the run.
 - Whatever happens, devices go to their safe state, files are finalized (OME-XML matching the
   frames on disk), the journal gets ``run_end`` and ``run.json`` says ``finishing`` with the
-  acquisition's status and reason; then the finishing pipeline (``finishing.py``: analysis, results
-  store with ``store``, final status, ``MANIFEST.sha256`` over every file) runs, with Ctrl-C and
-  SIGTERM ignored. A kill during finishing is completed by ``recover``.
+  acquisition's status and reason; then the finisher its caller handed in (``finisher``, see
+  ``harness.run.finisher``; the finishing pipeline ``harness.finishing``: analysis, results store
+  with ``store``, final status, ``MANIFEST.sha256`` over every file) runs, with Ctrl-C and SIGTERM
+  ignored. Without a finisher, run.json stays ``finishing``. A kill during finishing is completed
+  by ``recover``.
 - A completed run ends ``failed`` if its safe state is not confirmed (``run.json`` ``safe_state``:
   ``confirmed: false``, the outcome ``unsafe``, see ``endings.py``) or a file cannot be finalized
   (e.g. the disk is full): its data are then not complete.
@@ -52,6 +54,7 @@ from harness.common.process_owner import this_process
 from harness.common.safe_paths import inside
 from harness.protocol.plan import Action, Plan, expand
 from harness.protocol.protocol_file import ProtocolFile, read_protocol_file
+from harness.records.endings import FINISHING
 from harness.records.image_records import FRAME_COLUMNS, ChannelInfo, InstrumentInfo, PlaneInfo
 from harness.records.journal import Journal
 from harness.records.manifest import frame_log_entry, series_entry, stack_entry
@@ -59,7 +62,7 @@ from harness.records.provenance import default_operator, host, sha256_file, sha2
 from harness.records.run_folder import RunFolder
 from harness.records.run_record import write_run
 from harness.records.series_writer import SeriesWriter
-from harness.run.finishing import FINISHING, finish
+from harness.run.finisher import Finisher
 from harness.run.instrument_info import instrument_info
 from harness.run.preflight import check_plan, device_label, station_facts
 from harness.run.progress import Progress
@@ -125,6 +128,7 @@ class Runner:
         store: bool = False,
         db_url: str | None = None,
         job_tag: dict[str, Any] | None = None,
+        finisher: Finisher | None = None,
     ) -> None:
         self.station = station
         self.protocol: ProtocolFile
@@ -152,6 +156,7 @@ class Runner:
         self.results: dict[str, Any] | None = None
         self.analysis_error = ""
         self.store, self.db_url, self.job_tag = store, db_url, job_tag
+        self.finisher = finisher  # None: run.json is left `finishing`, for `recover`
         self.stored = "not recorded"
         self.safe_state: dict[str, Any] = {"confirmed": None, "failures": []}
         self.reserve: SpaceReserve | None = None
@@ -175,7 +180,7 @@ class Runner:
         return folder
 
     def run(self, on_folder: Callable[[Path], None] | None = None, restore_signals: bool = True) -> RunOutcome:
-        """The whole run, finishing included (``finishing.py``: analysis, store record with ``store``,
+        """The whole run, finishing included (the ``finisher``: analysis, store record with ``store``,
         manifest). Ctrl-C and SIGTERM are ignored from the end of the acquisition until finishing is
         done; with ``restore_signals=False`` they stay ignored (the caller has more to finish: its
         outcome file), else the previous handlers come back."""
@@ -377,8 +382,12 @@ class Runner:
             self.journal.close()
             self.status, self.reason = status, reason
             return
+        if self.finisher is None:  # no pipeline handed in: `recover` finishes the run
+            self.journal.close()
+            self.status, self.reason = status, reason
+            return
         kill_points.reached("finishing:start")
-        done = finish(self.folder, journal=self.journal, store=self.store, db_url=self.db_url)
+        done = self.finisher(self.folder, journal=self.journal, store=self.store, db_url=self.db_url)
         self.results, self.analysis_error, self.stored = done.results, done.analysis_error, done.stored
         self.status, self.reason = done.status, done.reason
 

@@ -1,5 +1,7 @@
-"""Finishing a run folder: the one pipeline after an acquisition ends, shared by ``run``, ``recover``
-(and the automatic recovery before every run and at service start) and the schedule service.
+"""Finishing a run folder: the one pipeline after an acquisition ends, shared by ``run`` (handed to
+the ``Runner`` as its finisher, ``harness.run.finisher``), ``analyze`` (its analysis step and
+manifest), ``recover`` (and the automatic recovery before every run and at service start) and the
+schedule service (through those). Layer: above analysis, report and the results store.
 
 Status words (run.json ``status``, see ``endings.py``):
 
@@ -30,7 +32,6 @@ acquisition's outcome: a completed acquisition is still ``completed``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,46 +39,35 @@ from typing import Any
 from harness.common import kill_points
 from harness.common.disk_full import full_path, is_disk_full
 from harness.common.disk_full import message as disk_full_message
+from harness.common.errors import UserError
+from harness.finishing import results as analysis_step
 from harness.records.endings import COMPLETED, FAILED, FINISHING, acquisition_status
 from harness.records.journal import Journal, read_journal, reopen
 from harness.records.manifest import write_manifest
 from harness.records.run_folder import MANIFEST, RunFolder
 from harness.records.run_record import read_results, read_run, write_run
+from harness.run.finisher import Finished
+
+__all__ = ["FINISHING", "Finished", "analyse", "finish", "reanalyse"]
 
 log = logging.getLogger(__name__)
 
 NOT_STORED = "not recorded (--no-store)"
 
 
-@dataclass
-class Finished:
-    status: str  # the final run.json status
-    reason: str
-    results: dict[str, Any] | None
-    analysis_error: str  # "" when analysed
-    stored: str  # what the results store said
-
-
-def open_journal(folder: Path) -> Journal:
-    """The run's journal, for appending after a crash: a partial last line dropped, numbering on."""
-    return reopen(RunFolder(folder).journal)
-
-
 def analyse(folder: Path) -> tuple[dict[str, Any] | None, str]:
     """results.json, annotations and report; (results, error text for the user, "" if analysed).
     Never raises for the analysis' own failure (results.json then says why)."""
-    from harness.analysis.analyse import analyse_run, write_failed_results
-
     hint = f"the data are kept; after a fix: microscope-qc analyze {folder}"
     try:
-        results = analyse_run(folder)
+        results = analysis_step.analyse_run(folder)
     except Exception as exc:  # the data are safe; analysis can be redone with `analyze`
         log.debug("analysis of %s failed", folder, exc_info=True)
         error = f"analysis failed ({type(exc).__name__}: {exc}); {hint}"
         if is_disk_full(exc):
             error = f"analysis failed: {disk_full_message(full_path(exc, folder))}; {hint}"
         try:
-            return write_failed_results(folder, f"{type(exc).__name__}: {exc}"), error
+            return analysis_step.write_failed_results(folder, f"{type(exc).__name__}: {exc}"), error
         except OSError:  # a full disk: results.json is written by `analyze` (or the next recover) later
             return None, error
     if results.get("status") == "analysis failed":
@@ -85,15 +75,53 @@ def analyse(folder: Path) -> tuple[dict[str, Any] | None, str]:
     return results, ""
 
 
+def reanalyse(folder: str | Path) -> tuple[dict[str, Any] | None, str]:
+    """``analyze``: the analysis step again on a finished run folder, then its manifest (the results
+    store is not touched: ``import`` records a run again). ``(results, "")`` when the analysis ran
+    (results.json may still say ``analysis failed``: a file it refused); ``(results.json's content,
+    or None if not even that could be written, the reason)`` when the analysis itself crashed.
+    Raises ``UserError`` for a folder that is not a finished run (nothing is written)."""
+    folder = Path(folder)
+    try:
+        text = RunFolder(folder).run_json.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    if '"status": "finishing"' in text:
+        raise UserError(f"{folder}: the run is finishing, or its process was killed while finishing; for a killed one: microscope-qc recover {folder}")
+    try:
+        data = analysis_step.analyse_run(folder)
+    except UserError:
+        raise
+    except Exception as exc:  # a bug: the reason goes into results.json and the report
+        reason = f"{type(exc).__name__}: {exc}"
+        log.debug("analysis of %s failed", folder, exc_info=True)
+        failed = analysis_step.write_failed_results(folder, reason)
+        if failed is not None:
+            write_manifest(folder)
+        return failed, reason
+    write_manifest(folder)
+    return data, ""
+
+
 def _record(folder: Path, store: bool, db_url: str | None) -> str:
+    """Put the run into the results store; what the store said. A store problem never fails the run."""
     if not store:
         return NOT_STORED
-    from harness.station.run_guard import record
+    from harness.store.results_store import record_run  # sqlalchemy: loaded only when the run is recorded
 
     try:
-        return record(folder, db_url)
-    except Exception as exc:  # a store problem never fails the run (record() already turns its own into text)
+        return record_run(folder, db_url)
+    except UserError as exc:
+        return f"NOT recorded: {exc}"
+    except Exception as exc:
+        if is_disk_full(exc) or "disk is full" in str(exc):  # e.g. a database on a full disk ("database or disk is full")
+            return f"NOT recorded: the database's disk is full; record it later with: microscope-qc import {folder}"
         return f"NOT recorded: {type(exc).__name__}: {exc}; record it later with: microscope-qc import {folder}"
+
+
+def open_journal(folder: Path) -> Journal:
+    """The run's journal, for appending after a crash: a partial last line dropped, numbering on."""
+    return reopen(RunFolder(folder).journal)
 
 
 def _read_run(folder: Path) -> dict[str, Any]:
@@ -161,3 +189,4 @@ def finish(folder: str | Path, journal: Journal | None = None, store: bool = Fal
             pass
     kill_points.reached("finishing:done")
     return Finished(status, reason, results, analysis_error, stored)
+

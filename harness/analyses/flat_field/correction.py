@@ -42,7 +42,7 @@ def write_correction(path: Path, correction: np.ndarray, source: m.OME, channel:
     ome_channel = m.Channel(
         id="Channel:0:0", name=channel, samples_per_pixel=1,
         excitation_wavelength=src_channel.excitation_wavelength if src_channel else None,
-        excitation_wavelength_unit=src_channel.excitation_wavelength_unit if src_channel else None,
+        excitation_wavelength_unit=src_channel.excitation_wavelength_unit if src_channel else None,  # type: ignore[arg-type]  # None: accepted
     )
     h, w = correction.shape
     note = m.MapAnnotation(id="Annotation:0", namespace=NS_CORRECTION, value=m.Map(ms=[
@@ -65,7 +65,7 @@ def write_correction(path: Path, correction: np.ndarray, source: m.OME, channel:
             acquisition_date=src_image.acquisition_date or datetime.now(timezone.utc),
             instrument_ref=src_image.instrument_ref, objective_settings=src_image.objective_settings,
             pixels=m.Pixels(
-                id="Pixels:0", dimension_order="XYCZT", type="float", size_x=w, size_y=h, size_z=1, size_c=1, size_t=1,
+                id="Pixels:0", dimension_order=m.Pixels_DimensionOrder.XYCZT, type=m.PixelType.FLOAT, size_x=w, size_y=h, size_z=1, size_c=1, size_t=1,
                 physical_size_x=src_px.physical_size_x, physical_size_y=src_px.physical_size_y,
                 physical_size_x_unit=src_px.physical_size_x_unit, physical_size_y_unit=src_px.physical_size_y_unit,
                 big_endian=False, channels=[ome_channel],

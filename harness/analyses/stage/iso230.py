@@ -1,0 +1,64 @@
+"""The ISO 230-2 analysis (``harness.analyses.stage.ISO230``): an OME-TIFF stack whose frame log
+has ``up`` frames (images at each target, approached up and down); one result for the x axis
+(``harness.analysis.stage_metrics.iso230_metrics``). The report shows the deviations per target and
+their table.
+
+Raises ``BadInput`` for a stack without a pixel size in its OME-XML, and whatever the formulas refuse."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tifffile
+
+from harness.analyses.stage import ISO230
+from harness.analyses.stage import figures as plots
+from harness.analyses.stage.analysis import has_tag, page_reader, pixel_size_um
+from harness.analysis import stage_metrics
+from harness.analysis.contract import AnalysisSpec, Result
+from harness.analysis.judging import judged
+from harness.common.safe_paths import inside
+from harness.protocol.protocol_file import Limit
+from harness.records.series_writer import read_series
+from harness.report.html_parts import e, figure
+
+
+def analyse_iso230(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
+    rows = read_series(inside(folder, f"{stack}_frames.csv"))
+    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+        pixel_um = pixel_size_um(tif, stack)
+        metrics, table = stage_metrics.iso230_metrics(rows, page_reader(tif), pixel_um)
+    entries, verdict = judged(metrics, limits)
+    return [{
+        "series": f"{stack}.ome.tif", "kind": "iso230", "subject": "x axis", "metrics": entries, "targets": table,
+        "not_reported": "E, M, A: the sample gives no absolute position reference",
+        "verdict": verdict,
+    }]
+
+
+class Iso230Analysis:
+    spec: AnalysisSpec = ISO230
+    conventions = " ".join((stage_metrics.iso230_metrics.__doc__ or "").split("\n\n", 1)[-1].split())
+
+    def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
+        return entry.get("kind") == "ome_tiff" and has_tag(folder / f"{entry['stack']}_frames.csv", "up")
+
+    def analyse(self, folder: Path, name: str, entry: Mapping[str, Any], limits: Mapping[str, Limit]) -> list[Result]:
+        return analyse_iso230(folder, entry["stack"], limits)
+
+    def figures(self, folder: Path, result: Result) -> str:
+        if not result.get("targets"):
+            return ""
+        return figure(plots.iso230(result["targets"], "ISO 230-2 deviations per target"),
+                      "deviation from the first up-approach image at each target (mean +- 2 s per direction)")
+
+    def section(self, result: Result) -> list[str]:
+        out = [plots.iso_table(result["targets"])] if result.get("targets") else []
+        if result.get("not_reported"):
+            out.append(f"<p class=muted>Not reported: {e(result['not_reported'])}</p>")
+        return out
+
+
+ANALYSIS = Iso230Analysis()
