@@ -18,7 +18,6 @@ running, files missing); ``write_failed_results`` records a failure of ``analyse
 
 from __future__ import annotations
 
-import json
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,12 +30,13 @@ from harness.analyses import registry
 from harness.analysis.contract import Analysis
 from harness.analysis.judging import failed_result, not_judged
 from harness.analysis.verdicts import overall
-from harness.common.atomic_files import replace_json
 from harness.common.errors import BadInput, UserError
 from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit, ProtocolFile
 from harness.records.endings import as_finished
 from harness.records.provenance import sha256_file
+from harness.records.run_folder import RUN_JSON, RunFolder
+from harness.records.run_record import read_run, write_results, write_run
 from harness.records.stack_check import damage_note
 from harness.report.report import write_report
 
@@ -60,12 +60,12 @@ def _analyse_file(analyses: list[Analysis], folder: Path, run: dict[str, Any], n
 def analyse_run(folder: str | Path) -> dict[str, Any]:
     """Metrics and verdicts of a run folder; writes ``results.json`` next to ``run.json``."""
     folder = Path(folder)
-    run_file = folder / "run.json"
+    run_file = RunFolder(folder).run_json
     if not run_file.is_file():
         raise UserError(f"{folder}: not a run folder (no run.json)")
     try:
-        recorded = json.loads(run_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        recorded = read_run(folder).as_dict()
+    except (OSError, ValueError) as exc:
         raise UserError(f"{run_file}: cannot read the run record ({exc})") from None
     run = as_finished(recorded)  # while finishing: judged by the acquisition's own outcome
     if run.get("status") == "running":
@@ -79,7 +79,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         limits = _limits(run)
     except Exception as exc:  # the protocol text in run.json no longer reads: judge nothing, say why
         limits = {}
-        errors.append({"source": "run.json", "error": f"the protocol's acceptance limits cannot be read ({type(exc).__name__}: {exc})"})
+        errors.append({"source": RUN_JSON, "error": f"the protocol's acceptance limits cannot be read ({type(exc).__name__}: {exc})"})
     analyses = registry.analyses()
     results = []
     not_analysed = []
@@ -131,7 +131,7 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["report"] = write_report(folder, run, data, registry.by_kind()).name
     except Exception as exc:  # the results are kept; the report can be redone with `analyze`
         data["report_error"] = f"{type(exc).__name__}: {exc}"
-    replace_json(inside(folder, "results.json"), data)
+    write_results(folder, data)
     return data
 
 
@@ -140,7 +140,7 @@ def write_failed_results(folder: Path, reason: str) -> dict[str, Any] | None:
     ``analysis failed``, the reason, nothing judged), so the store, ``history`` and the report show
     it; and a report with the error where possible. None if not even run.json can be read."""
     try:
-        run = as_finished(json.loads((folder / "run.json").read_text(encoding="utf-8")))
+        run = as_finished(read_run(folder).as_dict())
         data = {
             "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
             "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
@@ -153,7 +153,7 @@ def write_failed_results(folder: Path, reason: str) -> dict[str, Any] | None:
         data["report"] = write_report(folder, run, data, registry.by_kind()).name
     except Exception as exc:  # the reason stays in results.json
         data["report_error"] = f"{type(exc).__name__}: {exc}"
-    replace_json(folder / "results.json", data)
+    write_results(folder, data)
     return data
 
 
@@ -178,7 +178,7 @@ def _record_checksums(run_file: Path, run: dict[str, Any], folder: Path, changed
         entry.setdefault("sha256_acquired", entry.get("sha256"))
         entry["sha256"] = sha256_file(folder / name)
         entry["qc_annotated"] = True
-    replace_json(run_file, run)
+    write_run(run_file.parent, run)
 
 
 def summary(data: dict[str, Any]) -> str:

@@ -27,6 +27,8 @@ from harness.analysis.judging import failed_result, judged
 from harness.common.errors import BadInput
 from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit
+from harness.records.run_folder import RunFolder
+from harness.records.run_folder import correction_name as correction_file_name
 from harness.report.html_parts import figure
 
 SIGNAL_TO_NOISE_MIN = 5.0
@@ -41,7 +43,7 @@ def analyse_flat_field(folder: Path, stack: str, limits: Mapping[str, Limit]) ->
     the number of frames, and a stack with no lit channel (or no dark one) has no pixel read at all."""
     from ome_types import from_xml  # the OME model costs about a second of start-up: loaded only where an image stack is handled
 
-    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         ome = from_xml(tif.ome_metadata)
         px = ome.images[0].pixels
         names = [c.name for c in px.channels]
@@ -86,7 +88,7 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
         "metrics": entries, "profiles": profiles, "verdict": verdict,
     }
     try:
-        correction_name = f"{stack}_{name}_flatfield_correction.ome.tif"
+        correction_name = correction_file_name(stack, name)
         from harness.analyses.flat_field.correction import (  # the OME model costs about a second of start-up: loaded only where an image stack is handled
             correction_image,
             write_correction,

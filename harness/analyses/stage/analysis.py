@@ -22,8 +22,8 @@ from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.judging import judged
 from harness.analysis.stage_metrics import displacements, pair_frames, repeatability_metrics, repeatability_tables
 from harness.common.errors import BadInput
-from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit
+from harness.records.run_folder import RunFolder, frame_log_name
 from harness.records.series_writer import read_series
 from harness.report.html_parts import figure, limit_value
 
@@ -53,8 +53,8 @@ def page_reader(tif: tifffile.TiffFile) -> Any:
 
 
 def analyse_repeatability(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
-    rows = read_series(inside(folder, f"{stack}_frames.csv"))
-    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+    rows = read_series(RunFolder(folder).frame_log(stack))
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         pixel_um = pixel_size_um(tif, stack)
         found = displacements(pair_frames(rows), page_reader(tif), pixel_um)
     out = []
@@ -73,7 +73,7 @@ class RepeatabilityAnalysis:
     conventions = (stage_metrics.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
 
     def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
-        return entry.get("kind") == "ome_tiff" and has_tag(folder / f"{entry['stack']}_frames.csv", "return")
+        return entry.get("kind") == "ome_tiff" and has_tag(folder / frame_log_name(entry["stack"]), "return")
 
     def analyse(self, folder: Path, name: str, entry: Mapping[str, Any], limits: Mapping[str, Limit]) -> list[Result]:
         return analyse_repeatability(folder, entry["stack"], limits)

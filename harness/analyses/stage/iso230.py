@@ -19,15 +19,15 @@ from harness.analyses.stage.analysis import has_tag, page_reader, pixel_size_um
 from harness.analysis import stage_metrics
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.judging import judged
-from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit
+from harness.records.run_folder import RunFolder, frame_log_name
 from harness.records.series_writer import read_series
 from harness.report.html_parts import e, figure
 
 
 def analyse_iso230(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
-    rows = read_series(inside(folder, f"{stack}_frames.csv"))
-    with tifffile.TiffFile(inside(folder, f"{stack}.ome.tif")) as tif:
+    rows = read_series(RunFolder(folder).frame_log(stack))
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         pixel_um = pixel_size_um(tif, stack)
         metrics, table = stage_metrics.iso230_metrics(rows, page_reader(tif), pixel_um)
     entries, verdict = judged(metrics, limits)
@@ -43,7 +43,7 @@ class Iso230Analysis:
     conventions = " ".join((stage_metrics.iso230_metrics.__doc__ or "").split("\n\n", 1)[-1].split())
 
     def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
-        return entry.get("kind") == "ome_tiff" and has_tag(folder / f"{entry['stack']}_frames.csv", "up")
+        return entry.get("kind") == "ome_tiff" and has_tag(folder / frame_log_name(entry["stack"]), "up")
 
     def analyse(self, folder: Path, name: str, entry: Mapping[str, Any], limits: Mapping[str, Limit]) -> list[Result]:
         return analyse_iso230(folder, entry["stack"], limits)
