@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .identity import DeviceIdentity
+
+T = TypeVar("T")
+
+
+def constant(value: T) -> Callable[[], T]:
+    """A getter that always returns ``value`` (for read-only identity properties)."""
+    return lambda: value
 
 
 class QCDriver(ABC):

@@ -6,6 +6,7 @@ unloads everything (an unloaded C++ adapter at interpreter exit aborts the proce
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -184,7 +185,8 @@ class Station:
         wanted = _ROLE_TYPES[role]
         if (kind != wanted) if wanted is not None else (kind in _MOTION_OR_CAMERA):
             need = f"a {_KIND.get(wanted, str(wanted))} device" if wanted is not None else "a device that is not a camera or a stage"
-            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: device {label!r} is a {_KIND.get(kind, str(kind).split('.')[-1].lower())} device; "
+            is_a = _KIND.get(kind, str(kind).split('.')[-1].lower())
+            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: device {label!r} is a {is_a} device; "
                             f"the {role.replace('_', ' ')} needs {need}")
 
     def _bind_roles(self) -> None:
@@ -233,12 +235,13 @@ class Station:
         except Exception:
             size = 0.0
         if size <= 0:
-            raise UserError(f"{self.where('instrument')}: instrument.pixel_size_um: needed (the camera reports no pixel size and no pixel-size configuration is defined)")
+            raise UserError(f"{self.where('instrument')}: instrument.pixel_size_um: needed "
+                            "(the camera reports no pixel size and no pixel-size configuration is defined)")
         return size
 
     # --- identities and listing ------------------------------------------------------------------
     def role_of(self, label: str) -> str:
-        names = [f"laser {n} nm" for n, l in self.lasers.items() if l.label == label]
+        names = [f"laser {n} nm" for n, line in self.lasers.items() if line.label == label]
         for role, obj in (("power meter", self.power_meter), ("camera", self.camera), ("XY stage", self.xy_stage), ("Z drive", self.z_drive)):
             if obj is not None and obj.label == label:
                 names.append(role)
@@ -298,7 +301,7 @@ class Station:
 
     def device_records(self) -> list[DeviceRecord]:
         return [
-            DeviceRecord(label, self.role_of(label), ident, device_call(label, lambda l=label: self.key_properties(l)))
+            DeviceRecord(label, self.role_of(label), ident, device_call(label, functools.partial(self.key_properties, label)))
             for label, ident in self.identities.items()
         ]
 

@@ -173,9 +173,9 @@ StationName = Annotated[str, AfterValidator(_display_name), Field(max_length=100
 ROLE_DRIVERS = {role: role_drivers(role) for role in ("lasers", "power_meter", "camera", "xy_stage", "z_drive")}
 
 
-def role_devices(roles: Roles) -> list[tuple[str, tuple[object, ...], str]]:
+def role_devices(roles: Roles) -> list[tuple[str, tuple[str | int, ...], str]]:
     """(role, location in the file, device label) of every role that names a device."""
-    out: list[tuple[str, tuple[object, ...], str]] = [("lasers", ("roles", "lasers", i, "device"), r.device) for i, r in enumerate(roles.lasers)]
+    out: list[tuple[str, tuple[str | int, ...], str]] = [("lasers", ("roles", "lasers", i, "device"), r.device) for i, r in enumerate(roles.lasers)]
     if roles.power_meter is not None:
         out.append(("power_meter", ("roles", "power_meter", "device"), roles.power_meter.device))
     for role in ("camera", "xy_stage", "z_drive"):
@@ -209,12 +209,13 @@ class StationFile(_Model):
             return self
         errors: list[InitErrorDetails] = []
         if sim.clock == "virtual" and sim.time_scale is not None:
-            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", "time_scale applies to clock: real only (virtual time runs as fast as the computer allows)"),
-                                           loc=("simulation", "time_scale"), input=sim.time_scale))
+            text = "time_scale applies to clock: real only (virtual time runs as fast as the computer allows)"
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", text), loc=("simulation", "time_scale"), input=sim.time_scale))
         adapters = self.micromanager_devices()
         if sim.clock == "virtual" and adapters:
-            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; use clock: real (with a time_scale)"),
-                                           loc=("simulation", "clock"), input=sim.clock))
+            text = (f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; "
+                    "use clock: real (with a time_scale)")
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", text), loc=("simulation", "clock"), input=sim.clock))
         if errors:
             raise ValidationError.from_exception_data("StationFile", errors)
         return self
@@ -240,8 +241,8 @@ class StationFile(_Model):
         (checked with the .cfg, see ``harness.run.preflight.station_file_problems``)."""
         errors: list[InitErrorDetails] = []
 
-        def problem(loc: tuple[object, ...], text: str, value: object) -> None:
-            errors.append(InitErrorDetails(type=PydanticCustomError("station_roles", text), loc=loc, input=value))  # type: ignore[arg-type]
+        def problem(loc: tuple[str | int, ...], text: str, value: object) -> None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_roles", text), loc=loc, input=value))
 
         first: dict[str, str] = {}
         for role, loc, label in role_devices(self.roles):
