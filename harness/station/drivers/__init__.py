@@ -1,13 +1,15 @@
 """The registry of driver kinds: every ``driver:`` a station file may name.
 
 A new driver is its module in this package (its entry model, how it is loaded, how it is
-simulated: the contract is ``harness.station.drivers.base.DriverKind``) plus one line in ``KINDS``
-below. The station file's ``devices`` union (``harness.station.station_file.DeviceEntry``), the roles
-each driver may fill, the simulated world's tables and the loading of a station all come from here.
+simulated: the contract is ``harness.station.drivers.base.DriverKind``) plus its registration here:
+its module on the import line and its kind as one line in ``KINDS``. The station file's ``devices``
+union (``harness.station.station_file.DeviceEntry``), the roles each driver may fill, the simulated
+world's tables and the loading of a station all come from here.
 
 The order of ``KINDS`` is the order of the station JSON schema's ``oneOf`` (schemas/station.schema.json).
 ``driver_kind`` raises ``KeyError`` for a name that is not registered (a validated station file
-names registered drivers only).
+names registered drivers only). A kind whose entry does not match its name, or a name registered
+twice, raises ``TypeError`` at import.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ KINDS: tuple[DriverKind[Any], ...] = (
     simulated_stages.Z_KIND,
     micromanager.KIND,
 )
-
 
 
 def _checked(kinds: tuple[DriverKind[Any], ...]) -> dict[str, DriverKind[Any]]:
