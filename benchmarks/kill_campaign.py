@@ -374,9 +374,11 @@ def check_folder(folder: Path, db: dict[str, list[Any]], counts: collections.Cou
         counts["readings"] += len(rows)
         extra_rows = sorted(set(rows) - set(readings))
         extra_readings = sorted(set(readings) - set(rows))
-        differ = [k for k in set(rows) & set(readings) if abs(float(rows[k]["power_W"]) - float(readings[k]["power_w"])) > 1e-9 * max(abs(float(readings[k]["power_w"])), 1e-12)]
+        differ = [k for k in set(rows) & set(readings)
+                  if abs(float(rows[k]["power_W"]) - float(readings[k]["power_w"])) > 1e-9 * max(abs(float(readings[k]["power_w"])), 1e-12)]
         if extra_rows or len(extra_readings) > 1 or differ:
-            bad.append(("csv vs journal", f"{folder.name}/{csv_path.name}: rows without reading {extra_rows[:3]}, readings without row {extra_readings[:3]}, values differ {differ[:3]}"))
+            bad.append(("csv vs journal", f"{folder.name}/{csv_path.name}: rows without reading {extra_rows[:3]}, "
+                                          f"readings without row {extra_readings[:3]}, values differ {differ[:3]}"))
     manifest = folder / "MANIFEST.sha256"
     if not manifest.is_file():
         bad.append(("no manifest", folder.name))

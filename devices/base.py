@@ -1,16 +1,27 @@
 """The contract every driver adds to its Micro-Manager device class: who it is (``identity``) and how
-to make it harmless (``safe_state``: emission off, acquisition stopped), called on every exit path."""
+to make it harmless (``safe_state``: emission off, acquisition stopped), called on every exit path.
+
+``QCDriver`` is an abstract base class: a driver class that does not define both methods cannot be
+instantiated (``TypeError`` naming the missing methods), so no driver inherits a ``safe_state`` that
+does nothing. The pymmcore-plus device classes are ABCs too, so the two combine."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .identity import DeviceIdentity
 
+T = TypeVar("T")
 
-class QCDriver:
+
+def constant(value: T) -> Callable[[], T]:
+    """A getter that always returns ``value`` (for read-only identity properties)."""
+    return lambda: value
+
+
+class QCDriver(ABC):
     """Mixin for drivers. Subclasses also derive from a pymmcore-plus unicore device class."""
 
     @abstractmethod

@@ -19,7 +19,7 @@ import math
 
 from pymmcore_plus.experimental.unicore import ShutterDevice
 
-from .base import QCDriver
+from .base import QCDriver, constant
 from .errors import DeviceError, DeviceTimeout, GarbledReply, InstrumentError, SafetyLimitError
 from .identity import DeviceIdentity
 from .scpi_link import ScpiLink, parse_float
@@ -86,7 +86,8 @@ class CoherentOBIS(QCDriver, ShutterDevice):
         self._command("SOURce:AM:STATe OFF")
         p = self.add_property
         p("PowerSetpoint-mW", float, self.get_setpoint_mw, self.set_setpoint_mw)
-        p("PowerSetpoint-%", float, lambda: 100.0 * self.get_setpoint_mw() / self.nominal_mw, lambda v: self.set_setpoint_mw(float(v) * self.nominal_mw / 100.0))
+        p("PowerSetpoint-%", float, lambda: 100.0 * self.get_setpoint_mw() / self.nominal_mw,
+          lambda v: self.set_setpoint_mw(float(v) * self.nominal_mw / 100.0))
         p("Power-mW", float, lambda: self._number("SOURce:POWer:LEVel?", "power") * 1e3)
         p("Wavelength-nm", float, lambda: self.wavelength_nm)
         p("NominalPower-mW", float, lambda: self.nominal_mw)
@@ -95,7 +96,7 @@ class CoherentOBIS(QCDriver, ShutterDevice):
         p("DiodeHours", float, lambda: self._number("SYSTem:DIODe:HOURs?", "diode hours"))
         p("Interlock", str, lambda: "Closed" if self._query("SYSTem:LOCK?").upper() == "ON" else "Open")
         for key, value in self.info.items():
-            p(key, str, (lambda v=value: v))
+            p(key, str, constant(value))
 
     def shutdown(self) -> None:
         if self.link is not None:

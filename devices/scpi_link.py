@@ -138,7 +138,7 @@ class ScpiLink:
         with self._lock:
             inst = self._check_open()
             try:
-                reply = inst.read().strip()
+                reply: str = inst.read().strip()
                 log.debug("%s -> %s", self.name, reply)
                 return reply
             except (VisaIOError, InvalidSession, OSError, UnicodeDecodeError) as exc:

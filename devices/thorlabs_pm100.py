@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pymmcore_plus.experimental.unicore import GenericDevice
 
-from .base import QCDriver
+from .base import QCDriver, constant
 from .errors import DeviceError, InstrumentError
 from .identity import DeviceIdentity
 from .scpi_link import ScpiLink, parse_float
@@ -58,7 +58,7 @@ class ThorlabsPM100(QCDriver, GenericDevice):
         self.add_property("Range-W", float, lambda: parse_float(self._name, self._query("SENSe:POWer:DC:RANGe:UPPer?"), "range"), self._set_range)
         self.add_property("Zero", str, self._zero_state, self._zero, allowed=["Idle", "Start", "Zeroing"])
         for key, value in self._identity_fields().items():
-            self.add_property(key, str, (lambda v=value: v))
+            self.add_property(key, str, constant(value))
 
     def shutdown(self) -> None:
         if self.link is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pymmcore_plus.experimental.unicore import CameraDevice
 
-from .base import QCDriver
+from .base import QCDriver, constant
 from .errors import DeviceConnectionError, DeviceError, FrameTimeout, SdkMissing
 from .identity import DeviceIdentity
 
@@ -111,7 +111,7 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
         self.add_property("SensorWidth", int, lambda: int(cam.sensor_width_pixels))
         self.add_property("SensorHeight", int, lambda: int(cam.sensor_height_pixels))
         for key, value in self._identity_fields().items():
-            self.add_property(key, str, (lambda v=value: v))
+            self.add_property(key, str, constant(value))
         # the camera's own ranges, so a value out of range is refused by Micro-Manager (and by a
         # protocol's preflight) before it reaches the camera
         gain = cam.gain_range
@@ -142,7 +142,8 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
 
     # --- standard camera properties ------------------------------------------------------------------
     def get_exposure(self) -> float:
-        return self._camera().exposure_time_us / 1000.0
+        ms: float = self._camera().exposure_time_us / 1000.0
+        return ms
 
     def set_exposure(self, exposure: float) -> None:
         cam = self._camera()
@@ -208,7 +209,7 @@ class ThorlabsTSICamera(QCDriver, CameraDevice):
         self._sdk_call("ROI", lambda: setattr(cam, "roi", full))
 
     # --- acquisition ---------------------------------------------------------------------------------
-    def start_sequence(self, n: int | None, get_buffer: Callable[[Sequence[int], Any], np.ndarray]) -> Iterator[Mapping]:
+    def start_sequence(self, n: int | None, get_buffer: Callable[[Sequence[int], Any], np.ndarray]) -> Iterator[Mapping[str, Any]]:
         cam = self._camera()
         timeout_ms = int(self.get_exposure() + int(self.get_property_value("FrameTimeout-ms")))
         shape, dtype = self.shape(), self.dtype()

@@ -142,7 +142,8 @@ class CameraModel:
         hot = self._hot_pixels(e, mean.shape)
         if hot.size:
             mean.reshape(-1)[hot] += np.float32(self.p.hot_pixel_dark_e_per_s * e.exposure_s)
-        return np.maximum(mean, np.float32(0.0), out=mean)
+        clipped: np.ndarray = np.maximum(mean, np.float32(0.0), out=mean)
+        return clipped
 
     def shot_noise(self, mean: np.ndarray) -> np.ndarray:
         """Electrons collected (float32): exactly Poisson below ``_EXACT_BELOW`` e-, above it the
@@ -204,7 +205,8 @@ class CameraModel:
                     frame[common] = np.add(table.draw(self.rng, n_common), np.uint16(lowest), dtype=np.uint16)
                     rest = ~common
                     frame[rest] = self._to_adu(self.electrons(flat[rest], bins), e)
-                return frame.reshape(mean.shape)
+                shaped: np.ndarray = frame.reshape(mean.shape)
+                return shaped
         return self._to_adu(self.electrons(mean, bins), e)
 
     def _to_adu(self, electrons: np.ndarray, e: Exposure) -> np.ndarray:

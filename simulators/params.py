@@ -72,11 +72,14 @@ class LaserParams(_Model):
     interlock_closed: bool = True
     cdrh: bool = Field(default=True, description="CDRH emission delay on at power-up (OBIS factory setting: on)")
     cdrh_delay_s: float = Field(default=5.0, ge=0, description="with CDRH on: emission starts this long after SOUR:AM:STAT ON")
-    modulation_input: float | None = Field(default=None, ge=0, le=1, description="level at the external modulation input, a fraction of full scale (digital: high from 0.5); None: nothing connected, so an external modulation mode emits nothing")
+    modulation_input: float | None = Field(default=None, ge=0, le=1,
+                                           description="level at the external modulation input, a fraction of full scale (digital: high from 0.5); "
+                                                       "None: nothing connected, so an external modulation mode emits nothing")
     manufacture_date: str = "2023-05-17"
     calibration_date: str = "2023-05-22"
     power_cycles: int = Field(default=412, ge=0)
-    command_latency_s: float = Field(default=0.005, ge=0, le=10, description="station time one command takes on the serial line (115200 baud) and in the controller")
+    command_latency_s: float = Field(default=0.005, ge=0, le=10,
+                                     description="station time one command takes on the serial line (115200 baud) and in the controller")
     faults: list[FaultSpec] = Field(default_factory=list)
 
     @property

@@ -147,7 +147,7 @@ class PM100Scpi(ScpiInstrument):
         value = parse_number(args)
         if value not in (50.0, 60.0):
             raise ScpiError(*ILLEGAL_VALUE)
-        self.line_frequency_hz = int(value)
+        self.line_frequency_hz = 50 if value == 50.0 else 60
 
     def _set_wavelength(self, args: list[str]) -> None:
         p = self.meter.p

@@ -62,7 +62,8 @@ def poisson_pmf(lam: float) -> np.ndarray:
     n = int(lam + 14.0 * math.sqrt(lam) + 25.0)
     k = np.arange(n, dtype=np.float64)
     log_pmf = -lam + k * math.log(lam) - np.array([math.lgamma(v + 1.0) for v in k])
-    return np.exp(log_pmf)
+    pmf: np.ndarray = np.exp(log_pmf)
+    return pmf
 
 
 _TABLES: Lru[DiscreteLaw] = Lru(8)

@@ -6,6 +6,7 @@ bounded cache (they never change); the rates per field of view are cached by the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ _TILES: Lru[np.ndarray] = Lru(64)
 def beads_in(params: BeadFieldParams, seed: int, x_min: float, x_max: float, y_min: float, y_max: float) -> np.ndarray:
     """Beads (x_um, y_um, brightness) inside a rectangle, from deterministic tiles."""
     out = [
-        _TILES.get((params, seed, ix, iy), lambda: _tile(params, seed, ix, iy))
+        _TILES.get((params, seed, ix, iy), functools.partial(_tile, params, seed, ix, iy))
         for ix in range(math.floor(x_min / _TILE_UM), math.floor(x_max / _TILE_UM) + 1)
         for iy in range(math.floor(y_min / _TILE_UM), math.floor(y_max / _TILE_UM) + 1)
     ]

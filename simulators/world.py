@@ -7,6 +7,8 @@ time by default, or a scaled real-time clock when ``time_scale`` is set.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from .camera import CameraModel
@@ -17,6 +19,8 @@ from .meter import PowerMeterModel
 from .params import AxisParams, WorldParams
 from .sample import FieldOfView, bead_field_rate, sensor_grid, uniform_slide_rate
 from .stage import AxisModel, StageModel
+
+_SAMPLES: tuple[Literal["bead_field", "uniform_slide"], ...] = ("bead_field", "uniform_slide")
 
 
 class World:
@@ -79,7 +83,7 @@ class World:
     def excitation_at_sample_mw(self, t: float | None = None) -> float:
         t = self.clock.now() if t is None else t
         tr = self.params.optics.transmission_to_sample
-        return sum(l.true_power_mw(t) * tr.get(n, 1.0) for n, l in self.lasers.items())
+        return sum(laser.true_power_mw(t) * tr.get(n, 1.0) for n, laser in self.lasers.items())
 
     def _stage_xy(self, t: float) -> tuple[float, float]:
         if not self.xy_stages:
@@ -98,9 +102,11 @@ class World:
 
     def mount_sample(self, sample: str) -> None:
         """Swap the specimen (what an operator does between flat-field and stage tests)."""
-        if sample not in ("bead_field", "uniform_slide"):
-            raise ValueError(f"unknown sample {sample!r}")
-        self.sample = sample
+        for known in _SAMPLES:
+            if sample == known:
+                self.sample = known
+                return
+        raise ValueError(f"unknown sample {sample!r}")
 
 
 def _frozen(rate: np.ndarray) -> np.ndarray:

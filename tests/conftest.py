@@ -18,7 +18,7 @@ _PRIVATE = Path(tempfile.mkdtemp(prefix="qc-tests-userdata-"))
 os.environ["XDG_DATA_HOME"] = str(_PRIVATE)
 os.environ["MICROSCOPE_QC_DB"] = f"sqlite:///{(_PRIVATE / 'results.sqlite').as_posix()}"
 
-from harness.station.station import Station
+from harness.station.station import Station  # noqa: E402 (after the environment above: harness modules read it)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "configs" / "simulated.yaml"

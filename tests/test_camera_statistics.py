@@ -5,6 +5,8 @@ caches never change a frame."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -192,7 +194,7 @@ def test_caches_are_bounded_and_drop_the_least_recently_used() -> None:
         return len(made)
 
     for key in ("a", "b", "a", "c", "a", "b"):
-        cache.get(key, lambda: make(key))
+        cache.get(key, functools.partial(make, key))
     assert made == ["a", "b", "c", "b"]  # "b" was dropped for "c", "a" (used just before) was kept
     assert len(cache) == 2
     world = World(WorldParams(cameras={"Camera": CameraParams(width_px=64, height_px=48)}))

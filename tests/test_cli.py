@@ -133,12 +133,16 @@ def test_verbose_logs_what_the_devices_do_and_only_then(tmp_path: Path) -> None:
     (["meter", "--line", "488", "--settle-s", "-1"], "argument --settle-s: must be >= 0, got -1"),
     (["meter", "--wavelength-nm", "-5"], "argument --wavelength-nm: must be > 0, got -5"),  # was: a device error, exit 3
     (["move", "nan", "0"], "argument x: 'nan': a finite number is needed"),  # was: a device error, exit 3
-    (["run", "power-stability-short", "--time-scale", "inf"], "argument --time-scale: 'inf': a finite number is needed"),  # was: run failed, exit 4
+    # was: run failed, exit 4
+    (["run", "power-stability-short", "--time-scale", "inf"], "argument --time-scale: 'inf': a finite number is needed"),
     (["run", "power-stability-short", "--wait-for-station", "-1"], "argument --wait-for-station: must be >= 0, got -1"),
-    (["run", "stage-iso230", "--clock-start", "9999-12-31T23:59:30Z"], "a date-time between 2000-01-01 and 2200-01-01 is needed"),  # was: OverflowError traceback
-    (["run", "stage-iso230", "--clock-start", "0001-01-01T00:00Z"], "a date-time between 2000-01-01 and 2200-01-01 is needed"),  # was: folder '10101T000000Z_...'
+    # was: OverflowError traceback
+    (["run", "stage-iso230", "--clock-start", "9999-12-31T23:59:30Z"], "a date-time between 2000-01-01 and 2200-01-01 is needed"),
+    # was: folder '10101T000000Z_...'
+    (["run", "stage-iso230", "--clock-start", "0001-01-01T00:00Z"], "a date-time between 2000-01-01 and 2200-01-01 is needed"),
     (["run", "stage-iso230", "--clock-start", "2026-12-05"], "give a time of day and its offset from UTC"),
-    (["run", "power-stability-short", "--time-scale", "100000"], "--time-scale must be > 0 and at most 10000"),  # was: a run with every sample late, judged FAIL
+    # was: a run with every sample late, judged FAIL
+    (["run", "power-stability-short", "--time-scale", "100000"], "--time-scale must be > 0 and at most 10000"),
     (["snap", "--out", "."], "argument --out: . is a folder; give a file name"),  # was: IsADirectoryError traceback
     (["trend", "x", "--out", "."], "argument --out: . is a folder; give a file name"),
     (["schema", "--out", "README.md"], "argument --out: README.md is a file; give a folder"),  # was: FileExistsError traceback
@@ -175,7 +179,7 @@ def test_snap_out_writes_a_valid_ome_tiff_with_pixel_size_exposure_and_instrumen
     assert px.planes[0].exposure_time == pytest.approx(0.020) and px.planes[0].exposure_time_unit.value == "s"
     assert px.channels[0].name == "488" and px.channels[0].excitation_wavelength == 488
     inst = ome.instruments[0]
-    assert inst.detectors[0].serial_number == "SIM21001" and [l.wavelength for l in inst.lasers] == [405, 488, 561, 640]
+    assert inst.detectors[0].serial_number == "SIM21001" and [laser.wavelength for laser in inst.lasers] == [405, 488, 561, 640]
     keys = {m.k: m.value for a in ome.structured_annotations.map_annotations for m in a.value.ms}
     assert keys["Command"] == "microscope-qc snap" and keys["Station"] == "Simulated widefield"
     assert keys["Channel:0:0.PowerSetpoint_mW[488nm]"] == "3"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -189,13 +190,13 @@ def test_a_kill_at_any_step_of_the_rewrite_leaves_the_old_or_the_new_xml(tmp_pat
         calls = iter(range(100))
         real_write, real_sync = tiff_description._pwrite, tiff_description._fsync
 
-        def step(real: Any, *args: Any) -> Any:
+        def step(calls: Iterator[int], kill_at: int, real: Any, *args: Any) -> Any:
             if next(calls) == kill_at:
                 raise Killed()
             return real(*args)
 
-        monkeypatch.setattr(tiff_description, "_pwrite", lambda fd, at, data: step(real_write, fd, at, data))
-        monkeypatch.setattr(tiff_description, "_fsync", lambda fd: step(real_sync, fd))
+        monkeypatch.setattr(tiff_description, "_pwrite", functools.partial(step, calls, kill_at, real_write))
+        monkeypatch.setattr(tiff_description, "_fsync", functools.partial(step, calls, kill_at, real_sync))
         with pytest.raises(Killed):
             rewrite_description(copy, new)
         monkeypatch.undo()
@@ -401,7 +402,8 @@ def test_killed_run_whose_xml_is_lost_is_rebuilt_from_pages_and_frame_log(finish
         [(c.excitation_wavelength, c.detector_settings.gain, c.detector_settings.offset) for c in opx.channels]
     assert px.physical_size_x == pytest.approx(opx.physical_size_x) and px.significant_bits == opx.significant_bits
     inst, oinst = ome.instruments[0], original.instruments[0]
-    assert [(l.wavelength, l.power, l.serial_number) for l in inst.lasers] == [(l.wavelength, l.power, l.serial_number) for l in oinst.lasers]
+    assert [(laser.wavelength, laser.power, laser.serial_number) for laser in inst.lasers] == [
+        (laser.wavelength, laser.power, laser.serial_number) for laser in oinst.lasers]
     assert inst.detectors[0].serial_number == oinst.detectors[0].serial_number and inst.microscope.model == oinst.microscope.model
     assert inst.objectives[0].lens_na == oinst.objectives[0].lens_na
 

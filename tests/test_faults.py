@@ -121,7 +121,8 @@ def test_stage_that_never_stops_being_busy(make_station) -> None:
 
 def test_dropped_frame_on_snap_is_a_frame_timeout(make_station) -> None:
     """Virtual time: the SDK's poll waits its whole time-out (exposure + FrameTimeout-ms) in station time."""
-    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"faults": [{"kind": "dropped_frame", "after_commands": 1, "times": 1}]}}}})
+    dropped = {"kind": "dropped_frame", "after_commands": 1, "times": 1}
+    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1500, "simulation": {"faults": [dropped]}}}})
     st.camera.set_exposure_ms(10)
     st.camera.snap()
     t0 = st.clock.now()
@@ -134,7 +135,8 @@ def test_dropped_frame_on_snap_is_a_frame_timeout(make_station) -> None:
 def test_dropped_frame_on_snap_in_real_time(make_station) -> None:
     st = make_station({"simulation": {"clock": "real", "time_scale": 1},
                        "devices": {"Camera": {"frame_timeout_ms": 300,
-                                              "simulation": {"width_px": 256, "height_px": 256, "faults": [{"kind": "dropped_frame", "after_commands": 0, "times": 1}]}}}})
+                                              "simulation": {"width_px": 256, "height_px": 256,
+                                                             "faults": [{"kind": "dropped_frame", "after_commands": 0, "times": 1}]}}}})
     st.camera.set_exposure_ms(10)
     t0 = time.monotonic()
     with pytest.raises(FrameTimeout):

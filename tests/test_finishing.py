@@ -31,7 +31,7 @@ from harness.unattended.schedule_file import read_schedule_file
 from harness.unattended.scheduler import Pending, Scheduler, ScheduleState
 from simulators.clock import VirtualClock
 from tests.conftest import FAST, ROOT, station_variant
-from tests.test_schedule import BERLIN, _Hooks, webhook  # noqa: F401  (webhook: the fixture)
+from tests.test_schedule import BERLIN, _Hooks, webhook_server  # noqa: F401  (the fixture 'webhook')
 
 PROTOCOL = """\
 protocol: finishing-test

@@ -310,7 +310,8 @@ def test_unreadable_bytes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize("body, expected", [
     ("steps:\n  - wait: -5 s\n", r":4: protocol: steps\[0\]\.wait: duration must not be negative"),
     ("steps:\n  - wait: 1e400 s\n", r":4: protocol: steps\[0\]\.wait: duration: '1e400 s' is not a finite number"),
-    ("steps:\n  - wait: 30 d\n", r":4: protocol: steps\[0\]\.wait: 30 d is over the 7 d limit for a wait; if you mean it, raise it with `limits: \{max_wait: 30 d\}`"),
+    ("steps:\n  - wait: 30 d\n",
+      r":4: protocol: steps\[0\]\.wait: 30 d is over the 7 d limit for a wait; if you mean it, raise it with `limits: \{max_wait: 30 d\}`"),
     ("retries: {delay: -30 min}\nsteps:\n  - wait: 1 s\n", r":3: protocol: retries\.delay: duration must not be negative"),
     ("retries: {delay: 2 d}\nsteps:\n  - wait: 1 s\n", r":3: protocol: retries: delay: 2 d is over the 1 d limit for a retry delay"),
     ("steps: []\n", r":3: protocol: steps: must not be empty"),
@@ -324,14 +325,18 @@ def test_unreadable_bytes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     ("steps:\n  - move: {x: 2000 mm}\n", r":4: protocol: steps\[0\]\.move\.x: 2000 mm is over the 1000 mm limit"),
     ("steps:\n  - move: {along: +x, by: -5 um}\n", r":4: protocol: steps\[0\]\.move\.by: distance must be more than zero"),
     ("steps:\n  - move: {x: 1 mm, overtravel: -5 um}\n", r":4: protocol: steps\[0\]\.move\.overtravel: distance must not be negative"),
-    ("steps:\n  - move: {x: 1 mm, approach: positive, overtravel: 5 um, approach_axes: []}\n", r":4: protocol: steps\[0\]\.move: .*'approach_axes' lists each axis once, at least one"),
-    ("steps:\n  - move: {x: 1 mm, approach: positive, overtravel: 5 um, approach_axes: [x, x]}\n", r":4: protocol: steps\[0\]\.move: .*'approach_axes' lists each axis once"),
+    ("steps:\n  - move: {x: 1 mm, approach: positive, overtravel: 5 um, approach_axes: []}\n",
+      r":4: protocol: steps\[0\]\.move: .*'approach_axes' lists each axis once, at least one"),
+    ("steps:\n  - move: {x: 1 mm, approach: positive, overtravel: 5 um, approach_axes: [x, x]}\n",
+      r":4: protocol: steps\[0\]\.move: .*'approach_axes' lists each axis once"),
     ("steps:\n  - move: {x: 1 mm, approach_axes: [x]}\n", r":4: protocol: steps\[0\]\.move: .*'approach_axes' needs an approach"),
-    ("steps:\n  - move: {x: 1 mm, approach: negative, overtravel: 5 um, approach_axes: [y]}\n", r":4: protocol: steps\[0\]\.move: .*names an axis the move does not"),
+    ("steps:\n  - move: {x: 1 mm, approach: negative, overtravel: 5 um, approach_axes: [y]}\n",
+      r":4: protocol: steps\[0\]\.move: .*names an axis the move does not"),
     ("steps:\n  - for_each: {t: [1e400 s]}\n    do:\n      - wait: $t\n", r":6: protocol: wait: duration: '1e400 s' is not a finite number"),
     ("steps:\n  - for_each: {t: [-1 s]}\n    do:\n      - wait: $t\n", r":6: protocol: wait: duration must not be negative"),
     ("steps:\n  - for_each: {t: [1 s, 8 d]}\n    do:\n      - wait: $t\n", r":6: protocol: wait: 8 d is over the 7 d limit for a wait; .* \(with t=8 d\)"),
-    ("steps:\n  - repeat: 2\n    do:\n      - acquire: {stack: a, exposure: 11 min}\n", r":6: protocol: steps\[0\]\.do\[0\]\.acquire\.exposure: 11 min is over"),
+    ("steps:\n  - repeat: 2\n    do:\n      - acquire: {stack: a, exposure: 11 min}\n",
+      r":6: protocol: steps\[0\]\.do\[0\]\.acquire\.exposure: 11 min is over"),
     ("steps:\n  - laser: {line: 488, setpoint: 1e400 mW}\n", r":4: protocol: steps\[0\]\.laser\.setpoint: set point: '1e400 mW' is not a finite number"),
     ("steps:\n  - meter: {wavelength: -5 nm}\n", r":4: protocol: meter: wavelength '-5 nm' is outside 100 nm"),
     ("acceptance: {power_cv_pct: {pass: [.nan, 1]}}\nsteps:\n  - wait: 1 s\n", r":3: protocol: acceptance\.power_cv_pct\.pass\[0\]: .*finite"),
@@ -423,7 +428,8 @@ def test_station_power_accepts_a_bare_number_or_a_power(tmp_path: Path, value: o
     assert spec.safety.max_laser_power_mw == pytest.approx(mw)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("value, expected", [("160 nm", "wrong unit 'nm'"), ("-5 mW", "greater than 0"), (".inf", "not a finite number"), ("lots", "cannot read")])
+@pytest.mark.parametrize("value, expected", [("160 nm", "wrong unit 'nm'"), ("-5 mW", "greater than 0"), (".inf", "not a finite number"),
+                                             ("lots", "cannot read")])
 def test_station_power_refuses_another_kind_of_unit(tmp_path: Path, value: str, expected: str) -> None:
     path = station_variant(tmp_path, {"safety": {"max_laser_power_mw": value}})
     text = path.read_text().replace(f"'{value}'", value)  # .inf as YAML's infinity, not a string

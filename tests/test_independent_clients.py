@@ -55,9 +55,9 @@ def _rig(laser: dict | None = None) -> Rig:
         meters={"Meter": MeterParams(noise_w=1e-9)},
     )
     world = World(params, VirtualClock())
-    m, l = world.meters["Meter"], world.lasers["Laser"]
+    m, laser_model = world.meters["Meter"], world.lasers["Laser"]
     meter = ScpiServer(PM100Scpi(m), m.faults, "Meter", world.clock, m.p.command_latency_s).start()
-    laser_server = ScpiServer(ObisScpi(l), l.faults, "Laser", world.clock, l.p.command_latency_s).start()
+    laser_server = ScpiServer(ObisScpi(laser_model), laser_model.faults, "Laser", world.clock, laser_model.p.command_latency_s).start()
     return Rig(world, meter, laser_server)
 
 

@@ -26,6 +26,7 @@ Sources (public repositories, path inside the repository):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -103,7 +104,7 @@ def imagej_blur(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
         pad = [(0, 0), (0, 0)]
         pad[axis] = (r, r)
         padded = np.pad(out, pad, mode="edge")
-        out = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="valid"), axis, padded)
+        out = np.apply_along_axis(functools.partial(np.convolve, v=kernel, mode="valid"), axis, padded)
     return out
 
 

@@ -52,7 +52,7 @@ def test_linearity_above_the_safety_limit_is_refused_before_anything_moves(tmp_p
     for name, laser in world.lasers.items():
         laser.set_setpoint_mw = lambda v, n=name: commands.append((n, v))  # type: ignore[method-assign]
         laser.set_emission = lambda on, n=name: commands.append((n, on))  # type: ignore[method-assign]
-    before = {n: (l.setpoint_mw, l.emission) for n, l in world.lasers.items()}
+    before = {n: (laser.setpoint_mw, laser.emission) for n, laser in world.lasers.items()}
     runs = tmp_path / "runs"
     with pytest.raises(PreflightFailed) as info:
         Runner(station, LINEARITY, runs_dir=runs, quiet=True)
@@ -66,7 +66,7 @@ def test_linearity_above_the_safety_limit_is_refused_before_anything_moves(tmp_p
     assert f"{LINEARITY}:{warm_up}: protocol: laser: set point 50 % = 75 mW on the 488 nm line" in text  # the 488 warm-up too
     assert "safety.max_laser_power_mw" in text
     # nothing moved: no command reached a laser, no run folder
-    assert commands == [] and {n: (l.setpoint_mw, l.emission) for n, l in world.lasers.items()} == before
+    assert commands == [] and {n: (laser.setpoint_mw, laser.emission) for n, laser in world.lasers.items()} == before
     assert not runs.exists()
 
 
@@ -156,7 +156,8 @@ def test_properties_are_checked_on_the_loaded_devices(tmp_path: Path) -> None:
 
 
 def test_property_limits_of_a_cpp_device(tmp_path: Path) -> None:
-    p = protocol(tmp_path, "gain", "  - set_property: {device: camera, property: Gain, value: 20}\n  - set_property: {device: DCam, property: Gain, value: 2}\n")
+    p = protocol(tmp_path, "gain", "  - set_property: {device: camera, property: Gain, value: 20}\n"
+                                   "  - set_property: {device: DCam, property: Gain, value: 2}\n")
     out = qc("validate", str(p), "--station", str(DEMO), "--runs-dir", str(tmp_path))
     assert out.returncode == 2
     assert f"{p}:5: protocol: set_property: DCam.Gain = 20 is outside its limits -5 .. 8" in out.stderr and f"{p}:6:" not in out.stderr
@@ -164,7 +165,8 @@ def test_property_limits_of_a_cpp_device(tmp_path: Path) -> None:
 
 def test_unreachable_devices_fall_back_to_the_station_file_and_say_what_was_skipped(tmp_path: Path) -> None:
     station = station_variant(tmp_path, merge(FAST, {"devices": {"Laser640": {"resource": "TCPIP0::127.0.0.1::9::SOCKET", "timeout_ms": 200}}}))
-    p = protocol(tmp_path, "props", "  - set_property: {device: camera, property: Gian, value: 3}\n  - set_property: {device: turret, property: State, value: 1}\n")
+    p = protocol(tmp_path, "props", "  - set_property: {device: camera, property: Gian, value: 3}\n"
+                                    "  - set_property: {device: turret, property: State, value: 1}\n")
     out = qc("validate", str(p), "--station", str(station), "--runs-dir", str(tmp_path))
     assert out.returncode == 2  # what the file can tell is still checked: no device 'turret'
     assert f"{p}:6: protocol: set_property: no device or role 'turret'" in out.stderr and "Gian" not in out.stderr
@@ -199,7 +201,8 @@ def test_data_that_would_not_fit_on_the_disk_is_refused(tmp_path: Path, monkeypa
         report.raise_if_failed()
     monkeypatch.setattr(preflight, "_free_bytes", lambda runs_dir: 60e9)
     report = preflight.preflight(p, facts, tmp_path / "runs")
-    assert report.ok and f"{report.data_bytes / 1e6:.0f}" == "41487" and report.line().endswith("41487.0 MB of data, 60.0 GB free; checked against the station file)")
+    assert report.ok and f"{report.data_bytes / 1e6:.0f}" == "41487"
+    assert report.line().endswith("41487.0 MB of data, 60.0 GB free; checked against the station file)")
 
 
 # --- station files as they will be loaded -------------------------------------------------------------

@@ -37,7 +37,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Runn
             runner = Runner(station, protocol, runs_dir=base / "runs", quiet=True)
             outcome = runner.run()
             assert outcome.status == "completed", f"{name}: {outcome.reason}"
-            lasers_on = [l for l in station.sim.world.lasers.values() if l.emission]
+            lasers_on = [laser for laser in station.sim.world.lasers.values() if laser.emission]
             assert not lasers_on, f"{name} left lasers on"
         out[name] = (outcome.folder, runner)
     return out
@@ -192,7 +192,7 @@ def test_ome_tiff_reads_back_exactly_what_was_written(runs: dict, protocol: str,
     assert px.physical_size_x == pytest.approx(runner.station.camera.pixel_size_um)
     assert unit == 3 and resolution[0] == pytest.approx(1e4 / px.physical_size_x)
     inst = ome.instruments[0]
-    assert [l.wavelength for l in inst.lasers] == [405, 488, 561, 640]
+    assert [laser.wavelength for laser in inst.lasers] == [405, 488, 561, 640]
     assert inst.detectors[0].serial_number == "SIM21001" and inst.objectives[0].lens_na == 0.75
     keys = {m.k: m.value for a in ome.structured_annotations.map_annotations for m in a.value.ms}
     assert keys["RunId"] == runner.run_id and keys["Protocol"] == protocol

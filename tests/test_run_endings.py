@@ -98,7 +98,7 @@ def test_meter_lost_mid_run_fails_the_run_and_keeps_the_data(make_station, tmp_p
     rows = _rows(outcome.folder / "power.csv")
     assert 15 <= sum(r["status"] == "ok" for r in rows) <= 25
     assert rows[-1]["status"] == "missing"
-    assert not any(l.emission for l in st.sim.world.lasers.values())  # safe state despite the failure
+    assert not any(laser.emission for laser in st.sim.world.lasers.values())  # safe state despite the failure
     run = json.loads((outcome.folder / "run.json").read_text())
     assert run["status"] == "failed" and run["reason"] == outcome.reason
     records = read_journal(outcome.folder / "journal.jsonl")
@@ -126,7 +126,8 @@ def test_a_timeout_is_retried_and_recorded(make_station, tmp_path: Path) -> None
 
 
 def test_a_dropped_frame_is_missing_and_shifts_nothing(make_station, tmp_path: Path) -> None:
-    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1000, "simulation": {"faults": [{"kind": "dropped_frame", "after_commands": 2, "times": 1}]}}}})
+    dropped = {"kind": "dropped_frame", "after_commands": 2, "times": 1}
+    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1000, "simulation": {"faults": [dropped]}}}})
     runner = Runner(st, _protocol(tmp_path, FRAMES), runs_dir=tmp_path / "runs", quiet=True)
     outcome = runner.run()
     assert outcome.status == "completed", outcome.reason
@@ -144,7 +145,8 @@ def test_a_dropped_frame_is_missing_and_shifts_nothing(make_station, tmp_path: P
 
 
 def test_too_many_missing_frames_fail_the_run(make_station, tmp_path: Path) -> None:
-    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1000, "simulation": {"faults": [{"kind": "dropped_frame", "after_commands": 1, "times": 2}]}}}})
+    dropped = {"kind": "dropped_frame", "after_commands": 1, "times": 2}
+    st = make_station({"devices": {"Camera": {"frame_timeout_ms": 1000, "simulation": {"faults": [dropped]}}}})
     outcome = Runner(st, _protocol(tmp_path, FRAMES), runs_dir=tmp_path / "runs", quiet=True).run()
     assert outcome.status == "failed" and "max_missing of 1" in outcome.reason
     frames, _, placeholders = _check_ome_matches_frames(outcome.folder, "frames")

@@ -158,8 +158,8 @@ class _Hooks(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture()
-def webhook() -> Any:
+@pytest.fixture(name="webhook")
+def webhook_server() -> Any:
     _Hooks.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -602,10 +602,11 @@ def test_the_outcome_file_and_exit_status_map_to_the_endings(tmp_path: Path) -> 
     for written, rc, expect in cases:
         class _Done:
             returncode = rc
+            outcome = written
 
             def __init__(self, cmd: list[str], **kwargs: Any) -> None:
                 path = Path(cmd[cmd.index("--outcome") + 1])
-                path.write_text(json.dumps(written))
+                path.write_text(json.dumps(self.outcome))
 
             def communicate(self) -> tuple[str, str]:
                 return "", ""

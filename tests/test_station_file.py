@@ -44,7 +44,7 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
         Station.load(path)
     lines = str(info.value).splitlines()
     assert f"{path}:6: station: devices.Meter.timout_ms: unknown key (did you mean 'timeout_ms'?)" in lines
-    assert any(l.startswith(f"{path}:12: station: devices.Laser488.simulation.nominal_power_mw: ") and "'lots'" in l for l in lines)
+    assert any(line.startswith(f"{path}:12: station: devices.Laser488.simulation.nominal_power_mw: ") and "'lots'" in line for line in lines)
     assert len(lines) == 2
 
 
@@ -75,7 +75,7 @@ def test_yaml_syntax_error_and_duplicate_key(tmp_path: Path) -> None:
 def test_role_naming_a_device_that_does_not_exist(tmp_path: Path) -> None:
     text = SIMULATED.read_text().replace("  camera: Camera\n", "  camera: Kamera\n")
     path = _write(tmp_path, text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "camera: Kamera" in l)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "camera: Kamera" in row)
     with pytest.raises(UserError, match=rf"{path}:{line}: station: roles.camera: no device 'Kamera'"):  # found in the file, before anything loads
         Station.load(path)
 

@@ -303,7 +303,7 @@ def test_the_context_manager_releases_even_on_error(tmp_path: Path) -> None:
     with pytest.raises(ZeroDivisionError):
         with lock:
             assert lock.path.exists()
-            1 / 0
+            raise ZeroDivisionError("an error inside the with block")
     assert not lock.path.exists() and not lock.held
 
 

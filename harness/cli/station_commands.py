@@ -51,7 +51,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _file_kind(doc: Any) -> str:
-    from harness.records.file_kinds import guess_kind
+    from harness.common.file_kinds import guess_kind
 
     return guess_kind(doc)
 

@@ -32,7 +32,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 from pathlib import Path
+from typing import TextIO
 
 FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 RESERVE_NAME = ".space-reserve"
@@ -148,16 +150,14 @@ def remove_leftover(folder: Path) -> bool:
     return False
 
 
-def show_unwritten(runner: object, stream: object = None) -> None:
+def show_unwritten(runner: object, stream: TextIO | None = None) -> None:
     """Say on stderr what a run's journal could not write (the disk stayed full): the record is
     then at least in the log of whoever ran it."""
-    import sys
-
     journal = getattr(runner, "journal", None)
     lines = list(getattr(journal, "unwritten", []) or [])
     if not lines:
         return
     out = stream or sys.stderr
-    print(f"journal records that could not be written to {journal.path} (disk full):", file=out)  # type: ignore[union-attr]
+    print(f"journal records that could not be written to {getattr(journal, 'path', '?')} (disk full):", file=out)
     for line in lines:
         print(f"  {line}", file=out)

@@ -23,7 +23,7 @@ def adapter_folder(entry: str, relative_to: Path) -> Path:
     """An adapter folder named in a station file; ``mm-test-adapters`` is the PyPI package's."""
     if entry == MM_TEST_ADAPTERS:
         try:
-            import mm_test_adapters
+            import mm_test_adapters  # optional: only a station that names its adapters needs the package
         except ImportError:
             raise UserError("the station needs the 'mm-test-adapters' package: pip install mm-test-adapters") from None
         return Path(mm_test_adapters.device_adapter_path())

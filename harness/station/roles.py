@@ -62,7 +62,8 @@ class LaserLine:
 
     def set_setpoint_mw(self, mw: float) -> None:
         if mw > self.max_power_mw:
-            raise SafetyLimitError(self.label, f"set point {mw:g} mW exceeds the station's safety limit of {self.max_power_mw:g} mW for this line; nothing was sent")
+            raise SafetyLimitError(self.label, f"set point {mw:g} mW exceeds the station's safety limit of {self.max_power_mw:g} mW "
+                                               "for this line; nothing was sent")
         value = self._to_device_units(mw)
         device_call(self.label, lambda: self.core.setProperty(self.label, self.role.setpoint_property, value))
 

@@ -1,99 +1,81 @@
 """Bring up the simulated part of a station: one world from the station file's ground truth, and
-the front ends the real drivers talk to (SCPI servers on loopback, the TSI-SDK stand-in, Micro-Manager
-Python stage devices)."""
+for each simulated device the front end its real driver talks to (an SCPI server on loopback, a
+camera on the TSI-SDK stand-in, the stage model under a Micro-Manager Python stage device), as its
+driver kind says (``harness.station.drivers``).
+
+``start_simulation`` raises whatever a front end raises while starting, after stopping those
+started before it. ``SimulatedHardware.stop`` stops every front end and may be called twice."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.station.station_file import (
-    LaserEntry,
-    PowerMeterEntry,
-    SimulatedXYEntry,
-    SimulatedZEntry,
-    StationFile,
-    TsiCameraEntry,
-)
-from simulators import tsi_sdk
+from pydantic import BaseModel
+
+from harness.station.drivers import driver_kind
+from harness.station.drivers.base import FrontEnd
+from harness.station.station_file import StationFile
 from simulators.clock import Clock
-from simulators.mm_stage import SimulatedXYStage, SimulatedZDrive
-from simulators.obis_scpi import ObisScpi
-from simulators.params import CameraParams, MeterParams, WorldParams
-from simulators.pm100_scpi import PM100Scpi
+from simulators.params import WorldParams
 from simulators.scpi_server import ScpiServer
 from simulators.world import World
 
-SIM_SDK_PACKAGE = "simulators.tsi_sdk"
-
 
 def world_params(station: StationFile) -> WorldParams:
+    """The world's ground truth: the ``simulation`` section and every simulated device's truth, in
+    its driver's world table, keyed by label (in station-file order: it seeds each device's noise)."""
     sim = station.simulation
     assert sim is not None
-    lasers, meters, cameras, xys, zs = {}, {}, {}, {}, {}
-    for label, d in station.devices.items():
-        if isinstance(d, LaserEntry) and d.simulated:
-            lasers[label] = d.simulation
-        elif isinstance(d, PowerMeterEntry) and d.simulated:
-            meters[label] = d.simulation or MeterParams()
-        elif isinstance(d, TsiCameraEntry) and d.simulated:
-            cameras[label] = d.simulation or CameraParams()
-        elif isinstance(d, SimulatedXYEntry):
-            xys[label] = d.simulation
-        elif isinstance(d, SimulatedZEntry):
-            zs[label] = d.simulation
+    tables: dict[str, dict[str, BaseModel]] = {"lasers": {}, "meters": {}, "cameras": {}, "xy_stages": {}, "z_drives": {}}
+    for label, entry in station.devices.items():
+        table = driver_kind(entry.driver).world_table
+        truth = entry.simulation_truth()
+        if table is not None and truth is not None:
+            tables[table][label] = truth
     return WorldParams(
         seed=sim.seed,
         optics=sim.optics,
         sample=sim.sample,
         bead_field=sim.bead_field,
         uniform_slide=sim.uniform_slide,
-        lasers=lasers,
-        meters=meters,
-        cameras=cameras,
-        xy_stages=xys,
-        z_drives=zs,
+        **tables,  # type: ignore[arg-type]  # each table holds its driver kinds' truth models (checked by WorldParams)
     )
 
 
 @dataclass
 class SimulatedHardware:
-    """The running simulated world and its front ends; ``resources`` maps device label -> VISA resource."""
+    """The running simulated world and the front ends of its devices, by device label."""
 
     world: World
-    servers: dict[str, ScpiServer] = field(default_factory=dict)
-    camera_serials: list[str] = field(default_factory=list)
+    front_ends: dict[str, FrontEnd] = field(default_factory=dict)
 
     @property
     def clock(self) -> Clock:
         return self.world.clock
 
-    def resource(self, label: str) -> str:
-        return self.servers[label].resource
+    @property
+    def servers(self) -> dict[str, ScpiServer]:
+        """The SCPI servers among the front ends."""
+        return {label: f for label, f in self.front_ends.items() if isinstance(f, ScpiServer)}
 
-    def stage_device(self, label: str) -> SimulatedXYStage | SimulatedZDrive:
-        if label in self.world.xy_stages:
-            return SimulatedXYStage(self.world.xy_stages[label])
-        return SimulatedZDrive(self.world.z_drives[label])
+    def front_end(self, label: str) -> FrontEnd:
+        return self.front_ends[label]
 
     def stop(self) -> None:
-        for server in self.servers.values():
-            server.stop()
-        self.servers.clear()
-        tsi_sdk.detach_cameras(self.camera_serials)
-        self.camera_serials.clear()
+        for front_end in self.front_ends.values():
+            front_end.stop()
+        self.front_ends.clear()
 
 
 def start_simulation(station: StationFile, clock: Clock) -> SimulatedHardware:
     world = World(world_params(station), clock)
     hw = SimulatedHardware(world)
     try:
-        for label, meter in world.meters.items():
-            hw.servers[label] = ScpiServer(PM100Scpi(meter), meter.faults, label, clock, meter.p.command_latency_s).start()
-        for label, laser in world.lasers.items():
-            hw.servers[label] = ScpiServer(ObisScpi(laser), laser.faults, label, clock, laser.p.command_latency_s).start()
-        cams = {cam.p.serial: cam for cam in world.cameras.values()}
-        tsi_sdk.attach_cameras(cams)
-        hw.camera_serials = list(cams)
+        for label, entry in station.devices.items():
+            if entry.simulated:
+                front_end = driver_kind(entry.driver).start_simulator(label, entry, world)
+                if front_end is not None:
+                    hw.front_ends[label] = front_end
     except Exception:
         hw.stop()
         raise

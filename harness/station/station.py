@@ -6,6 +6,7 @@ unloads everything (an unloaded C++ adapter at interpreter exit aborts the proce
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,26 +17,16 @@ from pymmcore_plus import DeviceType
 from pymmcore_plus.experimental.unicore import UniMMCore
 
 from devices.base import QCDriver
-from devices.coherent_obis import CoherentOBIS
 from devices.errors import DeviceError
 from devices.identity import DeviceIdentity
-from devices.thorlabs_pm100 import ThorlabsPM100
-from devices.thorlabs_tsi import ThorlabsTSICamera
 from harness.common.errors import StationError, UserError
 from harness.common.resources import adapter_folder, default_station
 from harness.common.yaml_source import YamlDocument, load_yaml, validate
+from harness.station.drivers import driver_kind
+from harness.station.drivers.base import DeviceEntryBase, FrontEnd
 from harness.station.roles import Camera, LaserLine, PowerMeter, XYStage, ZDrive, device_call, property_or
-from harness.station.simulation import SIM_SDK_PACKAGE, SimulatedHardware, start_simulation
-from harness.station.station_file import (
-    MAX_TIME_SCALE,
-    LaserEntry,
-    MicroManagerEntry,
-    PowerMeterEntry,
-    SimulatedXYEntry,
-    SimulatedZEntry,
-    StationFile,
-    TsiCameraEntry,
-)
+from harness.station.simulation import SimulatedHardware, start_simulation
+from harness.station.station_file import MAX_TIME_SCALE, StationFile
 from simulators.clock import Clock, ScaledClock, VirtualClock, WallClock
 
 log = logging.getLogger(__name__)
@@ -138,26 +129,34 @@ class Station:
         self._read_identities()
         self.safe_state()
 
-    def _load_device(self, label: str, entry: Any) -> None:
+    def _load_device(self, label: str, entry: DeviceEntryBase) -> None:
         where = self.where("devices", label)
         try:
-            if isinstance(entry, MicroManagerEntry):
-                self.core.loadDevice(label, entry.adapter, entry.device)
-                for name, value in entry.pre_init.items():
-                    self.core.setProperty(label, name, value)
-                self.core.initializeDevice(label)
-            else:
-                device = self._python_device(label, entry)
-                self.core.loadPyDevice(label, device)
-                self._initialize_python_device(label, device)
-                if isinstance(device, QCDriver):
-                    self.drivers[label] = device
+            driver_kind(entry.driver).load(label, entry, self)
             for name, value in entry.properties.items():
                 self.core.setProperty(label, name, value)
         except DeviceError as exc:
             raise StationError(f"{where}: device {label} ({entry.driver}): {exc.detail}") from None
         except (RuntimeError, ValueError, OSError, KeyError) as exc:
             raise StationError(f"{where}: device {label} ({entry.driver}): {str(exc).strip()}") from None
+
+    # --- what a driver kind may use while loading (harness.station.drivers.base.DeviceHost) ---------
+    def add_python_device(self, label: str, device: Any) -> None:
+        """Load and initialize a Micro-Manager Python device; a ``QCDriver`` is kept for its identity
+        and safe state."""
+        self.core.loadPyDevice(label, device)
+        self._initialize_python_device(label, device)
+        if isinstance(device, QCDriver):
+            self.drivers[label] = device
+
+    def front_end(self, label: str) -> FrontEnd:
+        """The simulated hardware of device ``label`` (KeyError if it has none)."""
+        if self.sim is None:
+            raise KeyError(label)
+        return self.sim.front_end(label)
+
+    def line_limit_mw(self, label: str) -> float:
+        return self.spec.line_limit_mw(label)
 
     def _initialize_python_device(self, label: str, device: Any) -> None:
         """UniMMCore logs a failed initialize() with a traceback and returns normally: keep its log
@@ -175,22 +174,6 @@ class Station:
         if isinstance(state, BaseException):
             raise state
 
-    def _python_device(self, label: str, entry: Any) -> Any:
-        if isinstance(entry, (PowerMeterEntry, LaserEntry)):
-            resource = self.sim.resource(label) if entry.simulated and self.sim else entry.resource
-            library = "@py" if entry.simulated else entry.visa_library
-            if isinstance(entry, PowerMeterEntry):
-                return ThorlabsPM100(resource, visa_library=library, timeout_ms=entry.timeout_ms, label=label)
-            return CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms, safety_limit_mw=self.spec.line_limit_mw(label), label=label)
-        if isinstance(entry, TsiCameraEntry):
-            sdk = SIM_SDK_PACKAGE if entry.simulated else entry.sdk
-            serial = entry.serial or (entry.simulation.serial if entry.simulated and entry.simulation else "")
-            return ThorlabsTSICamera(serial, sdk=sdk, frame_timeout_ms=entry.frame_timeout_ms, label=label)
-        if isinstance(entry, (SimulatedXYEntry, SimulatedZEntry)):
-            assert self.sim is not None
-            return self.sim.stage_device(label)
-        raise UserError(f"{self.where('devices', label)}: unsupported driver {entry.driver!r}")
-
     # --- roles -----------------------------------------------------------------------------------
     def _require_device(self, label: str, *loc: Any) -> None:
         if label not in self.core.getLoadedDevices():
@@ -202,7 +185,8 @@ class Station:
         wanted = _ROLE_TYPES[role]
         if (kind != wanted) if wanted is not None else (kind in _MOTION_OR_CAMERA):
             need = f"a {_KIND.get(wanted, str(wanted))} device" if wanted is not None else "a device that is not a camera or a stage"
-            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: device {label!r} is a {_KIND.get(kind, str(kind).split('.')[-1].lower())} device; "
+            is_a = _KIND.get(kind, str(kind).split('.')[-1].lower())
+            raise UserError(f"{self.where(*loc)}: {'.'.join(str(p) for p in loc)}: device {label!r} is a {is_a} device; "
                             f"the {role.replace('_', ' ')} needs {need}")
 
     def _bind_roles(self) -> None:
@@ -251,12 +235,13 @@ class Station:
         except Exception:
             size = 0.0
         if size <= 0:
-            raise UserError(f"{self.where('instrument')}: instrument.pixel_size_um: needed (the camera reports no pixel size and no pixel-size configuration is defined)")
+            raise UserError(f"{self.where('instrument')}: instrument.pixel_size_um: needed "
+                            "(the camera reports no pixel size and no pixel-size configuration is defined)")
         return size
 
     # --- identities and listing ------------------------------------------------------------------
     def role_of(self, label: str) -> str:
-        names = [f"laser {n} nm" for n, l in self.lasers.items() if l.label == label]
+        names = [f"laser {n} nm" for n, line in self.lasers.items() if line.label == label]
         for role, obj in (("power meter", self.power_meter), ("camera", self.camera), ("XY stage", self.xy_stage), ("Z drive", self.z_drive)):
             if obj is not None and obj.label == label:
                 names.append(role)
@@ -276,9 +261,9 @@ class Station:
         core = self.core
         kind = _KIND.get(core.getDeviceType(label), str(core.getDeviceType(label)).split(".")[-1].lower())
         entry = self.spec.devices.get(label)
-        if isinstance(entry, (SimulatedXYEntry, SimulatedZEntry)):
-            p = entry.simulation
-            return DeviceIdentity(kind=kind, vendor="Simulated", model=p.model, serial=p.serial, firmware="", driver=f"simulators.mm_stage ({entry.driver})")
+        own = driver_kind(entry.driver).identity(label, entry, kind) if entry is not None else None
+        if own is not None:
+            return own
         library = core.getDeviceLibrary(label) if not core.isPyDevice(label) else "python"
         return DeviceIdentity(
             kind=kind,
@@ -316,7 +301,7 @@ class Station:
 
     def device_records(self) -> list[DeviceRecord]:
         return [
-            DeviceRecord(label, self.role_of(label), ident, device_call(label, lambda l=label: self.key_properties(l)))
+            DeviceRecord(label, self.role_of(label), ident, device_call(label, functools.partial(self.key_properties, label)))
             for label, ident in self.identities.items()
         ]
 

@@ -4,101 +4,29 @@ truth. Validated with pydantic; every mistake is reported with file, line and fi
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from harness.common.units import KeyMsInt, KeyMw, KeyNm, KeyUm
-from simulators.params import (
-    BeadFieldParams,
-    CameraParams,
-    LaserParams,
-    MeterParams,
-    OpticsParams,
-    UniformSlideParams,
-    XYStageParams,
-    ZDriveParams,
-)
+from harness.common.units import KeyMw, KeyNm, KeyUm
+from harness.station.drivers import driver_kind, entry_models, role_drivers
+from harness.station.drivers.base import SIMULATED as SIMULATED
+from harness.station.drivers.base import DeviceEntryBase
+from harness.station.drivers.base import EntryModel as _Model
+from harness.station.drivers.base import PropertyValue as PropertyValue
 
-SIMULATED = "simulated"
+# re-exported: ``harness.run.preflight`` reads these two entries from here (``entry.simulation_truth()``
+# tells the same of any driver)
+from harness.station.drivers.coherent_obis import LaserEntry as LaserEntry
+from harness.station.drivers.thorlabs_tsi import TsiCameraEntry as TsiCameraEntry
+from simulators.params import BeadFieldParams, LaserParams, OpticsParams, UniformSlideParams
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-PropertyValue = Union[bool, int, float, str]
-
-
-class _Entry(_Model):
-    description: str = ""
-    properties: dict[str, PropertyValue] = Field(
-        default_factory=dict, description="Micro-Manager properties set after initialization"
-    )
-
-
-class _VisaEntry(_Entry):
-    resource: str = Field(description="VISA resource string, or 'simulated'")
-    visa_library: str = Field(default="@py", description="'@py' (pyvisa-py) or '' (NI-VISA / system VISA)")
-    timeout_ms: KeyMsInt = Field(default=2000, ge=10, le=600000)
-
-    @property
-    def simulated(self) -> bool:
-        return self.resource == SIMULATED
-
-
-class PowerMeterEntry(_VisaEntry):
-    driver: Literal["thorlabs_pm100"]
-    simulation: MeterParams | None = None
-
-
-class LaserEntry(_VisaEntry):
-    driver: Literal["coherent_obis"]
-    simulation: LaserParams | None = None
-
-    @model_validator(mode="after")
-    def _needs_truth(self) -> LaserEntry:
-        if self.simulated and self.simulation is None:
-            raise ValueError("a simulated laser needs a 'simulation' block (wavelength_nm, nominal_power_mw, ...)")
-        return self
-
-
-class TsiCameraEntry(_Entry):
-    driver: Literal["thorlabs_tsi"]
-    sdk: str = Field(default="thorlabs_tsi_sdk", description="SDK package, or 'simulated'")
-    serial: str = Field(default="", description="camera serial number; empty: the first camera found")
-    frame_timeout_ms: KeyMsInt = Field(default=2000, ge=10)
-    simulation: CameraParams | None = None
-
-    @property
-    def simulated(self) -> bool:
-        return self.sdk == SIMULATED
-
-
-class SimulatedXYEntry(_Entry):
-    driver: Literal["simulated_xy_stage"]
-    simulation: XYStageParams = XYStageParams()
-
-
-class SimulatedZEntry(_Entry):
-    driver: Literal["simulated_z_drive"]
-    simulation: ZDriveParams = ZDriveParams()
-
-
-class MicroManagerEntry(_Entry):
-    """A C++ Micro-Manager device loaded by adapter and device name (instead of from the .cfg)."""
-
-    driver: Literal["micromanager"]
-    adapter: str
-    device: str
-    pre_init: dict[str, PropertyValue] = Field(default_factory=dict)
-
-
-DeviceEntry = Annotated[
-    Union[PowerMeterEntry, LaserEntry, TsiCameraEntry, SimulatedXYEntry, SimulatedZEntry, MicroManagerEntry],
-    Field(discriminator="driver"),
-]
+# a device entry: one of the registered drivers' entries, told apart by ``driver`` (harness.station.drivers)
+if TYPE_CHECKING:
+    DeviceEntry = DeviceEntryBase
+else:
+    DeviceEntry = Annotated[Union[entry_models()], Field(discriminator="driver")]  # noqa: UP007 (a Union of a tuple made at run time)
 
 
 class LaserRole(_Model):
@@ -242,18 +170,12 @@ StationName = Annotated[str, AfterValidator(_display_name), Field(max_length=100
 
 # which drivers can fill which role; a C++ device (``micromanager``, or a label from the .cfg) can
 # fill any role as far as the station file can tell (its kind is known only once it is loaded)
-ROLE_DRIVERS = {
-    "lasers": ("coherent_obis",),
-    "power_meter": ("thorlabs_pm100",),
-    "camera": ("thorlabs_tsi",),
-    "xy_stage": ("simulated_xy_stage",),
-    "z_drive": ("simulated_z_drive",),
-}
+ROLE_DRIVERS = {role: role_drivers(role) for role in ("lasers", "power_meter", "camera", "xy_stage", "z_drive")}
 
 
-def role_devices(roles: Roles) -> list[tuple[str, tuple[object, ...], str]]:
+def role_devices(roles: Roles) -> list[tuple[str, tuple[str | int, ...], str]]:
     """(role, location in the file, device label) of every role that names a device."""
-    out: list[tuple[str, tuple[object, ...], str]] = [("lasers", ("roles", "lasers", i, "device"), r.device) for i, r in enumerate(roles.lasers)]
+    out: list[tuple[str, tuple[str | int, ...], str]] = [("lasers", ("roles", "lasers", i, "device"), r.device) for i, r in enumerate(roles.lasers)]
     if roles.power_meter is not None:
         out.append(("power_meter", ("roles", "power_meter", "device"), roles.power_meter.device))
     for role in ("camera", "xy_stage", "z_drive"):
@@ -275,7 +197,7 @@ class StationFile(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StationFile:
-        simulated = [label for label, d in self.devices.items() if getattr(d, "simulated", False) or d.driver.startswith("simulated_")]
+        simulated = [label for label, d in self.devices.items() if d.simulated]
         if simulated and self.simulation is None:
             raise ValueError(f"devices {simulated} are simulated: add a 'simulation' section (seed, clock, ...)")
         return self
@@ -287,19 +209,20 @@ class StationFile(_Model):
             return self
         errors: list[InitErrorDetails] = []
         if sim.clock == "virtual" and sim.time_scale is not None:
-            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", "time_scale applies to clock: real only (virtual time runs as fast as the computer allows)"),
-                                           loc=("simulation", "time_scale"), input=sim.time_scale))
+            text = "time_scale applies to clock: real only (virtual time runs as fast as the computer allows)"
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", text), loc=("simulation", "time_scale"), input=sim.time_scale))
         adapters = self.micromanager_devices()
         if sim.clock == "virtual" and adapters:
-            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; use clock: real (with a time_scale)"),
-                                           loc=("simulation", "clock"), input=sim.clock))
+            text = (f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; "
+                    "use clock: real (with a time_scale)")
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", text), loc=("simulation", "clock"), input=sim.clock))
         if errors:
             raise ValidationError.from_exception_data("StationFile", errors)
         return self
 
     def micromanager_devices(self) -> list[str]:
         """Devices driven by Micro-Manager adapters: the .cfg's (named ``micromanager.config``) and the file's own."""
-        own = [label for label, d in self.devices.items() if d.driver == "micromanager"]
+        own = [label for label, d in self.devices.items() if driver_kind(d.driver).adapter_device]
         return (["the devices of micromanager.config"] if self.micromanager.config else []) + own
 
     def clock_mode(self) -> tuple[str, float | None]:
@@ -318,13 +241,13 @@ class StationFile(_Model):
         (checked with the .cfg, see ``harness.run.preflight.station_file_problems``)."""
         errors: list[InitErrorDetails] = []
 
-        def problem(loc: tuple[object, ...], text: str, value: object) -> None:
-            errors.append(InitErrorDetails(type=PydanticCustomError("station_roles", text), loc=loc, input=value))  # type: ignore[arg-type]
+        def problem(loc: tuple[str | int, ...], text: str, value: object) -> None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_roles", text), loc=loc, input=value))
 
         first: dict[str, str] = {}
         for role, loc, label in role_devices(self.roles):
             entry = self.devices.get(label)
-            if entry is not None and entry.driver != "micromanager" and entry.driver not in ROLE_DRIVERS[role]:
+            if entry is not None and driver_kind(entry.driver).roles is not None and entry.driver not in ROLE_DRIVERS[role]:
                 problem(loc, f"device {label!r} ({entry.driver}) cannot be the {role.replace('_', ' ').removesuffix('s')}; "
                              f"that needs a {' or '.join(ROLE_DRIVERS[role])} or a Micro-Manager (C++) device", label)
             if label not in self.devices and not self.micromanager.config:
@@ -336,7 +259,7 @@ class StationFile(_Model):
         wavelengths: dict[float, int] = {}
         for i, line in enumerate(self.roles.lasers):
             entry = self.devices.get(line.device)
-            python_driver = isinstance(entry, LaserEntry)
+            python_driver = entry is not None and "lasers" in (driver_kind(entry.driver).roles or ())
             # a C++ laser combiner may give several lines, each with its own set point property
             key = (line.device, "" if python_driver else line.setpoint_property)
             if key in seen:
@@ -345,8 +268,9 @@ class StationFile(_Model):
                 continue
             seen[key] = i
             nm = line.wavelength_nm
-            if nm is None and isinstance(entry, LaserEntry) and entry.simulated and entry.simulation is not None:
-                nm = entry.simulation.wavelength_nm
+            truth = entry.simulation_truth() if entry is not None else None
+            if nm is None and isinstance(truth, LaserParams):
+                nm = truth.wavelength_nm
             if nm is not None:
                 if nm in wavelengths:
                     problem(("roles", "lasers", i), f"a second {nm:g} nm line (roles.lasers[{wavelengths[nm]}] is one already)", line.device)

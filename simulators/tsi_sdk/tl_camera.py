@@ -84,9 +84,8 @@ class TLCameraSDK:
     def __enter__(self) -> TLCameraSDK:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.dispose()
-        return False
 
     def dispose(self) -> None:
         if not self._disposed:
@@ -142,9 +141,8 @@ class TLCamera:
     def __enter__(self) -> TLCamera:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.dispose()
-        return False
 
     def dispose(self) -> None:
         if self._disposed:

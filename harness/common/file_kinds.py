@@ -43,7 +43,8 @@ def guess_kind(doc: Any) -> str:
     """The kind of file ``doc`` is; a UserError if it is none of them."""
     problem = _shape_problem(doc)
     if problem:
-        raise UserError(f"{doc.path}:1: {problem}; expected a protocol, station or schedule file (YAML with {', '.join(_MARKS[k][0] + ':' for k in KINDS)} at the top)")
+        keys = ", ".join(_MARKS[k][0] + ":" for k in KINDS)
+        raise UserError(f"{doc.path}:1: {problem}; expected a protocol, station or schedule file (YAML with {keys} at the top)")
     marked = _kinds_marked(doc.data)
     if "protocol" in marked:
         return "protocol"
