@@ -200,6 +200,14 @@ def load_yaml(path: str | Path) -> YamlDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}:1: cannot read ({exc}); the file must be UTF-8 text") from None
+    return load_yaml_text(text, path)
+
+
+def load_yaml_text(text: str, path: str | Path) -> YamlDocument:
+    """Parse YAML text as if read from ``path`` (the name messages give); the same limits as ``load_yaml``."""
+    path = Path(path)
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise UserError(f"{path}:1: file is larger than {MAX_FILE_BYTES // 1_000_000} MB; a protocol, station or schedule file is a few kB")
     try:
         result = _compose_and_construct(text)
     except _TooLarge as exc:
