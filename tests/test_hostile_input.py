@@ -158,9 +158,11 @@ def _nothing_outside(tmp_path: Path) -> None:
 
 
 def test_runner_series_writer_refuses_a_hostile_name(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from harness.run.steps import EXECUTORS
+
     action = SimpleNamespace(params=SimpleNamespace(series="../../x", every=1.0, duration=1.0))
     with pytest.raises(UnsafePath):
-        runner._do_sample(action, None, 0.0)
+        EXECUTORS["sample"].execute(action, runner)
     _nothing_outside(tmp_path)
 
 

@@ -8,12 +8,16 @@ may refer to them as ``$name`` (also inside names: ``power_$line``). Quantities 
 ``300 um``, ``80 %``, ``2 mW``).
 
 ``read_protocol_file(path)`` / ``read_protocol_text(text, path)`` return the validated protocol and
-its YAML document (for line numbers), or raise ``UserError`` naming file, line and field.
+its YAML document (for line numbers), or raise ``UserError`` naming file, line and field;
+``load_protocol(path)`` / ``protocol_from_text(text, path)`` the same with its text and digest
+(``ProtocolSource``, what a run records of its protocol).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
@@ -190,6 +194,32 @@ def read_protocol_text(text: str, path: str | Path) -> tuple[ProtocolFile, YamlD
     """A protocol's text (e.g. kept in a run's ``run.json``), validated as if read from ``path``
     (the name its messages give); nothing is read from or written to disk."""
     return _checked(load_yaml_text(text, path))
+
+
+@dataclass
+class ProtocolSource:
+    """A protocol as read: the validated model, its YAML document (for line numbers), its text (as a
+    run records it) and the path it came from (or the name its messages give), and the sha256 of its
+    bytes."""
+
+    protocol: ProtocolFile
+    doc: YamlDocument
+    text: str
+    path: Path
+    sha256: str
+
+
+def load_protocol(path: str | Path) -> ProtocolSource:
+    """A protocol file with its text and digest; ``UserError`` as ``read_protocol_file``."""
+    protocol, doc = read_protocol_file(path)
+    path = Path(path)
+    return ProtocolSource(protocol, doc, path.read_text(encoding="utf-8"), path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def protocol_from_text(text: str, path: str | Path) -> ProtocolSource:
+    """A protocol from its text (e.g. a run's ``run.json``); nothing is read from disk."""
+    protocol, doc = read_protocol_text(text, path)
+    return ProtocolSource(protocol, doc, text, Path(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def _checked(doc: YamlDocument) -> tuple[ProtocolFile, YamlDocument]:
