@@ -169,7 +169,7 @@ def test_runner_series_writer_refuses_a_hostile_name(runner, tmp_path: Path) -> 
 def test_runner_stack_and_frame_log_writers_refuse_a_hostile_name(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     runner.plan.stacks["../../x"] = StackPlan("../../x", ["dark"], {"dark": 1})
     with pytest.raises(UnsafePath):
-        runner._stack("../../x")
+        runner.open_stack("../../x")
     _nothing_outside(tmp_path)
 
 

@@ -1,6 +1,9 @@
 """Run a protocol on a station: execute the plan on the station's clock, record everything, and end
 cleanly however the run ends.
 
+(About 440 lines: the ending -- ``_finish``, ``_files``, ``run.json`` -- is about 130 of them and moves
+to the run-folder contract and the finishing pipeline, other parts of the same restructuring.)
+
 Contract:
 - ``Runner(station, protocol, ...)``: ``protocol`` is a path or an already read ``ProtocolSource``
   (``load_protocol``/``protocol_from_text``: its text and path are what the run records). Each plan
@@ -130,7 +133,8 @@ class Runner:
         self.quiet = quiet
         self.assume_yes = assume_yes
         self.console: Console = console or TerminalConsole(assume_yes)
-        self.progress_factory: ProgressFactory = progress or (lambda total_s: Progress(total_s, quiet=quiet, stream=progress_stream))
+        self.progress_stream = progress_stream
+        self.progress_factory: ProgressFactory = progress or self._terminal_progress
         self.frame_writer, self.series_writer = frame_writer, series_writer
         self.clock = station.clock
         self.state = RunState()
@@ -154,6 +158,9 @@ class Runner:
         self.missing = MissingCount(self.protocol.max_missing)
         self._progress: ProgressDisplay | None = None
         self._done = 0.0  # station seconds of the plan's estimate done before the current action
+
+    def _terminal_progress(self, total_s: float) -> ProgressDisplay:
+        return Progress(total_s, quiet=self.quiet, stream=self.progress_stream)
 
     @property
     def journal(self) -> Journal:
@@ -266,9 +273,6 @@ class Runner:
             stack = self.stacks[name] = open_frame_writer(self.frame_writer, path, self.plan.stacks[name], self.info, self.clock.utc(self.t0))
             self.frame_logs[name] = open_series_writer(self.series_writer, log_path, FRAME_COLUMNS)
         return stack, self.frame_logs[name]
-
-    def _stack(self, name: str) -> FrameWriter:
-        return self.open_stack(name)[0]
 
     # --- a full disk (disk_full.py) ----------------------------------------------------------------
     def _not_started(self, exc: BaseException) -> None:
