@@ -164,7 +164,8 @@ class Runner:
 
     @property
     def journal(self) -> Journal:
-        assert self._journal is not None, "the run has not started"
+        if self._journal is None:  # an AttributeError: getattr(runner, "journal", None) stays None
+            raise AttributeError("the run has not started: no journal yet")
         return self._journal
 
     # --- the run ----------------------------------------------------------------------------------
