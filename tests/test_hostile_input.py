@@ -158,16 +158,18 @@ def _nothing_outside(tmp_path: Path) -> None:
 
 
 def test_runner_series_writer_refuses_a_hostile_name(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from harness.run.steps import EXECUTORS
+
     action = SimpleNamespace(params=SimpleNamespace(series="../../x", every=1.0, duration=1.0))
     with pytest.raises(UnsafePath):
-        runner._do_sample(action, None, 0.0)
+        EXECUTORS["sample"].execute(action, runner)
     _nothing_outside(tmp_path)
 
 
 def test_runner_stack_and_frame_log_writers_refuse_a_hostile_name(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     runner.plan.stacks["../../x"] = StackPlan("../../x", ["dark"], {"dark": 1})
     with pytest.raises(UnsafePath):
-        runner._stack("../../x")
+        runner.open_stack("../../x")
     _nothing_outside(tmp_path)
 
 

@@ -156,7 +156,7 @@ def test_acceptance_limits_name_real_metrics_in_their_units(tmp_path: Path, acce
 
 
 def test_the_metric_table_is_what_the_analyses_report() -> None:
-    """Every metric an analysis reports is in harness/analysis/metric_names.py with the same unit, and nothing else is."""
+    """Every metric an analysis reports is in an analysis spec (harness/analyses/*/__init__.py) with the same unit, and nothing else is."""
     import numpy as np
 
     from harness.analyses.registry import METRICS

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tifffile
@@ -262,15 +263,16 @@ steps:
 def _lose_laser_after_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
     """The 488 nm laser's connection is lost (for ever) right after the sampling: the protocol's own
     emission-off and the safe state's both fail (a simulator fault, armed at that moment)."""
+    from harness.run.steps.sample import Sample
     from simulators.params import FaultSpec
 
-    original = Runner._do_sample
+    original = Sample.execute
 
-    def sample_then_lose(self: Runner, *args: object) -> None:
-        original(self, *args)
-        self.station.sim.world.lasers["Laser488"].faults.arm(FaultSpec(kind="connection_lost", after_commands=0, times=0))
+    def sample_then_lose(self: Sample, action: Any, run: Any) -> None:
+        original(self, action, run)
+        run.station.sim.world.lasers["Laser488"].faults.arm(FaultSpec(kind="connection_lost", after_commands=0, times=0))
 
-    monkeypatch.setattr(Runner, "_do_sample", sample_then_lose)
+    monkeypatch.setattr(Sample, "execute", sample_then_lose)
 
 
 def test_safe_state_not_confirmed_is_unsafe_exit_7_with_a_red_banner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -18,7 +18,6 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.common.errors import UserError
-from harness.common.file_kinds import check_kind
 
 Path_ = tuple[Any, ...]
 
@@ -201,12 +200,14 @@ def load_yaml(path: str | Path) -> YamlDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}:1: cannot read ({exc}); the file must be UTF-8 text") from None
-    return parse_yaml(text, path)
+    return load_yaml_text(text, path)
 
 
-def parse_yaml(text: str, path: str | Path) -> YamlDocument:
-    """Parse YAML text as if read from ``path`` (named in errors); any problem is a UserError."""
+def load_yaml_text(text: str, path: str | Path) -> YamlDocument:
+    """Parse YAML text as if read from ``path`` (the name messages give); the same limits as ``load_yaml``."""
     path = Path(path)
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise UserError(f"{path}:1: file is larger than {MAX_FILE_BYTES // 1_000_000} MB; a protocol, station or schedule file is a few kB")
     try:
         result = _compose_and_construct(text)
     except _TooLarge as exc:
@@ -233,6 +234,8 @@ def _field_name(loc: Path_, doc: YamlDocument) -> str:
 def validate(doc: YamlDocument, model: type[BaseModel], what: str) -> BaseModel:
     """Validate ``doc.data`` against ``model``; every error names file, line and field. A file that
     is not a ``what`` file at all (empty, a list, a JSON Schema, another kind) is refused first."""
+    from harness.records.file_kinds import check_kind
+
     check_kind(doc, what)
     doc.schema_words |= _field_names(model)
     try:

@@ -14,52 +14,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.common.errors import UserError
-from harness.common.units import WAVELENGTH_NM, parse_quantity
 from harness.common.yaml_source import YamlDocument, format_errors
-from harness.protocol.protocol_file import (
-    STEP_KINDS,
-    VAR,
-    AcquireStep,
-    ForEachStep,
-    LaserStep,
-    MeterStep,
-    MoveStep,
-    ProtocolFile,
-    RepeatStep,
-    SampleStep,
-    WaitStep,
-    limit_problems,
-)
+from harness.protocol.protocol_file import ProtocolFile, limit_problems
+from harness.protocol.steps import LOOPS, STEP_KINDS, STEPS
+from harness.protocol.steps.base import STEP_OVERHEAD_S, VAR, Action, StackPlan, line_key
 
-STEP_OVERHEAD_S = 0.05
-MOVE_ESTIMATE_S = 0.5
-FRAME_OVERHEAD_S = 0.05
-
-
-@dataclass
-class Action:
-    kind: str
-    params: Any  # the step's parameter model (or value for wait/mark), variables resolved
-    context: dict[str, Any]
-    line: int  # line of the step in the protocol file
-    estimate_s: float
-    frames: list[tuple[int, int]] = field(default_factory=list)  # acquire: (channel index, t index)
-    channel: str = ""  # acquire: the stack channel
-
-    def describe(self) -> str:
-        ctx = " ".join(f"{k}={v}" for k, v in self.context.items())
-        return f"{self.kind}{' ' + ctx if ctx else ''}"
-
-
-@dataclass
-class StackPlan:
-    name: str
-    channels: list[str] = field(default_factory=list)
-    frames_per_channel: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def size_t(self) -> int:
-        return max(self.frames_per_channel.values(), default=0)
+__all__ = ["Action", "Plan", "StackPlan", "expand", "line_key", "lines_named"]
 
 
 @dataclass
@@ -73,15 +33,6 @@ class Plan:
     @property
     def estimate_s(self) -> float:
         return sum(a.estimate_s for a in self.actions)
-
-
-def line_key(value: Any) -> str:
-    """488, 488.0, '488', '488 nm' -> '488'."""
-    text = str(value).strip().removesuffix("nm").strip()
-    try:
-        return f"{float(text):g}"
-    except ValueError:
-        return text
 
 
 def _substitute(raw: Any, scope: dict[str, Any], missing: set[str]) -> Any:
@@ -142,8 +93,8 @@ class _Expander:
     def _lines(self, station_lines: list[str]) -> list[str]:
         if self.protocol.lines == "all":
             return list(station_lines)
-        wanted = [line_key(l) for l in self.protocol.lines]
-        absent = [l for l in wanted if l not in station_lines]
+        wanted = [line_key(w) for w in self.protocol.lines]
+        absent = [w for w in wanted if w not in station_lines]
         if absent:
             raise UserError(
                 f"{self.doc.path}:{self.doc.line_of(('lines',))}: protocol: lines: the station has no {', '.join(absent)} nm line "
@@ -158,24 +109,13 @@ class _Expander:
         for i, raw in enumerate(raw_steps):
             here = loc + (i,)
             kind = next(k for k in raw if k in STEP_KINDS)
-            if kind == "for_each":
-                step = ForEachStep.model_validate(raw)
-                name, values = next(iter(step.for_each.items()))
-                if values == "all":
-                    values = self.lines
-                elif name == "line":
-                    values = [line_key(v) for v in values]
-                    absent = [v for v in values if v not in self.lines]
-                    if absent:
-                        raise self.error(here + ("for_each",), f"for_each: no {', '.join(absent)} nm line on this station (it has {', '.join(self.lines)})")
-                for value in values:
-                    self.expand(raw["do"], here + ("do",), {**scope, name: value})
-            elif kind == "repeat":
-                step = RepeatStep.model_validate(raw)
-                for n in range(1, step.repeat + 1):
-                    self.expand(raw["do"], here + ("do",), {**scope, step.as_: n})
-            else:
+            loop = LOOPS.get(kind)
+            if loop is None:
                 self._action(kind, raw, here, scope)
+                continue
+            step = loop.model.model_validate(raw)
+            for name, value in loop.iterations(step, self, here):
+                self.expand(raw["do"], here + ("do",), {**scope, name: value})
 
     def _action(self, kind: str, raw: dict[str, Any], loc: tuple[Any, ...], scope: dict[str, Any]) -> None:
         missing: set[str] = set()
@@ -193,56 +133,7 @@ class _Expander:
         params = getattr(step, kind)
         self._check_limits(kind, params, loc, scope)
         action = Action(kind, params, dict(scope), line, STEP_OVERHEAD_S)
-        if isinstance(step, LaserStep):
-            self.roles.add("lasers")
-            targets = self.lines if str(params.line) == "all" else [line_key(params.line)]
-            for t in targets:
-                if t not in self.lines:
-                    raise self.error(loc + ("laser", "line"), f"laser: no {t} nm line on this station (it has {', '.join(self.lines)})")
-            params.line = "all" if str(params.line) == "all" else targets[0]
-            if params.emission == "on":
-                self.emitting |= set(targets)
-            elif params.emission == "off":
-                self.emitting -= set(targets)
-        elif isinstance(step, MeterStep):
-            self.roles.add("power_meter")
-            if params.wavelength is not None:
-                params.wavelength = self._meter_wavelength(params.wavelength, loc)
-            if params.zero:
-                action.estimate_s += 5.0
-        elif isinstance(step, WaitStep):
-            action.estimate_s = float(params)
-        elif isinstance(step, SampleStep):
-            self.roles.add("power_meter")
-            if params.every <= 0 or params.duration < params.every:
-                raise self.error(loc + ("sample",), "sample: 'every' must be > 0 and not longer than 'for'")
-            action.estimate_s = float(params.duration)
-        elif isinstance(step, MoveStep):
-            axes = {params.along[1]} if params.along else {a for a in "xyz" if getattr(params, a) is not None}
-            if params.to is None:
-                self.roles.add("z_drive" if axes == {"z"} else "xy_stage")
-                if "z" in axes and axes - {"z"}:
-                    self.roles.add("z_drive")
-            else:
-                self.roles.add("xy_stage")
-            action.estimate_s = MOVE_ESTIMATE_S * (2 if params.overtravel else 1)
-        elif isinstance(step, AcquireStep):
-            self.roles.add("camera")
-            if params.exposure is not None:
-                self.exposure_s = float(params.exposure)
-            channel = "dark" if params.dark or not self.emitting else "+".join(sorted(self.emitting, key=float))
-            stack = self.stacks.setdefault(params.stack, StackPlan(params.stack))
-            if channel not in stack.channels:
-                stack.channels.append(channel)
-                stack.frames_per_channel[channel] = 0
-            c = stack.channels.index(channel)
-            first = stack.frames_per_channel[channel]
-            action.frames = [(c, first + k) for k in range(params.frames)]
-            action.channel = channel
-            stack.frames_per_channel[channel] += params.frames
-            action.estimate_s = params.frames * (self.exposure_s + FRAME_OVERHEAD_S)
-        elif kind == "specimen":
-            self.roles.add("camera")
+        STEPS[kind].expand(params, action, self, loc)
         for role in self.roles:
             self.role_lines.setdefault(role, line)
         self.actions.append(action)
@@ -253,20 +144,6 @@ class _Expander:
             values = ", ".join(f"{k}={v}" for k, v in scope.items())
             field = kind if name == kind else f"{kind}.{name}"
             raise self.error(loc + ((kind,) if name == kind else (kind, name)), f"{field}: {problem}" + (f" (with {values})" if values else ""))
-
-    def _meter_wavelength(self, value: Any, loc: tuple[Any, ...]) -> str | float:
-        """A line of the station (its key, e.g. '488') or a wavelength in nm."""
-        if isinstance(value, int) or (isinstance(value, str) and "nm" not in value):
-            if line_key(value) in self.lines:
-                return line_key(value)
-            raise self.error(loc + ("meter", "wavelength"), f"meter: wavelength: {value!r} is not a line of this station ({', '.join(self.lines)}); a wavelength needs its unit, e.g. '532 nm'")
-        try:
-            nm = parse_quantity(value, WAVELENGTH_NM, "wavelength")
-            if not 100 <= nm <= 20000:
-                raise ValueError(f"wavelength {value!r} is outside 100 nm .. 20000 nm")
-            return nm
-        except ValueError as exc:
-            raise self.error(loc + ("meter", "wavelength"), f"meter: {exc}") from None
 
 
 def expand(protocol: ProtocolFile, doc: YamlDocument, station_lines: list[str]) -> Plan:

@@ -1,230 +1,51 @@
 """The protocol file format (YAML): what to measure, as data.
 
 A protocol is a list of steps (one key each: ``laser``, ``meter``, ``wait``, ``sample``, ``move``,
-``mark``, ``acquire``, ``specimen``, ``set_property``, ``for_each``, ``repeat``) plus the roles it
-needs, retry rules and acceptance limits. No expression is evaluated and nothing is imported:
-loops bind variables over literal lists and a step may refer to them as ``$name`` (also inside
-names: ``power_$line``). Quantities carry units (``1 s``, ``300 um``, ``80 %``, ``2 mW``).
+``mark``, ``acquire``, ``specimen``, ``set_property``, ``for_each``, ``repeat``; each kind's model is
+in ``harness/protocol/steps/``) plus the roles it needs, retry rules and acceptance limits. No
+expression is evaluated and nothing is imported: loops bind variables over literal lists and a step
+may refer to them as ``$name`` (also inside names: ``power_$line``). Quantities carry units (``1 s``,
+``300 um``, ``80 %``, ``2 mW``).
+
+``read_protocol_file(path)`` / ``read_protocol_text(text, path)`` return the validated protocol and
+its YAML document (for line numbers), or raise ``UserError`` naming file, line and field;
+``load_protocol(path)`` / ``protocol_from_text(text, path)`` the same with its text and digest
+(``ProtocolSource``, what a run records of its protocol).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from harness.common.errors import UserError
-from harness.common.safe_paths import MAX_NAME, PlainNameOrVariables
-from harness.common.units import Distance, Micrometres, PositiveDistance, PositiveSeconds, Seconds, SetpointQ
-from harness.common.yaml_source import YamlDocument, load_yaml, parse_yaml, validate
+from harness.common.safe_paths import MAX_NAME
+from harness.common.units import Micrometres, Seconds, format_micrometres, format_seconds
+from harness.common.yaml_source import YamlDocument, load_yaml, load_yaml_text, validate
+from harness.protocol.steps import LOOPS, STEP_KINDS, STEPS, Step, step_kind
+from harness.protocol.steps.acquire import AcquireParams, AcquireStep
+from harness.protocol.steps.base import VAR, Direction, LineRef, VarRef, _Model
+from harness.protocol.steps.laser import LaserParams, LaserStep
+from harness.protocol.steps.loops import ForEachStep, RepeatStep
+from harness.protocol.steps.mark import MarkStep
+from harness.protocol.steps.meter import MeterParams, MeterStep
+from harness.protocol.steps.move import MoveParams, MoveStep
+from harness.protocol.steps.sample import SampleParams, SampleStep
+from harness.protocol.steps.set_property import SetPropertyParams, SetPropertyStep
+from harness.protocol.steps.specimen import SpecimenParams, SpecimenStep
+from harness.protocol.steps.wait import WaitStep
 
-VAR = re.compile(r"\$([A-Za-z_]\w*)")
-VarRef = Annotated[str, StringConstraints(pattern=r"^\$[A-Za-z_]\w*$")]
-LineRef = Union[int, str]  # a wavelength key (488), 'all', or $var
-Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-# --- step parameters -----------------------------------------------------------------------------
-class LaserParams(_Model):
-    """Set a line's set point and/or emission. ``line: all`` applies to every line."""
-
-    line: LineRef
-    setpoint: SetpointQ | VarRef | None = None
-    emission: Literal["on", "off"] | None = None
-
-    @field_validator("emission", mode="before")
-    @classmethod
-    def _yaml_bool(cls, v: Any) -> Any:
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
-
-    @model_validator(mode="after")
-    def _something(self) -> LaserParams:
-        if self.setpoint is None and self.emission is None:
-            raise ValueError("a laser step sets a setpoint, an emission, or both")
-        return self
-
-
-class MeterParams(_Model):
-    """Configure the power meter. ``wavelength`` is a wavelength or a laser line (its wavelength)."""
-
-    wavelength: Union[int, str, None] = Field(default=None, description="'488 nm', or a laser line: 488 / $line")
-    averaging: int | VarRef | None = Field(default=None, ge=1, le=100000)
-    zero: bool = False
-
-
-class SampleParams(_Model):
-    """Read the meter every ``every`` for ``for`` (deadlines t0 + k*every) into a series file."""
-
-    series: PlainNameOrVariables = Field(description="name of the series file (<series>.csv in the run folder)")
-    every: PositiveSeconds | VarRef
-    duration: PositiveSeconds | VarRef = Field(alias="for")
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class MoveParams(_Model):
-    """Move the stage: absolute (x/y/z), relative (``relative: true``), ``along`` a direction ``by``
-    a distance, or ``to`` a marked position; ``approach`` from one side with ``overtravel``."""
-
-    x: Micrometres | VarRef | None = None
-    y: Micrometres | VarRef | None = None
-    z: Micrometres | VarRef | None = None
-    relative: bool = False
-    along: Direction | VarRef | None = None
-    by: PositiveDistance | VarRef | None = None
-    to: str | None = None
-    approach: Literal["positive", "negative", "any"] = "any"
-    overtravel: Distance = 0.0
-    approach_axes: list[Literal["x", "y", "z"]] | None = Field(
-        default=None,
-        description="the axes the over-travel applies to (default: the axes that move; when the stage already sits at "
-                    "the target, every axis the step names)",
-    )
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> MoveParams:
-        kinds = [self.to is not None, self.along is not None, any(v is not None for v in (self.x, self.y, self.z))]
-        if sum(kinds) != 1:
-            raise ValueError("a move gives exactly one of: x/y/z, along+by, or to")
-        if self.along is not None and self.by is None:
-            raise ValueError("'along' needs 'by'")
-        if self.approach_axes is not None:
-            if self.approach == "any" or not self.overtravel:
-                raise ValueError("'approach_axes' needs an approach (positive or negative) and an overtravel")
-            if not self.approach_axes or len(set(self.approach_axes)) != len(self.approach_axes):
-                raise ValueError(f"'approach_axes' lists each axis once, at least one (got {self.approach_axes})")
-            named = {a for a in "xyz" if getattr(self, a) is not None}
-            if named and not set(self.approach_axes) <= named:
-                raise ValueError(f"'approach_axes' {self.approach_axes} names an axis the move does not ({', '.join(sorted(named))})")
-        return self
-
-
-class AcquireParams(_Model):
-    """Acquire frames into an image stack (one OME-TIFF per stack; channels = laser lines)."""
-
-    stack: PlainNameOrVariables = Field(description="name of the stack file (<stack>.ome.tif in the run folder)")
-    frames: int | VarRef = Field(default=1, ge=1, le=100000)
-    exposure: PositiveSeconds | VarRef | None = None
-    dark: bool = False
-    tag: str = Field(default="", max_length=64, description="a label in the frame log (not a file name)")
-    roi: tuple[int, int, int, int] | None = Field(default=None, description="camera pixels: x, y, width, height; default full frame")
-    centre_roi: tuple[int, int] | None = Field(default=None, description="camera pixels: width, height of a region centred on the sensor")
-    binning: int | None = Field(default=None, ge=1, le=16)
-
-    @model_validator(mode="after")
-    def _one_roi(self) -> AcquireParams:
-        if self.roi is not None and self.centre_roi is not None:
-            raise ValueError("give roi or centre_roi, not both")
-        return self
-
-
-class SpecimenParams(_Model):
-    """The specimen the next steps need: a simulated station mounts it, an operator is asked."""
-
-    sample: Literal["bead_field", "uniform_slide"]
-    instructions: str = ""
-
-
-class SetPropertyParams(_Model):
-    """Set a Micro-Manager property on a device (by label or role name)."""
-
-    device: str
-    property: str
-    value: Union[bool, int, float, str]
-
-
-# --- steps ---------------------------------------------------------------------------------------
-class LaserStep(_Model):
-    laser: LaserParams
-
-
-class MeterStep(_Model):
-    meter: MeterParams
-
-
-class WaitStep(_Model):
-    wait: Seconds | VarRef
-
-
-class SampleStep(_Model):
-    sample: SampleParams
-
-
-class MoveStep(_Model):
-    move: MoveParams
-
-
-class MarkStep(_Model):
-    mark: str
-
-
-class AcquireStep(_Model):
-    acquire: AcquireParams
-
-
-class SpecimenStep(_Model):
-    specimen: SpecimenParams
-
-
-class SetPropertyStep(_Model):
-    set_property: SetPropertyParams
-
-
-class ForEachStep(_Model):
-    for_each: dict[str, Union[list[Union[int, float, str]], Literal["all"]]]
-    do: list[Step] = Field(min_length=1)
-
-    @field_validator("for_each")
-    @classmethod
-    def _one_variable(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if len(v) != 1:
-            raise ValueError("for_each binds exactly one variable, e.g. {line: all} or {size: [300 um, 3000 um]}")
-        name, values = next(iter(v.items()))
-        if not re.fullmatch(r"[A-Za-z_]\w*", name):
-            raise ValueError(f"bad variable name {name!r}")
-        if values == "all" and name != "line":
-            raise ValueError("'all' is only for the variable 'line' (every laser line of the station)")
-        if isinstance(values, list) and not values:
-            raise ValueError("empty list")
-        return v
-
-
-class RepeatStep(_Model):
-    repeat: int = Field(ge=1, le=100000)
-    as_: str = Field(default="repeat", alias="as")
-    do: list[Step] = Field(min_length=1)
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-STEP_KINDS = {
-    "laser": LaserStep, "meter": MeterStep, "wait": WaitStep, "sample": SampleStep, "move": MoveStep,
-    "mark": MarkStep, "acquire": AcquireStep, "specimen": SpecimenStep, "set_property": SetPropertyStep,
-    "for_each": ForEachStep, "repeat": RepeatStep,
-}
-
-
-def _step_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        for key in value:
-            if key in STEP_KINDS:
-                return key
-        return None
-    return next((k for k, cls in STEP_KINDS.items() if isinstance(value, cls)), None)
-
-
-Step = Annotated[
-    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_KINDS.items())],  # type: ignore[valid-type]
-    Discriminator(_step_kind, custom_error_type="unknown_step", custom_error_message=f"not a step: a step is one of {', '.join(STEP_KINDS)}"),
+__all__ = [  # the step models, re-exported for callers that knew them here
+    "VAR", "Direction", "LineRef", "VarRef", "Step", "STEP_KINDS", "AcquireParams", "AcquireStep", "LaserParams", "LaserStep",
+    "ForEachStep", "RepeatStep", "MarkStep", "MeterParams", "MeterStep", "MoveParams", "MoveStep", "SampleParams", "SampleStep",
+    "SetPropertyParams", "SetPropertyStep", "SpecimenParams", "SpecimenStep", "WaitStep",
 ]
-ForEachStep.model_rebuild()
-RepeatStep.model_rebuild()
-
-
 # --- acceptance limits (judged by the analysis) ----------------------------------------------------
 class Limit(_Model):
     """Bounds for one metric: ``pass`` and optionally ``warn`` ranges as ``[min, max]``
@@ -262,8 +83,6 @@ LIMIT_WORDS = {"max_wait": "a wait", "max_sample_duration": "a sample's 'for'", 
 
 def over_limit(limits: Limits, name: str, value: float) -> str:
     """The message for a value over one of ``limits`` ("" if it is within)."""
-    from harness.common.units import format_micrometres, format_seconds
-
     bound = getattr(limits, name)
     if abs(value) <= bound:
         return ""
@@ -275,15 +94,8 @@ def over_limit(limits: Limits, name: str, value: float) -> str:
 def limit_problems(kind: str, params: Any, limits: Limits) -> list[tuple[str, str]]:
     """(field, message) for each value of one step (its parameters, variables resolved or not)
     over ``limits``; a ``$variable`` is checked once it has a value (harness/protocol/plan.py)."""
-    checks: list[tuple[str, str, Any]] = []
-    if kind == "wait":
-        checks = [("wait", "max_wait", params)]
-    elif kind == "sample":
-        checks = [("every", "max_sample_interval", params.every), ("for", "max_sample_duration", params.duration)]
-    elif kind == "acquire":
-        checks = [("exposure", "max_exposure", params.exposure)]
-    elif kind == "move":
-        checks = [(axis, "max_move", getattr(params, axis)) for axis in ("x", "y", "z", "by", "overtravel")]
+    step = STEPS.get(kind)
+    checks = step.limit_checks(params) if step is not None else []
     out = []
     for name, limit, value in checks:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -315,7 +127,8 @@ class ProtocolFile(_Model):
     @classmethod
     def _protocol_id(cls, v: str) -> str:
         if not re.fullmatch(PROTOCOL_ID, v):
-            raise ValueError(f"{v!r} is not a protocol id: lower-case letters, digits, '-' and '_', starting with a letter or digit (e.g. 'power-stability-short')")
+            raise ValueError(f"{v!r} is not a protocol id: lower-case letters, digits, '-' and '_', "
+                             "starting with a letter or digit (e.g. 'power-stability-short')")
         return v
 
     @field_validator("retries")
@@ -330,9 +143,7 @@ class ProtocolFile(_Model):
 def acceptance_problem(name: str, limit: Limit) -> str:
     """Why a limit is a mistake ("" if it is not): a misspelt metric would never be judged; a unit
     that is not the metric's, an empty range, or a warn range that does not contain the pass range."""
-    from difflib import get_close_matches
-
-    from harness.analyses.registry import METRICS  # the registered analyses' metrics (their specs: no numpy)
+    from harness.analyses.registry import METRICS  # a layer above (the registered analyses' specs: plain data, no numpy)
 
     if name not in METRICS:
         close = get_close_matches(name, list(METRICS), n=1)
@@ -362,8 +173,8 @@ def check_limits(protocol: ProtocolFile, doc: YamlDocument) -> None:
     """Refuse a value written in a step (not a ``$variable``) over the protocol's ``limits``."""
     def walk(steps: list[Any], loc: tuple[Any, ...]) -> None:
         for i, step in enumerate(steps):
-            kind = _step_kind(step)
-            if isinstance(step, (ForEachStep, RepeatStep)):
+            kind = step_kind(step)
+            if kind in LOOPS:
                 walk(step.do, loc + (i, "do"))
                 continue
             for name, problem in limit_problems(kind or "", getattr(step, kind or "", None), protocol.limits):
@@ -375,16 +186,45 @@ def check_limits(protocol: ProtocolFile, doc: YamlDocument) -> None:
 
 
 def read_protocol_file(path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
+    """A protocol file, validated; ``UserError`` naming file, line and field."""
     return _checked(load_yaml(path))
 
 
-def read_protocol_text(text: str, name: str = "protocol.yaml") -> tuple[ProtocolFile, YamlDocument]:
-    """A protocol from its text (e.g. the copy a run.json keeps); ``name`` stands for the file in errors."""
-    return _checked(parse_yaml(text, name))
+def read_protocol_text(text: str, path: str | Path) -> tuple[ProtocolFile, YamlDocument]:
+    """A protocol's text (e.g. kept in a run's ``run.json``), validated as if read from ``path``
+    (the name its messages give); nothing is read from or written to disk."""
+    return _checked(load_yaml_text(text, path))
+
+
+@dataclass
+class ProtocolSource:
+    """A protocol as read: the validated model, its YAML document (for line numbers), its text (as a
+    run records it) and the path it came from (or the name its messages give), and the sha256 of its
+    bytes."""
+
+    protocol: ProtocolFile
+    doc: YamlDocument
+    text: str
+    path: Path
+    sha256: str
+
+
+def load_protocol(path: str | Path) -> ProtocolSource:
+    """A protocol file with its text and digest; ``UserError`` as ``read_protocol_file``."""
+    protocol, doc = read_protocol_file(path)
+    path = Path(path)
+    return ProtocolSource(protocol, doc, path.read_text(encoding="utf-8"), path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def protocol_from_text(text: str, path: str | Path) -> ProtocolSource:
+    """A protocol from its text (e.g. a run's ``run.json``); nothing is read from disk."""
+    protocol, doc = read_protocol_text(text, path)
+    return ProtocolSource(protocol, doc, text, Path(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def _checked(doc: YamlDocument) -> tuple[ProtocolFile, YamlDocument]:
-    protocol: ProtocolFile = validate(doc, ProtocolFile, "protocol")  # type: ignore[assignment]
+    protocol = validate(doc, ProtocolFile, "protocol")
+    assert isinstance(protocol, ProtocolFile)
     check_acceptance(protocol, doc)
     check_limits(protocol, doc)
     return protocol, doc

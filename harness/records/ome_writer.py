@@ -7,10 +7,14 @@ with one Plane and one TiffData (IFD -> C, T) per page. A frame whose acquisitio
 place as an all-zero page whose Plane is annotated ``FrameStatus: missing``, so no later frame
 shifts. Readers need the C x T grid complete (Bio-Formats refuses a TiffData gap: "missing plane"),
 so when a run ends early, the grid's never-acquired cells get such pages too, ``not acquired``.
+
+``OmeTiffStack`` is the ``ome-tiff`` frame writer of ``harness.records.writers`` (its ``FrameWriter``
+contract); ``write`` raises ``ValueError`` for a frame of another size, ``OSError`` when the disk refuses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +107,12 @@ class OmeTiffStack:
             self._pending.append(plane)  # written once the frame size is known
             return
         self.write(np.zeros(self.shape, dtype=np.uint16), plane)
+
+    def abandon(self) -> None:
+        """Close the file as it is, writing nothing more (not ``TiffWriter.close``: it would write more)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer._fh.close()
 
     def finalize(self) -> bool:
         """Close the file and rewrite its XML to match the pages written. False if none were."""

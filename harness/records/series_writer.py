@@ -5,7 +5,9 @@ measuring location). A sample that failed is a row with status ``missing``: rows
 Each row is appended whole or not at all (``disk_full.append_whole``): a row cut short by a full
 disk is cut off again and ``DiskFull`` raised; the row is kept and written first by the next
 ``write`` or by ``close`` (once space was freed), or dropped by ``close`` if there is still no room
-(``rows`` then counts only the rows on disk)."""
+(``rows`` then counts only the rows on disk).
+
+``SeriesWriter`` is the ``csv`` series writer of ``harness.records.writers`` (its ``SeriesWriter`` contract)."""
 
 from __future__ import annotations
 

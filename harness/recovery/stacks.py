@@ -69,7 +69,7 @@ def _planned_order(run: dict[str, Any] | None) -> dict[str, list[tuple[int, int,
     if not run:
         return {}
     protocol = run.get("protocol", {})
-    parsed, doc = read_protocol_text(protocol["text"])
+    parsed, doc = read_protocol_text(protocol["text"], "protocol.yaml")  # the copy run.json keeps; errors name it so
     plan = expand(parsed, doc, list(protocol["plan"]["lines"]))
     out: dict[str, list[tuple[int, int, Any]]] = {}
     for action in plan.actions:

@@ -1,0 +1,128 @@
+"""``acquire`` run side: ROI, binning and exposure checked against the camera and the data volume
+estimated (preflight); frames snapped into the stack, each at its planned (c, t), with one frame-log
+row per frame; a frame's page and its row written both or neither. Dark frames: the lit lines off."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any
+
+from devices.errors import DeviceError
+from harness.common.errors import UserError
+from harness.protocol.plan import Action
+from harness.records.image_records import ChannelInfo, PlaneInfo
+from harness.run.station_facts import CameraFacts
+from harness.run.steps.base import ASSUMED_SENSOR, FRAME_EXTRA_BYTES, PlanCheck, StepExecutor, StepRun, context, lines_off, lit_context, position
+
+
+class Acquire(StepExecutor):
+    key = "acquire"
+
+    def check(self, action: Action, check: PlanCheck) -> None:
+        p = action.params
+        camera = check.facts.camera
+        if p.binning is not None:
+            if camera and camera.allowed_binning and p.binning not in camera.allowed_binning:
+                check.add(action.line, f"acquire: binning {p.binning}: the camera {camera.label} allows {', '.join(map(str, camera.allowed_binning))}")
+            else:
+                check.binning = p.binning
+        binning = check.binning
+        if camera and camera.sensor:
+            full = (camera.sensor[0] // binning, camera.sensor[1] // binning)
+            shown = f"{full[0]}x{full[1]}" + (f" at binning {binning}" if binning > 1 else "")
+            if p.roi is not None:
+                x, y, w, h = p.roi
+                if w < 1 or h < 1 or x < 0 or y < 0:
+                    check.add(action.line, f"acquire: roi {list(p.roi)}: x and y must be >= 0, width and height >= 1")
+                elif x + w > full[0] or y + h > full[1]:
+                    check.add(action.line, f"acquire: roi {list(p.roi)} (x, y, width, height) reaches {x + w}x{y + h}, "
+                                           f"outside the camera's {shown} pixels{context(action)}")
+            elif p.centre_roi is not None:
+                w, h = p.centre_roi
+                if w < 1 or h < 1:
+                    check.add(action.line, f"acquire: centre_roi {list(p.centre_roi)}: width and height must be >= 1")
+                elif w > full[0] or h > full[1]:
+                    check.add(action.line, f"acquire: centre_roi {w}x{h} is larger than the camera's {shown} pixels{context(action)}")
+        w, h = _frame_size(p, camera if camera else None)
+        check.data_bytes += len(action.frames) * (max(w, 1) * max(h, 1) * (camera.bytes_per_pixel if camera else 2) + FRAME_EXTRA_BYTES)
+
+    def execute(self, action: Action, run: StepRun) -> None:
+        from harness.station.roles import device_call  # brings Micro-Manager (pymmcore-plus): not for preflight or validate
+
+        p = action.params
+        cam = run.station.camera
+        assert cam is not None
+        core = run.station.core
+        if p.binning is not None:
+            run.retry("binning", lambda: device_call(cam.label, lambda: core.setProperty(cam.label, "Binning", p.binning)))
+        run.retry("ROI", lambda: device_call(cam.label, lambda: _apply_roi(run, p)))
+        if p.exposure is not None:
+            run.retry("exposure", lambda: cam.set_exposure_ms(float(p.exposure) * 1000))
+        exposure_s = cam.exposure_ms() / 1000
+        stack, log = run.open_stack(p.stack)
+        state, t0 = run.state, run.t0
+        lit = sorted(state.emitting, key=float)
+        with lines_off(run, lit if p.dark else [], "dark frames", restore_on_error=True):
+            channel = ChannelInfo(
+                action.channel, {k: state.setpoints_mw[k] for k in lit if k in state.setpoints_mw and not p.dark},
+                gain_db=_float_or_none(core, cam.label, "Gain"), offset=_float_or_none(core, cam.label, "Offset"),
+                binning=int(_float_or_none(core, cam.label, "Binning") or 1),
+            )
+            for i, (c, t) in enumerate(action.frames):
+                pos = position(run.station)
+                t_frame = run.clock.now()
+                row = {"frame": log.rows, "stack": p.stack, "channel": action.channel, "c": c, "t": t, "time_s": f"{t_frame - t0:.6f}",
+                       "exposure_s": exposure_s, "x_um": pos.get("x"), "y_um": pos.get("y"), "z_um": pos.get("z"), "tag": p.tag,
+                       "gain_db": channel.gain_db, "offset": channel.offset, "binning": channel.binning,
+                       "context": json.dumps(action.context), **lit_context(run.station, state)}
+                plane = PlaneInfo(c, t, -1, t_frame - t0, exposure_s, pos.get("x"), pos.get("y"), pos.get("z"))
+                try:
+                    image, attempts = run.retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
+                except DeviceError as exc:
+                    with run.whole_record():
+                        run.page(stack, partial(stack.write_missing, plane, str(exc)),
+                                 (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
+                        log.write({**row, "status": "missing", "error": str(exc), "ifd": plane.ifd if plane.ifd >= 0 else None})
+                    run.journal.write("frame_missing", t_frame - t0, sync=True, stack=p.stack, c=c, t=t, error=str(exc))
+                    run.count_missing(f"frame {p.stack}[c={c},t={t}]", exc)
+                    continue
+                with run.whole_record():
+                    run.page(stack, partial(stack.write, image, plane, channel), image.size * 2)
+                    log.write({**row, "status": "ok", "ifd": plane.ifd, "attempts": attempts})
+                run.journal.write("frame", t_frame - t0, stack=p.stack, c=c, t=t, ifd=plane.ifd, attempts=attempts,
+                                  mean=float(image.mean()), max=int(image.max()), context=action.context, tag=p.tag)
+                run.progress((i + 1) * action.estimate_s / len(action.frames), f"acquire {p.stack} {i + 1}/{len(action.frames)}")
+
+
+def _apply_roi(run: StepRun, p: Any) -> None:
+    core, label = run.station.core, run.station.camera.label
+    core.clearROI()
+    if p.roi is not None:
+        core.setROI(label, *p.roi)
+    elif p.centre_roi is not None:
+        w, h = p.centre_roi
+        full_w, full_h = core.getImageWidth(), core.getImageHeight()
+        if w > full_w or h > full_h:
+            raise UserError(f"{run.protocol_path}: acquire: centre_roi {w}x{h} is larger than the camera's {full_w}x{full_h}")
+        core.setROI(label, (full_w - w) // 2, (full_h - h) // 2, w, h)
+
+
+def _frame_size(p: Any, camera: CameraFacts | None) -> tuple[int, int]:
+    if p.roi is not None:
+        return p.roi[2], p.roi[3]
+    if p.centre_roi is not None:
+        return p.centre_roi
+    sensor = camera.sensor if camera and camera.sensor else ASSUMED_SENSOR
+    b = p.binning or (camera.binning if camera else 1)
+    return sensor[0] // b, sensor[1] // b
+
+
+def _float_or_none(core: Any, label: str, prop: str) -> float | None:
+    try:
+        return float(core.getProperty(label, prop)) if core.hasProperty(label, prop) else None
+    except (ValueError, RuntimeError):
+        return None
+
+
+EXECUTOR = Acquire()

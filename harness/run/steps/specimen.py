@@ -1,0 +1,25 @@
+"""``specimen`` run side: mounted on a simulated station, asked of the operator (the injected console), or assumed."""
+
+from __future__ import annotations
+
+from harness.protocol.plan import Action
+from harness.run.steps.base import StepExecutor, StepRun
+
+
+class Specimen(StepExecutor):
+    key = "specimen"
+
+    def execute(self, action: Action, run: StepRun) -> None:
+        p = action.params
+        if run.station.sim is not None:
+            run.station.sim.world.mount_sample(p.sample)
+            how = "mounted on the simulated station"
+        elif run.console.confirm(f"\nPlease prepare the specimen: {p.sample}. {p.instructions}\nPress Enter when ready (Ctrl-C aborts) "):
+            how = "confirmed by the operator"
+        else:
+            how = "assumed ready (unattended run)"
+        run.journal.write("specimen", run.now(), sync=True, sample=p.sample, how=how)
+        run.info.nbo["Specimen"] = p.sample
+
+
+EXECUTOR = Specimen()
