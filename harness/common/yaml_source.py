@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.common.errors import UserError
+from harness.common.file_kinds import check_kind
 
 Path_ = tuple[Any, ...]
 
@@ -234,8 +235,6 @@ def _field_name(loc: Path_, doc: YamlDocument) -> str:
 def validate(doc: YamlDocument, model: type[BaseModel], what: str) -> BaseModel:
     """Validate ``doc.data`` against ``model``; every error names file, line and field. A file that
     is not a ``what`` file at all (empty, a list, a JSON Schema, another kind) is refused first."""
-    from harness.records.file_kinds import check_kind
-
     check_kind(doc, what)
     doc.schema_words |= _field_names(model)
     try:
