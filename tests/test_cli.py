@@ -87,7 +87,8 @@ def test_unknown_line_is_a_user_error() -> None:
 
 
 # --- start-up: --help and validate import nothing heavy ------------------------------------------------
-HEAVY = ("pymmcore_plus", "matplotlib", "scipy", "sqlalchemy", "numpy", "tifffile", "harness.finishing.results", "harness.run.runner", "harness.station.station")
+HEAVY = ("pymmcore_plus", "matplotlib", "scipy", "sqlalchemy", "numpy", "tifffile",
+         "harness.finishing.results", "harness.run.runner", "harness.station.station")
 
 
 def _imported_after(argv: list[str]) -> set[str]:

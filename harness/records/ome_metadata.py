@@ -62,7 +62,7 @@ def instrument(info: InstrumentInfo) -> m.Instrument:
         microscope=m.Microscope(
             manufacturer=mic.get("manufacturer") or None, model=mic.get("model") or None,
             serial_number=mic.get("serial") or None,
-            type=mic.get("type") if mic.get("type") in _MICROSCOPE_TYPES else "Other",
+            type=m.Microscope_Type(mic["type"] if mic.get("type") in _MICROSCOPE_TYPES else "Other"),
         ),
         lasers=lasers, detectors=[detector], objectives=objectives, filters=filters,
     )
@@ -111,7 +111,8 @@ def build_ome(
             excitation_wavelength_unit=m.UnitsLength.NANOMETER if lit else None,
             illumination_type="Epifluorescence" if lit else None,
             light_source_settings=lss,
-            detector_settings=m.DetectorSettings(**_kw(id="Detector:0", gain=ch.gain_db, offset=ch.offset, binning=f"{ch.binning}x{ch.binning}" if ch.binning in (1, 2, 4, 8) else "Other")),
+            detector_settings=m.DetectorSettings(**_kw(id="Detector:0", gain=ch.gain_db, offset=ch.offset,
+                                                       binning=f"{ch.binning}x{ch.binning}" if ch.binning in (1, 2, 4, 8) else "Other")),
         )))
     size_t = max((p.t for p in planes), default=-1) + 1
     # a placeholder plane was never acquired: it has no DeltaT and no ExposureTime (a failed frame's
@@ -123,7 +124,7 @@ def build_ome(
     ]
     note_ids = iter(a.id for a in placeholder_notes)
     pixels = m.Pixels(
-        id="Pixels:0", dimension_order="XYCZT", type="uint16", significant_bits=info.bit_depth,
+        id="Pixels:0", dimension_order=m.Pixels_DimensionOrder.XYCZT, type=m.PixelType.UINT16, significant_bits=info.bit_depth,
         size_x=shape[1], size_y=shape[0], size_z=1, size_c=max(len(channels), 1), size_t=max(size_t, 1),
         physical_size_x=info.pixel_size_um, physical_size_y=info.pixel_size_um,
         physical_size_x_unit=m.UnitsLength.MICROMETER, physical_size_y_unit=m.UnitsLength.MICROMETER,

@@ -37,7 +37,7 @@ def stack_problem(path: Path) -> str:
     try:
         with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             pages = len(tif.pages)
-            text = tif.pages[0].description if pages else ""  # type: ignore[union-attr]
+            text = tif.pages[0].description if pages else ""
     except Exception as exc:
         return f"not readable as TIFF ({type(exc).__name__}: {exc})"
     if not text.strip():

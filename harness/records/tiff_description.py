@@ -301,7 +301,7 @@ def _check(path: Path, start: int, value: bytes) -> str:
     tif_log.setLevel(logging.CRITICAL)
     try:
         with tifffile.TiffFile(path) as tif:
-            tag = tif.pages[0].tags.get(270)  # type: ignore[union-attr]
+            tag = tif.pages[0].tags.get(270)
             if tag is None:
                 return "page 0 has no readable tag 270"
             if tag.valueoffset != start or tag.count != len(value):
