@@ -31,7 +31,7 @@ def _date(text: str | None, option: str) -> Any:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.store import store_filters
+    from harness.cli import store_filters
     from harness.store.results_store import ResultsStore, shown
 
     since, until = _date(args.since, "--since"), _date(args.until, "--until")
@@ -55,8 +55,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_trend(args: argparse.Namespace) -> int:
     from harness.analysis.control_chart import flagged_indices
+    from harness.cli import store_filters
     from harness.report.trend_report import build_charts, write_report
-    from harness.store import store_filters
     from harness.store.results_store import ResultsStore
 
     if args.baseline < 2:

@@ -1,6 +1,6 @@
 """What a run checks before it starts and records after it ends, outside the protocol itself:
 the station lock (one run per station across processes), the laser interlocks, the outcome file
-a supervising scheduler reads, and the results store.
+a supervising scheduler reads.
 
 A failed precondition means the run never started: no run folder, exit code 5.
 
@@ -11,7 +11,7 @@ Contract:
   ``wait_s``, ``LockDirError`` if the lock folder cannot be used, ``UserError`` for a bad station
   file; the station is unloaded and the lock released when the block ends, whatever happens.
 - ``station_name(path)``: the station file's ``name``, without loading it.
-- ``interlock_problems``, ``write_outcome``, ``record``: see each.
+- ``interlock_problems``, ``write_outcome``: see each.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.common.atomic_files import replace_json
-from harness.common.disk_full import is_disk_full
-from harness.common.errors import UserError
 from harness.common.resources import default_station
 from harness.common.yaml_source import load_yaml, validate
 from harness.station.station_file import StationFile
@@ -83,17 +81,3 @@ def write_outcome(path: Path | None, **fields: Any) -> None:
         replace_json(path, fields)
     except OSError as exc:  # a full disk: the supervisor reads the exit status alone; say it
         print(f"outcome file {path} not written: {exc}", file=sys.stderr)
-
-
-def record(folder: Path, db_url: str | None) -> str:
-    """Put the run into the results store; a store problem never fails the run (it is said)."""
-    from harness.store.results_store import record_run  # SQLAlchemy: imported only when a run is recorded
-
-    try:
-        return record_run(folder, db_url)
-    except UserError as exc:
-        return f"NOT recorded: {exc}"
-    except Exception as exc:  # e.g. a database on a full disk ("database or disk is full")
-        if not (is_disk_full(exc) or "disk is full" in str(exc)):
-            raise
-        return f"NOT recorded: the database's disk is full; record it later with: microscope-qc import {folder}"
