@@ -1,11 +1,8 @@
 """Preflight: a protocol is checked against its station before anything moves.
 
 Contract:
-- ``station_facts(station)`` reads what a *loaded* station knows (laser lines with their nominal power
-  and limits, the camera's sensor and binning, every device's properties) -- it only reads, it never
-  commands a device. ``file_facts(path)`` learns the same from the station file alone, without
-  importing Micro-Manager, and lists in ``skipped`` what it cannot know (C++ devices' properties, a real
-  camera's sensor, a real laser's wavelength or nominal power).
+- ``station_facts(station)``, ``file_facts(path)``: what a loaded station, or its file alone, knows
+  (``harness.run.station_facts``).
 - ``check_plan(...)`` checks an expanded plan (loops unrolled, % converted with the line's nominal
   power) against those facts, through each step kind's ``StepExecutor.check``
   (``harness/run/steps``), and returns a ``Report`` with EVERY problem found, each naming the protocol

@@ -88,6 +88,17 @@ class VisaEntry(DeviceEntryBase):
     def simulated(self) -> bool:
         return self.resource == SIMULATED
 
+    def visa_target(self, label: str, host: DeviceHost) -> tuple[str, str]:
+        """(VISA resource, VISA library) the driver opens: the simulator's loopback socket with
+        pyvisa-py for a simulated instrument (its front end must expose ``resource``), else the
+        entry's own."""
+        if not self.simulated:
+            return self.resource, self.visa_library
+        resource = getattr(host.front_end(label), "resource", None)
+        if not isinstance(resource, str):
+            raise RuntimeError(f"{label}: no simulated SCPI server is running for it")
+        return resource, "@py"
+
 
 class FrontEnd(Protocol):
     """What stands in for a simulated device's hardware; ``stop`` ends it (idempotent)."""

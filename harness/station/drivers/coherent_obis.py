@@ -37,14 +37,8 @@ class CoherentObisKind(DriverKind[LaserEntry]):
     def load(self, label: str, entry: LaserEntry, host: DeviceHost) -> None:
         # deferred: validating a station file must not import pymmcore-plus (see drivers.base)
         from devices.coherent_obis import CoherentOBIS
-        from simulators.scpi_server import ScpiServer
 
-        if entry.simulated:
-            server = host.front_end(label)
-            assert isinstance(server, ScpiServer)
-            resource, library = server.resource, "@py"
-        else:
-            resource, library = entry.resource, entry.visa_library
+        resource, library = entry.visa_target(label, host)
         host.add_python_device(label, CoherentOBIS(resource, visa_library=library, timeout_ms=entry.timeout_ms,
                                                    safety_limit_mw=host.line_limit_mw(label), label=label))
 

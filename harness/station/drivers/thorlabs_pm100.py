@@ -30,14 +30,8 @@ class ThorlabsPM100Kind(DriverKind[PowerMeterEntry]):
     def load(self, label: str, entry: PowerMeterEntry, host: DeviceHost) -> None:
         # deferred: validating a station file must not import pymmcore-plus (see drivers.base)
         from devices.thorlabs_pm100 import ThorlabsPM100
-        from simulators.scpi_server import ScpiServer
 
-        if entry.simulated:
-            server = host.front_end(label)
-            assert isinstance(server, ScpiServer)
-            resource, library = server.resource, "@py"
-        else:
-            resource, library = entry.resource, entry.visa_library
+        resource, library = entry.visa_target(label, host)
         host.add_python_device(label, ThorlabsPM100(resource, visa_library=library, timeout_ms=entry.timeout_ms, label=label))
 
     def start_simulator(self, label: str, entry: PowerMeterEntry, world: World) -> FrontEnd:
