@@ -335,7 +335,8 @@ def test_different_stations_do_not_block_each_other(tmp_path: Path) -> None:
         pass
 
 
-def test_the_default_lock_dir_is_per_user_data(tmp_path: Path) -> None:
+def test_the_default_lock_dir_is_per_user_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MICROSCOPE_QC_LOCK_DIR", raising=False)  # the caller's shared lock folder is not the default
     lock = StationLock("Scope A")  # constructing creates nothing
     assert lock.lock_dir == default_lock_dir()
     assert lock.lock_dir == Path(platformdirs.user_data_dir("microscope-qc")) / "locks"
