@@ -6,6 +6,7 @@ unloads everything (an unloaded C++ adapter at interpreter exit aborts the proce
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pymmcore_plus import DeviceType
+from pymmcore_plus import CMMCorePlus, DeviceType
 from pymmcore_plus.experimental.unicore import UniMMCore
 
 from devices.base import QCDriver
@@ -342,6 +343,11 @@ class Station:
                 self.core.unloadAllDevices()
             except Exception as exc:  # keep going: the simulators must stop whatever happens
                 log.error("unloading devices: %s", exc)
+            # the C++ core calls back into Python until its callback is unregistered; left to the
+            # core's __del__, that may be at interpreter shutdown, which can abort the process
+            # ("FATAL: exception not rethrown") after its work is done
+            with contextlib.suppress(Exception):
+                super(CMMCorePlus, self.core).registerCallback(None)
             if self.sim is not None:
                 self.sim.stop()
             atexit.unregister(self.close)
