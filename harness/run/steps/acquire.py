@@ -1,6 +1,7 @@
 """``acquire`` run side: ROI, binning and exposure checked against the camera and the data volume
 estimated (preflight); frames snapped into the stack, each at its planned (c, t), with one frame-log
-row per frame; a frame's page and its row written both or neither. Dark frames: the lit lines off."""
+row per frame; a snap taken whole (a signal during it ends the run after it); a frame's page and its row written
+both or neither. Dark frames: the lit lines off."""
 
 from __future__ import annotations
 
@@ -78,7 +79,10 @@ class Acquire(StepExecutor):
                        "context": json.dumps(action.context), **lit_context(run.station, state)}
                 plane = PlaneInfo(c, t, -1, t_frame - t0, exposure_s, pos.get("x"), pos.get("y"), pos.get("z"))
                 try:
-                    image, attempts = run.retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
+                    # a snap is taken whole: Ctrl-C/SIGTERM during it end the run after it, so the signal
+                    # never lands in the driver's clean-up (e.g. disarming the camera) and leaves it armed
+                    with run.whole_record():
+                        image, attempts = run.retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
                 except DeviceError as exc:
                     with run.whole_record():
                         run.page(stack, partial(stack.write_missing, plane, str(exc)),
