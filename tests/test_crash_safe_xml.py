@@ -469,10 +469,9 @@ def test_recover_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_space(f
 def test_kill_in_finalize_after_its_placeholder_pages_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """finalize completes the C x T grid with zero pages (no frame log rows), then rewrites the XML:
     a kill in between leaves the plan's XML and rowless pages, which recovery takes as those placeholders."""
-    from harness.records.image_records import ChannelInfo, PlaneInfo
+    from harness.records.image_records import FRAME_COLUMNS, ChannelInfo, PlaneInfo
     from harness.records.series_writer import SeriesWriter
     from harness.recovery.recover import recover_stack
-    from harness.run.runner import FRAME_COLUMNS
 
     plan = StackPlan("s", ["dark", "488"], {"dark": 4, "488": 4})
     stack = OmeTiffStack(tmp_path / "s.ome.tif", plan, _info(), datetime(2026, 1, 1, tzinfo=timezone.utc))

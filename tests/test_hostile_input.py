@@ -99,7 +99,7 @@ def test_station_name_is_a_one_line_display_name(tmp_path: Path, name: str, ok: 
 
 
 def test_station_name_never_leaves_its_folder_where_it_becomes_a_file_name(tmp_path: Path) -> None:
-    from harness.run.runner import slug
+    from harness.run.folders import slug
     from harness.station.station_lock import StationLock
 
     for name in ("../../etc/passwd", "..", "C:\\Windows\\x", "/abs/path", "nul"):

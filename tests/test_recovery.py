@@ -23,7 +23,7 @@ from ome_types import from_xml
 
 from harness.cli import commands as cli
 from harness.protocol.plan import StackPlan
-from harness.records.image_records import ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
+from harness.records.image_records import FRAME_COLUMNS, ChannelInfo, InstrumentInfo, LineInfo, PlaneInfo
 from harness.records.journal import read_journal
 from harness.records.ome_metadata import build_ome
 from harness.records.ome_writer import OmeTiffStack
@@ -41,7 +41,6 @@ from harness.recovery.recover import (
     scan_pages,
     scan_runs,
 )
-from harness.run.runner import FRAME_COLUMNS
 
 from .conftest import ROOT, station_variant
 from .omecheck import bioformats_info, bioformats_value

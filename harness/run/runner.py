@@ -69,7 +69,7 @@ from harness.records.run_record import write_run
 from harness.records.writers import FrameWriter, SeriesWriter, frame_path, open_frame_writer, open_series_writer, series_path
 from harness.run.console import ProgressDisplay, ProgressFactory, TerminalConsole
 from harness.run.finisher import Finisher
-from harness.run.folders import make_run_folder, run_folder_name, slug
+from harness.run.folders import make_run_folder, run_folder_name
 from harness.run.instrument_info import instrument_info, run_provenance
 from harness.run.preflight import check_plan, station_facts
 from harness.run.progress import Progress
@@ -80,7 +80,7 @@ from harness.run.steps.base import Console, RunState
 from harness.station.run_guard import PreconditionFailed
 from harness.station.station import Station
 
-__all__ = ["FRAME_COLUMNS", "RunOutcome", "Runner", "Terminated", "TooManyMissing", "slug"]  # FRAME_COLUMNS, slug: callers knew them here
+__all__ = ["RunOutcome", "Runner", "Terminated", "TooManyMissing"]
 
 T = TypeVar("T")
 

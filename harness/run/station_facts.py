@@ -29,8 +29,9 @@ from harness.common.resources import default_station
 from harness.common.yaml_source import YamlDocument, load_yaml, validate
 from harness.protocol.plan import line_key
 from harness.station.run_guard import station_name
-from harness.station.station_file import LaserEntry, StationFile, TsiCameraEntry, role_devices
+from harness.station.station_file import StationFile, role_devices
 from harness.station.station_lock import StationBusy, StationLock
+from simulators.params import CameraParams, LaserParams
 
 
 @dataclass
@@ -131,7 +132,8 @@ def file_facts(path: str | Path | None) -> StationFacts:
     lines_known = True
     for i, role in enumerate(spec.roles.lasers):
         entry = spec.devices.get(role.device)
-        sim = entry.simulation if isinstance(entry, LaserEntry) and entry.simulated else None
+        truth = entry.simulation_truth() if entry is not None else None  # any driver's simulated truth
+        sim = truth if isinstance(truth, LaserParams) else None
         nm = role.wavelength_nm or (sim.wavelength_nm if sim else None)
         if nm is None:
             lines_known = False
@@ -152,8 +154,9 @@ def file_facts(path: str | Path | None) -> StationFacts:
     if spec.roles.camera is not None:
         entry = spec.devices.get(spec.roles.camera)
         sensor = None
-        if isinstance(entry, TsiCameraEntry) and entry.simulated and entry.simulation is not None:
-            sensor = (entry.simulation.width_px, entry.simulation.height_px)
+        truth = entry.simulation_truth() if entry is not None else None
+        if isinstance(truth, CameraParams):
+            sensor = (truth.width_px, truth.height_px)
         else:
             skipped.append(("acquire", f"ROI and binning against the camera ({spec.roles.camera}): its sensor is read from the device"))
         camera = CameraFacts(spec.roles.camera, sensor)

@@ -15,11 +15,6 @@ from harness.station.drivers.base import SIMULATED as SIMULATED
 from harness.station.drivers.base import DeviceEntryBase
 from harness.station.drivers.base import EntryModel as _Model
 from harness.station.drivers.base import PropertyValue as PropertyValue
-
-# re-exported: ``harness.run.preflight`` reads these two entries from here (``entry.simulation_truth()``
-# tells the same of any driver)
-from harness.station.drivers.coherent_obis import LaserEntry as LaserEntry
-from harness.station.drivers.thorlabs_tsi import TsiCameraEntry as TsiCameraEntry
 from simulators.params import BeadFieldParams, LaserParams, OpticsParams, UniformSlideParams
 
 # a device entry: one of the registered drivers' entries, told apart by ``driver`` (harness.station.drivers)
