@@ -113,7 +113,7 @@ def test_validate_command_checks_protocols_and_stations(capsys: pytest.CaptureFi
     files = [str(p) for p in sorted((ROOT / "protocols").glob("*.yaml"))] + [str(ROOT / "configs" / "simulated.yaml")]
     assert run(["validate", *files]) == 0
     out = capsys.readouterr().out
-    assert out.count("valid protocol") == 6 and out.count("valid station file") == 1
+    assert out.count("valid protocol") == 7 and out.count("valid station file") == 1
     bad = _write(tmp_path, "protocol: t\ntitle: T\nsteps:\n  - wait: 5\n")
     assert run(["validate", str(bad)]) == 2
     assert f"{bad}:4:" in capsys.readouterr().err
@@ -160,6 +160,7 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     import numpy as np
 
     from harness.analyses.registry import METRICS
+    from harness.analysis import emva1288_metrics as em
     from harness.analysis.flat_field_metrics import flat_field_metrics
     from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
     from harness.analysis.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
@@ -174,4 +175,15 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     image = rng.random((16, 16))
     up = [{"status": "ok", "tag": "up", "context": '{"target": "0 um"}', "ifd": "0"}]
     found.update(iso230_metrics(up, lambda i: image, 1.0)[0])  # (with no image at all, ISO 230-2 refuses: nothing to measure)
+    t = np.arange(1, 13) * 0.01
+    signal = np.minimum(t * 3e4, 2500.0)
+    bright = [em.PairStats(x, 100 + y, 2 + (0.4 * y if y < 2500 else 0.5)) for x, y in zip(t, signal, strict=True)]
+    dark = [em.PairStats(x, 100 + 0.1 * x, 2.0) for x in t]
+    found["ptc_levels"] = em.Metric(12.0, "")
+    found.update(em.photon_transfer(em.series(bright, dark), dark))
+    frames = [100 + rng.normal(0, 2, (20, 20)) for _ in range(8)]
+    lit = em.spatial_stats([f + 500 * (1 + 0.01 * rng.normal()) for f in frames])
+    found.update(em.spatial_nonuniformity(lit, em.spatial_stats(frames), 0.4))
+    found.update(em.defect_metrics(em.defect_pixels(frames[0], lit, em.spatial_stats(frames))))
+    found["spatial_level_pct_of_saturation"] = em.Metric(50.0, "%")
     assert {k: m.unit for k, m in found.items()} == METRICS

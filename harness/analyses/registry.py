@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.analyses import flat_field, power, stage
+from harness.analyses import camera, flat_field, power, stage
 from harness.analysis.contract import Analysis, AnalysisSpec, Result
 
 SPECS: tuple[AnalysisSpec, ...] = (
     power.SPEC,
+    camera.SPEC,  # before flat_field: its stack has a dark channel too
     flat_field.SPEC,
     stage.REPEATABILITY,
     stage.ISO230,

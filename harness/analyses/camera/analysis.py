@@ -1,0 +1,229 @@
+"""The camera analysis (``harness.analyses.camera.SPEC``): EMVA 1288 metrics of one image stack.
+
+Frames are chosen by their frame-log rows (only ``ok`` rows): ``ptc`` frames grouped by channel
+(``dark`` or the lit one) and exposure time, the first two of each group making its pair; ``spatial``
+frames of each channel (at one exposure) make the spatial stacks; ``dark_current`` dark pairs join the
+dark pairs for the dark current. Pages are read one at a time (two per pair; the spatial stacks as
+running sums), so memory holds a few frames whatever the run's length. One result, subject
+``camera``: the judged metrics, the photon-transfer series and its fit ranges, histograms of the dark
+and of the high-pass lit non-uniformity, the defect pixels (at most ``MAX_LISTED`` of each kind
+listed), and a data-quality block (the spatial level's place between dark and saturation, pixels at
+the top of the range in the spatial lit frames).
+
+Raises ``BadInput`` when the stack has no ``ptc`` pairs of both kinds, or the formulas refuse the data
+(``harness.analysis.emva1288_metrics``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import tifffile
+from lxml import etree
+
+from harness.analyses.camera import SPEC
+from harness.analyses.camera import figures as plots
+from harness.analysis import emva1288_metrics as emva
+from harness.analysis.contract import AnalysisSpec, Result
+from harness.analysis.emva1288_metrics import PairStats, SpatialStats
+from harness.analysis.judging import judged
+from harness.analysis.power_metrics import Metric
+from harness.common.errors import BadInput
+from harness.protocol.protocol_file import Limit
+from harness.records.run_folder import RunFolder, frame_log_name
+from harness.records.series_writer import read_series
+from harness.report.html_parts import e, figure, num
+
+MAX_LISTED = 500
+HISTOGRAM_BINS = 80
+GOOD_SPATIAL_LEVEL = (20.0, 80.0)  # % of the saturation signal where the spatial frames are meaningful
+
+
+def _page(tif: tifffile.TiffFile, index: int) -> np.ndarray:
+    return cast(tifffile.TiffPage, tif.pages[index]).asarray()
+
+
+def _bit_depth(tif: tifffile.TiffFile) -> int:
+    root = etree.fromstring((tif.ome_metadata or "").encode("utf-8"))
+    pixels = next(root.iter("{*}Pixels"), None)
+    bits = pixels.get("SignificantBits") if pixels is not None else None
+    if bits:
+        return int(bits)
+    dtype = cast(tifffile.TiffPage, tif.pages[0]).dtype
+    return 8 * (dtype.itemsize if dtype is not None else 2)
+
+
+def _groups(rows: list[dict[str, str]], tag: str) -> dict[tuple[str, float], list[int]]:
+    """(channel, exposure_s) -> page indices of the ``ok`` frames with ``tag``, in order."""
+    out: dict[tuple[str, float], list[int]] = {}
+    for r in rows:
+        if r.get("tag") == tag and r.get("status") == "ok" and r.get("ifd") not in (None, ""):
+            out.setdefault((r["channel"], round(float(r["exposure_s"]), 9)), []).append(int(r["ifd"]))
+    return out
+
+
+def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
+    rows = read_series(RunFolder(folder).frame_log(stack))
+    ptc_groups = _groups(rows, "ptc")
+    lit_channels = sorted({c for c, _ in ptc_groups if c != "dark"})
+    if not lit_channels or not any(c == "dark" for c, _ in ptc_groups):
+        raise BadInput(f"{stack}: the camera analysis needs 'ptc' pairs of lit and of dark frames at the same exposure times")
+    lit = lit_channels[0]
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
+        bit_depth = _bit_depth(tif)
+
+        def pair(pages: list[int], t: float) -> PairStats | None:
+            return emva.pair_stats(_page(tif, pages[0]), _page(tif, pages[1]), t) if len(pages) >= 2 else None
+
+        bright = [p for (c, t), pages in ptc_groups.items() if c == lit and (p := pair(pages, t))]
+        dark = [p for (c, t), pages in ptc_groups.items() if c == "dark" and (p := pair(pages, t))]
+        long_dark = [p for (c, t), pages in _groups(rows, "dark_current").items() if c == "dark" and (p := pair(pages, t))]
+        all_dark_groups = {**{k: v for k, v in ptc_groups.items() if k[0] == "dark"}, **_groups(rows, "dark_current")}
+        longest = max((k for k, v in all_dark_groups.items() if k[0] == "dark" and len(v) >= 2), key=lambda k: k[1], default=None)
+        longest_dark = (_page(tif, all_dark_groups[longest][0]).astype(np.float64) + _page(tif, all_dark_groups[longest][1])) / 2 if longest else None
+        spatial = _groups(rows, "spatial")
+        lit_spatial = _spatial(tif, spatial, lit)
+        dark_spatial = _spatial(tif, spatial, "dark")
+        top_value = 2**bit_depth - 1
+        saturated_spatial = _count_at(tif, spatial, lit, top_value)
+
+    ptc = emva.series(bright, dark)
+    metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
+    metrics.update(emva.photon_transfer(ptc, dark + long_dark))
+    gain = ptc.gain_adu_per_e if "system_gain_adu_per_e" in metrics and not metrics["system_gain_adu_per_e"].reason else math.nan
+    spatial_source = "spatial frames"
+    if lit_spatial is None or dark_spatial is None:
+        lit_spatial, dark_spatial, spatial_source = _spatial_from_pairs(ptc, ptc_groups, lit, folder, stack)
+    quality: dict[str, Any] = {"saturated_pixels_in_spatial_frames": saturated_spatial, "top_value_adu": top_value, "notes": []}
+    if lit_spatial is not None and dark_spatial is not None:
+        metrics.update(emva.spatial_nonuniformity(lit_spatial, dark_spatial, gain))
+        level = lit_spatial.mean - dark_spatial.mean
+        if ptc.saturated:
+            pct = 100 * level / float(ptc.signal[ptc.saturation])
+            metrics["spatial_level_pct_of_saturation"] = Metric(pct, "%")
+            if not GOOD_SPATIAL_LEVEL[0] <= pct <= GOOD_SPATIAL_LEVEL[1]:
+                quality["notes"].append(f"the spatial frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %); "
+                                        "DSNU/PRNU are less certain")
+        else:
+            metrics["spatial_level_pct_of_saturation"] = Metric(math.nan, "%", reason="saturation not reached")
+    else:
+        why = "no spatial frames (and no photon-transfer pair to stand in)"
+        for name in ("dsnu_adu", "dsnu_e", "prnu_pct", "prnu_plain_pct"):
+            metrics[name] = Metric(math.nan, SPEC.metrics[name], reason=why)
+    if saturated_spatial:
+        quality["notes"].append(f"{saturated_spatial} pixel values at the top of the range ({top_value} ADU) in the spatial lit frames: "
+                                "PRNU counts them as they are (clipped)")
+    defects = emva.defect_pixels(longest_dark, lit_spatial, dark_spatial)
+    metrics.update(emva.defect_metrics(defects))
+    quality["verdict"] = "warn" if quality["notes"] else "pass"
+
+    entries, verdict = judged(metrics, limits)
+    if quality["verdict"] == "warn" and verdict == "pass":
+        verdict = "warn"
+    return [{
+        "series": f"{stack}.ome.tif", "kind": "camera", "subject": "camera", "lines_on": [lit],
+        "metrics": entries, "verdict": verdict, "data_quality": quality,
+        "bit_depth": bit_depth, "spatial_source": spatial_source,
+        "ptc": {
+            "exposure_s": ptc.exposure_s.tolist(), "signal_adu": ptc.signal.tolist(), "variance_adu2": ptc.variance.tolist(),
+            "dark_mean_adu": ptc.dark_mean.tolist(), "dark_variance_adu2": ptc.dark_variance.tolist(),
+            "saturation_index": ptc.saturation, "saturated": ptc.saturated,
+            "gain_fit_range": list(ptc.sensitivity_range), "linearity_fit_range": list(ptc.linearity_range),
+            "gain_adu_per_e": _finite(ptc.gain_adu_per_e), "responsivity_adu_per_s": _finite(ptc.responsivity_adu_per_s),
+            "linearity_fit": [_finite(v) for v in ptc.linearity_fit],
+            "linearity_deviation_pct": [_finite(v) for v in ptc.linearity_deviation_pct.tolist()],
+        },
+        "dark_current_points": {"exposure_s": [p.exposure_s for p in dark + long_dark], "mean_adu": [p.mean for p in dark + long_dark]},
+        "histograms": _histograms(lit_spatial, dark_spatial),
+        "defects": {
+            "shape": list(longest_dark.shape) if longest_dark is not None else None,
+            **{kind: (found[:MAX_LISTED].tolist() if found is not None else None) for kind in ("hot", "dead", "noisy")
+               for found in [getattr(defects, kind)]},
+            "not_determined": defects.reasons,
+        },
+    }]
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _spatial(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]], channel: str) -> SpatialStats | None:
+    pages = [p for (c, _), v in groups.items() if c == channel for p in v]
+    if len(pages) < 2:
+        return None
+    return emva.spatial_stats([_page(tif, i) for i in pages])
+
+
+def _spatial_from_pairs(ptc: emva.PhotonTransfer, groups: dict[tuple[str, float], list[int]], lit: str,
+                        folder: Path, stack: str) -> tuple[SpatialStats | None, SpatialStats | None, str]:
+    """No spatial frames: the photon-transfer pair nearest 50 % of saturation stands in (L = 2)."""
+    if not ptc.saturated:
+        return None, None, "none"
+    target = 0.5 * float(ptc.signal[ptc.saturation])
+    i = int(np.argmin(np.abs(ptc.signal - target)))
+    t = round(float(ptc.exposure_s[i]), 9)
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
+        lit_pages, dark_pages = groups.get((lit, t), []), groups.get(("dark", t), [])
+        if len(lit_pages) < 2 or len(dark_pages) < 2:
+            return None, None, "none"
+        return (emva.spatial_stats([_page(tif, p) for p in lit_pages[:2]]), emva.spatial_stats([_page(tif, p) for p in dark_pages[:2]]),
+                f"the photon-transfer pair at {t * 1000:g} ms (no spatial frames)")
+
+
+def _count_at(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]], channel: str, value: int) -> int:
+    return sum(int(np.count_nonzero(_page(tif, p) >= value)) for (c, _), v in groups.items() if c == channel for p in v)
+
+
+def _histograms(lit: SpatialStats | None, dark: SpatialStats | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if dark is not None:
+        d = dark.mean_image - dark.mean
+        step = 1.0 / dark.frames  # the mean of L integer frames moves in steps of 1/L: bins of whole steps
+        width = step * max(1, math.ceil((float(d.max() - d.min()) / HISTOGRAM_BINS) / step))
+        counts, edges = np.histogram(d, bins=np.arange(float(d.min()) - width / 2, float(d.max()) + width, width))
+        out["dsnu_adu"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+    if lit is not None and dark is not None and lit.mean - dark.mean > 0:
+        hp = emva.high_pass(lit.mean_image - dark.mean_image) * (100 / (lit.mean - dark.mean))
+        counts, edges = np.histogram(hp, bins=HISTOGRAM_BINS)
+        out["prnu_pct"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+    return out
+
+
+def has_ptc_frames(frames_csv: Path) -> bool:
+    return frames_csv.is_file() and any(r.get("tag") == "ptc" for r in read_series(frames_csv))
+
+
+class CameraAnalysis:
+    spec: AnalysisSpec = SPEC
+    conventions = (emva.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
+
+    def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
+        return entry.get("kind") == "ome_tiff" and has_ptc_frames(folder / frame_log_name(entry["stack"]))
+
+    def analyse(self, folder: Path, name: str, entry: Mapping[str, Any], limits: Mapping[str, Limit]) -> list[Result]:
+        return analyse_camera(folder, entry["stack"], limits)
+
+    def figures(self, folder: Path, result: Result) -> str:
+        r = result
+        parts = [figure(plots.photon_transfer(r["ptc"]), "Photon transfer: temporal variance against mean signal (dark subtracted); "
+                        "the gain fit range shaded, the saturation level marked"),
+                 figure(plots.snr(r["ptc"], r["metrics"]), "Signal-to-noise ratio against signal, with the EMVA 1288 linear model"),
+                 figure(plots.linearity(r["ptc"]), "Linearity: signal against exposure time, with the fit (5-95 % of saturation) and its residuals")]
+        if r.get("histograms"):
+            parts.append(figure(plots.histograms(r["histograms"]), "Non-uniformity: dark mean image (DSNU) and high-pass lit image (PRNU)"))
+        if r.get("defects", {}).get("shape"):
+            parts.append(figure(plots.defect_map(r["defects"]), "Defect pixels (hot, dead, noisy) in the analysed region"))
+        return "".join(parts)
+
+    def section(self, result: Result) -> list[str]:
+        q = result.get("data_quality") or {}
+        notes = "".join(f"<li>{e(n)}</li>" for n in q.get("notes", []))
+        return [f"<p>Data quality: {e(q.get('verdict', 'not stated'))}; spatial statistics from {e(result.get('spatial_source', ''))}; "
+                f"bit depth {num(result.get('bit_depth'))}.</p>" + (f"<ul>{notes}</ul>" if notes else "")]
+
+
+ANALYSIS = CameraAnalysis()
