@@ -248,3 +248,18 @@ def test_demo_camera_runs_and_the_analysis_says_what_it_cannot_determine(tmp_pat
     assert "does not see this light" in m["system_gain_adu_per_e"]["reason"]
     assert "identical" in m["temporal_dark_noise_adu"]["reason"]
     assert r["verdict"] == "not judged"
+
+
+def test_the_two_frames_of_a_level_are_taken_back_to_back(default_run: Any) -> None:
+    """On virtual time the second frame of a pair starts one exposure plus the read-out after the
+    first (no waiting in between), so the light cannot drift between them; the lit series starts after
+    the warm-up wait."""
+    folder, r, camera = default_run
+    rows = [x for x in read_series(folder / "camera_frames.csv") if x["tag"] == "ptc"]
+    pairs: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for x in rows:
+        pairs.setdefault((x["channel"], x["exposure_s"]), []).append(x)
+    assert len(pairs) == 100
+    for (channel, exposure), (a, b) in pairs.items():
+        gap = float(b["time_s"]) - float(a["time_s"])
+        assert float(exposure) <= gap <= float(exposure) + camera.p.readout_s + 0.05, (channel, exposure, gap)
