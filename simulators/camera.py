@@ -15,7 +15,7 @@ The chain of one output pixel (binned: ``bins = binx * biny`` sensor pixels, cha
    noisy sensor pixel in the bin;
 5. ``rint(e * adu_per_electron + black_level)``, plus the DSNU (integer DN, summed over the bin), and
    the clip to the bit depth's range 0 .. 2**bit_depth - 1 last.
-Fixed patterns come from their own random stream (seed, camera name, serial), never from the frame
+Fixed patterns come from their own random stream (seed, camera name), never from the frame
 stream: with ``dsnu_adu = prnu_pct = dead_pixels = noisy_pixels = 0`` and
 ``linear_fraction_of_full_well = 1`` the camera is the one before these patterns existed.
 
@@ -89,7 +89,7 @@ class Exposure:
 
 class CameraModel:
     """One simulated camera. ``seed`` (default: the entropy of ``rng``'s seed sequence, i.e. the world
-    seed for a world's camera) and the camera's name and serial fix its sensor patterns; ``rng`` is the
+    seed for a world's camera) and the camera's name (device label) fix its sensor patterns; ``rng`` is the
     frame stream (and the hot pixels' positions, drawn from it at construction as always)."""
 
     def __init__(

@@ -3,10 +3,10 @@ photo-response pattern (PRNU), its defect pixels and its response near the full 
 
 Contract (what ``simulators.camera`` and tests rely on):
 - ``SensorPatterns(params, name, seed)`` draws everything once, lazily, from its own random stream:
-  ``SeedSequence(seed, spawn_key=(crc32("sensor-patterns"), crc32(name), crc32(serial)))``. It never
-  touches a frame's random stream, so frames of a seed are the same whatever these parameters are
-  (except that the patterns are in them), and the same camera (name, serial) in the same world (seed)
-  always has the same patterns.
+  ``SeedSequence(seed, spawn_key=(crc32("sensor-patterns"), crc32(name)))`` (``name``: the camera's
+  device label). It never touches a frame's random stream, so the hot pixels and the frame noise of a
+  seed do not depend on these parameters, and the same camera (label) in the same world (seed) always
+  has the same patterns, whatever its serial, the other devices or the order of frames.
 - Sensor pixel (row r, col c):
   - DSNU: an integer offset ``dsnu[r, c]`` in DN = ``rint(N(0, dsnu_adu))``, added to the pixel's
     rounded ADU value before the bit depth's clip (gain-independent, like a CMOS offset pattern). Its
@@ -108,7 +108,7 @@ class SensorPatterns:
     def __init__(self, params: CameraParams, name: str, seed: int, hot_rows: np.ndarray, hot_cols: np.ndarray) -> None:
         self.p = params
         self.seed_sequence = np.random.SeedSequence(
-            seed, spawn_key=(_crc("sensor-patterns"), _crc(name), _crc(params.serial))
+            seed, spawn_key=(_crc("sensor-patterns"), _crc(name))
         )
         self.hot_rows, self.hot_cols = hot_rows, hot_cols
         self._grids: Lru[Grid] = Lru(4)
