@@ -1,21 +1,42 @@
 """Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
-dark current, hot pixels, gain, offset, binning, ROI, bit depth and saturation.
+dark current, fixed patterns (DSNU, PRNU), defect pixels (hot, dead, noisy), gain, offset, a soft
+non-linearity before the full well, binning, ROI, bit depth and saturation.
+
+The chain of one output pixel (binned: ``bins = binx * biny`` sensor pixels, charge summed):
+1. mean electrons ``m = signal * g + dark``: ``signal`` from the scene (photons x QE x exposure),
+   ``g`` the PRNU multiplier (mean over the bin, 0 for a dead pixel: ``simulators.sensor_patterns``),
+   ``dark = dark_current_e_per_s * exposure * bins`` (+ ``hot_pixel_dark_e_per_s * exposure`` once per
+   output pixel holding a hot pixel);
+2. shot noise: exactly Poisson below ``_EXACT_BELOW`` e-, above it the Gaussian limit of the Poisson
+   law (same mean and variance);
+3. the response ``R`` (``response_electrons``): linear up to ``linear_fraction_of_full_well`` of the
+   full well (``full_well_e * bins``), then a tanh compression towards it (1: the hard clip);
+4. Gaussian read noise, variance ``read_noise_e**2 * bins`` + ``noisy_pixel_read_noise_e**2`` per
+   noisy sensor pixel in the bin;
+5. ``rint(e * adu_per_electron + black_level)``, plus the DSNU (integer DN, summed over the bin), and
+   the clip to the bit depth's range 0 .. 2**bit_depth - 1 last.
+Fixed patterns come from their own random stream (seed, camera name), never from the frame
+stream: with ``dsnu_adu = prnu_pct = dead_pixels = noisy_pixels = 0`` and
+``linear_fraction_of_full_well = 1`` the camera is the one before these patterns existed.
 
 Only the ROI is rendered, on the binned grid. What does not change between frames is cached (bounded
-LRUs) by whoever owns it: the scene's photon pattern per field of view (the world), the hot pixels of an
-ROI and binning (here), probability tables (here and ``simulators.poisson``). Noise, in float32:
-- shot noise below ``_EXACT_BELOW`` e- is exactly Poisson, above it the Gaussian limit of the Poisson law
-  (same mean and variance); electrons are clipped at the full well, then Gaussian read noise is added;
-  gain, black level, rounding to integer ADU and the bit depth's range follow;
-- when no pixel of a frame is within ``_CLIP_SIGMAS`` standard deviations of the full well (the clip
-  cannot act), shot and read noise are one Gaussian draw of the summed variance: the same law;
-- pixels at the frame's smallest mean, when that is below ``_EXACT_BELOW`` e- and at least half the
-  frame has it (the background of a bead field, a dark frame), draw their ADU value directly from the
-  exact law of that whole chain (``_adu_law``): 16 random bits per pixel instead of a Poisson and a
-  Gaussian draw. The other pixels go through the chain above.
-Frames are reproducible for a seed (the order of the draws is fixed). They are not bit-identical to those
-of versions before the probability tables: the random numbers are used differently; the law of every
-pixel is the same (tests/test_camera_statistics.py).
+LRUs) by whoever owns it: the scene's photon pattern per field of view (the world), the hot pixels and
+the patterns of an ROI and binning (here and ``simulators.sensor_patterns``), probability tables (here
+and ``simulators.poisson``). Fast paths, each the same law as the chain:
+- when no pixel of a frame is within ``_CLIP_SIGMAS`` standard deviations of the knee (the response is
+  the identity), shot and read noise are one Gaussian draw of the summed variance;
+- background pixels (those at the scene's smallest photon rate, or every pixel when there is no light)
+  without a defect and below ``_EXACT_BELOW`` e- share a few means, one per PRNU code (the sum of the
+  bin's PRNU level indices); when they are at least half the frame they draw their ADU value before
+  the DSNU directly from the exact law of steps 2-5 for their mean (``_adu_laws``, one
+  ``poisson.MultiLaw`` for all codes); the DSNU is added to the drawn value. The other pixels go through
+  the chain.
+Frames are reproducible for a seed (the order of the draws is fixed). The law of every pixel is the
+chain's (tests/test_camera_statistics.py, tests/test_camera_truth.py).
+
+Ground truth for tests (no randomness consumed): ``dsnu_dn``, ``prnu_multiplier``, ``defect_pixels``,
+``read_noise_map_e``, ``response_electrons``, ``expected_response_electrons``,
+``conversion_gain_e_per_dn``, ``dark_electrons``, ``expected_electrons``.
 """
 
 from __future__ import annotations
@@ -31,12 +52,15 @@ from .clock import Clock
 from .faults import FaultInjector
 from .lru import Lru
 from .params import CameraParams
-from .poisson import DiscreteLaw, poisson_frame, poisson_pmf
+from .poisson import MultiLaw, poisson_frame, poisson_pmf_rows
 from .sample import FieldOfView
+from .sensor_patterns import Grid, SensorPatterns, compress_above_knee, gauss_hermite_mean
+from .sensor_patterns import response_electrons as _response
 
 _EXACT_BELOW = 30.0
-_CLIP_SIGMAS = 9.0  # P(z > 9) ~ 1e-19: a pixel whose mean lies further below the full well never clips
-_LAW_CELLS = 250_000  # largest (counts x ADU levels) table worth computing for a frame's common law
+_CLIP_SIGMAS = 9.0  # P(z > 9) ~ 1e-19: a pixel whose mean lies further below the knee never reaches it
+_LAW_CELLS = 250_000  # largest (counts x ADU levels) table worth computing for a frame's common laws
+_LAW_MIN_PIXELS = 64  # a PRNU code with fewer background pixels than this goes through the chain
 
 # scene(t, fov) -> (pattern, scale): expected photons per second per pixel arriving at the sensor are
 # scale * pattern. The pattern (float32, read-only, shape (fov.height, fov.width)) may be shared between
@@ -57,8 +81,17 @@ class Exposure:
     gain_index: int = 0
     black_level: int = 100
 
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the output frame."""
+        x0, y0, x1, y1 = self.roi
+        return (y1 - y0 + 1) // self.biny, (x1 - x0 + 1) // self.binx
+
 
 class CameraModel:
+    """One simulated camera. ``seed`` (default: the entropy of ``rng``'s seed sequence, i.e. the world
+    seed for a world's camera) and the camera's name (device label) fix its sensor patterns; ``rng`` is the
+    frame stream (and the hot pixels' positions, drawn from it at construction as always)."""
+
     def __init__(
         self,
         name: str,
@@ -68,6 +101,7 @@ class CameraModel:
         scene: Scene,
         stage_position: StagePosition,
         sample_pixel_um: float,
+        seed: int | None = None,
     ) -> None:
         self.name = name
         self.p = params
@@ -80,17 +114,70 @@ class CameraModel:
         n = params.hot_pixels
         self.hot_rows = rng.integers(0, params.height_px, n)
         self.hot_cols = rng.integers(0, params.width_px, n)
+        if seed is None:
+            entropy = rng.bit_generator.seed_seq.entropy  # type: ignore[attr-defined]
+            seed = int(entropy) if isinstance(entropy, int) else int(np.asarray(entropy).ravel()[0])
+        self.patterns = SensorPatterns(params, name, seed, self.hot_rows, self.hot_cols)
         self._hot: Lru[np.ndarray] = Lru(4)
-        self._laws: Lru[tuple[int, DiscreteLaw] | None] = Lru(8)
+        self._laws: Lru[tuple[int, MultiLaw] | None] = Lru(4)
+        self._transfer: Lru[tuple[int, np.ndarray] | None] = Lru(4)
+        self._plans: Lru[tuple[np.ndarray, np.ndarray, np.ndarray]] = Lru(2)
 
     # --- ground truth ----------------------------------------------------------------------------
     def adu_per_electron(self, gain_index: int) -> float:
         return 10 ** (gain_index * self.p.gain_db_per_index / 20.0) / self.p.conversion_gain_e_per_adu
 
+    def conversion_gain_e_per_dn(self, gain_index: int = 0) -> float:
+        """System gain K in e- per DN (the same for every binning: charge is summed before conversion)."""
+        return 1.0 / self.adu_per_electron(gain_index)
+
+    def response_electrons(self, electrons: np.ndarray | float, bins: int = 1) -> np.ndarray:
+        """Noise-free response (step 3): electrons collected -> electrons read out (float64)."""
+        return _response(electrons, self.p.full_well_e * bins, self.p.linear_fraction_of_full_well)
+
+    def expected_response_electrons(self, mean_e: float, bins: int = 1) -> float:
+        """Mean electrons read out for a pixel of mean ``mean_e`` (shot noise through the response):
+        E[R(X)], X Gaussian with mean and variance ``mean_e`` (the chain's law above ``_EXACT_BELOW``)."""
+        if mean_e <= 0:
+            return 0.0
+        return gauss_hermite_mean(lambda x: self.response_electrons(x, bins), mean_e, math.sqrt(mean_e))
+
+    def dsnu_dn(self, e: Exposure) -> np.ndarray:
+        """DSNU per output pixel of ``e``'s ROI and binning, DN (float64, integers: the sum over the bin)."""
+        dsnu = self._grid(e).dsnu
+        return np.zeros(e.shape()) if dsnu is None else dsnu.astype(np.float64)
+
+    def prnu_multiplier(self, e: Exposure) -> np.ndarray:
+        """Signal multiplier per output pixel (float64: the mean over the bin; 0 for a dead pixel)."""
+        gain = self._grid(e).gain
+        return np.ones(e.shape()) if gain is None else gain.astype(np.float64)
+
+    def read_noise_map_e(self, e: Exposure) -> np.ndarray:
+        """Temporal read noise per output pixel, rms e- (noisy pixels included)."""
+        g = self._grid(e)
+        var = np.full(e.shape(), self.p.read_noise_e**2 * e.binx * e.biny)
+        var.reshape(-1)[g.noisy] += g.noisy_var_e2
+        rms: np.ndarray = np.sqrt(var)
+        return rms
+
+    def defect_pixels(self, e: Exposure | None = None) -> dict[str, np.ndarray]:
+        """(row, col) of the defect pixels by kind ("hot", "dead", "noisy"), int arrays (n, 2): sensor
+        pixels without ``e``; with it, the distinct output pixels of ``e``'s ROI and binning holding one."""
+        sensor = self.patterns.defects()
+        if e is None:
+            return sensor
+        x0, y0, _, _ = e.roi
+        h, w = e.shape()
+        out = {}
+        for kind, rc in sensor.items():
+            r, c = (rc[:, 0] - y0) // e.biny, (rc[:, 1] - x0) // e.binx
+            ok = (rc[:, 0] >= y0) & (rc[:, 1] >= x0) & (r < h) & (c < w)
+            out[kind] = np.unique(np.column_stack([r[ok], c[ok]]), axis=0).reshape(-1, 2)
+        return out
+
     def field_of_view(self, t: float, e: Exposure) -> FieldOfView:
-        x0, y0, x1, y1 = e.roi
-        w = (x1 - x0 + 1) // e.binx
-        h = (y1 - y0 + 1) // e.biny
+        x0, y0, _, _ = e.roi
+        h, w = e.shape()
         sx, sy = self.stage_position(t)
         W, H = self.p.width_px, self.p.height_px
         col0 = x0 + e.binx / 2  # centre of the first binned pixel, in unbinned sensor pixels
@@ -110,9 +197,12 @@ class CameraModel:
         )
 
     def expected_electrons(self, t: float, e: Exposure) -> np.ndarray:
-        """Mean signal electrons per output pixel (no dark current, no noise), float64."""
+        """Mean signal electrons per output pixel before PRNU (no dark current, no noise), float64."""
         pattern, scale = self.scene(t, self.field_of_view(t, e))
         return pattern.astype(np.float64) * (scale * e.exposure_s * self.p.quantum_efficiency)
+
+    def _grid(self, e: Exposure) -> Grid:
+        return self.patterns.grid(e.roi, e.binx, e.biny, e.shape())
 
     def _hot_pixels(self, e: Exposure, shape: tuple[int, int]) -> np.ndarray:
         """Flat indices (unique, read-only) of the output pixels that hold a hot sensor pixel."""
@@ -135,9 +225,14 @@ class CameraModel:
         return dark
 
     def mean_electrons(self, t: float, e: Exposure) -> np.ndarray:
-        """Mean electrons per output pixel, signal + dark, float32 (a new array)."""
+        """Mean electrons per output pixel, signal x PRNU + dark, float32 (a new array)."""
         pattern, scale = self.scene(t, self.field_of_view(t, e))
-        mean = np.multiply(pattern, np.float32(scale * e.exposure_s * self.p.quantum_efficiency), dtype=np.float32)
+        return self._mean(pattern, np.float32(scale * e.exposure_s * self.p.quantum_efficiency), e, self._grid(e))
+
+    def _mean(self, pattern: np.ndarray, signal: np.float32, e: Exposure, grid: Grid) -> np.ndarray:
+        mean = np.multiply(pattern, signal, dtype=np.float32)
+        if grid.gain is not None:
+            mean *= grid.gain
         mean += np.float32(self.p.dark_current_e_per_s * e.exposure_s * e.binx * e.biny)
         hot = self._hot_pixels(e, mean.shape)
         if hot.size:
@@ -167,86 +262,170 @@ class CameraModel:
         out[high] = z
         return out
 
-    def electrons(self, mean: np.ndarray, bins: int) -> np.ndarray:
-        """Electrons read out (float32): shot noise, full-well clip, read noise."""
+    def electrons(self, mean: np.ndarray, bins: int, noisy: np.ndarray | None = None,
+                  noisy_var_e2: np.ndarray | None = None) -> np.ndarray:
+        """Electrons read out (float32): shot noise, the response, read noise (``noisy``: flat indices
+        into ``mean`` with extra read noise variance ``noisy_var_e2``, e-^2)."""
         full = self.p.full_well_e * bins
+        knee = full * self.p.linear_fraction_of_full_well
         read = np.float32(self.p.read_noise_e * math.sqrt(bins))
-        never_full = (math.sqrt(_CLIP_SIGMAS**2 + 4 * full) - _CLIP_SIGMAS) ** 2 / 4  # m + 9 sqrt(m) = full
-        if mean.size and float(mean.min()) >= _EXACT_BELOW and float(mean.max()) < never_full:
-            out = self.rng.standard_normal(mean.shape, dtype=np.float32)
-            spread = np.add(mean, read * read)
-            out *= np.sqrt(spread, out=spread)
-            out += mean
-            return out
+        extra = noisy is not None and noisy.size > 0
+        never_knee = (math.sqrt(_CLIP_SIGMAS**2 + 4 * knee) - _CLIP_SIGMAS) ** 2 / 4  # m + 9 sqrt(m) = knee
+        if mean.size:
+            near = None  # pixels below _EXACT_BELOW or near the knee (dead, hot ones): the chain
+            if float(mean.min()) < _EXACT_BELOW or float(mean.max()) >= never_knee:
+                flat = mean.reshape(-1)
+                near = np.flatnonzero((flat < _EXACT_BELOW) | (flat >= never_knee))
+            if near is None or 4 * near.size < mean.size:
+                out = self.rng.standard_normal(mean.shape, dtype=np.float32)
+                spread = np.add(mean, read * read)
+                if extra:
+                    spread.reshape(-1)[noisy] += np.asarray(noisy_var_e2, dtype=np.float32)
+                out *= np.sqrt(spread, out=spread)
+                out += mean
+                if near is not None and near.size:  # the same law as the Gaussian elsewhere
+                    sub_noisy, sub_var = None, None
+                    if extra:
+                        assert noisy is not None and noisy_var_e2 is not None
+                        pos = np.searchsorted(near, noisy)
+                        hit = (pos < near.size) & (near[np.minimum(pos, near.size - 1)] == noisy)
+                        sub_noisy, sub_var = pos[hit], np.asarray(noisy_var_e2)[hit]
+                    out.reshape(-1)[near] = self._chain(mean.reshape(-1)[near], full, read, sub_noisy, sub_var)
+                return out
+        return self._chain(mean, full, read, noisy if extra else None, noisy_var_e2)
+
+    def _chain(self, mean: np.ndarray, full: float, read: np.float32, noisy: np.ndarray | None,
+               noisy_var_e2: np.ndarray | None) -> np.ndarray:
+        """Steps 2-4 one by one: shot noise, the response, read noise (float32)."""
+        extra = noisy is not None and noisy.size > 0
         out = self.shot_noise(mean)
-        np.minimum(out, np.float32(full), out=out)
+        compress_above_knee(out, full, self.p.linear_fraction_of_full_well)
         noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
+        z = noise.reshape(-1)[noisy] if extra else None
         noise *= read
+        if z is not None:
+            z *= np.sqrt(read * read + np.asarray(noisy_var_e2, dtype=np.float32))
+            noise.reshape(-1)[noisy] = z
         out += noise
         return out
 
     # --- acquisition -----------------------------------------------------------------------------
     def render(self, t_start: float, e: Exposure) -> np.ndarray:
         """One frame exposed from ``t_start`` for ``e.exposure_s`` (virtual time)."""
-        mean = self.mean_electrons(t_start + e.exposure_s / 2, e)
+        t = t_start + e.exposure_s / 2
+        pattern, scale = self.scene(t, self.field_of_view(t, e))
+        grid = self._grid(e)
+        signal = np.float32(scale * e.exposure_s * self.p.quantum_efficiency)
+        mean = self._mean(pattern, signal, e, grid)
         bins = e.binx * e.biny
         flat = mean.reshape(-1)
-        smallest = flat.min() if flat.size else np.float32(np.inf)
-        if smallest < _EXACT_BELOW:
-            common = flat == smallest
-            n_common = int(np.count_nonzero(common))
-            law = self._adu_law(float(smallest), e) if 2 * n_common >= flat.size else None
-            if law is not None:
-                lowest, table = law  # outcome i of the law is lowest + i ADU
-                if n_common == flat.size:
-                    frame = np.add(table.draw(self.rng, flat.size), np.uint16(lowest), dtype=np.uint16)
-                else:
-                    frame = np.empty(flat.size, dtype=np.uint16)
-                    frame[common] = np.add(table.draw(self.rng, n_common), np.uint16(lowest), dtype=np.uint16)
-                    rest = ~common
-                    frame[rest] = self._to_adu(self.electrons(flat[rest], bins), e)
-                shaped: np.ndarray = frame.reshape(mean.shape)
-                return shaped
-        return self._to_adu(self.electrons(mean, bins), e)
+        adu = self._law_pixels(pattern, signal, e, grid)
+        if adu is None:
+            frame = self._to_adu(self.electrons(flat, bins, grid.noisy, grid.noisy_var_e2), e)
+        else:
+            frame, rest = adu
+            noisy = np.searchsorted(rest, grid.noisy)  # noisy pixels are never drawn from a law
+            frame[rest] = self._to_adu(self.electrons(flat[rest], bins, noisy, grid.noisy_var_e2), e)
+        if grid.dsnu is not None:
+            frame += grid.dsnu.reshape(-1)
+        np.clip(frame, 0, 2**self.p.bit_depth - 1, out=frame)
+        shaped: np.ndarray = frame.astype(np.uint16).reshape(mean.shape)
+        return shaped
 
     def _to_adu(self, electrons: np.ndarray, e: Exposure) -> np.ndarray:
-        """Gain, black level, rounding and the bit depth (``electrons`` is overwritten)."""
+        """Gain, black level and rounding, float32, flat (``electrons`` is overwritten); the DSNU and
+        the bit depth's clip follow in ``render``."""
         electrons *= np.float32(self.adu_per_electron(e.gain_index))
         electrons += np.float32(e.black_level)
         np.rint(electrons, out=electrons)
-        np.clip(electrons, 0, 2**self.p.bit_depth - 1, out=electrons)
-        return electrons.astype(np.uint16)
+        return electrons.reshape(-1)
 
-    def _adu_law(self, mean_e: float, e: Exposure) -> tuple[int, DiscreteLaw] | None:
-        """(lowest ADU level, the law of ADU - lowest) of a pixel whose mean is ``mean_e`` electrons (below
-        ``_EXACT_BELOW``): Poisson electrons, clipped at the full well, plus Gaussian read noise, times
-        the gain, plus the black level, rounded and clipped to the bit depth: the exact law of what
-        ``_to_adu(electrons(...))`` gives for such a pixel. None if its table would be too large."""
+    def _law_pixels(self, pattern: np.ndarray, signal: np.float32, e: Exposure,
+                    grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ADU values before the DSNU of every pixel (float32, flat), indices of the pixels whose
+        value is not drawn from an exact law but left for the chain) or None (no law path)."""
+        if pattern.size == 0:
+            return None
+        smallest = np.float32(0.0) if signal == 0 else pattern.min()
+        # the means of the background pixels of every code, with the same float32 steps as _mean
+        codes = np.flatnonzero(grid.code_count >= _LAW_MIN_PIXELS)
+        means = np.multiply(np.full(codes.size, smallest, np.float32), signal, dtype=np.float32)
+        if grid.gain is not None:
+            means *= grid.code_gain[codes]
+        means += np.float32(self.p.dark_current_e_per_s * e.exposure_s * e.binx * e.biny)
+        np.maximum(means, np.float32(0.0), out=means)
+        keep = means < _EXACT_BELOW
+        if 2 * int(grid.code_count[codes[keep]].sum()) < pattern.size:
+            return None
+        codes, means = codes[keep], means[keep]
+        laws = self._adu_laws(means, e)
+        if laws is None:
+            return None
+        lowest, law = laws
+        which, base, outside = self._plans.get((e.roi, e.binx, e.biny, pattern.shape, tuple(codes.tolist())),
+                                               lambda: self._plan(grid, codes))
+        if signal == 0:  # no light: every pixel without a defect has the dark mean of its code
+            rest = outside
+        else:
+            away = pattern.reshape(-1) != smallest
+            away[outside] = True
+            rest = np.flatnonzero(away)
+        if 2 * rest.size > pattern.size:
+            return None
+        values = law.draw(self.rng, which, base).astype(np.float32)  # every pixel; the rest is replaced
+        values += np.float32(lowest)
+        return values, rest
+
+    def _plan(self, grid: Grid, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(law row of every pixel (0 where none), MultiLaw.base of it, flat indices of the pixels
+        without a law: defects and codes left out)."""
+        row = np.full(grid.code_gain.size + 1, -1, np.int16)
+        row[codes + 1] = np.arange(codes.size)
+        which = row[grid.code + 1]
+        outside = np.flatnonzero(which < 0)
+        np.maximum(which, 0, out=which)
+        which.flags.writeable = False
+        outside.flags.writeable = False
+        return which, MultiLaw.base(which), outside
+
+    def _adu_laws(self, means: np.ndarray, e: Exposure) -> tuple[int, MultiLaw] | None:
+        """(lowest ADU level, the laws of ADU - lowest) of pixels whose means are
+        ``means`` electrons (below ``_EXACT_BELOW``): Poisson electrons, the response, Gaussian read
+        noise, times the gain, plus the black level, rounded: the exact law of what ``_to_adu(
+        electrons(...))`` gives for such a pixel. None if the tables would be too large."""
         bins = e.binx * e.biny
         gain = np.float32(self.adu_per_electron(e.gain_index))
         black = np.float32(e.black_level)
         read_adu = self.p.read_noise_e * math.sqrt(bins) * float(gain)
-        top = 2**self.p.bit_depth - 1
-        key = (mean_e, float(gain), float(black), read_adu, self.p.full_well_e * bins, top)
+        chain = (float(gain), float(black), read_adu, self.p.full_well_e * bins, self.p.linear_fraction_of_full_well)
 
-        def make() -> tuple[int, DiscreteLaw] | None:
-            pmf = poisson_pmf(mean_e) if mean_e > 0 else np.ones(1)
-            electrons = np.minimum(np.arange(len(pmf), dtype=np.float32), np.float32(self.p.full_well_e * bins))
-            centre = electrons * gain + black  # float32, as in _to_adu
-            if read_adu == 0:
-                adu = np.clip(np.rint(centre), 0, top).astype(np.intp)
-                low = int(adu.min())
-                law = np.bincount(adu - low, weights=pmf)
-            else:
-                low = int(max(0, math.floor(float(centre[0]) - 12 * read_adu)))
-                high = int(min(top, math.ceil(float(centre[-1]) + 12 * read_adu)))
-                if len(pmf) * (high - low + 1) > _LAW_CELLS:
-                    return None
-                edges = np.arange(low, high + 2, dtype=np.float64) - 0.5  # rint(x) = a for x in [a-0.5, a+0.5)
-                edges[0] = -np.inf if low == 0 else edges[0]
-                edges[-1] = np.inf if high == top else edges[-1]
-                below = special.ndtr((edges[None, :] - centre.astype(np.float64)[:, None]) / read_adu)
-                law = pmf @ np.diff(below, axis=1)
-            return low, DiscreteLaw(law)
+        def make() -> tuple[int, MultiLaw] | None:
+            pmf = poisson_pmf_rows(means)
+            transfer = self._transfer.get((chain, pmf.shape[1]), lambda: self._transfer_table(pmf.shape[1], chain))
+            if transfer is None:
+                return None
+            low, table = transfer
+            return low, MultiLaw(pmf @ table)  # rows: P(ADU - low = a) for each mean
 
-        return self._laws.get(key, make)
+        return self._laws.get((tuple(means.tolist()), chain), make)
+
+    def _transfer_table(self, n: int, chain: tuple[float, float, float, float, float]) -> tuple[int, np.ndarray] | None:
+        """(low, T): T[k, a] = P(rint(R(k) * gain + black + read noise) = low + a) for k < n electrons."""
+        gain, black, read_adu, full, fraction = chain
+        electrons = np.arange(n, dtype=np.float32)
+        compress_above_knee(electrons, full, fraction)
+        centre = electrons * np.float32(gain) + np.float32(black)  # float32, as in _to_adu
+        if read_adu == 0:
+            adu = np.rint(centre).astype(np.intp)
+            low = int(adu.min())
+            table = np.zeros((n, int(adu.max()) - low + 1))
+            table[np.arange(n), adu - low] = 1.0
+            return low, table
+        low = int(math.floor(float(centre.min()) - 12 * read_adu))
+        high = int(math.ceil(float(centre.max()) + 12 * read_adu))
+        if n * (high - low + 1) > _LAW_CELLS:
+            return None
+        edges = np.arange(low, high + 2, dtype=np.float64) - 0.5  # rint(x) = a for x in [a-0.5, a+0.5)
+        edges[0], edges[-1] = -np.inf, np.inf  # the far tails (beyond 12 sigma) go to the ends
+        below = special.ndtr((edges[None, :] - centre.astype(np.float64)[:, None]) / read_adu)
+        return low, np.diff(below, axis=1)

@@ -161,10 +161,29 @@ class CameraParams(_Model):
     full_well_e: float = Field(default=11000.0, gt=0)
     hot_pixels: int = Field(default=8, ge=0)
     hot_pixel_dark_e_per_s: float = Field(default=20000.0, ge=0)
+    # fixed patterns and defects (simulators.sensor_patterns); all 0 (and linear_fraction_of_full_well 1):
+    # the ideal sensor
+    dsnu_adu: float = Field(default=1.2, ge=0, le=100,
+                            description="rms of the fixed offset pattern (DSNU), DN, gain-independent; rounded to integer DN per pixel")
+    prnu_pct: float = Field(default=0.7, ge=0, le=10,
+                            description="rms of the fixed photo-response pattern (PRNU), % of the signal; quantised to 32 levels")
+    linear_fraction_of_full_well: float = Field(default=0.9, gt=0, le=1,
+                                                description="the response is linear up to this fraction of the full well, "
+                                                            "then compressed smoothly (tanh) towards it; 1: a hard clip at the full well")
+    dead_pixels: int = Field(default=3, ge=0, le=100000, description="pixels without photo-response (dark current and read noise remain)")
+    noisy_pixels: int = Field(default=4, ge=0, le=100000, description="pixels with extra temporal read noise")
+    noisy_pixel_read_noise_e: float = Field(default=25.0, ge=0, le=10000,
+                                            description="extra read noise of a noisy pixel, rms e-, added in quadrature")
     readout_s: float = Field(default=0.02, ge=0)
     min_exposure_us: int = 40
     max_exposure_us: int = 26843000
     faults: list[FaultSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _defects_fit(self) -> CameraParams:
+        if self.dead_pixels + self.noisy_pixels > self.width_px * self.height_px // 2:
+            raise ValueError("dead_pixels + noisy_pixels must be at most half of the sensor's pixels")
+        return self
 
 
 class BeadFieldParams(_Model):

@@ -11,6 +11,12 @@ of independent Poisson variables is Poisson, so ``Poisson(m_i) = Poisson(b) + Po
 common part is drawn for every pixel from the table of ``Poisson(b)``, and ``Generator.poisson`` draws
 the rest only where ``x_i > 0``. When most pixels differ from the smallest mean (a low-light flat
 field), ``Generator.poisson`` draws every pixel directly.
+
+``MultiLaw`` samples many laws at once (a row of probabilities per law, one law index per draw): a
+guide table of 2**12 buckets per law, built for all rows in a few vectorised steps (cheap enough to
+rebuild every frame when the light changes), resolved exactly like ``DiscreteLaw`` (a fresh 53-bit
+uniform in the buckets that hold a step of a row's cumulative distribution). ``poisson_pmf_rows``:
+the Poisson probabilities of many means on one range of counts.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import special
 
 from .lru import Lru
 
@@ -64,6 +71,74 @@ def poisson_pmf(lam: float) -> np.ndarray:
     log_pmf = -lam + k * math.log(lam) - np.array([math.lgamma(v + 1.0) for v in k])
     pmf: np.ndarray = np.exp(log_pmf)
     return pmf
+
+
+def poisson_pmf_rows(lams: np.ndarray) -> np.ndarray:
+    """Probabilities (rows: one per mean, float64) of 0..n-1 counts under Poisson(lam), n such that
+    the rest of every row is far below double precision (a mean of 0: all on 0 counts)."""
+    lams = np.asarray(lams, dtype=np.float64)
+    top = float(lams.max()) if lams.size else 0.0
+    n = int(top + 14.0 * math.sqrt(top) + 25.0)
+    k = np.arange(n, dtype=np.float64)
+    positive = lams > 0
+    safe = np.where(positive, lams, 1.0)
+    log_pmf = -safe[:, None] + k[None, :] * np.log(safe)[:, None] - special.gammaln(k + 1.0)[None, :]
+    pmf: np.ndarray = np.exp(log_pmf)
+    pmf[~positive] = 0.0
+    pmf[~positive, 0] = 1.0
+    return pmf
+
+
+_MULTI_BITS = 12
+_MULTI_BUCKETS = 1 << _MULTI_BITS
+_MULTI_UNRESOLVED = np.iinfo(np.uint16).max
+
+
+class MultiLaw:
+    """Exact sampler of several laws on 0..n-1 (rows of ``pmf``, each summing to 1 up to rounding;
+    n < 65535): ``draw(rng, which)`` gives one outcome of law ``which[i]`` for every i."""
+
+    def __init__(self, pmf: np.ndarray) -> None:
+        rows, n = pmf.shape
+        if n >= _MULTI_UNRESOLVED:
+            raise ValueError("MultiLaw takes laws of fewer than 65535 outcomes")
+        cdf = np.cumsum(pmf, axis=1, dtype=np.float64)
+        cdf[:, -1] = 2.0  # every u < 1 ends at the last outcome at the latest
+        scaled = cdf[:, :-1] * _MULTI_BUCKETS
+        first = np.minimum(np.ceil(scaled), _MULTI_BUCKETS).astype(np.intp)  # nondecreasing per row
+        counts = np.diff(first, axis=1, prepend=0, append=_MULTI_BUCKETS)
+        outcomes = np.broadcast_to(np.arange(n, dtype=np.uint16), (rows, n))
+        guide = np.repeat(outcomes.reshape(-1), counts.reshape(-1))
+        floor = np.floor(scaled)
+        row, col = np.nonzero((scaled != floor) & (floor < _MULTI_BUCKETS))
+        guide[row * _MULTI_BUCKETS + floor[row, col].astype(np.intp)] = _MULTI_UNRESOLVED
+        cdf.flags.writeable = False
+        guide.flags.writeable = False
+        self.cdf, self.guide = cdf, guide
+
+    @staticmethod
+    def base(which: np.ndarray) -> np.ndarray:
+        """What ``draw`` needs of the law indices ``which`` (worth keeping when they repeat)."""
+        base = which.astype(np.intp)
+        base <<= _MULTI_BITS
+        base.flags.writeable = False
+        return base
+
+    def draw(self, rng: np.random.Generator, which: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        """Outcomes (uint16) of the laws ``which`` (integer row indices), one each; ``base``:
+        ``MultiLaw.base(which)`` if known."""
+        n = which.size
+        bucket = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n] >> (16 - _MULTI_BITS)
+        index = np.add(self.base(which) if base is None else base, bucket)
+        out: np.ndarray = np.take(self.guide, index)
+        fine = np.flatnonzero(out == _MULTI_UNRESOLVED)
+        if fine.size:
+            u = (bucket[fine] + rng.random(fine.size)) * (1.0 / _MULTI_BUCKETS)
+            rows = which[fine]
+            for row in np.unique(rows):
+                at = rows == row
+                out[fine[at]] = np.searchsorted(self.cdf[row], u[at], side="right")
+        return out
 
 
 _TABLES: Lru[DiscreteLaw] = Lru(8)

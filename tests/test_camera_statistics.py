@@ -22,12 +22,16 @@ from simulators.world import World
 pytestmark = pytest.mark.fast  # the quick subset: pytest -m fast
 
 SIZE = 256
+# a sensor without fixed patterns, defects or non-linearity: the chain these tests check
+# (tests/test_camera_truth.py checks the patterns)
+IDEAL: dict[str, object] = dict(dsnu_adu=0.0, prnu_pct=0.0, dead_pixels=0, noisy_pixels=0, linear_fraction_of_full_well=1.0)
 
 
 def flat_camera(electrons_per_s: list[float], seed: int = 3, right_half: float = 1.0, **params: object) -> CameraModel:
     """A camera looking at an even scene; ``electrons_per_s[0]`` photo-electrons per second per
-    unbinned pixel (change it between frames), ``right_half`` times that in the right half."""
-    p = CameraParams(width_px=SIZE, height_px=SIZE, **params)  # type: ignore[arg-type]
+    unbinned pixel (change it between frames), ``right_half`` times that in the right half. The
+    sensor is ``IDEAL`` unless ``params`` say otherwise."""
+    p = CameraParams(width_px=SIZE, height_px=SIZE, **{**IDEAL, **params})  # type: ignore[arg-type]
 
     def scene(t: float, fov: FieldOfView) -> tuple[np.ndarray, float]:
         bins = fov.sensor_step[0] * fov.sensor_step[1]
@@ -159,7 +163,7 @@ def test_caches_do_not_change_frames(specimen: str) -> None:
     """The same seed gives the same frames whether the patterns, hot-pixel maps and Poisson tables
     come from the caches or are computed afresh for every frame."""
     params = WorldParams(
-        seed=11, sample=specimen, cameras={"Camera": CameraParams(width_px=320, height_px=240)},
+        seed=11, sample=specimen, cameras={"Camera": CameraParams(width_px=320, height_px=240, dead_pixels=40, noisy_pixels=40)},
         lasers={"L": {"wavelength_nm": 488, "nominal_power_mw": 100, "rin_rms": 0.01}},
     )
     exposures = [Exposure(0.2, (0, 0, 319, 239)), Exposure(0.2, (40, 30, 199, 129), 2, 2), Exposure(0.05, (0, 0, 319, 239))]
@@ -175,6 +179,8 @@ def test_caches_do_not_change_frames(specimen: str) -> None:
                 world._patterns.clear()
                 cam._hot.clear()
                 cam._laws.clear()
+                cam._transfer.clear()
+                cam.patterns._grids.clear()
                 poisson._TABLES.clear()
                 sample._TILES.clear()
             out.append(cam.render(float(k), exposures[k % 3]))
