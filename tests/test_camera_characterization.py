@@ -27,41 +27,54 @@ from harness.analysis import emva1288_metrics as em
 from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.series_writer import read_series
 from harness.station.station import Station
+from tests import emva_truth
 from tests.conftest import DEMO, ROOT, station_variant
 
 PROTOCOL = ROOT / "protocols" / "camera-characterization.yaml"
+SPATIAL_EXPOSURE_S = 0.16  # the protocol's spatial frames
 
 if not hasattr(np, "asfarray"):  # emva1288 1.0.2 still calls np.asfarray, removed in NumPy 2.0 (same function)
     np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]
 
-OTHER_CAMERA = {  # a 14-bit camera with other noise, gain and dark current, and a brighter slide
+OTHER_CAMERA = {  # a 14-bit camera with other noise, gain, dark current, patterns and many defects; a brighter, flat slide
     "devices": {"Camera": {"simulation": {"serial": "SIMCAM14", "bit_depth": 14, "conversion_gain_e_per_adu": 1.1,
                                           "read_noise_e": 2.2, "dark_current_e_per_s": 30.0, "full_well_e": 18000.0,
-                                          "offset_adu": 100}}},
-    "simulation": {"uniform_slide": {"photons_per_s_per_mw": 3.4e4}},
+                                          "offset_adu": 100, "dsnu_adu": 3.0, "prnu_pct": 1.5, "linear_fraction_of_full_well": 0.8,
+                                          "hot_pixels": 60, "dead_pixels": 60, "noisy_pixels": 60}}},
+    "simulation": {"uniform_slide": {"photons_per_s_per_mw": 2.0e4, "sigma_frac": 50.0, "vignetting": 0.0,
+                                     "centre_offset_x_frac": 0.0, "centre_offset_y_frac": 0.0}},
 }
 
 
-def _run(station_file: Path, runs: Path, protocol: Path = PROTOCOL) -> tuple[Path, dict[str, Any], Any]:
+class Run:
+    def __init__(self, folder: Path, result: dict[str, Any], camera: Any, world: Any, t0: float) -> None:
+        self.folder, self.result, self.camera, self.world, self.t0 = folder, result, camera, world, t0
+
+    def __iter__(self) -> Any:
+        return iter((self.folder, self.result, self.camera))
+
+
+def _run(station_file: Path, runs: Path, protocol: Path = PROTOCOL) -> Run:
     with Station.load(station_file) as station:
-        outcome = Runner(station, protocol, runs_dir=runs, quiet=True).run()
+        runner = Runner(station, protocol, runs_dir=runs, quiet=True)
+        outcome = runner.run()
         assert outcome.status == "completed", outcome.reason
-        assert not [la for la in station.sim.world.lasers.values() if la.emission] if station.sim else True
-        camera = station.sim.world.cameras["Camera"] if station.sim else None
+        assert not [la for la in station.sim.world.lasers.values() if la.emission]
+        world = station.sim.world
     result = json.loads((outcome.folder / "results.json").read_text())["results"]
     cams = [r for r in result if r["kind"] == "camera"]
     assert len(cams) == 1, [r["kind"] for r in result]
-    return outcome.folder, cams[0], camera
+    return Run(outcome.folder, cams[0], world.cameras["Camera"], world, runner.t0)
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Any]:
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     base = tmp_path_factory.mktemp("camera")
     return _run(station_variant(base, {}), base / "runs")
 
 
 @pytest.fixture(scope="module")
-def other_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Any]:
+def other_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     base = tmp_path_factory.mktemp("camera-other")
     return _run(station_variant(base, OTHER_CAMERA), base / "runs")
 
@@ -75,25 +88,57 @@ def value(result: dict[str, Any], name: str) -> float:
 # --- the default simulated station ------------------------------------------------------------------
 
 @pytest.mark.parametrize("which", ["default", "other"])
-def test_photon_transfer_gives_back_the_simulated_camera(which: str, default_run: Any, other_run: Any) -> None:
-    folder, r, camera = default_run if which == "default" else other_run
-    p = camera.p
-    k_true = 1 / p.conversion_gain_e_per_adu  # gain index 0
-    assert value(r, "system_gain_adu_per_e") == pytest.approx(k_true, rel=0.01)
-    assert value(r, "conversion_gain_e_per_adu") == pytest.approx(p.conversion_gain_e_per_adu, rel=0.01)
-    assert value(r, "temporal_dark_noise_e") == pytest.approx(p.read_noise_e, rel=0.03)
-    # dark current: the mean over the analysed pixels, hot pixels included (EMVA 1288 uses every pixel)
-    with tifffile.TiffFile(folder / "camera.ome.tif") as tif:
-        h, w = tif.pages[0].shape  # type: ignore[union-attr]
-    x0, y0 = (p.width_px - w) // 2, (p.height_px - h) // 2
-    hot = int(np.count_nonzero((camera.hot_rows >= y0) & (camera.hot_rows < y0 + h) & (camera.hot_cols >= x0) & (camera.hot_cols < x0 + w)))
-    truth = p.dark_current_e_per_s + hot * p.hot_pixel_dark_e_per_s / (w * h)
-    assert value(r, "dark_current_e_per_s") == pytest.approx(truth, rel=0.05)
+def test_photon_transfer_gives_back_the_simulated_camera(which: str, default_run: Run, other_run: Run) -> None:
+    run = default_run if which == "default" else other_run
+    r, camera = run.result, run.camera
+    truth = emva_truth.direct_truth(camera, emva_truth.region(camera, run.folder), SPATIAL_EXPOSURE_S)
+    assert value(r, "system_gain_adu_per_e") == pytest.approx(truth["system_gain_adu_per_e"], rel=0.01)
+    assert value(r, "conversion_gain_e_per_adu") == pytest.approx(1 / truth["system_gain_adu_per_e"], rel=0.01)
+    assert value(r, "temporal_dark_noise_e") == pytest.approx(truth["temporal_dark_noise_e"], rel=0.03)
+    assert value(r, "dark_current_e_per_s") == pytest.approx(truth["dark_current_e_per_s"], rel=0.05)
     assert r["ptc"]["saturated"] and value(r, "ptc_levels") == 50
     assert 20 <= value(r, "spatial_level_pct_of_saturation") <= 80
 
 
-def test_report_shows_the_camera_figures(default_run: Any) -> None:
+@pytest.mark.parametrize("which", ["default", "other"])
+def test_non_uniformity_and_defect_pixels_match_the_simulated_patterns(which: str, default_run: Run, other_run: Run) -> None:
+    run = default_run if which == "default" else other_run
+    r, camera = run.result, run.camera
+    truth = emva_truth.direct_truth(camera, emva_truth.region(camera, run.folder), SPATIAL_EXPOSURE_S)
+    assert value(r, "dsnu_adu") == pytest.approx(truth["dsnu_adu"], rel=0.05)
+    assert value(r, "dsnu_e") == pytest.approx(truth["dsnu_e"], rel=0.05)
+    assert value(r, "prnu_pct") == pytest.approx(truth["prnu_pct"], rel=0.05)
+    if which == "other":  # a flat field: the plain variant measures the pattern too
+        assert value(r, "prnu_plain_pct") == pytest.approx(truth["prnu_pct"], rel=0.05)
+    else:  # the default station's illumination falls off across the region: the plain variant counts it as PRNU
+        assert value(r, "prnu_plain_pct") > 2 * truth["prnu_pct"]
+    for kind in ("hot", "dead", "noisy"):
+        found = {tuple(p) for p in r["defects"][kind]}
+        assert found == truth["defects"][kind], kind
+        assert value(r, f"{kind}_pixels") == len(truth["defects"][kind])
+    if which == "other":
+        assert all(len(truth["defects"][k]) >= 3 for k in ("hot", "dead", "noisy")), truth["defects"]
+
+
+@pytest.mark.parametrize("which", ["default", "other"])
+def test_saturation_and_linearity_match_the_model(which: str, default_run: Run, other_run: Run) -> None:
+    """Truth: the EMVA 1288 formulas on the model's expected mean and variance at the run's levels
+    (tests/emva_truth.py); tolerances: saturation capacity 3 %, linearity error 0.3 percentage points,
+    and the saturation level found at the same exposure (one level either way)."""
+    run = default_run if which == "default" else other_run
+    r = run.result
+    bright, dark = emva_truth.model_series(run.camera, run.world, run.t0, run.folder, "Laser488")
+    ptc = em.series(bright, dark)
+    truth = em.photon_transfer(ptc, dark)
+    assert abs(r["ptc"]["saturation_index"] - ptc.saturation) <= 1
+    assert value(r, "saturation_capacity_e") == pytest.approx(truth["saturation_capacity_e"].value, rel=0.03)
+    for name in ("linearity_error_min_pct", "linearity_error_max_pct"):
+        assert value(r, name) == pytest.approx(truth[name].value, abs=0.3), name
+    # the model's own gain through the same formulas: the truth's K is the camera's (the formulas are exact on it)
+    assert truth["system_gain_adu_per_e"].value == pytest.approx(1 / run.camera.conversion_gain_e_per_dn(0), rel=0.005)
+
+
+def test_report_shows_the_camera_figures(default_run: Run) -> None:
     folder, r, _ = default_run
     html = (folder / "report.html").read_text()
     for caption in ("Photon transfer", "Signal-to-noise ratio", "Linearity", "Non-uniformity", "Defect pixels"):
@@ -101,7 +146,7 @@ def test_report_shows_the_camera_figures(default_run: Any) -> None:
     assert html.count("data:image/png;base64,") >= 5
 
 
-def test_camera_metrics_are_annotated_with_their_nbo_names(default_run: Any) -> None:
+def test_camera_metrics_are_annotated_with_their_nbo_names(default_run: Run) -> None:
     folder, r, _ = default_run
     with tifffile.TiffFile(folder / "camera.ome.tif") as tif:
         xml = tif.ome_metadata or ""
@@ -143,7 +188,7 @@ def emva1288_of(folder: Path, force_saturation: int | None) -> Any:
 
 
 @pytest.mark.parametrize("which", ["default", "other"])
-def test_emva1288_reference_agrees_on_the_same_frames(which: str, default_run: Any, other_run: Any) -> None:
+def test_emva1288_reference_agrees_on_the_same_frames(which: str, default_run: Run, other_run: Run) -> None:
     folder, r, _ = default_run if which == "default" else other_run
     ref = emva1288_of(folder, force_saturation=r["ptc"]["saturation_index"])
     pairs = {
@@ -250,7 +295,7 @@ def test_demo_camera_runs_and_the_analysis_says_what_it_cannot_determine(tmp_pat
     assert r["verdict"] == "not judged"
 
 
-def test_the_two_frames_of_a_level_are_taken_back_to_back(default_run: Any) -> None:
+def test_the_two_frames_of_a_level_are_taken_back_to_back(default_run: Run) -> None:
     """On virtual time the second frame of a pair starts one exposure plus the read-out after the
     first (no waiting in between), so the light cannot drift between them; the lit series starts after
     the warm-up wait."""

@@ -36,10 +36,12 @@ PRNU, and a microscope's field is never flat, so ``prnu_pct`` is the high-pass v
 dark-subtracted mean image less its 5 x 5 box mean (the filter EMVA 1288 uses for its non-uniformity
 histograms; 2-pixel border dropped), whose variance is divided by 0.96 (what that filter leaves of a
 white pattern) before the temporal part is removed. Defect pixels, on the frames at hand: hot = the
-mean of the longest dark pair more than 6 robust SDs (1.4826 x MAD) above the median (more than 1 %
-of the pixels: a pattern, not determined); dead = a
+mean of the longest dark pair above the median by more than z SDs (SD after 4-SD clipping; z such that
+a normal frame of that many pixels has one by chance with probability 1e-3: about 5.6 for 512 x 512;
+more than 1 % of the pixels: a pattern, not determined); dead = a
 dark-subtracted lit response below 50 % of its 5 x 5 neighbourhood's mean; noisy = a temporal SD over
-the dark spatial frames more than 3 x the median (needs at least 8 frames).
+the dark spatial frames more than 3 x the median (needs at least 8 frames; a hot pixel is counted as hot
+only).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 from harness.analysis.power_metrics import Metric
 from harness.common.errors import BadInput
@@ -59,7 +61,7 @@ SENSITIVITY_FRACTION = 0.7
 LINEARITY_RANGE = (0.05, 0.95)
 HIGH_PASS_SIZE = 5
 HIGH_PASS_WHITE_GAIN = 0.96  # var(y - box5(y)) / var(y) for a white pattern: (24/25)^2 + 24/25^2
-HOT_ROBUST_SDS = 6.0
+OUTLIER_FAMILY_P = 1e-3  # chance that any normal pixel of the frame is called hot
 HOT_MAX_FRACTION = 0.01  # more than this: the dark image has a pattern, not hot pixels
 DEAD_FRACTION = 0.5
 NOISY_SD_FACTOR = 3.0
@@ -330,8 +332,8 @@ def defect_pixels(longest_dark: np.ndarray | None, lit: SpatialStats | None, dar
     if longest_dark is not None:
         x = longest_dark.astype(np.float64)
         median = float(np.median(x))
-        sd = 1.4826 * float(np.median(np.abs(x - median)))
-        hot = np.argwhere(x > median + HOT_ROBUST_SDS * max(sd, 0.5))
+        threshold = median + _outlier_z(x.size) * max(_clipped_sd(x), 0.5)
+        hot = np.argwhere(x > threshold)
         if len(hot) > HOT_MAX_FRACTION * x.size:
             reasons["hot"] = (f"{len(hot)} pixels ({100 * len(hot) / x.size:.1f} %) stand out of the dark image: it has a pattern, "
                               "not isolated hot pixels")
@@ -349,10 +351,30 @@ def defect_pixels(longest_dark: np.ndarray | None, lit: SpatialStats | None, dar
         reasons["dead"] = "no lit and dark spatial frames"
     if dark is not None and dark.frames >= NOISY_MIN_FRAMES:
         sd_image = np.sqrt(dark.temporal_variance)
-        noisy = np.argwhere(sd_image > NOISY_SD_FACTOR * max(float(np.median(sd_image)), 0.5))
+        is_noisy = sd_image > NOISY_SD_FACTOR * max(float(np.median(sd_image)), 0.5)
+        if hot is not None and len(hot):  # a hot pixel's dark shot noise makes it noisy too: it is counted as hot
+            is_noisy[hot[:, 0], hot[:, 1]] = False
+        noisy = np.argwhere(is_noisy)
     else:
         reasons["noisy"] = f"needs at least {NOISY_MIN_FRAMES} dark frames at one exposure"
     return Defects(hot, dead, noisy, reasons, int(shape[0] * shape[1]))
+
+
+def _clipped_sd(x: np.ndarray, clip: float = 4.0, rounds: int = 5) -> float:
+    """SD of ``x`` after iteratively leaving out values more than ``clip`` SDs from the median."""
+    keep = np.isfinite(x)
+    sd = float(np.std(x[keep]))
+    for _ in range(rounds):
+        centre = float(np.median(x[keep]))
+        keep = np.abs(x - centre) <= clip * max(sd, 1e-12)
+        sd = float(np.std(x[keep], ddof=1)) if keep.sum() > 1 else 0.0
+    return sd
+
+
+def _outlier_z(n: int) -> float:
+    """How many SDs above the median a pixel must be so that, over ``n`` normal pixels, one stands out
+    by chance with probability ``OUTLIER_FAMILY_P`` (Bonferroni): about 5.6 for 512 x 512 pixels."""
+    return float(special.ndtri(1 - OUTLIER_FAMILY_P / max(n, 1)))
 
 
 def defect_metrics(d: Defects) -> dict[str, Metric]:
