@@ -2,7 +2,7 @@
 is for the simulated camera, computed from the simulator's parameters and patterns (never from the
 frames).
 
-- K, dark noise, dark current, DSNU, PRNU and the defect pixels come straight from the camera model's
+- K, dark noise, dark current (over the pixels that are not hot), DSNU, PRNU and the defect pixels come straight from the camera model's
   ground-truth accessors over the analysed region (``simulators.camera.CameraModel``).
 - Saturation capacity and linearity error depend on how the light, the non-linear response, the read
   noise and the ADC clip combine at each level of the protocol; their truth is the EMVA 1288 formulas
@@ -53,12 +53,16 @@ def direct_truth(camera: CameraModel, roi: tuple[int, int, int, int], spatial_ex
     return {
         "system_gain_adu_per_e": k,
         "temporal_dark_noise_e": float(np.sqrt(np.mean(camera.read_noise_map_e(e) ** 2))),
-        "dark_current_e_per_s": float(dark_e.mean() / spatial_exposure_s),
+        "dark_current_e_per_s": float(np.delete(dark_e.reshape(-1), _flat(camera.defect_pixels(e)["hot"], shape)).mean() / spatial_exposure_s),
         "dsnu_adu": float(dark_dn.std(ddof=1)),
         "dsnu_e": float(dark_dn.std(ddof=1) / k),
         "prnu_pct": 100 * float(gain.std(ddof=1) / gain.mean()),
         "defects": {kind: {tuple(p) for p in rc.tolist()} for kind, rc in camera.defect_pixels(e).items()},
     }
+
+
+def _flat(rc: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.unique(rc[:, 0] * shape[1] + rc[:, 1]) if len(rc) else np.zeros(0, dtype=int)
 
 
 def _clipped_moments(mu: np.ndarray, sigma: np.ndarray, top: float) -> tuple[np.ndarray, np.ndarray]:

@@ -184,6 +184,6 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     frames = [100 + rng.normal(0, 2, (20, 20)) for _ in range(8)]
     lit = em.spatial_stats([f + 500 * (1 + 0.01 * rng.normal()) for f in frames])
     found.update(em.spatial_nonuniformity(lit, em.spatial_stats(frames), 0.4))
-    found.update(em.defect_metrics(em.defect_pixels(frames[0], lit, em.spatial_stats(frames))))
+    found.update(em.defect_metrics(em.defect_pixels(em.hot_pixels(frames[0]), (20, 20), lit, em.spatial_stats(frames))))
     found["spatial_level_pct_of_saturation"] = em.Metric(50.0, "%")
     assert {k: m.unit for k, m in found.items()} == METRICS

@@ -27,8 +27,10 @@ sqrt(mu_e.sat); dynamic range = mu_e.sat / (sigma_y.dark / K + 0.5) (in dB: 20 l
 error: a straight line mu_y - mu_y.dark = a t + b fitted with weights 1/(mu_y - mu_y.dark) over the
 levels from 5 % to 95 % of the saturation signal; LE = 100 (data - line) / line, min and max over those
 levels; ``linearity_error_pct`` is the larger magnitude. Dark current: slope of a straight-line fit of
-mu_y.dark against exposure time (every dark pair, long exposures included) over K, in e-/s; it is
-the mean over all pixels, hot pixels included. Spatial: from L lit and L dark frames at one exposure,
+mu_y.dark against exposure time (every dark pair, long exposures included) over K, in e-/s, over the
+pixels that are not hot (hot pixels are counted on their own, and at long exposures they clip, which
+would bend the line; the reference implementation's mean over every pixel and the photon-transfer
+exposures only differs from it by the hot pixels' share). Spatial: from L lit and L dark frames at one exposure,
 the spatial variance of the mean image (n - 1) less the mean per-pixel temporal variance over L;
 DSNU = sqrt(s2_y.dark) / K (e-, and in ADU); PRNU (plain, the reference implementation's PRNU1288) =
 sqrt(s2_y - s2_y.dark) / (mu_y - mu_y.dark). Plain PRNU counts any illumination non-uniformity as
@@ -47,6 +49,7 @@ only).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,8 +82,11 @@ class PairStats:
     variance: float  # var(A - B) / 2, ADU^2
 
 
-def pair_stats(a: np.ndarray, b: np.ndarray, exposure_s: float) -> PairStats:
+def pair_stats(a: np.ndarray, b: np.ndarray, exposure_s: float, keep: np.ndarray | None = None) -> PairStats:
+    """The pair's statistics over every pixel, or over those where ``keep`` (a boolean image) is true."""
     fa, fb = a.astype(np.float64), b.astype(np.float64)
+    if keep is not None:
+        fa, fb = fa[keep], fb[keep]
     diff = fa - fb
     return PairStats(exposure_s, float((fa.mean() + fb.mean()) / 2), float(diff.var() / 2))
 
@@ -103,17 +109,19 @@ class SpatialStats:
         return float(self.mean_image.var(ddof=1) - self.temporal_variance.mean() / self.frames)
 
 
-def spatial_stats(frames: list[np.ndarray]) -> SpatialStats:
-    """Running sums over the frames (float64); at least 2 frames."""
-    if len(frames) < 2:
-        raise BadInput("spatial non-uniformity needs at least 2 frames at one exposure")
-    total = np.zeros(frames[0].shape)
-    squares = np.zeros(frames[0].shape)
+def spatial_stats(frames: Iterable[np.ndarray]) -> SpatialStats:
+    """Running sums over the frames (float64, one frame in memory at a time); at least 2 frames."""
+    total = squares = None
+    n = 0
     for f in frames:
         x = f.astype(np.float64)
+        if total is None or squares is None:
+            total, squares = np.zeros(x.shape), np.zeros(x.shape)
         total += x
         squares += x * x
-    n = len(frames)
+        n += 1
+    if n < 2 or total is None or squares is None:
+        raise BadInput("spatial non-uniformity needs at least 2 frames at one exposure")
     mean = total / n
     variance = np.maximum(squares - n * mean * mean, 0.0) / (n - 1)
     return SpatialStats(mean, variance, n)
@@ -176,7 +184,8 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[str, Metric]:
     """Gain, dark noise, saturation capacity, SNR, dynamic range, linearity and dark current; fills
-    ``ptc``'s fit fields for the figures. ``dark_pairs``: every dark pair (for the dark current)."""
+    ``ptc``'s fit fields for the figures. ``dark_pairs``: every dark pair, for the dark current (the
+    analysis computes them without the hot pixels)."""
     out: dict[str, Metric] = {}
     signal, variance, t = ptc.signal, ptc.variance, ptc.exposure_s
     dark_t = np.array([d.exposure_s for d in dark_pairs])
@@ -324,22 +333,25 @@ class Defects:
     pixels: int
 
 
-def defect_pixels(longest_dark: np.ndarray | None, lit: SpatialStats | None, dark: SpatialStats | None) -> Defects:
-    """Hot, dead and noisy pixels (rules in the module's conventions)."""
-    reasons: dict[str, str] = {}
-    shape = longest_dark.shape if longest_dark is not None else (dark.mean_image.shape if dark else (0, 0))
-    hot = dead = noisy = None
-    if longest_dark is not None:
-        x = longest_dark.astype(np.float64)
-        median = float(np.median(x))
-        threshold = median + _outlier_z(x.size) * max(_clipped_sd(x), 0.5)
-        hot = np.argwhere(x > threshold)
-        if len(hot) > HOT_MAX_FRACTION * x.size:
-            reasons["hot"] = (f"{len(hot)} pixels ({100 * len(hot) / x.size:.1f} %) stand out of the dark image: it has a pattern, "
-                              "not isolated hot pixels")
-            hot = None
-    else:
-        reasons["hot"] = "no dark frames"
+def hot_pixels(longest_dark: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+    """(row, col) of the hot pixels of the mean of the longest dark pair, or None and why not."""
+    if longest_dark is None:
+        return None, "no dark frames"
+    x = longest_dark.astype(np.float64)
+    threshold = float(np.median(x)) + _outlier_z(x.size) * max(_clipped_sd(x), 0.5)
+    hot = np.argwhere(x > threshold)
+    if len(hot) > HOT_MAX_FRACTION * x.size:
+        return None, (f"{len(hot)} pixels ({100 * len(hot) / x.size:.1f} %) stand out of the dark image: it has a pattern, "
+                      "not isolated hot pixels")
+    return hot, ""
+
+
+def defect_pixels(hot_found: tuple[np.ndarray | None, str], shape: tuple[int, int], lit: SpatialStats | None,
+                  dark: SpatialStats | None) -> Defects:
+    """Hot (``hot_pixels``), dead and noisy pixels (rules in the module's conventions) of frames of ``shape``."""
+    hot, why = hot_found
+    reasons: dict[str, str] = {"hot": why} if hot is None else {}
+    dead = noisy = None
     if lit is not None and dark is not None:
         response = lit.mean_image - dark.mean_image
         local = ndimage.uniform_filter(response, HIGH_PASS_SIZE, mode="nearest")

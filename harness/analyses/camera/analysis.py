@@ -3,8 +3,8 @@
 Frames are chosen by their frame-log rows (only ``ok`` rows): ``ptc`` frames grouped by channel
 (``dark`` or the lit one) and exposure time, the first two of each group making its pair; ``spatial``
 frames of each channel (at one exposure) make the spatial stacks; ``dark_current`` dark pairs join the
-dark pairs for the dark current. Pages are read one at a time (two per pair; the spatial stacks as
-running sums), so memory holds a few frames whatever the run's length. One result, subject
+dark pairs for the dark current, whose means leave out the hot pixels (found in the longest dark
+pair). Pages are read one at a time, two per pair; the spatial stacks go into running sums. One result, subject
 ``camera``: the judged metrics, the photon-transfer series and its fit ranges, histograms of the dark
 and of the high-pass lit non-uniformity, the defect pixels (at most ``MAX_LISTED`` of each kind
 listed), and a data-quality block (the spatial level's place between dark and saturation, pixels at
@@ -75,15 +75,21 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
     with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         bit_depth = _bit_depth(tif)
 
-        def pair(pages: list[int], t: float) -> PairStats | None:
-            return emva.pair_stats(_page(tif, pages[0]), _page(tif, pages[1]), t) if len(pages) >= 2 else None
-
-        bright = [p for (c, t), pages in ptc_groups.items() if c == lit and (p := pair(pages, t))]
-        dark = [p for (c, t), pages in ptc_groups.items() if c == "dark" and (p := pair(pages, t))]
-        long_dark = [p for (c, t), pages in _groups(rows, "dark_current").items() if c == "dark" and (p := pair(pages, t))]
         all_dark_groups = {**{k: v for k, v in ptc_groups.items() if k[0] == "dark"}, **_groups(rows, "dark_current")}
         longest = max((k for k, v in all_dark_groups.items() if k[0] == "dark" and len(v) >= 2), key=lambda k: k[1], default=None)
         longest_dark = (_page(tif, all_dark_groups[longest][0]).astype(np.float64) + _page(tif, all_dark_groups[longest][1])) / 2 if longest else None
+        hot_found = emva.hot_pixels(longest_dark)
+        not_hot = None
+        if hot_found[0] is not None and longest_dark is not None:
+            not_hot = np.ones(longest_dark.shape, dtype=bool)
+            not_hot[hot_found[0][:, 0], hot_found[0][:, 1]] = False
+
+        def pair(pages: list[int], t: float, keep: np.ndarray | None = None) -> PairStats | None:
+            return emva.pair_stats(_page(tif, pages[0]), _page(tif, pages[1]), t, keep) if len(pages) >= 2 else None
+
+        bright = [p for (c, t), pages in ptc_groups.items() if c == lit and (p := pair(pages, t))]
+        dark = [p for (c, t), pages in ptc_groups.items() if c == "dark" and (p := pair(pages, t))]
+        dark_current_pairs = [p for (c, t), pages in all_dark_groups.items() if c == "dark" and (p := pair(pages, t, not_hot))]
         spatial = _groups(rows, "spatial")
         lit_spatial = _spatial(tif, spatial, lit)
         dark_spatial = _spatial(tif, spatial, "dark")
@@ -92,7 +98,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
 
     ptc = emva.series(bright, dark)
     metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
-    metrics.update(emva.photon_transfer(ptc, dark + long_dark))
+    metrics.update(emva.photon_transfer(ptc, dark_current_pairs))
     gain = ptc.gain_adu_per_e if "system_gain_adu_per_e" in metrics and not metrics["system_gain_adu_per_e"].reason else math.nan
     spatial_source = "spatial frames"
     if lit_spatial is None or dark_spatial is None:
@@ -116,7 +122,8 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
     if saturated_spatial:
         quality["notes"].append(f"{saturated_spatial} pixel values at the top of the range ({top_value} ADU) in the spatial lit frames: "
                                 "PRNU counts them as they are (clipped)")
-    defects = emva.defect_pixels(longest_dark, lit_spatial, dark_spatial)
+    shape = longest_dark.shape if longest_dark is not None else (lit_spatial.mean_image.shape if lit_spatial else (0, 0))
+    defects = emva.defect_pixels(hot_found, (int(shape[0]), int(shape[1])), lit_spatial, dark_spatial)
     metrics.update(emva.defect_metrics(defects))
     quality["verdict"] = "warn" if quality["notes"] else "pass"
 
@@ -136,7 +143,8 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
             "linearity_fit": [_finite(v) for v in ptc.linearity_fit],
             "linearity_deviation_pct": [_finite(v) for v in ptc.linearity_deviation_pct.tolist()],
         },
-        "dark_current_points": {"exposure_s": [p.exposure_s for p in dark + long_dark], "mean_adu": [p.mean for p in dark + long_dark]},
+        "dark_current_points": {"exposure_s": [p.exposure_s for p in dark_current_pairs], "mean_adu": [p.mean for p in dark_current_pairs],
+                                "without_hot_pixels": not_hot is not None},
         "histograms": _histograms(lit_spatial, dark_spatial),
         "defects": {
             "shape": list(longest_dark.shape) if longest_dark is not None else None,
@@ -155,7 +163,7 @@ def _spatial(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]],
     pages = [p for (c, _), v in groups.items() if c == channel for p in v]
     if len(pages) < 2:
         return None
-    return emva.spatial_stats([_page(tif, i) for i in pages])
+    return emva.spatial_stats(_page(tif, i) for i in pages)
 
 
 def _spatial_from_pairs(ptc: emva.PhotonTransfer, groups: dict[tuple[str, float], list[int]], lit: str,
