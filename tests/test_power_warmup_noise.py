@@ -85,6 +85,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tupl
                 runner = Runner(station, protocol, runs_dir=base / "runs", quiet=True)
                 outcome = runner.run()
                 assert outcome.status == "completed", outcome.reason
+                assert station.sim is not None
                 out[(station_name, name)] = (outcome.folder, station.sim.world, runner.t0)
     return out
 

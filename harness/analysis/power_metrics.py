@@ -9,22 +9,30 @@ Conventions (stated so results can be compared with other tools):
   deviation from the median difference: the SD of one reading about the slow course of the power,
   robust to the few large differences of mode hops and spikes and blind to drift and warm-up
   (1.4826 MAD is the SD of normal values; sqrt(2): a difference of two independent readings);
-- mode hops (steps): the series is modelled (``harness.analysis.power_series_model``) as steady level +
-  linear drift + a step at each detected hop + an exponential settling term; a step is a change of the
-  fit residuals from one reading to the next larger than 6 robust SDs of those changes (a reading
-  taken while the power hopped is left out; a single reading off and back is a spike, not a step).
-  ``mode_hops`` counts them; ``mode_hop_max_pct`` is the largest by size (signed, % of the fitted level
-  just before it; 0 with none); ``mode_hop_time_s`` its time (midway between the readings around it,
-  on the series' time axis; not determined with none);
+- the model behind the next two (``harness.analysis.power_series_model``): P = steady level + linear
+  drift + a step at each detected hop + b exp(-(t - t_first) / tau), fitted by least squares (tau by a
+  1-D search); the drift and the settling term are each kept only when the data ask for them
+  (Bayesian information criterion; the settling term also needs F >= 25 for its 2 parameters), so
+  on a short record a slow settling is not split arbitrarily between drift and settling;
+- mode hops (steps): a change from one reading to the next, first of the readings, then of the
+  residuals of the model (warm-up and drift removed), larger than 6 robust SDs (1.4826 MAD) of those
+  changes, that the fit confirms (fitted step above the same threshold); a reading taken while the
+  power hopped is left out of the fit; readings off and back (a spike) are not a step and are left
+  out of the fit. ``mode_hops`` counts them; ``mode_hop_max_pct`` is the largest by size (signed, in %
+  of the fitted steady level just before it; 0 with none); ``mode_hop_time_s`` its time (midway
+  between the readings around it, on the series' time axis, s since the run started; not determined
+  with none). The result lists every step (``mode_hops``: time_s, size_pct, index of the first
+  reading after it);
 - warm-up time = time from emission on (the run's journal: the last ``emission: on`` of the line(s)
-  before the first reading, when the light was out) until the fitted settling term stays inside
-  +-0.5 % of the fitted steady level: t = (t_first - t_on) + tau ln(|b| / (0.005 L)), with b the
-  settling term at the first reading and L the steady level there. Not determined (with the reason)
-  when the run does not record emission on; when the record starts with the term already inside the
-  band (the warm-up ended before it: at most t_first - t_on); when it is still outside the band at the
-  last reading (the reason says how far from the fitted steady level); when no settling term is found
-  (F < 25 for its 2 parameters); or when the fit does not determine it (standard error, delta method
-  from the fit's covariance, above 25 % of it);
+  before the first reading, written once the light is out) until the fitted settling term stays inside
+  +-0.5 % of the fitted steady level: t = (t_first - t_on) + tau ln(|b| / (0.005 L)), b the settling
+  term at the first reading and L the steady level there. Not determined (with the reason) when the
+  run does not record emission on; when the term is inside the band from the first reading (the
+  warm-up ended before the record: at most t_first - t_on); when no settling term is found (the same,
+  or a settling too slow to tell from drift); when the term is still outside the band at the last
+  reading (the reason says how far from the fitted steady level, +- its standard error); when either
+  of the last two is within 2 standard errors of the band edge, or the time's standard error (delta
+  method from the fit's covariance) is above 25 % of it: the fit does not determine it;
 - linearity: ordinary least squares (slope, intercept, R^2, as microscope-metrics) and the Tool-Kit's fit
   through the origin P = a s with chi^2 = sum (P_i - a s_i)^2 / |a s_i| over the set points > 0 (as the
   Tool-Kit, which fits every reading; with n readings per set point its chi^2 is larger); the largest

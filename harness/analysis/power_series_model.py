@@ -253,7 +253,7 @@ def settling_crossing(model: SeriesModel, band: float, max_rel_se: float) -> flo
     reason when the record does not show it (no settling term, or not determined well enough:
     standard error above ``max_rel_se`` of the time)."""
     x = model.x
-    if not math.isfinite(model.tau_s):
+    if not math.isfinite(model.tau_s) or model.settling_amplitude == 0.0:
         raise NoSettling(f"no settling term in the record (none lowers the residuals enough: F >= {SETTLING_MIN_F:g} needed)")
     tau, b = model.tau_s, model.settling_amplitude
     if model.steady(float(x[0])) <= 0 or model.steady(float(x[-1])) <= 0:
