@@ -255,6 +255,10 @@ def test_warmup_on_synthetic_series() -> None:
     short = np.arange(0.0, 300.0, 1.0)
     with pytest.raises(BadInput, match=r"still settling at the end of the record: (2\.9|3\.0|3\.1)\d? \+- .* % below"):
         warmup_time_s(fit_series(short, _synthetic(7, short, deficit=0.05, tau=600, rin=2e-4)), 0.0)  # truth 5 % e^-0.5 = 3.03 %
+    # the record ends as the power enters the band (truth: 300 ln(1.36 / 0.5) = 300 s, the last reading
+    # at 299 s): within 2 standard errors of the band edge, so not determined
+    with pytest.raises(BadInput, match=r"the fit does not determine it: the settling term is 0\.\d+ \+- 0\.0\d+ % at the last reading"):
+        warmup_time_s(fit_series(short, _synthetic(1, short, deficit=0.0136, tau=300, rin=5e-4)), 0.0)
     # the record starts after the warm-up: at most the delay
     late = np.arange(1800.0, 5400.0, 30.0)
     with pytest.raises(BadInput, match=r"the warm-up ended before it \(at most 1800 s\)"):

@@ -9,23 +9,26 @@ steady level ``c0``, linear drift ``c1``, a step ``h_k`` at each detected step (
 exponential settling term (amplitude ``b`` at the first reading, time constant ``tau``). For a
 fixed ``tau`` the model is linear (ordinary least squares); ``tau`` is found by a search over a
 logarithmic grid from the shortest reading interval to 10 x the record, refined by a bounded
-1-D minimisation (variable projection). The settling term is kept only when it lowers the residual
-sum of squares significantly (F statistic for its 2 parameters >= ``SETTLING_MIN_F``); its
-uncertainty comes from the Jacobian of all parameters (``cov = s^2 (J^T J)^-1``).
+1-D minimisation (variable projection). The drift and the settling term are each in or out, as the
+data ask (the smallest Bayesian information criterion of the four models); the settling term is a
+candidate only when it lowers the residual sum of squares significantly (F statistic for its 2
+parameters >= ``SETTLING_MIN_F``). The uncertainty of the settling quantities comes from the
+Jacobian of all parameters (``cov = s^2 (J^T J)^-1``, delta method).
 
 Steps: successive differences, centred on their median, larger than ``STEP_THRESHOLD`` robust SDs
 of them (1.4826 MAD, floored at ``NOISE_FLOOR`` of the level so a noise-free series has a scale);
 consecutive large differences are one step (a reading taken while the power hopped is left out of
 the fit); large differences that add up to less than the threshold are a spike (readings off and
-back), not a step, and its readings are left out of the fit. Found first in the readings (the large hops), then in the residuals of the model
-(the smooth part removed, so a warm-up or a drift is not a step); a step whose fitted size is not
-above the threshold is dropped. Detection and fit alternate until the steps no longer change (at
-most ``MAX_ROUNDS`` rounds).
+back), not a step, and its readings are left out of the fit. Found first in the readings (the large
+hops), then in the residuals of the model (the smooth part removed, so a warm-up or a drift is not a
+step); a step whose fitted size is not above the threshold is dropped. Detection and fit alternate
+until the steps no longer change (at most ``MAX_ROUNDS`` rounds).
 
 Callers may rely on: ``fit_series`` raises ``BadInput`` (the reason as text) for fewer than
 ``MIN_READINGS`` readings or a median power not above zero, never anything else for finite input;
-``SeriesModel`` fields are plain numbers; ``settling_crossing`` gives the time (after the first
-reading) at which the settling term enters a band, or says why the record does not show it.
+``SeriesModel`` holds the fit (numbers and arrays); ``settling_crossing`` gives the time (after the
+first reading) at which the settling term enters a band, or raises ``BadInput`` (or one of its
+subclasses ``InsideBand``, ``StillSettling``, ``NoSettling``) saying why the record does not show it.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ TAU_GRID = 60
 
 @dataclass(frozen=True)
 class Step:
-    """A step of the power between reading ``index - 1 - skipped`` and reading ``index``."""
+    """A step of the power, complete at reading ``index`` (readings taken while it happened are not in the fit)."""
 
     index: int  # the first reading after the step
     time_s: float  # midway between the last reading before the step and the first after it
@@ -63,7 +66,7 @@ class SeriesModel:
     """The fitted model (see the module doc); coefficients relative to the median power ``scale``."""
 
     x: np.ndarray
-    used: np.ndarray  # readings in the fit (not those taken while the power hopped)
+    used: np.ndarray  # readings in the fit (not those taken while the power hopped, nor spikes)
     scale: float
     steps: list[Step] = field(default_factory=list)
     coef: np.ndarray = field(default_factory=lambda: np.zeros(0))  # c0, c1, h_1..h_k[, b]
@@ -248,10 +251,10 @@ def _settling_at(model: SeriesModel, x: float) -> tuple[float, float]:
 
 def settling_crossing(model: SeriesModel, band: float, max_rel_se: float) -> float:
     """Time after the first reading at which the settling term enters +-``band`` (relative) of the
-    steady level and stays. ``InsideBand``: inside it from the first reading; ``StillSettling``:
-    outside it at the last reading (each by more than 2 standard errors); ``BadInput`` with the
-    reason when the record does not show it (no settling term, or not determined well enough:
-    standard error above ``max_rel_se`` of the time)."""
+    steady level and stays. Raises ``InsideBand``: inside it from the first reading; ``StillSettling``:
+    outside it at the last reading (each by more than 2 standard errors); ``NoSettling``: no settling
+    term in the model; ``BadInput`` otherwise when the fit does not determine it (within 2 standard
+    errors of the band edge at either end, or a standard error above ``max_rel_se`` of the time)."""
     x = model.x
     if not math.isfinite(model.tau_s) or model.settling_amplitude == 0.0:
         raise NoSettling(f"no settling term in the record (none lowers the residuals enough: F >= {SETTLING_MIN_F:g} needed)")
