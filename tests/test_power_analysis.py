@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.power_metrics import cv_pct, drift_pct_per_h, linearity_metrics, power_series_metrics, stability_pct, warmup_time_s
+from harness.analysis.power_series_model import fit_series
 from harness.analysis.verdicts import judge, overall
 from harness.protocol.protocol_file import Limit
 
@@ -25,10 +26,14 @@ def test_drift_and_warmup_by_hand() -> None:
     t = np.arange(0, 7200, 60.0)
     p = 10.0 * (1 + 0.02 * t / 3600)  # +2 % of the starting power per hour
     assert drift_pct_per_h(t, p) == pytest.approx(2.0 / np.mean(p) * 10, rel=1e-9)
+    # warm-up: a noise-free settling P = 1 - 0.1 exp(-t / 20 s) read from emission on (t = 0) enters
+    # +-1 % at 20 ln(10) = 46.05 s; a step is a mode hop, not a warm-up; a constant power has none
     t = np.arange(100.0)
-    p = np.where(t < 30, 0.9, 1.0)
-    assert warmup_time_s(t, p, band_pct=1.0) == 30.0
-    assert warmup_time_s(t, np.ones(100)) == 0.0
+    assert warmup_time_s(fit_series(t, 1.0 - 0.1 * np.exp(-t / 20.0)), 0.0, band_pct=1.0) == pytest.approx(20 * math.log(10), rel=1e-4)
+    m = power_series_metrics(t, np.where(t < 30, 0.9, 1.0) * 1e-3, emission_on_s=0.0)
+    assert (m["mode_hops"].value, m["mode_hop_time_s"].value) == (1.0, 29.5) and m["mode_hop_max_pct"].value == pytest.approx(100 / 9)
+    assert math.isnan(m["warmup_time_s"].value) and "no settling term" in m["warmup_time_s"].reason
+    assert "no settling term" in power_series_metrics(t, np.full(100, 1e-3), emission_on_s=0.0)["warmup_time_s"].reason
 
 
 def test_linearity_by_hand_and_toolkit_formula() -> None:

@@ -11,6 +11,7 @@ SPEC = AnalysisSpec(
         # stability
         "mean_mw": "mW", "median_mw": "mW", "sd_mw": "mW", "min_mw": "mW", "max_mw": "mW",
         "stability_pct": "%", "cv_pct": "%", "drift_pct_per_h": "%/h", "noise_pct": "%", "warmup_time_s": "s", "samples": "",
+        "mode_hops": "", "mode_hop_max_pct": "%", "mode_hop_time_s": "s",
         # linearity
         "slope": "mW/mW", "intercept_mw": "mW", "r_squared": "", "slope_through_origin": "mW/mW",
         "chi_squared_through_origin": "mW", "max_relative_deviation_pct": "%", "setpoints": "",
@@ -21,7 +22,7 @@ SPEC = AnalysisSpec(
         ("linearity", "r_squared"): "IlluminationLinearity",
     },
     summary={
-        "stability": ("stability_pct", "cv_pct", "noise_pct", "drift_pct_per_h", "mean_mw"),
+        "stability": ("stability_pct", "cv_pct", "noise_pct", "drift_pct_per_h", "mode_hops", "mean_mw"),
         "linearity": ("r_squared", "max_relative_deviation_pct", "slope"),
     },
 )

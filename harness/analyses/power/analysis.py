@@ -1,6 +1,12 @@
 """The power analysis (``harness.analyses.power``): a power series CSV (run.json kind
 ``power_series``) is analysed as stability (one set point) or linearity (several); the report shows
-power against time, or the linearity fit with its residuals.
+power against time (with the detected mode hops and the end of the warm-up), or the linearity fit
+with its residuals.
+
+A stability result also holds ``emission_on_s`` (when emission of its line(s) came on, from the
+run's journal, on the series' time axis; None when the journal does not say) and ``mode_hops`` (a
+list of ``{"time_s", "size_pct", "index"}``, the steps found). Results written before these keys
+existed still report (the figure then marks nothing).
 
 Raises ``BadInput`` for a linearity series with a set point that is not a number, and whatever the
 formulas (``harness.analysis.power_metrics``) refuse."""
@@ -20,10 +26,11 @@ from harness.analyses.power import figures as plots
 from harness.analysis import power_metrics
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.judging import judged, number
-from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
+from harness.analysis.power_metrics import linearity_metrics, power_series_analysis
 from harness.common.errors import BadInput
 from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit
+from harness.records.journal import read_journal
 from harness.records.series_writer import read_series
 from harness.report.html_parts import figure, limit_value
 
@@ -33,6 +40,25 @@ def _setpoint_mw(text: str) -> float:
     sum); empty with no line on (NaN)."""
     parts = [number(p) for p in text.split("+")] if text else [math.nan]
     return float(sum(parts))
+
+
+def emission_on_s(journal: Path, lines: list[str], first_reading_s: float) -> float | None:
+    """When emission of every line in ``lines`` was last switched on before ``first_reading_s`` (the
+    latest of them; the journal records it once the light is out), in s since the run started; None
+    when the journal does not say (no such record, a line switched off after it, no line on)."""
+    wanted = {x for line in lines for x in line.split("+")} - {"none", ""}
+    if not wanted:
+        return None
+    state: dict[str, float | None] = {}
+    for record in read_journal(journal, missing_ok=True):
+        t = record.get("t_s")
+        if record.get("type") != "setting" or record.get("emission") not in ("on", "off") or not isinstance(t, (int, float)) or t > first_reading_s:
+            continue
+        line = str(record.get("line", ""))
+        if line in wanted:
+            state[line] = float(t) if record["emission"] == "on" else None
+    times = [state.get(line) for line in wanted]
+    return max(t for t in times if t is not None) if all(t is not None for t in times) else None
 
 
 def analyse_series(path: Path, limits: Mapping[str, Limit]) -> Result:
@@ -48,6 +74,7 @@ def analyse_series(path: Path, limits: Mapping[str, Limit]) -> Result:
         setpoints.setdefault(r["setpoint_mW"] or "", []).append(r)
     subject = "no line on" if lines == ["none"] else f"{'+'.join(lines)} nm"
     table: list[dict[str, float]] = []
+    extra: dict[str, Any] = {}
     if len(setpoints) > 1:
         s = np.array([_setpoint_mw(k) for k in setpoints])
         if not np.isfinite(s).all():
@@ -60,8 +87,10 @@ def analyse_series(path: Path, limits: Mapping[str, Limit]) -> Result:
     else:
         t = np.array([number(r["time_s"]) for r in rows])
         p = np.array([number(r["power_W"]) for r in rows])
-        metrics = power_series_metrics(t, p)
+        on = emission_on_s(path.parent / "journal.jsonl", lines, float(t[0])) if len(t) else None
+        metrics, steps = power_series_analysis(t, p, on)
         kind = "stability"
+        extra = {"emission_on_s": on, "mode_hops": [{"time_s": s.time_s, "size_pct": s.size_pct, "index": s.index} for s in steps]}
     entries, verdict = judged(metrics, limits)
     missing = sum(1 for r in read_series(path) if r["status"] != "ok")
     out: Result = {
@@ -71,6 +100,7 @@ def analyse_series(path: Path, limits: Mapping[str, Limit]) -> Result:
     }
     if table:
         out["points"] = table
+    out.update(extra)
     return out
 
 
@@ -90,8 +120,14 @@ class PowerAnalysis:
             rows = [x for x in read_series(inside(folder, r["series"])) if x["status"] == "ok"]
             t = np.array([float(x["time_s"]) for x in rows])
             p = np.array([float(x["power_W"]) for x in rows]) * 1e3
-            return figure(plots.power_vs_time(t, p, f"{subject}: power vs time", limit_value(r, "stability_pct", 0)),
-                          f"{subject}: {len(p)} readings from {r['series']}; shaded: measured min-max")
+            hops = [float(h["time_s"]) for h in r.get("mode_hops") or [] if isinstance(h, dict) and isinstance(h.get("time_s"), (int, float))]
+            warmup = r["metrics"].get("warmup_time_s", {}).get("value")
+            on = r.get("emission_on_s")
+            warm_end = float(on) + float(warmup) if isinstance(on, (int, float)) and isinstance(warmup, (int, float)) else None
+            marks = (f"; red dotted: {len(hops)} mode hop{'s' if len(hops) != 1 else ''}" if hops else "") + \
+                    ("; green dash-dot: end of the warm-up" if warm_end is not None and warm_end >= float(t[0]) else "")
+            return figure(plots.power_vs_time(t, p, f"{subject}: power vs time", limit_value(r, "stability_pct", 0), hops, warm_end),
+                          f"{subject}: {len(p)} readings from {r['series']}; shaded: measured min-max{marks}")
         if r["kind"] == "linearity" and r.get("points"):
             s = np.array([x["setpoint_mw"] for x in r["points"]])
             p = np.array([x["mean_power_mw"] for x in r["points"]])

@@ -3,13 +3,18 @@ residuals. Plain numbers in, PNG bytes out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from harness.report.plots import Figure, png
 
 
-def power_vs_time(t_s: np.ndarray, p_mw: np.ndarray, title: str, stability_limit_pct: float | None) -> bytes:
-    """Power against time with the measured min-max band and, with a limit, the band it allows around the mean."""
+def power_vs_time(t_s: np.ndarray, p_mw: np.ndarray, title: str, stability_limit_pct: float | None,
+                  hops_s: Sequence[float] = (), warmup_end_s: float | None = None) -> bytes:
+    """Power against time with the measured min-max band and, with a limit, the band it allows around
+    the mean; the detected mode hops (``hops_s``) and the end of the warm-up (``warmup_end_s``, drawn
+    when it falls in the record) marked as vertical lines."""
     fig = Figure(figsize=(8, 3.2))
     ax = fig.subplots()
     t_min = t_s / 60.0
@@ -21,6 +26,10 @@ def power_vs_time(t_s: np.ndarray, p_mw: np.ndarray, title: str, stability_limit
         ax.axhline(mean - half, color="tab:green", ls="--", lw=1)
     ax.plot(t_min, p_mw, ".-", ms=2, lw=0.6, color="tab:blue", label="power")
     ax.axhline(mean, color="k", lw=0.8, label=f"mean {mean:.4g} mW")
+    for i, hop in enumerate(hops_s):
+        ax.axvline(hop / 60.0, color="tab:red", ls=":", lw=1.2, label="mode hop" if i == 0 else None)
+    if warmup_end_s is not None and warmup_end_s >= float(t_s[0]):
+        ax.axvline(warmup_end_s / 60.0, color="tab:green", ls="-.", lw=1.2, label="end of warm-up")
     ax.set_xlabel("time (min)")
     ax.set_ylabel("power (mW)")
     ax.set_title(title)
