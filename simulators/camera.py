@@ -119,7 +119,7 @@ class CameraModel:
             seed = int(entropy) if isinstance(entropy, int) else int(np.asarray(entropy).ravel()[0])
         self.patterns = SensorPatterns(params, name, seed, self.hot_rows, self.hot_cols)
         self._hot: Lru[np.ndarray] = Lru(4)
-        self._laws: Lru[tuple[int, MultiLaw] | None] = Lru(4)
+        self._laws: Lru[MultiLaw | None] = Lru(4)
         self._transfer: Lru[tuple[int, np.ndarray] | None] = Lru(4)
         self._plans: Lru[tuple[np.ndarray, np.ndarray, np.ndarray]] = Lru(2)
 
@@ -273,9 +273,11 @@ class CameraModel:
         never_knee = (math.sqrt(_CLIP_SIGMAS**2 + 4 * knee) - _CLIP_SIGMAS) ** 2 / 4  # m + 9 sqrt(m) = knee
         if mean.size:
             near = None  # pixels below _EXACT_BELOW or near the knee (dead, hot ones): the chain
-            if float(mean.min()) < _EXACT_BELOW or float(mean.max()) >= never_knee:
+            low, high = float(mean.min()) < _EXACT_BELOW, float(mean.max()) >= never_knee
+            if low or high:
                 flat = mean.reshape(-1)
-                near = np.flatnonzero((flat < _EXACT_BELOW) | (flat >= never_knee))
+                parts = ([np.flatnonzero(flat < _EXACT_BELOW)] if low else []) + ([np.flatnonzero(flat >= never_knee)] if high else [])
+                near = np.union1d(parts[0], parts[1]) if len(parts) == 2 else parts[0]
             if near is None or 4 * near.size < mean.size:
                 out = self.rng.standard_normal(mean.shape, dtype=np.float32)
                 spread = np.add(mean, read * read)
@@ -358,10 +360,9 @@ class CameraModel:
         if 2 * int(grid.code_count[codes[keep]].sum()) < pattern.size:
             return None
         codes, means = codes[keep], means[keep]
-        laws = self._adu_laws(means, e)
-        if laws is None:
+        law = self._adu_laws(means, e)
+        if law is None:
             return None
-        lowest, law = laws
         which, base, outside = self._plans.get((e.roi, e.binx, e.biny, pattern.shape, tuple(codes.tolist())),
                                                lambda: self._plan(grid, codes))
         if signal == 0:  # no light: every pixel without a defect has the dark mean of its code
@@ -372,9 +373,7 @@ class CameraModel:
             rest = np.flatnonzero(away)
         if 2 * rest.size > pattern.size:
             return None
-        values = law.draw(self.rng, which, base).astype(np.float32)  # every pixel; the rest is replaced
-        values += np.float32(lowest)
-        return values, rest
+        return law.draw(self.rng, which, base), rest  # every pixel; the rest is replaced
 
     def _plan(self, grid: Grid, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(law row of every pixel (0 where none), MultiLaw.base of it, flat indices of the pixels
@@ -388,8 +387,8 @@ class CameraModel:
         outside.flags.writeable = False
         return which, MultiLaw.base(which), outside
 
-    def _adu_laws(self, means: np.ndarray, e: Exposure) -> tuple[int, MultiLaw] | None:
-        """(lowest ADU level, the laws of ADU - lowest) of pixels whose means are
+    def _adu_laws(self, means: np.ndarray, e: Exposure) -> MultiLaw | None:
+        """The laws of the ADU value (before the DSNU; one row per mean) of pixels whose means are
         ``means`` electrons (below ``_EXACT_BELOW``): Poisson electrons, the response, Gaussian read
         noise, times the gain, plus the black level, rounded: the exact law of what ``_to_adu(
         electrons(...))`` gives for such a pixel. None if the tables would be too large."""
@@ -399,13 +398,13 @@ class CameraModel:
         read_adu = self.p.read_noise_e * math.sqrt(bins) * float(gain)
         chain = (float(gain), float(black), read_adu, self.p.full_well_e * bins, self.p.linear_fraction_of_full_well)
 
-        def make() -> tuple[int, MultiLaw] | None:
+        def make() -> MultiLaw | None:
             pmf = poisson_pmf_rows(means)
             transfer = self._transfer.get((chain, pmf.shape[1]), lambda: self._transfer_table(pmf.shape[1], chain))
             if transfer is None:
                 return None
             low, table = transfer
-            return low, MultiLaw(pmf @ table)  # rows: P(ADU - low = a) for each mean
+            return MultiLaw(pmf @ table, offset=low)  # rows: P(ADU = low + a) for each mean
 
         return self._laws.get((tuple(means.tolist()), chain), make)
 

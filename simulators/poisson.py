@@ -15,7 +15,8 @@ field), ``Generator.poisson`` draws every pixel directly.
 ``MultiLaw`` samples many laws at once (a row of probabilities per law, one law index per draw): a
 guide table of 2**12 buckets per law, built for all rows in a few vectorised steps (cheap enough to
 rebuild every frame when the light changes), resolved exactly like ``DiscreteLaw`` (a fresh 53-bit
-uniform in the buckets that hold a step of a row's cumulative distribution). ``poisson_pmf_rows``:
+uniform in the buckets that hold a step of a row's cumulative distribution); it gives float32 values
+(offset + outcome: what a camera frame needs). ``poisson_pmf_rows``:
 the Poisson probabilities of many means on one range of counts.
 """
 
@@ -95,10 +96,10 @@ _MULTI_UNRESOLVED = np.iinfo(np.uint16).max
 
 
 class MultiLaw:
-    """Exact sampler of several laws on 0..n-1 (rows of ``pmf``, each summing to 1 up to rounding;
-    n < 65535): ``draw(rng, which)`` gives one outcome of law ``which[i]`` for every i."""
+    """Exact sampler of several laws on offset + (0..n-1) (rows of ``pmf``, each summing to 1 up to
+    rounding; n < 65535): ``draw(rng, which)`` gives one outcome of law ``which[i]`` for every i."""
 
-    def __init__(self, pmf: np.ndarray) -> None:
+    def __init__(self, pmf: np.ndarray, offset: float = 0.0) -> None:
         rows, n = pmf.shape
         if n >= _MULTI_UNRESOLVED:
             raise ValueError("MultiLaw takes laws of fewer than 65535 outcomes")
@@ -112,9 +113,12 @@ class MultiLaw:
         floor = np.floor(scaled)
         row, col = np.nonzero((scaled != floor) & (floor < _MULTI_BUCKETS))
         guide[row * _MULTI_BUCKETS + floor[row, col].astype(np.intp)] = _MULTI_UNRESOLVED
+        table = guide.astype(np.float32)
+        table += np.float32(offset)
+        table[guide == _MULTI_UNRESOLVED] = np.nan  # a bucket that holds a step of the cdf
         cdf.flags.writeable = False
-        guide.flags.writeable = False
-        self.cdf, self.guide = cdf, guide
+        table.flags.writeable = False
+        self.cdf, self.table, self.offset = cdf, table, offset
 
     @staticmethod
     def base(which: np.ndarray) -> np.ndarray:
@@ -125,19 +129,19 @@ class MultiLaw:
         return base
 
     def draw(self, rng: np.random.Generator, which: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
-        """Outcomes (uint16) of the laws ``which`` (integer row indices), one each; ``base``:
-        ``MultiLaw.base(which)`` if known."""
+        """Outcomes of the laws ``which`` (integer row indices), one each, as float32 (exact below
+        2**24); ``base``: ``MultiLaw.base(which)`` if known."""
         n = which.size
         bucket = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n] >> (16 - _MULTI_BITS)
         index = np.add(self.base(which) if base is None else base, bucket)
-        out: np.ndarray = np.take(self.guide, index)
-        fine = np.flatnonzero(out == _MULTI_UNRESOLVED)
+        out: np.ndarray = np.take(self.table, index)
+        fine = np.flatnonzero(np.isnan(out))
         if fine.size:
             u = (bucket[fine] + rng.random(fine.size)) * (1.0 / _MULTI_BUCKETS)
             rows = which[fine]
             for row in np.unique(rows):
                 at = rows == row
-                out[fine[at]] = np.searchsorted(self.cdf[row], u[at], side="right")
+                out[fine[at]] = np.searchsorted(self.cdf[row], u[at], side="right") + self.offset
         return out
 
 
