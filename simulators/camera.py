@@ -385,7 +385,7 @@ class CameraModel:
         np.maximum(which, 0, out=which)
         which.flags.writeable = False
         outside.flags.writeable = False
-        return which, MultiLaw.base(which), outside
+        return which, MultiLaw.base(which, codes.size), outside
 
     def _adu_laws(self, means: np.ndarray, e: Exposure) -> MultiLaw | None:
         """The laws of the ADU value (before the DSNU; one row per mean) of pixels whose means are
