@@ -1,4 +1,7 @@
-"""Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
+"""(Over 400 lines: the chain of a pixel, its fast paths and the exact laws that stand in for it
+must be read together; the fixed patterns live in ``simulators.sensor_patterns``.)
+
+Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
 dark current, fixed patterns (DSNU, PRNU), defect pixels (hot, dead, noisy), gain, offset, a soft
 non-linearity before the full well, binning, ROI, bit depth and saturation.
 
@@ -229,13 +232,22 @@ class CameraModel:
         pattern, scale = self.scene(t, self.field_of_view(t, e))
         return self._mean(pattern, np.float32(scale * e.exposure_s * self.p.quantum_efficiency), e, self._grid(e))
 
-    def _mean(self, pattern: np.ndarray, signal: np.float32, e: Exposure, grid: Grid) -> np.ndarray:
+    def _mean(self, pattern: np.ndarray, signal: np.float32, e: Exposure, grid: Grid,
+              at: np.ndarray | None = None) -> np.ndarray:
+        """Mean electrons (float32) of every pixel, or flat, of the pixels with the sorted flat indices
+        ``at`` only (the same float32 steps either way)."""
+        shape = pattern.shape
+        if at is not None:
+            pattern = pattern.reshape(-1)[at]
         mean = np.multiply(pattern, signal, dtype=np.float32)
         if grid.gain is not None:
-            mean *= grid.gain
+            mean *= grid.gain if at is None else grid.gain.reshape(-1)[at]
         mean += np.float32(self.p.dark_current_e_per_s * e.exposure_s * e.binx * e.biny)
-        hot = self._hot_pixels(e, mean.shape)
-        if hot.size:
+        hot = self._hot_pixels(e, shape)
+        if hot.size and at is not None and at.size:
+            pos = np.searchsorted(at, hot)
+            hot = pos[(pos < at.size) & (at[np.minimum(pos, at.size - 1)] == hot)]
+        if hot.size and mean.size:
             mean.reshape(-1)[hot] += np.float32(self.p.hot_pixel_dark_e_per_s * e.exposure_s)
         clipped: np.ndarray = np.maximum(mean, np.float32(0.0), out=mean)
         return clipped
@@ -318,20 +330,20 @@ class CameraModel:
         pattern, scale = self.scene(t, self.field_of_view(t, e))
         grid = self._grid(e)
         signal = np.float32(scale * e.exposure_s * self.p.quantum_efficiency)
-        mean = self._mean(pattern, signal, e, grid)
         bins = e.binx * e.biny
-        flat = mean.reshape(-1)
         adu = self._law_pixels(pattern, signal, e, grid)
         if adu is None:
-            frame = self._to_adu(self.electrons(flat, bins, grid.noisy, grid.noisy_var_e2), e)
+            mean = self._mean(pattern, signal, e, grid).reshape(-1)
+            frame = self._to_adu(self.electrons(mean, bins, grid.noisy, grid.noisy_var_e2), e)
         else:
             frame, rest = adu
+            mean = self._mean(pattern, signal, e, grid, at=rest)
             noisy = np.searchsorted(rest, grid.noisy)  # noisy pixels are never drawn from a law
-            frame[rest] = self._to_adu(self.electrons(flat[rest], bins, noisy, grid.noisy_var_e2), e)
+            frame[rest] = self._to_adu(self.electrons(mean, bins, noisy, grid.noisy_var_e2), e)
         if grid.dsnu is not None:
             frame += grid.dsnu.reshape(-1)
         np.clip(frame, 0, 2**self.p.bit_depth - 1, out=frame)
-        shaped: np.ndarray = frame.astype(np.uint16).reshape(mean.shape)
+        shaped: np.ndarray = frame.astype(np.uint16).reshape(pattern.shape)
         return shaped
 
     def _to_adu(self, electrons: np.ndarray, e: Exposure) -> np.ndarray:
