@@ -5,7 +5,9 @@ alternating frame by frame. Scenes: the uniform slide (flat-field; 20 % of the 4
 half the full well), the bead field (stage-repeatability; the same light, a few e- of background: exact
 Poisson noise) with the stage at rest (no thermal drift: the scene is reused), and the bead field at a new
 stage position every frame (as in stage-repeatability, where the stage's thermal drift alone moves the
-field of view between frames).
+field of view between frames), and dark frames (the light off: every pixel without a defect drawn from
+one exact law per PRNU level, as in EMVA 1288 dark series). The camera is the station's, with its fixed
+patterns (DSNU, PRNU) and defect pixels.
 
     python -m benchmarks.camera_speed [--sizes 512 2048] [--frames 20]
 """
@@ -24,7 +26,7 @@ from simulators.camera import CameraModel, Exposure
 from simulators.params import CameraParams
 from simulators.world import World
 
-SCENES = ("uniform_slide", "bead_field", "bead_field_moving")
+SCENES = ("uniform_slide", "bead_field", "bead_field_moving", "dark")
 
 
 def camera(sensor: int, scene: str) -> CameraModel:
@@ -36,7 +38,7 @@ def camera(sensor: int, scene: str) -> CameraModel:
     world.mount_sample("uniform_slide" if scene == "uniform_slide" else "bead_field")
     laser = world.lasers["Laser488"]
     laser.set_setpoint_mw(0.2 * laser.p.nominal_power_mw)
-    laser.set_emission(True)
+    laser.set_emission(scene != "dark")
     model = world.cameras["Camera"]
     if scene == "bead_field_moving":
         model.stage_position = lambda t: (3.7 * t, -2.9 * t)  # a new field of view every frame

@@ -1,4 +1,7 @@
-"""Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
+"""(Over 400 lines: the chain of a pixel, its fast paths and the exact laws that stand in for it
+must be read together; the fixed patterns live in ``simulators.sensor_patterns``.)
+
+Ground-truth physics of a camera sensor: photons -> electrons -> ADU, with shot noise, read noise,
 dark current, fixed patterns (DSNU, PRNU), defect pixels (hot, dead, noisy), gain, offset, a soft
 non-linearity before the full well, binning, ROI, bit depth and saturation.
 
@@ -119,7 +122,7 @@ class CameraModel:
             seed = int(entropy) if isinstance(entropy, int) else int(np.asarray(entropy).ravel()[0])
         self.patterns = SensorPatterns(params, name, seed, self.hot_rows, self.hot_cols)
         self._hot: Lru[np.ndarray] = Lru(4)
-        self._laws: Lru[tuple[int, MultiLaw] | None] = Lru(4)
+        self._laws: Lru[MultiLaw | None] = Lru(4)
         self._transfer: Lru[tuple[int, np.ndarray] | None] = Lru(4)
         self._plans: Lru[tuple[np.ndarray, np.ndarray, np.ndarray]] = Lru(2)
 
@@ -229,13 +232,22 @@ class CameraModel:
         pattern, scale = self.scene(t, self.field_of_view(t, e))
         return self._mean(pattern, np.float32(scale * e.exposure_s * self.p.quantum_efficiency), e, self._grid(e))
 
-    def _mean(self, pattern: np.ndarray, signal: np.float32, e: Exposure, grid: Grid) -> np.ndarray:
+    def _mean(self, pattern: np.ndarray, signal: np.float32, e: Exposure, grid: Grid,
+              at: np.ndarray | None = None) -> np.ndarray:
+        """Mean electrons (float32) of every pixel, or flat, of the pixels with the sorted flat indices
+        ``at`` only (the same float32 steps either way)."""
+        shape = pattern.shape
+        if at is not None:
+            pattern = pattern.reshape(-1)[at]
         mean = np.multiply(pattern, signal, dtype=np.float32)
         if grid.gain is not None:
-            mean *= grid.gain
+            mean *= grid.gain if at is None else grid.gain.reshape(-1)[at]
         mean += np.float32(self.p.dark_current_e_per_s * e.exposure_s * e.binx * e.biny)
-        hot = self._hot_pixels(e, mean.shape)
-        if hot.size:
+        hot = self._hot_pixels(e, shape)
+        if hot.size and at is not None and at.size:
+            pos = np.searchsorted(at, hot)
+            hot = pos[(pos < at.size) & (at[np.minimum(pos, at.size - 1)] == hot)]
+        if hot.size and mean.size:
             mean.reshape(-1)[hot] += np.float32(self.p.hot_pixel_dark_e_per_s * e.exposure_s)
         clipped: np.ndarray = np.maximum(mean, np.float32(0.0), out=mean)
         return clipped
@@ -273,9 +285,11 @@ class CameraModel:
         never_knee = (math.sqrt(_CLIP_SIGMAS**2 + 4 * knee) - _CLIP_SIGMAS) ** 2 / 4  # m + 9 sqrt(m) = knee
         if mean.size:
             near = None  # pixels below _EXACT_BELOW or near the knee (dead, hot ones): the chain
-            if float(mean.min()) < _EXACT_BELOW or float(mean.max()) >= never_knee:
+            low, high = float(mean.min()) < _EXACT_BELOW, float(mean.max()) >= never_knee
+            if low or high:
                 flat = mean.reshape(-1)
-                near = np.flatnonzero((flat < _EXACT_BELOW) | (flat >= never_knee))
+                parts = ([np.flatnonzero(flat < _EXACT_BELOW)] if low else []) + ([np.flatnonzero(flat >= never_knee)] if high else [])
+                near = np.union1d(parts[0], parts[1]) if len(parts) == 2 else parts[0]
             if near is None or 4 * near.size < mean.size:
                 out = self.rng.standard_normal(mean.shape, dtype=np.float32)
                 spread = np.add(mean, read * read)
@@ -316,20 +330,20 @@ class CameraModel:
         pattern, scale = self.scene(t, self.field_of_view(t, e))
         grid = self._grid(e)
         signal = np.float32(scale * e.exposure_s * self.p.quantum_efficiency)
-        mean = self._mean(pattern, signal, e, grid)
         bins = e.binx * e.biny
-        flat = mean.reshape(-1)
         adu = self._law_pixels(pattern, signal, e, grid)
         if adu is None:
-            frame = self._to_adu(self.electrons(flat, bins, grid.noisy, grid.noisy_var_e2), e)
+            mean = self._mean(pattern, signal, e, grid).reshape(-1)
+            frame = self._to_adu(self.electrons(mean, bins, grid.noisy, grid.noisy_var_e2), e)
         else:
             frame, rest = adu
+            mean = self._mean(pattern, signal, e, grid, at=rest)
             noisy = np.searchsorted(rest, grid.noisy)  # noisy pixels are never drawn from a law
-            frame[rest] = self._to_adu(self.electrons(flat[rest], bins, noisy, grid.noisy_var_e2), e)
+            frame[rest] = self._to_adu(self.electrons(mean, bins, noisy, grid.noisy_var_e2), e)
         if grid.dsnu is not None:
             frame += grid.dsnu.reshape(-1)
         np.clip(frame, 0, 2**self.p.bit_depth - 1, out=frame)
-        shaped: np.ndarray = frame.astype(np.uint16).reshape(mean.shape)
+        shaped: np.ndarray = frame.astype(np.uint16).reshape(pattern.shape)
         return shaped
 
     def _to_adu(self, electrons: np.ndarray, e: Exposure) -> np.ndarray:
@@ -358,10 +372,9 @@ class CameraModel:
         if 2 * int(grid.code_count[codes[keep]].sum()) < pattern.size:
             return None
         codes, means = codes[keep], means[keep]
-        laws = self._adu_laws(means, e)
-        if laws is None:
+        law = self._adu_laws(means, e)
+        if law is None:
             return None
-        lowest, law = laws
         which, base, outside = self._plans.get((e.roi, e.binx, e.biny, pattern.shape, tuple(codes.tolist())),
                                                lambda: self._plan(grid, codes))
         if signal == 0:  # no light: every pixel without a defect has the dark mean of its code
@@ -372,9 +385,7 @@ class CameraModel:
             rest = np.flatnonzero(away)
         if 2 * rest.size > pattern.size:
             return None
-        values = law.draw(self.rng, which, base).astype(np.float32)  # every pixel; the rest is replaced
-        values += np.float32(lowest)
-        return values, rest
+        return law.draw(self.rng, which, base), rest  # every pixel; the rest is replaced
 
     def _plan(self, grid: Grid, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(law row of every pixel (0 where none), MultiLaw.base of it, flat indices of the pixels
@@ -386,10 +397,10 @@ class CameraModel:
         np.maximum(which, 0, out=which)
         which.flags.writeable = False
         outside.flags.writeable = False
-        return which, MultiLaw.base(which), outside
+        return which, MultiLaw.base(which, codes.size), outside
 
-    def _adu_laws(self, means: np.ndarray, e: Exposure) -> tuple[int, MultiLaw] | None:
-        """(lowest ADU level, the laws of ADU - lowest) of pixels whose means are
+    def _adu_laws(self, means: np.ndarray, e: Exposure) -> MultiLaw | None:
+        """The laws of the ADU value (before the DSNU; one row per mean) of pixels whose means are
         ``means`` electrons (below ``_EXACT_BELOW``): Poisson electrons, the response, Gaussian read
         noise, times the gain, plus the black level, rounded: the exact law of what ``_to_adu(
         electrons(...))`` gives for such a pixel. None if the tables would be too large."""
@@ -399,13 +410,13 @@ class CameraModel:
         read_adu = self.p.read_noise_e * math.sqrt(bins) * float(gain)
         chain = (float(gain), float(black), read_adu, self.p.full_well_e * bins, self.p.linear_fraction_of_full_well)
 
-        def make() -> tuple[int, MultiLaw] | None:
+        def make() -> MultiLaw | None:
             pmf = poisson_pmf_rows(means)
             transfer = self._transfer.get((chain, pmf.shape[1]), lambda: self._transfer_table(pmf.shape[1], chain))
             if transfer is None:
                 return None
             low, table = transfer
-            return low, MultiLaw(pmf @ table)  # rows: P(ADU - low = a) for each mean
+            return MultiLaw(pmf @ table, offset=low)  # rows: P(ADU = low + a) for each mean
 
         return self._laws.get((tuple(means.tolist()), chain), make)
 

@@ -13,9 +13,11 @@ the rest only where ``x_i > 0``. When most pixels differ from the smallest mean 
 field), ``Generator.poisson`` draws every pixel directly.
 
 ``MultiLaw`` samples many laws at once (a row of probabilities per law, one law index per draw): a
-guide table of 2**12 buckets per law, built for all rows in a few vectorised steps (cheap enough to
-rebuild every frame when the light changes), resolved exactly like ``DiscreteLaw`` (a fresh 53-bit
-uniform in the buckets that hold a step of a row's cumulative distribution). ``poisson_pmf_rows``:
+guide table per law of 2**11 to 2**16 buckets (up to 32 laws, all their buckets share one 16-bit index;
+2**12 beyond), built for all rows in a few vectorised steps (cheap enough to rebuild every frame when
+the light changes), resolved exactly like ``DiscreteLaw`` (a fresh 53-bit uniform in the buckets that
+hold a step of a row's cumulative distribution); it gives float32 values (offset + outcome: what a
+camera frame needs). ``poisson_pmf_rows``:
 the Poisson probabilities of many means on one range of counts.
 """
 
@@ -89,55 +91,63 @@ def poisson_pmf_rows(lams: np.ndarray) -> np.ndarray:
     return pmf
 
 
-_MULTI_BITS = 12
-_MULTI_BUCKETS = 1 << _MULTI_BITS
-_MULTI_UNRESOLVED = np.iinfo(np.uint16).max
+def _bits(rows: int) -> int:
+    """Bits of a MultiLaw bucket for ``rows`` laws: up to 32 laws, all buckets of all laws fit a
+    16-bit index (at least 11 bits each); more laws: 12 bits and a wide index."""
+    return 16 - max(rows - 1, 0).bit_length() if rows <= 32 else 12
 
 
 class MultiLaw:
-    """Exact sampler of several laws on 0..n-1 (rows of ``pmf``, each summing to 1 up to rounding;
-    n < 65535): ``draw(rng, which)`` gives one outcome of law ``which[i]`` for every i."""
+    """Exact sampler of several laws on offset + (0..n-1) (rows of ``pmf``, each summing to 1 up to
+    rounding; n < 65535): ``draw(rng, which)`` gives one outcome of law ``which[i]`` for every i."""
 
-    def __init__(self, pmf: np.ndarray) -> None:
+    def __init__(self, pmf: np.ndarray, offset: float = 0.0) -> None:
         rows, n = pmf.shape
-        if n >= _MULTI_UNRESOLVED:
+        if n >= np.iinfo(np.uint16).max:
             raise ValueError("MultiLaw takes laws of fewer than 65535 outcomes")
+        self.bits = _bits(rows)
+        buckets = 1 << self.bits
         cdf = np.cumsum(pmf, axis=1, dtype=np.float64)
         cdf[:, -1] = 2.0  # every u < 1 ends at the last outcome at the latest
-        scaled = cdf[:, :-1] * _MULTI_BUCKETS
-        first = np.minimum(np.ceil(scaled), _MULTI_BUCKETS).astype(np.intp)  # nondecreasing per row
-        counts = np.diff(first, axis=1, prepend=0, append=_MULTI_BUCKETS)
-        outcomes = np.broadcast_to(np.arange(n, dtype=np.uint16), (rows, n))
-        guide = np.repeat(outcomes.reshape(-1), counts.reshape(-1))
+        scaled = cdf[:, :-1] * buckets  # a power of 2: exact
+        first = np.minimum(np.ceil(scaled), buckets).astype(np.intp)  # nondecreasing per row
+        counts = np.diff(first, axis=1, prepend=0, append=buckets)
+        outcomes = np.broadcast_to(np.arange(n, dtype=np.float32), (rows, n))
+        table = np.repeat(outcomes.reshape(-1), counts.reshape(-1))  # outcome = number of cdf steps <= b / buckets
+        table += np.float32(offset)
         floor = np.floor(scaled)
-        row, col = np.nonzero((scaled != floor) & (floor < _MULTI_BUCKETS))
-        guide[row * _MULTI_BUCKETS + floor[row, col].astype(np.intp)] = _MULTI_UNRESOLVED
+        row, col = np.nonzero((scaled != floor) & (floor < buckets))
+        table[row * buckets + floor[row, col].astype(np.intp)] = np.nan  # a bucket that holds a step of the cdf
         cdf.flags.writeable = False
-        guide.flags.writeable = False
-        self.cdf, self.guide = cdf, guide
+        table.flags.writeable = False
+        self.cdf, self.table, self.offset = cdf, table, offset
 
     @staticmethod
-    def base(which: np.ndarray) -> np.ndarray:
-        """What ``draw`` needs of the law indices ``which`` (worth keeping when they repeat)."""
-        base = which.astype(np.intp)
-        base <<= _MULTI_BITS
+    def base(which: np.ndarray, rows: int) -> np.ndarray:
+        """What ``draw`` needs of the law indices ``which`` for ``rows`` laws (worth keeping when they
+        repeat)."""
+        bits = _bits(rows)
+        base = which.astype(np.uint16 if rows << bits <= 1 << 16 else np.intp)
+        if bits < 16:  # (one law: which is 0)
+            base <<= bits
         base.flags.writeable = False
         return base
 
     def draw(self, rng: np.random.Generator, which: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
-        """Outcomes (uint16) of the laws ``which`` (integer row indices), one each; ``base``:
-        ``MultiLaw.base(which)`` if known."""
+        """Outcomes of the laws ``which`` (integer row indices), one each, as float32 (exact below
+        2**24); ``base``: ``MultiLaw.base(which, rows)`` if known."""
         n = which.size
-        bucket = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n] >> (16 - _MULTI_BITS)
-        index = np.add(self.base(which) if base is None else base, bucket)
-        out: np.ndarray = np.take(self.guide, index)
-        fine = np.flatnonzero(out == _MULTI_UNRESOLVED)
+        bucket = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]  # 16 random bits each
+        bucket >>= 16 - self.bits
+        index = np.add(self.base(which, self.cdf.shape[0]) if base is None else base, bucket)  # the low bits of base are 0
+        out: np.ndarray = np.take(self.table, index)
+        fine = np.flatnonzero(np.isnan(out))
         if fine.size:
-            u = (bucket[fine] + rng.random(fine.size)) * (1.0 / _MULTI_BUCKETS)
+            u = (bucket[fine] + rng.random(fine.size)) * (1.0 / (1 << self.bits))
             rows = which[fine]
             for row in np.unique(rows):
                 at = rows == row
-                out[fine[at]] = np.searchsorted(self.cdf[row], u[at], side="right")
+                out[fine[at]] = np.searchsorted(self.cdf[row], u[at], side="right") + self.offset
         return out
 
 

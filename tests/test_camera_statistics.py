@@ -209,3 +209,22 @@ def test_caches_are_bounded_and_drop_the_least_recently_used() -> None:
     for k in range(10):
         cam.render(float(k), Exposure(0.01, (0, 0, 63, 47)))
     assert len(world._patterns) == world._patterns.size == 4
+
+
+@pytest.mark.parametrize("rows", [1, 3, 32, 40])
+def test_multi_law_draws_follow_each_law(rows: int) -> None:
+    """``poisson.MultiLaw`` (one guide table per law; up to 32 laws in a 16-bit index, more with a wide
+    one): the outcomes of each law follow its Poisson probabilities (chi-square), the offset is added."""
+    rng = np.random.default_rng(7)
+    means = np.linspace(0.5, 25.0, rows)
+    pmf = poisson.poisson_pmf_rows(means)
+    law = poisson.MultiLaw(pmf, offset=100.0)
+    which = rng.integers(0, rows, 400_000).astype(np.int16)
+    out = law.draw(rng, which, poisson.MultiLaw.base(which, rows) if rows % 2 else None)
+    assert out.dtype == np.float32 and np.all(out == np.rint(out)) and out.min() >= 100
+    for row in {0, rows // 2, rows - 1}:
+        counts = np.bincount((out[which == row] - 100).astype(int), minlength=pmf.shape[1])
+        expected = pmf[row] * counts.sum()
+        keep = expected > 10
+        observed = np.append(counts[keep], counts.sum() - counts[keep].sum())
+        assert stats.chisquare(observed, np.append(expected[keep], counts.sum() - expected[keep].sum())).pvalue > 1e-3

@@ -243,6 +243,6 @@ def test_camera_parameters_are_validated() -> None:
     for bad in ({"dsnu_adu": -1.0}, {"prnu_pct": 20.0}, {"linear_fraction_of_full_well": 0.0},
                 {"linear_fraction_of_full_well": 1.2}, {"dead_pixels": -1}, {"noisy_pixel_read_noise_e": -3.0}):
         with pytest.raises(ValueError):
-            CameraParams(**bad)  # type: ignore[arg-type]
+            CameraParams(**bad)
     with pytest.raises(ValueError, match="half of the sensor"):
         CameraParams(width_px=10, height_px=10, dead_pixels=40, noisy_pixels=20)
