@@ -161,6 +161,7 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
 
     from harness.analyses.registry import METRICS
     from harness.analysis.flat_field_metrics import flat_field_metrics
+    from harness.analysis.pixel_quality import SaturationLevel, assess, quality_metrics
     from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
     from harness.analysis.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
 
@@ -174,4 +175,5 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     image = rng.random((16, 16))
     up = [{"status": "ok", "tag": "up", "context": '{"target": "0 um"}', "ifd": "0"}]
     found.update(iso230_metrics(up, lambda i: image, 1.0)[0])  # (with no image at all, ISO 230-2 refuses: nothing to measure)
+    found.update(quality_metrics(assess(SaturationLevel(4095.0, ""), np.zeros((4, 4), dtype=bool), 1, None, "")))  # every image result's
     assert {k: m.unit for k, m in found.items()} == METRICS
