@@ -1,6 +1,6 @@
 """Pixel quality of the frames an image analysis uses: the saturation level, saturated pixels,
 defect pixels, how they were handled, and a data-quality verdict that reaches the result.
-Pure functions of arrays (numpy, and ``scipy.stats`` for one threshold); no file is read.
+Pure functions of arrays (numpy, and ``scipy.special`` for one chi-square quantile); no file is read.
 
 Every image analysis (flat field, stage repeatability, ISO 230-2, and the ones to come: camera
 characterization, beads) does the same four things:
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from harness.analysis.power_metrics import Metric
 from harness.analysis.verdicts import ORDER
@@ -167,7 +167,7 @@ def noisy_factor(frames: int) -> float:
     """How many times the median frame-to-frame variance a noisy pixel exceeds (``frames`` >= 2):
     the chi-square quantile of ``NOISY_FALSE_RATE`` over its median, doubled."""
     k = frames - 1
-    return 2.0 * float(stats.chi2.isf(NOISY_FALSE_RATE, k) / stats.chi2.median(k))
+    return 2.0 * float(special.chdtri(k, NOISY_FALSE_RATE) / special.chdtri(k, 0.5))
 
 
 def dark_defects(dark_mean: np.ndarray, frames: int, variance: np.ndarray | None = None) -> DefectMap:
