@@ -216,6 +216,7 @@ def _run(base: Path, extra: dict[str, Any], protocol: Path) -> tuple[Path, Any]:
     with Station.load(station_variant(base, extra, "station.yaml")) as station:
         outcome = Runner(station, protocol, runs_dir=base / "runs", quiet=True).run()
         assert outcome.status == "completed", outcome.reason
+        assert station.sim is not None
         return outcome.folder, station.sim.world
 
 
@@ -250,7 +251,7 @@ def test_flat_field_counts_saturated_pixels_and_finds_the_hot_ones(bright: tuple
     stacks, results = _channels(folder), _results(folder)
     counts = {}
     for name in ("405", "488", "561", "640"):
-        at_max = (stacks[name] >= 4095).any(axis=0) | (stacks["dark"] >= 4095).any(axis=0)
+        at_max = np.asarray((stacks[name] >= 4095).any(axis=0) | (stacks["dark"] >= 4095).any(axis=0))
         r = results[f"{name} nm"]
         counts[name] = int(at_max.sum())
         assert r["metrics"]["saturated_pixels"]["value"] == counts[name] == r["data_quality"]["saturated_pixels"]
