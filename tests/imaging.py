@@ -27,3 +27,24 @@ def shift_px(reference: np.ndarray, moved: np.ndarray) -> tuple[float, float]:
     if dx > w / 2:
         dx -= w
     return float(dx), float(dy)
+
+
+def illumination_peak(params: object, width: int, height: int) -> tuple[float, float]:
+    """Where the simulator's illumination profile (``simulators.sample.illumination_profile``:
+    Gaussian x vignetting) peaks, in sensor px (pixel centres at k + 0.5): found by maximising the
+    simulator's own function at single points (Nelder-Mead), independent of the harness's fit."""
+    import math
+
+    from scipy import optimize
+
+    from simulators.sample import FieldOfView, illumination_profile
+
+    def value(p: np.ndarray) -> float:
+        fov = FieldOfView(x0_um=0.0, y0_um=0.0, pixel_um=1.0, width=1, height=1, sensor_col0=float(p[0]), sensor_row0=float(p[1]),
+                          sensor_step=(1, 1), sensor_width=width, sensor_height=height)
+        return -float(illumination_profile(params, fov)[0, 0])  # type: ignore[arg-type]
+
+    start = np.array([width / 2 + params.centre_offset_x_frac * width, height / 2 + params.centre_offset_y_frac * height])  # type: ignore[attr-defined]
+    found = optimize.minimize(value, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-12})
+    assert found.success and math.isfinite(found.fun)
+    return float(found.x[0]), float(found.x[1])

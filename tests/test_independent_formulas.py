@@ -209,8 +209,8 @@ def test_metroloj_formulas_agree_exactly_on_the_same_smoothed_image() -> None:
     pairs = {
         "uniformity_pct": "uniformity", "field_uniformity_pct": "field_uniformity",
         "centering_accuracy_pct": "centering_accuracy", "reference_zone_x_px": "x_zone",
-        "reference_zone_y_px": "y_zone", "centre_of_intensity_x_px": "x_com",
-        "centre_of_intensity_y_px": "y_com", "centre_of_intensity_offset_px": "com_distance",
+        "reference_zone_y_px": "y_zone", "centroid_x_px": "x_com",
+        "centroid_y_px": "y_com", "centroid_offset_px": "com_distance",
         **{f"ratio_{p}": f"relative_{p}" for p in ("top_left", "top_right", "bottom_left", "bottom_right", "top", "bottom", "left", "right")},
     }
     for ours, theirs in pairs.items():
@@ -333,7 +333,7 @@ def test_microscope_metrics_centre_convention_is_half_a_pixel_off() -> None:
     assert m["reference_zone_x_px"].value == pytest.approx(W / 2, abs=1e-9)
     assert m["reference_zone_y_px"].value == pytest.approx(H / 2, abs=1e-9)
     assert m["centering_accuracy_pct"].value == pytest.approx(100.0, abs=1e-9)
-    assert m["centre_of_intensity_offset_frac"].value == pytest.approx(0.0, abs=1e-9)
+    assert m["centroid_offset_frac"].value == pytest.approx(0.0, abs=1e-9)
 
 
 def test_microscope_metrics_region_centre_agrees_after_the_half_pixel_shift() -> None:
@@ -394,7 +394,7 @@ def test_flat_field_by_hand() -> None:
     assert (m["reference_zone_x_px"].value, m["reference_zone_y_px"].value) == pytest.approx((3.0, 2.0), abs=1e-12)
     assert m["cv_pct"].value == pytest.approx(100 * statistics.pstdev(img.ravel().tolist()) / statistics.fmean(img.ravel().tolist()), abs=1e-12)
     assert m["cv_pct"].value == pytest.approx(54.4331, abs=5e-5)
-    assert (m["centre_of_intensity_x_px"].value, m["centre_of_intensity_y_px"].value) == pytest.approx((3.0, 2.0), abs=1e-12)
+    assert (m["centroid_x_px"].value, m["centroid_y_px"].value) == pytest.approx((3.0, 2.0), abs=1e-12)
     assert m["ratio_top"].value == pytest.approx(0.5) and m["ratio_left"].value == pytest.approx(20 / 60)
 
 

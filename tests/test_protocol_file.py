@@ -162,6 +162,7 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     from harness.analyses.registry import METRICS
     from harness.analysis import emva1288_metrics as em
     from harness.analysis.flat_field_metrics import flat_field_metrics
+    from harness.analysis.pixel_quality import SaturationLevel, assess, quality_metrics
     from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
     from harness.analysis.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
 
@@ -186,4 +187,5 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     found.update(em.spatial_nonuniformity(lit, em.spatial_stats(frames), 0.4))
     found.update(em.defect_metrics(em.defect_pixels(em.hot_pixels(frames[0]), (20, 20), lit, em.spatial_stats(frames))))
     found["spatial_level_pct_of_saturation"] = em.Metric(50.0, "%")
+    found.update(quality_metrics(assess(SaturationLevel(4095.0, ""), np.zeros((4, 4), dtype=bool), 1, None, "")))  # every image result's
     assert {k: m.unit for k, m in found.items()} == METRICS

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.journal import read_journal
 from harness.station.station import Station
 from tests.conftest import ROOT, station_variant
+from tests.imaging import illumination_peak
 from tests.omecheck import bioformats_info, bioformats_value
 
 PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
@@ -298,6 +300,7 @@ def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> No
     from simulators.sample import illumination_profile
 
     truth, _ = flat_field_metrics(illumination_profile(world.params.uniform_slide, fov))
+    peak = illumination_peak(world.params.uniform_slide, p.width_px, p.height_px)
     results = json.loads((folder / "results.json").read_text())
     flat = [r for r in results["results"] if r["kind"] == "flat_field"]
     assert [r["subject"] for r in flat] == ["405 nm", "488 nm", "561 nm", "640 nm"]
@@ -309,9 +312,17 @@ def test_flat_field_metrics_recover_the_simulated_illumination(runs: dict) -> No
         assert m["centering_accuracy_pct"] == pytest.approx(truth["centering_accuracy_pct"].value, abs=0.05)
         assert m["reference_zone_x_px"] == pytest.approx(truth["reference_zone_x_px"].value, abs=0.5)
         assert m["reference_zone_y_px"] == pytest.approx(truth["reference_zone_y_px"].value, abs=0.5)
-        assert m["centre_of_intensity_x_px"] == pytest.approx(truth["centre_of_intensity_x_px"].value, abs=0.02)
-        assert m["centre_of_intensity_y_px"] == pytest.approx(truth["centre_of_intensity_y_px"].value, abs=0.02)
+        assert m["centroid_x_px"] == pytest.approx(truth["centroid_x_px"].value, abs=0.02)
+        assert m["centroid_y_px"] == pytest.approx(truth["centroid_y_px"].value, abs=0.02)
         assert len(r["profiles"]["centre_row"]) == p.width_px
+        # the fitted centre: the same fit on the noise-free profile within 0.5 px, and within 3 px of
+        # where the simulator's profile peaks (found from the simulator's function alone); measured 1.1 px
+        assert m["fitted_centre_x_px"] == pytest.approx(truth["fitted_centre_x_px"].value, abs=0.5)
+        assert m["fitted_centre_y_px"] == pytest.approx(truth["fitted_centre_y_px"].value, abs=0.5)
+        assert math.hypot(m["fitted_centre_x_px"] - peak[0], m["fitted_centre_y_px"] - peak[1]) < 3.0
+        assert m["saturated_pixels"] == 0 and r["data_quality"]["verdict"] == "pass"
+        # at least the simulated hot pixels are found in the dark frames (positions: tests/test_image_quality.py)
+        assert r["data_quality"]["defect_pixels"]["hot"] >= len(set(zip(camera.hot_rows.tolist(), camera.hot_cols.tolist())))
     # the profile's centre is right of and above the image centre, as configured (+8 %, -5 %)
     assert flat[0]["metrics"]["reference_zone_x_px"]["value"] > p.width_px / 2
     assert flat[0]["metrics"]["reference_zone_y_px"]["value"] < p.height_px / 2

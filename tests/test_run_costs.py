@@ -16,8 +16,9 @@ import pytest
 import tifffile
 
 import harness.records.provenance as provenance
-from harness.analysis.flat_field_metrics import flat_field_metrics, gaussian_blur
+from harness.analysis.flat_field_metrics import flat_field_metrics
 from harness.analysis.frame_stats import frame_stats
+from harness.analysis.pixel_quality import dark_defects, masked_blur, response_defects
 from harness.finishing.results import analyse_run
 from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.provenance import sha256_file
@@ -100,16 +101,25 @@ def test_flat_field_reads_each_frame_once_and_matches_the_mean_of_all_frames(fla
     stack_reads = {i: n for (name, i), n in pages.reads.items() if name == "flatfield.ome.tif"}
     assert stack_reads == {i: 1 for i in range(50)}  # 10 dark + 4 lines x 10, each decoded once
     assert json.loads(json.dumps(data["results"])) == before["results"]  # re-analysis gives what the run's own analysis gave
-    dark = frames[[i for i, r in enumerate(rows) if r["channel"] == "dark"]].mean(axis=0)
+    darks = frames[[i for i, r in enumerate(rows) if r["channel"] == "dark"]]
+    dark = darks.mean(axis=0)
+    hot = dark_defects(dark, len(darks), darks.var(axis=0, ddof=1))
     flat = [r for r in data["results"] if r["kind"] == "flat_field"]
     assert [r["subject"] for r in flat] == ["405 nm", "488 nm", "561 nm", "640 nm"]
     for r in flat:
         line = r["subject"].split()[0]
         lit = frames[[i for i, row in enumerate(rows) if row["channel"] == line]]
-        expected, profiles = flat_field_metrics(gaussian_blur(lit.mean(axis=0) - dark), blur=False)
+        # the same pixel-quality steps on all frames at once (nothing saturates in this run)
+        signal = lit.mean(axis=0) - dark
+        assert not (lit >= 4095).any() and not (darks >= 4095).any()
+        noise = float(np.sqrt(np.mean(lit.var(axis=0, ddof=1)) / len(lit) + np.mean(darks.var(axis=0, ddof=1)) / len(darks)))
+        excluded = hot.merged(response_defects(signal, noise, known=hot.mask)).mask
+        expected, profiles = flat_field_metrics(masked_blur(signal, excluded), blur=False)
         assert r["frames"] == 10 and r["dark_frames"] == 10
-        assert {k: v["value"] for k, v in r["metrics"].items()} == {k: m.value for k, m in expected.items()}
-        assert r["profiles"] == profiles
+        values = {k: v["value"] for k, v in r["metrics"].items()}
+        assert values.pop("saturated_pixels") == 0 and values.pop("defect_pixels") == int(excluded.sum()) > 0
+        assert values == pytest.approx({k: m.value for k, m in expected.items()}, rel=1e-12, abs=1e-9)
+        assert {k: pytest.approx(v, rel=1e-12, abs=1e-9) for k, v in profiles.items()} == r["profiles"]
 
 
 def test_a_dark_only_stack_has_no_pixel_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

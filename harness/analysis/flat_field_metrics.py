@@ -8,8 +8,22 @@ the edge pixel: U comes out up to ~0.6 points higher at the corners than Metrolo
 - centering accuracy = 100 - 200 d / diagonal, d = distance from the image centre to the centroid of
   the reference zone (pixels >= 90 % of Imax);
 - CV = 100 SD / mean over the whole image (population SD);
-- centre of intensity: intensity-weighted centroid, its distance from the image centre in px and in
-  fractions of the half diagonal; corner and edge-midpoint intensities as ratios to Imax.
+- three centres of the field, each as x, y (px) and its distance from the image centre (px; and
+  for the centroid and the fitted centre, in fractions of the half diagonal):
+  - ``reference_zone_*``: the centroid of the reference zone (the max zone, pixels >= 90 % of Imax);
+  - ``centroid_*``: the intensity-weighted centroid of the whole image (named
+    ``centre_of_intensity_*`` before; results.json files with the old names read under the new ones:
+    ``harness.records.run_record.RENAMED_METRICS``). A broad
+    field's centroid stays near the image centre whatever the peak does: it is not where the light is;
+  - ``fitted_centre_*``: the vertex of a 2-D Gaussian (any orientation) fitted to the smoothed image:
+    ln I = a + b x + c y + d x^2 + e xy + f y^2 by linear least squares weighted by I^2, on the image
+    binned to at most 256 px on its long side, pixels below 5 % of its maximum left out: where the
+    illumination, vignetting included, peaks (on the simulated profile, Gaussian x vignetting, within
+    about 2 px of the true peak; it is the source's Gaussian centre only without vignetting). Not
+    determined (with the reason) when the fitted surface has no maximum;
+- corner and edge-midpoint intensities as ratios to Imax.
+Defect and saturated pixels are left out before the smoothing (``pixel_quality.masked_blur``: the
+smoothed value of every pixel is the Gaussian-weighted mean of the good pixels around it).
 Input: an image with values that are not finite, smaller than 3 x 3 px, or without signal (its
 maximum or its sum not above zero: the lit frames are no brighter than the dark ones) is refused
 with ``BadInput``: the formulas above divide by Imax and by the sum.
@@ -22,22 +36,41 @@ import math
 import numpy as np
 
 from harness.analysis.input_checks import finite
+from harness.analysis.pixel_quality import BLUR_SIGMA_PX, gaussian_blur
 from harness.analysis.power_metrics import Metric
 from harness.common.errors import BadInput
 
-BLUR_SIGMA_PX = 2.0
+__all__ = ["BLUR_SIGMA_PX", "fitted_centre", "flat_field_metrics", "gaussian_blur"]
+
+FIT_FLOOR = 0.05  # pixels below this fraction of the maximum are left out of the Gaussian fit
+FIT_MAX_SIDE = 256  # the fit works on the image binned to at most this many pixels on its long side
 
 
-def gaussian_blur(image: np.ndarray, sigma: float = BLUR_SIGMA_PX) -> np.ndarray:
-    """Separable Gaussian smoothing with mirrored edges (numpy only)."""
-    radius = int(math.ceil(3 * sigma))
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-(x**2) / (2 * sigma**2))
-    kernel /= kernel.sum()
-    out = np.pad(image.astype(np.float64), radius, mode="reflect")
-    out = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="valid"), 1, out)
-    out = np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="valid"), 0, out)
-    return out
+def fitted_centre(img: np.ndarray) -> tuple[float, float] | str:
+    """(x, y) in px of the vertex of the 2-D Gaussian fitted to ``img`` (see the conventions), or why
+    there is none (a string)."""
+    h, w = img.shape
+    b = max(1, math.ceil(max(h, w) / FIT_MAX_SIDE))
+    hh, ww = h // b * b, w // b * b
+    if hh < 3 * b or ww < 3 * b:
+        return f"the image ({w} x {h} px) is too small for a 2-D fit"
+    blocks = img[:hh, :ww].reshape(hh // b, b, ww // b, b).mean(axis=(1, 3))
+    ys, xs = np.nonzero(blocks > FIT_FLOOR * float(blocks.max()))
+    if len(xs) < 6:
+        return "fewer than 6 points above 5 % of the maximum to fit"
+    values = blocks[ys, xs]
+    x = ((xs * b + b / 2) - w / 2) / w  # scaled for a well-conditioned system
+    y = ((ys * b + b / 2) - h / 2) / w
+    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    try:
+        coef = np.linalg.lstsq(design * values[:, None], np.log(values) * values, rcond=None)[0]
+        _, cx, cy, dxx, dxy, dyy = (float(v) for v in coef)
+        if not (dxx < 0 and 4 * dxx * dyy - dxy * dxy > 0):
+            return "the fitted surface has no maximum (the field does not peak like a 2-D Gaussian)"
+        vx, vy = np.linalg.solve(np.array([[2 * dxx, dxy], [dxy, 2 * dyy]]), -np.array([cx, cy]))
+    except np.linalg.LinAlgError as exc:
+        return f"the fit did not converge ({exc})"
+    return float(vx * w + w / 2), float(vy * w + h / 2)
 
 
 def _points(h: int, w: int) -> dict[str, tuple[int, int]]:
@@ -73,10 +106,12 @@ def flat_field_metrics(mean_image: np.ndarray, blur: bool = True) -> tuple[dict[
         "cv_pct": Metric(100.0 * float(np.std(img)) / float(np.mean(img)), "%"),
         "reference_zone_x_px": Metric(zx, "px"),
         "reference_zone_y_px": Metric(zy, "px"),
-        "centre_of_intensity_x_px": Metric(gx, "px"),
-        "centre_of_intensity_y_px": Metric(gy, "px"),
-        "centre_of_intensity_offset_px": Metric(math.hypot(gx - cx, gy - cy), "px"),
-        "centre_of_intensity_offset_frac": Metric(math.hypot(gx - cx, gy - cy) / (diagonal / 2), ""),
+        "reference_zone_offset_px": Metric(math.hypot(zx - cx, zy - cy), "px"),
+        "centroid_x_px": Metric(gx, "px"),
+        "centroid_y_px": Metric(gy, "px"),
+        "centroid_offset_px": Metric(math.hypot(gx - cx, gy - cy), "px"),
+        "centroid_offset_frac": Metric(math.hypot(gx - cx, gy - cy) / (diagonal / 2), ""),
+        **_fitted(img, cx, cy, diagonal),
         **{f"ratio_{name}": Metric(value / i_max, "") for name, value in points.items()},
         "max_intensity": Metric(i_max, "ADU"),
     }
@@ -90,3 +125,17 @@ def flat_field_metrics(mean_image: np.ndarray, blur: bool = True) -> tuple[dict[
         "diagonal_up": img[diag_r[::-1], diag_c].tolist(),
     }
     return metrics, profiles
+
+
+def _fitted(img: np.ndarray, cx: float, cy: float, diagonal: float) -> dict[str, Metric]:
+    found = fitted_centre(img)
+    if isinstance(found, str):
+        return {name: Metric(math.nan, unit, found) for name, unit in
+                (("fitted_centre_x_px", "px"), ("fitted_centre_y_px", "px"), ("fitted_centre_offset_px", "px"), ("fitted_centre_offset_frac", ""))}
+    fx, fy = found
+    return {
+        "fitted_centre_x_px": Metric(fx, "px"),
+        "fitted_centre_y_px": Metric(fy, "px"),
+        "fitted_centre_offset_px": Metric(math.hypot(fx - cx, fy - cy), "px"),
+        "fitted_centre_offset_frac": Metric(math.hypot(fx - cx, fy - cy) / (diagonal / 2), ""),
+    }

@@ -91,6 +91,18 @@ def repeatability_metrics(table: dict[str, Any]) -> dict[str, Metric]:
     }
 
 
+def iso230_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The frame-log rows ``iso230_metrics`` registers: recorded up/down frames of the targets that
+    have an up-approach image."""
+    ok = [r for r in rows if r["status"] == "ok" and r["tag"] in ("up", "down")]
+    with_up = {_target(r) for r in ok if r["tag"] == "up"}
+    return [r for r in ok if _target(r) in with_up]
+
+
+def _target(row: dict[str, str]) -> str:
+    return str(json.loads(row["context"] or "{}").get("target", ""))
+
+
 def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis: str = "x") -> tuple[dict[str, Metric], list[dict[str, Any]]]:
     """ISO 230-2 along one axis from images at each target and approach (``tag`` up / down).
 
@@ -102,8 +114,7 @@ def iso230_metrics(rows: list[dict[str, str]], page: Any, pixel_um: float, axis:
     by_target: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: {"up": [], "down": []})
     for row in rows:
         if row["status"] == "ok" and row["tag"] in ("up", "down"):
-            target = str(json.loads(row["context"] or "{}").get("target", ""))
-            by_target[target][row["tag"]].append(row)
+            by_target[_target(row)][row["tag"]].append(row)
     index = 0 if axis == "x" else 1
     if not any(groups["up"] for groups in by_target.values()):
         raise BadInput("ISO 230-2: no target with an up-approach image")

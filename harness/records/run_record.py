@@ -13,6 +13,8 @@ Contract:
   same way), stamp the current ``schema_version`` and replace the file atomically
   (``atomic_files.replace_json``); they raise ``OSError`` (a full disk: ``DiskFull`` handling is
   the caller's) and ``ValueError`` for data that do not fit the model.
+- Metrics renamed since a file was written (``RENAMED_METRICS``, old -> new) read under their new
+  names (in each result's ``metrics``; a result that has the new name too keeps it as it is).
 - ``as_dict()`` gives the record as the plain dict the file holds (only the fields present in the
   file or set since, in the file's order where the model does not fix one).
 
@@ -28,12 +30,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.common.atomic_files import replace_json
 from harness.records.run_folder import RunFolder
 
 SCHEMA_VERSION = 1
+RENAMED_METRICS = {
+    "centre_of_intensity_x_px": "centroid_x_px", "centre_of_intensity_y_px": "centroid_y_px",
+    "centre_of_intensity_offset_px": "centroid_offset_px", "centre_of_intensity_offset_frac": "centroid_offset_frac",
+}
+"""Metric names of results.json that were renamed (old -> new): read under the new names."""
 Number = int | float  # an int stays an int when the record is written back
 
 
@@ -203,6 +210,19 @@ class ResultsRecord(_Open):
     annotation_error: str | None = None
     report: str | None = None
     report_error: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_metrics(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+            return data
+        def renamed(result: Any) -> Any:
+            metrics = result.get("metrics") if isinstance(result, dict) else None
+            if not isinstance(metrics, dict) or not any(k in RENAMED_METRICS for k in metrics):
+                return result
+            new = {RENAMED_METRICS[k] if k in RENAMED_METRICS and RENAMED_METRICS[k] not in metrics else k: v for k, v in metrics.items()}
+            return {**result, "metrics": new}
+        return {**data, "results": [renamed(r) for r in data["results"]]}
 
     def as_dict(self) -> dict[str, Any]:
         return _as_dict(self)

@@ -1,7 +1,16 @@
 """The flat-field analysis (``harness.analyses.flat_field``): an OME-TIFF stack whose plan has a
 ``dark`` channel. One result per lit channel: the dark-subtracted mean image, smoothed, measured by
 ``harness.analysis.flat_field_metrics``; its correction image is written next to it
-(``<stack>_<channel>_flatfield_correction.ome.tif``). The report shows the heat map and profiles.
+(``<stack>_<channel>_flatfield_correction.ome.tif``). The report shows the heat map and profiles,
+and a line on the data quality.
+
+Pixel quality (``harness.analysis.pixel_quality``): the saturation level comes from the stack's OME
+Pixels SignificantBits (else its pixel type); saturated pixels are counted in the channel's frames
+and the dark frames; hot and noisy pixels are found in the dark frames, dead or stuck ones in the
+channel's dark-subtracted mean. Defect and saturated pixels are excluded: the smoothed image (the
+metrics and the correction image) takes the Gaussian-weighted mean of the good pixels around each
+pixel (``masked_blur``), so a hot pixel leaves no dip. A channel whose signal itself is saturated is
+at least ``warn`` (the metrics rest on clipped data).
 
 A stack with no dark frames is one ``fail`` result ("no dark frames"); a channel whose lit frames are
 not brighter than the dark ones (``BadInput``) fails that channel only.
@@ -21,15 +30,28 @@ from harness.analyses.flat_field import SPEC
 from harness.analyses.flat_field import figures as plots
 from harness.analysis import flat_field_metrics as flat_field_metrics_module
 from harness.analysis.contract import AnalysisSpec, Result
-from harness.analysis.flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics, gaussian_blur
+from harness.analysis.flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics
 from harness.analysis.frame_stats import FrameStats, frame_stats
 from harness.analysis.judging import failed_result, judged
+from harness.analysis.pixel_quality import (
+    CONVENTION,
+    DefectMap,
+    SaturationLevel,
+    apply_quality,
+    assess,
+    dark_defects,
+    masked_blur,
+    quality_line,
+    quality_metrics,
+    response_defects,
+    saturation_level,
+)
 from harness.common.errors import BadInput
 from harness.common.safe_paths import inside
 from harness.protocol.protocol_file import Limit
 from harness.records.run_folder import RunFolder
 from harness.records.run_folder import correction_name as correction_file_name
-from harness.report.html_parts import figure
+from harness.report.html_parts import e, figure
 
 SIGNAL_TO_NOISE_MIN = 5.0
 
@@ -57,14 +79,16 @@ def analyse_flat_field(folder: Path, stack: str, limits: Mapping[str, Limit]) ->
         lit = [c for c, name in enumerate(names) if name != "dark" and c in pages_of]
         if not lit:
             return []
+        level = saturation_level(px.significant_bits, cast(tifffile.TiffPage, tif.pages[0]).dtype)
 
-        def stats_of(c: int) -> FrameStats:
-            return frame_stats(_page(tif, i) for i in pages_of[c])
+        def stats_of(c: int, keep_variance: bool = False) -> FrameStats:
+            return frame_stats((_page(tif, i) for i in pages_of[c]), level.adu, keep_variance)
 
-        dark = stats_of(names.index("dark"))
+        dark = stats_of(names.index("dark"), keep_variance=True)
+        hot = dark_defects(dark.mean, dark.count, dark.variance)
         out = []
         for c in lit:
-            out.append(_flat_field_channel(folder, stack, ome, str(names[c]), stats_of(c), dark, limits))
+            out.append(_flat_field_channel(folder, stack, ome, str(names[c]), stats_of(c), dark, limits, level, hot))
     return out
 
 
@@ -73,20 +97,26 @@ def _page(tif: tifffile.TiffFile, index: int) -> np.ndarray:
 
 
 def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: FrameStats, dark: FrameStats,
-                        limits: Mapping[str, Limit]) -> Result:
+                        limits: Mapping[str, Limit], level: SaturationLevel, dark_defect_map: DefectMap) -> Result:
     mean = frames.mean - dark.mean
+    saturated = _mask(frames.saturated, mean.shape) | _mask(dark.saturated, mean.shape)
     try:
         _check_signal(f"flat field {name} nm", mean, frames, dark)
-        smoothed = gaussian_blur(mean)
+        noise = math.sqrt(frames.variance_of_mean + dark.variance_of_mean)
+        defects = dark_defect_map.merged(response_defects(mean, noise, known=dark_defect_map.mask | saturated))
+        excluded = defects.mask | saturated
+        smoothed = masked_blur(mean, excluded)
         metrics, profiles = flat_field_metrics(smoothed, blur=False)
     except BadInput as exc:  # this channel only; the others are still analysed
         return failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": f"{name} nm", "lines_on": [name]}
-    entries, verdict = judged(metrics, limits)
+    quality = assess(level, saturated, frames.count + dark.count, defects, EXCLUDED, excluded)
+    entries, verdict = judged(metrics | quality_metrics(quality), limits)
     entry: Result = {
         "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
         "frames": frames.count, "dark_frames": dark.count,
         "metrics": entries, "profiles": profiles, "verdict": verdict,
     }
+    apply_quality(entry, quality)
     try:
         correction_name = correction_file_name(stack, name)
         from harness.analyses.flat_field.correction import (  # the OME model costs about a second of start-up: loaded only where an image stack is handled
@@ -97,11 +127,21 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
         write_correction(inside(folder, correction_name), correction_image(smoothed), ome, name, {
             "Frames": frames.count, "DarkFrames": dark.count,
             "GaussianBlurSigmaPx": BLUR_SIGMA_PX, "DarkSubtracted": "mean of the dark channel",
+            "ExcludedPixels": quality.excluded, "SaturatedPixels": quality.saturated, "DefectPixels": quality.defect_pixels,
+            "ExcludedPixelsFilledBy": "Gaussian-weighted mean of the good pixels around them (normalised convolution)",
         })
         entry["correction_image"] = correction_name
     except ValueError as exc:
         entry["note"] = f"no correction image: {exc}"
     return entry
+
+
+EXCLUDED = ("defect and saturated pixels excluded: the smoothed image, its metrics and the correction image take "
+            "the Gaussian-weighted mean of the good pixels around them")
+
+
+def _mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return mask if mask is not None else np.zeros(shape, dtype=bool)
 
 
 def _check_signal(what: str, signal: np.ndarray, lit: FrameStats, dark: FrameStats) -> None:
@@ -122,7 +162,7 @@ def _check_signal(what: str, signal: np.ndarray, lit: FrameStats, dark: FrameSta
 
 class FlatFieldAnalysis:
     spec: AnalysisSpec = SPEC
-    conventions = (flat_field_metrics_module.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
+    conventions = (flat_field_metrics_module.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ") + "\n" + CONVENTION
 
     def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
         return entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", [])
@@ -140,7 +180,8 @@ class FlatFieldAnalysis:
                       "contours every 10 % of the maximum")
 
     def section(self, result: Result) -> list[str]:
-        return []
+        line = quality_line(result)
+        return [f"<p class=muted>{e(result['subject'])}: {e(line)}</p>"] if line else []
 
 
 ANALYSIS = FlatFieldAnalysis()
