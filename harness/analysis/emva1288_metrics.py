@@ -331,6 +331,7 @@ class Defects:
     noisy: np.ndarray | None
     reasons: dict[str, str]
     pixels: int
+    shape: tuple[int, int] = (0, 0)
 
 
 def hot_pixels(longest_dark: np.ndarray | None) -> tuple[np.ndarray | None, str]:
@@ -369,7 +370,7 @@ def defect_pixels(hot_found: tuple[np.ndarray | None, str], shape: tuple[int, in
         noisy = np.argwhere(is_noisy)
     else:
         reasons["noisy"] = f"needs at least {NOISY_MIN_FRAMES} dark frames at one exposure"
-    return Defects(hot, dead, noisy, reasons, int(shape[0] * shape[1]))
+    return Defects(hot, dead, noisy, reasons, int(shape[0] * shape[1]), shape)
 
 
 def _clipped_sd(x: np.ndarray, clip: float = 4.0, rounds: int = 5) -> float:

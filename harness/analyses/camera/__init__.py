@@ -17,7 +17,7 @@ SPEC = AnalysisSpec(
         "dark_current_adu_per_s": "ADU/s", "dark_current_e_per_s": "e-/s",
         "dsnu_adu": "ADU", "dsnu_e": "e-", "prnu_pct": "%", "prnu_plain_pct": "%",
         "hot_pixels": "", "dead_pixels": "", "noisy_pixels": "", "defect_pixels_per_million": "",
-        "ptc_levels": "", "spatial_level_pct_of_saturation": "%",
+        "ptc_levels": "", "spatial_level_pct_of_saturation": "%", "saturated_pixels": "", "defect_pixels": "",
     },
     nbo_names={
         ("camera", "conversion_gain_e_per_adu"): "DetectorCalibration.ElectronicConversionFactor",

@@ -7,8 +7,8 @@ dark pairs for the dark current, whose means leave out the hot pixels (found in 
 pair). Pages are read one at a time, two per pair; the spatial stacks go into running sums. One result, subject
 ``camera``: the judged metrics, the photon-transfer series and its fit ranges, histograms of the dark
 and of the high-pass lit non-uniformity, the defect pixels (at most ``MAX_LISTED`` of each kind
-listed), and a data-quality block (the spatial level's place between dark and saturation, pixels at
-the top of the range in the spatial lit frames).
+listed), and its data quality (``harness.analysis.pixel_quality`` on the spatial lit frames, plus the
+spatial level's place between dark and saturation).
 
 Raises ``BadInput`` when the stack has no ``ptc`` pairs of both kinds, or the formulas refuse the data
 (``harness.analysis.emva1288_metrics``)."""
@@ -30,12 +30,24 @@ from harness.analysis import emva1288_metrics as emva
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.emva1288_metrics import PairStats, SpatialStats
 from harness.analysis.judging import judged
+from harness.analysis.pixel_quality import (
+    CONVENTION,
+    DefectMap,
+    PixelQuality,
+    SaturationLevel,
+    apply_quality,
+    assess,
+    quality_line,
+    quality_metrics,
+    saturation_level,
+)
 from harness.analysis.power_metrics import Metric
+from harness.analysis.verdicts import ORDER
 from harness.common.errors import BadInput
 from harness.protocol.protocol_file import Limit
 from harness.records.run_folder import RunFolder, frame_log_name
 from harness.records.series_writer import read_series
-from harness.report.html_parts import e, figure, num
+from harness.report.html_parts import e, figure
 
 MAX_LISTED = 500
 HISTOGRAM_BINS = 80
@@ -46,14 +58,11 @@ def _page(tif: tifffile.TiffFile, index: int) -> np.ndarray:
     return cast(tifffile.TiffPage, tif.pages[index]).asarray()
 
 
-def _bit_depth(tif: tifffile.TiffFile) -> int:
+def _saturation(tif: tifffile.TiffFile) -> SaturationLevel:
     root = etree.fromstring((tif.ome_metadata or "").encode("utf-8"))
     pixels = next(root.iter("{*}Pixels"), None)
     bits = pixels.get("SignificantBits") if pixels is not None else None
-    if bits:
-        return int(bits)
-    dtype = cast(tifffile.TiffPage, tif.pages[0]).dtype
-    return 8 * (dtype.itemsize if dtype is not None else 2)
+    return saturation_level(int(bits) if bits else None, cast(tifffile.TiffPage, tif.pages[0]).dtype)
 
 
 def _groups(rows: list[dict[str, str]], tag: str) -> dict[tuple[str, float], list[int]]:
@@ -73,7 +82,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         raise BadInput(f"{stack}: the camera analysis needs 'ptc' pairs of lit and of dark frames at the same exposure times")
     lit = lit_channels[0]
     with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
-        bit_depth = _bit_depth(tif)
+        saturation = _saturation(tif)
 
         all_dark_groups = {**{k: v for k, v in ptc_groups.items() if k[0] == "dark"}, **_groups(rows, "dark_current")}
         longest = max((k for k, v in all_dark_groups.items() if k[0] == "dark" and len(v) >= 2), key=lambda k: k[1], default=None)
@@ -93,8 +102,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         spatial = _groups(rows, "spatial")
         lit_spatial = _spatial(tif, spatial, lit)
         dark_spatial = _spatial(tif, spatial, "dark")
-        top_value = 2**bit_depth - 1
-        saturated_spatial = _count_at(tif, spatial, lit, top_value)
+        saturated = _saturated(tif, spatial, lit, saturation)
 
     ptc = emva.series(bright, dark)
     metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
@@ -103,7 +111,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
     spatial_source = "spatial frames"
     if lit_spatial is None or dark_spatial is None:
         lit_spatial, dark_spatial, spatial_source = _spatial_from_pairs(ptc, ptc_groups, lit, folder, stack)
-    quality: dict[str, Any] = {"saturated_pixels_in_spatial_frames": saturated_spatial, "top_value_adu": top_value, "notes": []}
+    notes: list[str] = []
     if lit_spatial is not None and dark_spatial is not None:
         metrics.update(emva.spatial_nonuniformity(lit_spatial, dark_spatial, gain))
         level = lit_spatial.mean - dark_spatial.mean
@@ -111,7 +119,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
             pct = 100 * level / float(ptc.signal[ptc.saturation])
             metrics["spatial_level_pct_of_saturation"] = Metric(pct, "%")
             if not GOOD_SPATIAL_LEVEL[0] <= pct <= GOOD_SPATIAL_LEVEL[1]:
-                quality["notes"].append(f"the spatial frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %); "
+                notes.append(f"the spatial frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %); "
                                         "DSNU/PRNU are less certain")
         else:
             metrics["spatial_level_pct_of_saturation"] = Metric(math.nan, "%", reason="saturation not reached")
@@ -119,21 +127,16 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         why = "no spatial frames (and no photon-transfer pair to stand in)"
         for name in ("dsnu_adu", "dsnu_e", "prnu_pct", "prnu_plain_pct"):
             metrics[name] = Metric(math.nan, SPEC.metrics[name], reason=why)
-    if saturated_spatial:
-        quality["notes"].append(f"{saturated_spatial} pixel values at the top of the range ({top_value} ADU) in the spatial lit frames: "
-                                "PRNU counts them as they are (clipped)")
     shape = longest_dark.shape if longest_dark is not None else (lit_spatial.mean_image.shape if lit_spatial else (0, 0))
     defects = emva.defect_pixels(hot_found, (int(shape[0]), int(shape[1])), lit_spatial, dark_spatial)
     metrics.update(emva.defect_metrics(defects))
-    quality["verdict"] = "warn" if quality["notes"] else "pass"
+    quality = _quality(saturation, saturated, defects, lit_spatial)
+    metrics.update(quality_metrics(quality))
 
     entries, verdict = judged(metrics, limits)
-    if quality["verdict"] == "warn" and verdict == "pass":
-        verdict = "warn"
-    return [{
+    result: Result = {
         "series": f"{stack}.ome.tif", "kind": "camera", "subject": "camera", "lines_on": [lit],
-        "metrics": entries, "verdict": verdict, "data_quality": quality,
-        "bit_depth": bit_depth, "spatial_source": spatial_source,
+        "metrics": entries, "verdict": verdict, "spatial_source": spatial_source,
         "ptc": {
             "exposure_s": ptc.exposure_s.tolist(), "signal_adu": ptc.signal.tolist(), "variance_adu2": ptc.variance.tolist(),
             "dark_mean_adu": ptc.dark_mean.tolist(), "dark_variance_adu2": ptc.dark_variance.tolist(),
@@ -152,7 +155,37 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
                for found in [getattr(defects, kind)]},
             "not_determined": defects.reasons,
         },
-    }]
+    }
+    apply_quality(result, quality)
+    if notes:  # the spatial level: a caveat of this measurement, stated with the pixel quality
+        dq = result["data_quality"]
+        dq["reasons"] = list(dq["reasons"]) + notes
+        dq["verdict"] = "warn"
+        dq["summary"] = f"{dq['summary']}; " + "; ".join(notes)
+        if ORDER[result["verdict"]] < ORDER["warn"]:
+            result["verdict"] = "warn"
+        result["note"] = (f"{result['note']}; " if result.get("note") else "") + "; ".join(notes)
+    return [result]
+
+
+def _quality(saturation: SaturationLevel, saturated: np.ndarray | None, defects: emva.Defects,
+             lit: SpatialStats | None) -> PixelQuality:
+    """The pixel quality of the spatial lit frames (what DSNU/PRNU rest on): saturated pixels and the
+    EMVA defect pixels, which stay in the statistics as EMVA 1288 defines them (counted on their own);
+    the photon-transfer levels past saturation are part of the measurement, not a flaw of it."""
+    shape = (defects.shape if defects.shape else (lit.mean_image.shape if lit is not None else (0, 0)))
+    masks = {}
+    for kind in ("hot", "dead", "noisy"):
+        found = getattr(defects, kind)
+        if found is not None:
+            m = np.zeros(shape, dtype=bool)
+            m[found[:, 0], found[:, 1]] = True
+            masks[kind] = m
+    defect_map = DefectMap(masks, ("EMVA 1288 defect pixels of this analysis (hot, dead, noisy; rules in its conventions)",),
+                           tuple(f"{k}: {v}" for k, v in defects.reasons.items()))
+    frames = lit.frames if lit is not None else 0
+    return assess(saturation, saturated if saturated is not None else np.zeros(shape, dtype=bool), frames, defect_map,
+                  "defect and saturated pixels stay in DSNU and PRNU, as EMVA 1288 defines them; the defects are counted on their own")
 
 
 def _finite(v: float) -> float | None:
@@ -182,8 +215,15 @@ def _spatial_from_pairs(ptc: emva.PhotonTransfer, groups: dict[tuple[str, float]
                 f"the photon-transfer pair at {t * 1000:g} ms (no spatial frames)")
 
 
-def _count_at(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]], channel: str, value: int) -> int:
-    return sum(int(np.count_nonzero(_page(tif, p) >= value)) for (c, _), v in groups.items() if c == channel for p in v)
+def _saturated(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]], channel: str, level: SaturationLevel) -> np.ndarray | None:
+    """Pixels at the saturation level in any of the channel's spatial frames (None: no such frame)."""
+    out = None
+    for (c, _), pages in groups.items():
+        if c == channel:
+            for p in pages:
+                hit = _page(tif, p) >= level.adu
+                out = hit if out is None else out | hit
+    return out
 
 
 def _histograms(lit: SpatialStats | None, dark: SpatialStats | None) -> dict[str, Any]:
@@ -207,7 +247,7 @@ def has_ptc_frames(frames_csv: Path) -> bool:
 
 class CameraAnalysis:
     spec: AnalysisSpec = SPEC
-    conventions = (emva.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ")
+    conventions = (emva.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ") + " " + CONVENTION
 
     def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
         return entry.get("kind") == "ome_tiff" and has_ptc_frames(folder / frame_log_name(entry["stack"]))
@@ -228,10 +268,7 @@ class CameraAnalysis:
         return "".join(parts)
 
     def section(self, result: Result) -> list[str]:
-        q = result.get("data_quality") or {}
-        notes = "".join(f"<li>{e(n)}</li>" for n in q.get("notes", []))
-        return [f"<p>Data quality: {e(q.get('verdict', 'not stated'))}; spatial statistics from {e(result.get('spatial_source', ''))}; "
-                f"bit depth {num(result.get('bit_depth'))}.</p>" + (f"<ul>{notes}</ul>" if notes else "")]
+        return [f"<p>{e(quality_line(result))}; spatial statistics from {e(result.get('spatial_source', ''))}.</p>"]
 
 
 ANALYSIS = CameraAnalysis()
