@@ -309,3 +309,37 @@ def test_the_two_frames_of_a_level_are_taken_back_to_back(default_run: Run) -> N
     for (channel, exposure), (a, b) in pairs.items():
         gap = float(b["time_s"]) - float(a["time_s"])
         assert float(exposure) <= gap <= float(exposure) + camera.p.readout_s + 0.05, (channel, exposure, gap)
+
+
+def _variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = PROTOCOL.read_text()
+    assert old in text
+    path = tmp_path / "camera-characterization.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_lit_spatial_frames_without_dark_ones_at_their_exposure_are_not_mixed(tmp_path: Path) -> None:
+    """Dark spatial frames at another exposure than the lit ones: the photon-transfer pair nearest 50 %
+    of saturation stands in (said so), never dark frames of another exposure."""
+    protocol = _variant(tmp_path, "  - acquire: {stack: camera, frames: 16, exposure: 160 ms, dark: true",
+                        "  - acquire: {stack: camera, frames: 16, exposure: 100 ms, dark: true")
+    run = _run(station_variant(tmp_path, {}), tmp_path / "runs", protocol)
+    r = run.result
+    assert "photon-transfer pair" in r["spatial_source"] and "no dark spatial frames at 160 ms" in r["note"]
+    truth = emva_truth.direct_truth(run.camera, emva_truth.region(run.camera, run.folder), SPATIAL_EXPOSURE_S)
+    assert value(r, "prnu_pct") == pytest.approx(truth["prnu_pct"], rel=0.15)  # L = 2: less certain
+
+
+def test_a_stack_of_frames_of_different_sizes_is_refused_before_the_run(tmp_path: Path) -> None:
+    """An acquire with another ROI into the same stack: preflight refuses the protocol, naming the line
+    (before, the run failed with an internal error when the first smaller frame came)."""
+    from harness.common.errors import UserError
+
+    protocol = _variant(tmp_path, "exposure: $exposure, dark: true, centre_roi: [512, 512], tag: dark_current",
+                        "exposure: $exposure, dark: true, centre_roi: [256, 256], tag: dark_current")
+    with Station.load(station_variant(tmp_path, {})) as station:
+        with pytest.raises(UserError, match=r"camera-characterization.yaml:\d+: protocol: acquire: stack camera: 256x256 frames, "
+                                            r"but its frames from line \d+ are 512x512"):
+            Runner(station, protocol, runs_dir=tmp_path / "runs", quiet=True).run()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

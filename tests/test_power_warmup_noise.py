@@ -270,3 +270,25 @@ def test_warmup_on_synthetic_series() -> None:
     m, _ = power_series_analysis(t[:10], noisy[:10], 0.0)
     assert math.isnan(m["warmup_time_s"].value) and "needs at least 20 points" in m["warmup_time_s"].reason
     assert math.isnan(m["mode_hops"].value) and m["mode_hops"].reason
+
+
+@pytest.mark.parametrize("resolution_w, rin", [(1e-7, 5e-5), (1e-6, 3e-4), (1e-7, 3e-4)])
+def test_readings_rounded_by_the_meter_give_neither_zero_noise_nor_fake_hops(resolution_w: float, rin: float) -> None:
+    """A quiet laser read by a meter with few digits: most successive differences are exactly 0, so the
+    MAD alone would be 0 and every display digit a 'hop'. The noise is then at least the rounding noise
+    (quantum / sqrt(12)) and within a factor 2 of the truth, and no step is found."""
+    rng = np.random.default_rng(3)
+    power = 1e-3 * (1 + rin * rng.standard_normal(600))
+    rounded = np.round(power / resolution_w) * resolution_w
+    metrics, _ = power_series_analysis(np.arange(600.0), rounded)
+    rounding = resolution_w / 1e-3 / np.sqrt(12)  # relative SD of the rounding of one reading
+    noise = metrics["noise_pct"].value
+    assert 0.5 * 100 * max(rin, rounding) <= noise <= 2 * 100 * np.hypot(rin, rounding), noise
+    assert metrics["mode_hops"].value == 0
+
+
+def test_readings_that_never_change_say_the_noise_is_below_the_resolution() -> None:
+    power = np.full(300, 1.0e-3)
+    metrics, _ = power_series_analysis(np.arange(300.0), power)
+    assert np.isnan(metrics["noise_pct"].value) and "below the meter's resolution" in metrics["noise_pct"].reason
+    assert metrics["mode_hops"].value == 0

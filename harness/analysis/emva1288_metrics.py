@@ -13,7 +13,8 @@ temporal variance s2_y = var(A - B) / 2 (population variance over the pixels, wh
 fixed pattern and a light change between the two frames). The light level is set by the exposure
 time at constant irradiance, so the exposure time stands for the photon count mu_p (proportional to
 it); quantum efficiency is therefore not given, and nothing below depends on the unknown factor.
-Saturation: the level of largest temporal variance (the reference implementation scans down from the
+Saturation: the level of largest dark-subtracted temporal variance (the reference implementation uses
+the lit variance, and scans down from the
 brightest level and stops at the first two levels in a row below the largest so far, which in a long
 fully clipped tail stops at a float-noise step of the tail); the series shows saturation only when the
 brightest level's variance is below 80 % of that peak (else saturation metrics are not determined). System gain K (ADU/e-): slope
@@ -39,9 +40,10 @@ dark-subtracted mean image less its 5 x 5 box mean (the filter EMVA 1288 uses fo
 histograms; 2-pixel border dropped), whose variance is divided by 0.96 (what that filter leaves of a
 white pattern) before the temporal part is removed. Defect pixels, on the frames at hand: hot = the
 mean of the longest dark pair above the median by more than z SDs (SD after 4-SD clipping; z such that
-a normal frame of that many pixels has one by chance with probability 1e-3: about 5.6 for 512 x 512;
+a normal frame of that many pixels has one by chance with probability 1e-3: about 5.8 for 512 x 512, 6.2 for 2048 x 2048;
 more than 1 % of the pixels: a pattern, not determined); dead = a
-dark-subtracted lit response below 50 % of its 5 x 5 neighbourhood's mean; noisy = a temporal SD over
+dark-subtracted lit response below 50 % of its 5 x 5 neighbourhood's mean, where that mean is above 20 x
+the noise of the pixel (needs half the pixels so lit; a clipped hot pixel is counted as hot only); noisy = a temporal SD over
 the dark spatial frames more than 3 x the median (needs at least 8 frames; a hot pixel is counted as hot
 only).
 """
@@ -55,7 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, special
 
-from harness.analysis.power_metrics import Metric
+from harness.analysis.metric import Metric
 from harness.common.errors import BadInput
 
 QUANTISATION_VARIANCE = 1.0 / 12.0
@@ -69,6 +71,7 @@ HOT_MAX_FRACTION = 0.01  # more than this: the dark image has a pattern, not hot
 DEAD_FRACTION = 0.5
 NOISY_SD_FACTOR = 3.0
 NOISY_MIN_FRAMES = 8
+DEAD_MIN_SNR = 20.0  # dead pixels are looked for where the lit neighbourhood is this many noise SDs above dark
 SIGNAL_TO_NOISE_MIN = 5.0
 SATURATION_DROP = 0.8  # saturation is seen when the brightest level's variance is below this fraction of the peak's
 
@@ -147,7 +150,7 @@ class PhotonTransfer:
 
 
 def series(bright: list[PairStats], dark: list[PairStats]) -> PhotonTransfer:
-    """The lit pairs matched with the dark pairs of the same exposure (1 ppm); ``BadInput`` when one
+    """The lit pairs matched with the dark pairs of the same exposure (to 1 ns); ``BadInput`` when one
     has none or there are fewer than 3 levels."""
     darks = {round(d.exposure_s, 9): d for d in dark}
     missing = sorted({b.exposure_s for b in bright if round(b.exposure_s, 9) not in darks})
@@ -246,8 +249,8 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
         out["dark_current_e_per_s"] = Metric(math.nan, "e-/s", reason=why)
 
     if not ptc.saturated:
-        why = (f"the series did not reach saturation: the temporal variance is still rising at the brightest level "
-               f"({t[-1] * 1000:g} ms, {signal[-1]:.0f} ADU above dark): extend the exposures or raise the light")
+        why = (f"the series did not reach saturation: the temporal variance does not fall by {100 * (1 - SATURATION_DROP):.0f} % after its "
+               f"largest value by the brightest level ({t[-1] * 1000:g} ms, {signal[-1]:.0f} ADU above dark): extend the exposures or raise the light")
         for name, unit in NEEDS_SATURATION.items():
             out[name] = Metric(math.nan, unit, reason=why)
     else:
@@ -255,8 +258,10 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
         out["saturation_capacity_e"] = Metric(e_sat, "e-")
         out["snr_max"] = Metric(math.sqrt(e_sat), "")
         out["snr_max_db"] = Metric(20 * math.log10(math.sqrt(e_sat)), "dB")
-        dr = e_sat / (sigma_y_dark / k + 0.5)
-        out["dynamic_range_db"] = Metric(20 * math.log10(dr), "dB")
+        if dark_noise.reason:
+            out["dynamic_range_db"] = Metric(math.nan, "dB", reason=f"no temporal dark noise: {dark_noise.reason}")
+        else:
+            out["dynamic_range_db"] = Metric(20 * math.log10(e_sat / (sigma_y_dark / k + 0.5)), "dB")
         out.update(_linearity(ptc))
     return out
 
@@ -356,10 +361,16 @@ def defect_pixels(hot_found: tuple[np.ndarray | None, str], shape: tuple[int, in
     if lit is not None and dark is not None:
         response = lit.mean_image - dark.mean_image
         local = ndimage.uniform_filter(response, HIGH_PASS_SIZE, mode="nearest")
-        if float(np.median(local)) > 0:
-            dead = np.argwhere(response < DEAD_FRACTION * local)
+        noise = math.sqrt(float(lit.temporal_variance.mean()) / lit.frames + float(dark.temporal_variance.mean()) / dark.frames)
+        lit_enough = local > DEAD_MIN_SNR * max(noise, math.sqrt(QUANTISATION_VARIANCE))
+        if lit_enough.mean() >= 0.5:
+            is_dead = (response < DEAD_FRACTION * local) & lit_enough
+            if hot is not None and len(hot):  # a hot pixel clipped in the lit frames reads as dead: it is counted as hot
+                is_dead[hot[:, 0], hot[:, 1]] = False
+            dead = np.argwhere(is_dead)
         else:
-            reasons["dead"] = "no signal in the lit frames"
+            reasons["dead"] = (f"the lit frames are too dim to tell: the neighbourhood mean is above {DEAD_MIN_SNR:g} x the pixel noise "
+                               f"({noise:.3g} ADU) on {100 * float(lit_enough.mean()):.0f} % of the pixels (needs half)")
     else:
         reasons["dead"] = "no lit and dark spatial frames"
     if dark is not None and dark.frames >= NOISY_MIN_FRAMES:
@@ -386,7 +397,7 @@ def _clipped_sd(x: np.ndarray, clip: float = 4.0, rounds: int = 5) -> float:
 
 def _outlier_z(n: int) -> float:
     """How many SDs above the median a pixel must be so that, over ``n`` normal pixels, one stands out
-    by chance with probability ``OUTLIER_FAMILY_P`` (Bonferroni): about 5.6 for 512 x 512 pixels."""
+    by chance with probability ``OUTLIER_FAMILY_P`` (Bonferroni): about 5.8 for 512 x 512 pixels."""
     return float(special.ndtri(1 - OUTLIER_FAMILY_P / max(n, 1)))
 
 

@@ -36,8 +36,8 @@ import math
 import numpy as np
 
 from harness.analysis.input_checks import finite
+from harness.analysis.metric import Metric
 from harness.analysis.pixel_quality import BLUR_SIGMA_PX, gaussian_blur
-from harness.analysis.power_metrics import Metric
 from harness.common.errors import BadInput
 
 __all__ = ["BLUR_SIGMA_PX", "fitted_centre", "flat_field_metrics", "gaussian_blur"]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.analysis.contract import Result
-from harness.analysis.power_metrics import Metric
+from harness.analysis.metric import Metric
 from harness.analysis.verdicts import judge, overall
 from harness.protocol.protocol_file import Limit
 

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from harness.analysis.power_metrics import Metric
+from harness.analysis.metric import Metric
 from harness.analysis.verdicts import ORDER
 
 HOT_SIGMAS = 8.0  # a hot pixel or spike: this many robust SDs above the median

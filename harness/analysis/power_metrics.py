@@ -8,7 +8,9 @@ Conventions (stated so results can be compared with other tools):
   fitted model below (the readings themselves when there are too few for it), MAD the median absolute
   deviation from the median difference: the SD of one reading about the slow course of the power,
   robust to the few large differences of mode hops and spikes and blind to drift and warm-up
-  (1.4826 MAD is the SD of normal values; sqrt(2): a difference of two independent readings);
+  (1.4826 MAD is the SD of normal values; sqrt(2): a difference of two independent readings); at
+  least the readings' rounding noise q / sqrt(12), q the smallest recurring change between successive
+  readings (a quiet laser on a meter with few digits reads its resolution, not 0);
 - the model behind the next two (``harness.analysis.power_series_model``): P = steady level + linear
   drift + a step at each detected hop + b exp(-(t - t_first) / tau), fitted by least squares (tau by a
   1-D search); the drift and the settling term are each kept only when the data ask for them
@@ -45,29 +47,13 @@ computed and says why (``Metric.reason``): it is then ``not judged``, never a cr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from harness.analysis.input_checks import enough, finite, line_fit, positive
-from harness.analysis.power_series_model import MAD_TO_SD, InsideBand, NoSettling, SeriesModel, Step, fit_series, settling_crossing
+from harness.analysis.metric import Metric, computed
+from harness.analysis.power_series_model import MAD_TO_SD, InsideBand, NoSettling, SeriesModel, Step, fit_series, reading_quantum, settling_crossing
 from harness.common.errors import BadInput
-
-
-@dataclass(frozen=True)
-class Metric:
-    value: float
-    unit: str
-    reason: str = ""  # why it was not computed (value NaN): the metric is not judged
-
-
-def computed(unit: str, formula: Callable[[], float]) -> Metric:
-    """The formula's value, or a metric that says why its input does not allow it."""
-    try:
-        return Metric(float(formula()), unit)
-    except BadInput as exc:
-        return Metric(math.nan, unit, str(exc))
 
 
 def stability_pct(power: np.ndarray) -> float:
@@ -90,8 +76,11 @@ def noise_pct(power: np.ndarray, smooth: np.ndarray | None = None) -> float:
     """Short-term noise (see the conventions); ``smooth``: the fitted model, removed first."""
     enough("short-term noise", len(power), 3)
     level = positive("short-term noise: the median power", float(np.median(power)))
+    if len(np.unique(power)) == 1:
+        raise BadInput(f"all {len(power)} readings are the same ({float(power[0]):.6g} W): the noise is below the meter's resolution")
     d = np.diff(power if smooth is None else power - smooth)
-    return 100.0 * MAD_TO_SD * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0) / level
+    spread = MAD_TO_SD * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
+    return 100.0 * max(spread, reading_quantum(power) / math.sqrt(12.0)) / level
 
 
 WARMUP_BAND_PCT = 0.5  # the settling term inside +-0.5 % of the steady level

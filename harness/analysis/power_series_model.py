@@ -16,7 +16,9 @@ parameters >= ``SETTLING_MIN_F``). The uncertainty of the settling quantities co
 Jacobian of all parameters (``cov = s^2 (J^T J)^-1``, delta method).
 
 Steps: successive differences, centred on their median, larger than ``STEP_THRESHOLD`` robust SDs
-of them (1.4826 MAD, floored at ``NOISE_FLOOR`` of the level so a noise-free series has a scale);
+of them (1.4826 MAD, floored at ``NOISE_FLOOR`` of the level so a noise-free series has a scale, and at the
+rounding noise of the readings: quantum x sqrt(2/12), the quantum being the smallest change between
+successive readings that recurs: at least 3 times and in 1 % of the changes);
 consecutive large differences are one step (a reading taken while the power hopped is left out of
 the fit); large differences that add up to less than the threshold are a spike (readings off and
 back), not a step, and its readings are left out of the fit. Found first in the readings (the large
@@ -44,6 +46,7 @@ from harness.common.errors import BadInput
 
 MAD_TO_SD = 1.4826  # the MAD of normally distributed values times this is their SD
 STEP_THRESHOLD = 6.0  # robust SDs of the successive residual differences
+QUANTUM_MIN_SHARE = 0.01  # a change recurring in at least this share of the changes can be the reading quantum
 NOISE_FLOOR = 1e-6  # relative to the level: the smallest robust SD used (a noise-free series)
 MIN_READINGS = 20  # for the model fit
 SETTLING_MIN_F = 25.0  # F statistic (2 extra parameters) for the settling term to be kept
@@ -127,14 +130,37 @@ def _robust_sd(values: np.ndarray) -> float:
     return MAD_TO_SD * float(np.median(np.abs(values - np.median(values))))
 
 
-def _step_groups(residual: np.ndarray) -> tuple[list[tuple[int, int]], list[int]]:
+def reading_quantum(values: np.ndarray) -> float:
+    """The reading quantum (a meter's display resolution): the smallest change from one reading to the
+    next that recurs (at least ``QUANTUM_MIN_SHARE`` of the changes, and 3 times); 0 when none does
+    (readings that are not rounded, or a clean step that happens once)."""
+    v = np.asarray(values, dtype=float)
+    d = np.abs(np.diff(v))
+    scale = float(np.max(np.abs(v))) if len(v) else 0.0
+    d = d[d > 1e-12 * scale]
+    if len(d) < 3:
+        return 0.0
+    steps, counts = np.unique(np.round(d / (scale or 1.0), 12), return_counts=True)
+    often = counts >= max(3, QUANTUM_MIN_SHARE * (len(v) - 1))
+    return float(steps[often].min() * (scale or 1.0)) if often.any() else 0.0
+
+
+def _difference_threshold(d: np.ndarray, quantum: float) -> float:
+    """How large a change from one reading to the next must be to be a step: ``STEP_THRESHOLD`` robust
+    SDs of the changes, the SD at least the rounding noise of two readings (quantum x sqrt(2/12): a
+    rounded series whose changes are mostly 0 has a MAD of 0, and without it every display digit
+    would be a hop)."""
+    return STEP_THRESHOLD * max(_robust_sd(d), NOISE_FLOOR, quantum * math.sqrt(2.0 / 12.0))
+
+
+def _step_groups(residual: np.ndarray, quantum: float = 0.0) -> tuple[list[tuple[int, int]], list[int]]:
     """(last reading before, first reading after) of each step in the residuals, and the readings of
     spikes (see the module doc)."""
     d = np.diff(residual)
     if len(d) < 2:
         return [], []
     c = d - float(np.median(d))
-    threshold = STEP_THRESHOLD * max(_robust_sd(d), NOISE_FLOOR)
+    threshold = _difference_threshold(d, quantum)
     big = np.abs(c) > threshold
     groups: list[tuple[int, int]] = []
     spikes: list[int] = []
@@ -162,14 +188,15 @@ def fit_series(time_s: np.ndarray, power: np.ndarray) -> SeriesModel:
     y = np.asarray(power, dtype=float) / scale
     if float(x[-1] - x[0]) <= 0 or np.any(np.diff(x) <= 0):
         raise BadInput("power series model: reading times do not increase")
-    groups, spikes = _step_groups(y)  # the large steps first, from the readings themselves
+    quantum = reading_quantum(y)
+    groups, spikes = _step_groups(y, quantum)  # the large steps first, from the readings themselves
     skip = set(spikes)
     model = _fit_with_steps(x, y, groups, scale, skip)
     for _ in range(MAX_ROUNDS):
         residual = y - _prediction(model, x)
-        threshold = STEP_THRESHOLD * max(_robust_sd(np.diff(residual)), NOISE_FLOOR)
+        threshold = _difference_threshold(np.diff(residual), quantum)
         kept = [g for g, s in zip(groups, model.steps) if abs(s.size_pct) / 100.0 > threshold]
-        found, spikes = _step_groups(residual)
+        found, spikes = _step_groups(residual, quantum)
         merged = sorted(set(kept) | set(found))
         if merged == groups and skip.issuperset(spikes):
             break

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.power_metrics import Metric
+from harness.analysis.metric import Metric
 from harness.analysis.registration import shift_px
 from harness.common.errors import BadInput
 

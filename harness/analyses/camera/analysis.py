@@ -30,6 +30,7 @@ from harness.analysis import emva1288_metrics as emva
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.emva1288_metrics import PairStats, SpatialStats
 from harness.analysis.judging import judged
+from harness.analysis.metric import Metric
 from harness.analysis.pixel_quality import (
     CONVENTION,
     DefectMap,
@@ -41,7 +42,6 @@ from harness.analysis.pixel_quality import (
     quality_metrics,
     saturation_level,
 )
-from harness.analysis.power_metrics import Metric
 from harness.analysis.verdicts import ORDER
 from harness.common.errors import BadInput
 from harness.protocol.protocol_file import Limit
@@ -81,11 +81,14 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
     if not lit_channels or not any(c == "dark" for c, _ in ptc_groups):
         raise BadInput(f"{stack}: the camera analysis needs 'ptc' pairs of lit and of dark frames at the same exposure times")
     lit = lit_channels[0]
+    notes: list[str] = []
+    if len(lit_channels) > 1:
+        notes.append(f"photon transfer of the {lit} nm channel only (also lit: {', '.join(lit_channels[1:])}; one light source per run)")
     with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
+        _same_size(tif, rows, stack)
         saturation = _saturation(tif)
-
         all_dark_groups = {**{k: v for k, v in ptc_groups.items() if k[0] == "dark"}, **_groups(rows, "dark_current")}
-        longest = max((k for k, v in all_dark_groups.items() if k[0] == "dark" and len(v) >= 2), key=lambda k: k[1], default=None)
+        longest = max((k for k, v in all_dark_groups.items() if len(v) >= 2), key=lambda k: k[1], default=None)
         longest_dark = (_page(tif, all_dark_groups[longest][0]).astype(np.float64) + _page(tif, all_dark_groups[longest][1])) / 2 if longest else None
         hot_found = emva.hot_pixels(longest_dark)
         not_hot = None
@@ -98,20 +101,17 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
 
         bright = [p for (c, t), pages in ptc_groups.items() if c == lit and (p := pair(pages, t))]
         dark = [p for (c, t), pages in ptc_groups.items() if c == "dark" and (p := pair(pages, t))]
-        dark_current_pairs = [p for (c, t), pages in all_dark_groups.items() if c == "dark" and (p := pair(pages, t, not_hot))]
-        spatial = _groups(rows, "spatial")
-        lit_spatial = _spatial(tif, spatial, lit)
-        dark_spatial = _spatial(tif, spatial, "dark")
-        saturated = _saturated(tif, spatial, lit, saturation)
+        dark_current_pairs = [p for (c, t), pages in all_dark_groups.items() if (p := pair(pages, t, not_hot))]
+        ptc = emva.series(bright, dark)
+        metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
+        metrics.update(emva.photon_transfer(ptc, dark_current_pairs))  # finds saturation: where a stand-in spatial pair sits
+        lit_pages, dark_pages, spatial_source = _spatial_pages(_groups(rows, "spatial"), ptc_groups, lit, ptc, notes)
+        lit_spatial = emva.spatial_stats(_page(tif, i) for i in lit_pages) if lit_pages else None
+        dark_spatial = emva.spatial_stats(_page(tif, i) for i in dark_pages) if dark_pages else None
+        saturated = _saturated(tif, lit_pages, saturation)
 
-    ptc = emva.series(bright, dark)
-    metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
-    metrics.update(emva.photon_transfer(ptc, dark_current_pairs))
     gain = ptc.gain_adu_per_e if "system_gain_adu_per_e" in metrics and not metrics["system_gain_adu_per_e"].reason else math.nan
-    spatial_source = "spatial frames"
-    if lit_spatial is None or dark_spatial is None:
-        lit_spatial, dark_spatial, spatial_source = _spatial_from_pairs(ptc, ptc_groups, lit, folder, stack)
-    notes: list[str] = []
+    caveats: list[str] = []  # what makes this run's numbers less certain: they raise the data quality to warn
     if lit_spatial is not None and dark_spatial is not None:
         metrics.update(emva.spatial_nonuniformity(lit_spatial, dark_spatial, gain))
         level = lit_spatial.mean - dark_spatial.mean
@@ -119,12 +119,11 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
             pct = 100 * level / float(ptc.signal[ptc.saturation])
             metrics["spatial_level_pct_of_saturation"] = Metric(pct, "%")
             if not GOOD_SPATIAL_LEVEL[0] <= pct <= GOOD_SPATIAL_LEVEL[1]:
-                notes.append(f"the spatial frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %); "
-                                        "DSNU/PRNU are less certain")
+                caveats.append(f"the spatial frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %): DSNU/PRNU are less certain")
         else:
             metrics["spatial_level_pct_of_saturation"] = Metric(math.nan, "%", reason="saturation not reached")
     else:
-        why = "no spatial frames (and no photon-transfer pair to stand in)"
+        why = f"no spatial statistics: {spatial_source}"
         for name in ("dsnu_adu", "dsnu_e", "prnu_pct", "prnu_plain_pct"):
             metrics[name] = Metric(math.nan, SPEC.metrics[name], reason=why)
     shape = longest_dark.shape if longest_dark is not None else (lit_spatial.mean_image.shape if lit_spatial else (0, 0))
@@ -157,14 +156,15 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         },
     }
     apply_quality(result, quality)
-    if notes:  # the spatial level: a caveat of this measurement, stated with the pixel quality
+    if caveats:  # stated with the pixel quality: the data, not the camera, are in question
         dq = result["data_quality"]
-        dq["reasons"] = list(dq["reasons"]) + notes
+        dq["reasons"] = list(dq["reasons"]) + caveats
         dq["verdict"] = "warn"
-        dq["summary"] = f"{dq['summary']}; " + "; ".join(notes)
+        dq["summary"] = f"{dq['summary']}; " + "; ".join(caveats)
         if ORDER[result["verdict"]] < ORDER["warn"]:
             result["verdict"] = "warn"
-        result["note"] = (f"{result['note']}; " if result.get("note") else "") + "; ".join(notes)
+    if caveats or notes:
+        result["note"] = "; ".join(([result["note"]] if result.get("note") else []) + caveats + notes)
     return [result]
 
 
@@ -192,37 +192,49 @@ def _finite(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def _spatial(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]], channel: str) -> SpatialStats | None:
-    pages = [p for (c, _), v in groups.items() if c == channel for p in v]
-    if len(pages) < 2:
-        return None
-    return emva.spatial_stats(_page(tif, i) for i in pages)
+def _same_size(tif: tifffile.TiffFile, rows: list[dict[str, str]], stack: str) -> None:
+    """Every frame the analysis uses has one size: pixels are compared across frames."""
+    sizes: dict[tuple[int, ...], set[str]] = {}
+    for r in rows:
+        if r.get("tag") in ("ptc", "spatial", "dark_current") and r.get("status") == "ok" and r.get("ifd") not in (None, ""):
+            shape = tuple(cast(tifffile.TiffPage, tif.pages[int(r["ifd"])]).shape)
+            sizes.setdefault(shape, set()).add(str(r["tag"]))
+    if len(sizes) > 1:
+        found = "; ".join(f"{shape[1]} x {shape[0]} px ({', '.join(sorted(tags))})" for shape, tags in sizes.items())
+        raise BadInput(f"{stack}: frames of different sizes ({found}): the camera analysis compares pixels across frames; "
+                       "give every acquire step of the protocol the same roi/centre_roi and binning")
 
 
-def _spatial_from_pairs(ptc: emva.PhotonTransfer, groups: dict[tuple[str, float], list[int]], lit: str,
-                        folder: Path, stack: str) -> tuple[SpatialStats | None, SpatialStats | None, str]:
-    """No spatial frames: the photon-transfer pair nearest 50 % of saturation stands in (L = 2)."""
+def _spatial_pages(spatial: dict[tuple[str, float], list[int]], ptc_groups: dict[tuple[str, float], list[int]], lit: str,
+                   ptc: emva.PhotonTransfer, notes: list[str]) -> tuple[list[int], list[int], str]:
+    """(lit pages, dark pages, where they come from) of the spatial statistics: the ``spatial`` frames at
+    the lit exposure with the most frames and the dark ones at that exposure; else the photon-transfer
+    pair nearest 50 % of saturation (L = 2); ([], [], why) when neither exists."""
+    lit_sets = sorted(((t, v) for (c, t), v in spatial.items() if c == lit and len(v) >= 2), key=lambda x: (-len(x[1]), x[0]))
+    if lit_sets:
+        t, lit_pages = lit_sets[0]
+        dark_pages = spatial.get(("dark", t), [])
+        if len(lit_sets) > 1:
+            notes.append(f"spatial frames at {len(lit_sets)} exposures: those at {t * 1000:g} ms used")
+        if len(dark_pages) >= 2:
+            return lit_pages, dark_pages, f"{len(lit_pages)} lit and {len(dark_pages)} dark spatial frames at {t * 1000:g} ms"
+        notes.append(f"no dark spatial frames at {t * 1000:g} ms (the lit spatial exposure): the photon-transfer pair stands in")
     if not ptc.saturated:
-        return None, None, "none"
-    target = 0.5 * float(ptc.signal[ptc.saturation])
-    i = int(np.argmin(np.abs(ptc.signal - target)))
+        return [], [], "none (no spatial frames, and no saturation to place a photon-transfer pair at 50 %)"
+    i = int(np.argmin(np.abs(ptc.signal - 0.5 * float(ptc.signal[ptc.saturation]))))
     t = round(float(ptc.exposure_s[i]), 9)
-    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
-        lit_pages, dark_pages = groups.get((lit, t), []), groups.get(("dark", t), [])
-        if len(lit_pages) < 2 or len(dark_pages) < 2:
-            return None, None, "none"
-        return (emva.spatial_stats([_page(tif, p) for p in lit_pages[:2]]), emva.spatial_stats([_page(tif, p) for p in dark_pages[:2]]),
-                f"the photon-transfer pair at {t * 1000:g} ms (no spatial frames)")
+    lit_pages, dark_pages = ptc_groups.get((lit, t), [])[:2], ptc_groups.get(("dark", t), [])[:2]
+    if len(lit_pages) < 2 or len(dark_pages) < 2:
+        return [], [], "none"
+    return lit_pages, dark_pages, f"the photon-transfer pair at {t * 1000:g} ms (L = 2: no spatial frames)"
 
 
-def _saturated(tif: tifffile.TiffFile, groups: dict[tuple[str, float], list[int]], channel: str, level: SaturationLevel) -> np.ndarray | None:
-    """Pixels at the saturation level in any of the channel's spatial frames (None: no such frame)."""
+def _saturated(tif: tifffile.TiffFile, pages: list[int], level: SaturationLevel) -> np.ndarray | None:
+    """Pixels at the saturation level in any of ``pages`` (None: no page)."""
     out = None
-    for (c, _), pages in groups.items():
-        if c == channel:
-            for p in pages:
-                hit = _page(tif, p) >= level.adu
-                out = hit if out is None else out | hit
+    for p in pages:
+        hit = _page(tif, p) >= level.adu
+        out = hit if out is None else out | hit
     return out
 
 

@@ -29,6 +29,7 @@ from harness.analysis import stage_metrics
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.frame_stats import FrameStats, frame_stats
 from harness.analysis.judging import judged
+from harness.analysis.metric import Metric
 from harness.analysis.pixel_quality import (
     CONVENTION,
     DefectMap,
@@ -42,7 +43,6 @@ from harness.analysis.pixel_quality import (
     saturation_level,
     spike_defects,
 )
-from harness.analysis.power_metrics import Metric
 from harness.analysis.stage_metrics import displacements, pair_frames, repeatability_metrics, repeatability_tables
 from harness.common.errors import BadInput
 from harness.protocol.protocol_file import Limit

@@ -1,5 +1,5 @@
-"""``acquire`` run side: ROI, binning and exposure checked against the camera and the data volume
-estimated (preflight); frames snapped into the stack, each at its planned (c, t), with one frame-log
+"""``acquire`` run side: ROI, binning and exposure checked against the camera, one frame size per
+stack, and the data volume estimated (preflight); frames snapped into the stack, each at its planned (c, t), with one frame-log
 row per frame; a snap taken whole (a signal during it ends the run after it); a frame's page and its row written
 both or neither. Dark frames: the lit lines off."""
 
@@ -46,6 +46,14 @@ class Acquire(StepExecutor):
                 elif w > full[0] or h > full[1]:
                     check.add(action.line, f"acquire: centre_roi {w}x{h} is larger than the camera's {shown} pixels{context(action)}")
         w, h = _frame_size(p, camera if camera else None)
+        known = (camera is not None and bool(camera.sensor)) or p.roi is not None or p.centre_roi is not None
+        sizes: dict[str, tuple[int, int, int]] = check.memo.setdefault("acquire_sizes", {})
+        if known and isinstance(p.stack, str):
+            first = sizes.setdefault(p.stack, (w, h, action.line))
+            if first[:2] != (w, h):
+                check.add(action.line, f"acquire: stack {p.stack}: {w}x{h} frames, but its frames from line {first[2]} are "
+                                       f"{first[0]}x{first[1]}: a stack holds frames of one size (give every acquire into it the same "
+                                       "roi/centre_roi and binning, or name another stack)")
         check.data_bytes += len(action.frames) * (max(w, 1) * max(h, 1) * (camera.bytes_per_pixel if camera else 2) + FRAME_EXTRA_BYTES)
 
     def execute(self, action: Action, run: StepRun) -> None:
