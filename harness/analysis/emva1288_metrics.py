@@ -159,7 +159,8 @@ def series(bright: list[PairStats], dark: list[PairStats]) -> PhotonTransfer:
                        f"{' ...' if len(missing) > 5 else ''}: each lit level needs dark frames at its exposure time")
     levels = sorted(bright, key=lambda b: b.exposure_s)
     if len(levels) < 3:
-        raise BadInput(f"photon transfer needs at least 3 levels (exposure times); the run has {len(levels)}")
+        raise BadInput(f"photon transfer needs at least 3 levels (exposure times); the run has {len(levels)} "
+                       "(the light level is set by the exposure time: a series of set points at one exposure is not supported)")
     t = np.array([b.exposure_s for b in levels])
     d = [darks[round(b.exposure_s, 9)] for b in levels]
     return PhotonTransfer(
@@ -212,8 +213,7 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
                   f"difference {float(np.max(signal)):.3g} ADU, pixel noise {noise:.3g} ADU): the camera does not see this light")
         for name, unit in NEEDS_LIGHT.items():
             out[name] = Metric(math.nan, unit, reason=reason)
-        out["dark_current_adu_per_s"] = Metric(dark_slope, "ADU/s") if math.isfinite(dark_slope) else Metric(
-            math.nan, "ADU/s", reason="needs dark pairs at 3 or more exposure times")
+        out["dark_current_adu_per_s"] = _dark_current_adu(dark_slope, out["temporal_dark_noise_adu"])
         return out
 
     sat = saturation_index(variance)
@@ -231,8 +231,7 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
                   f"{top_i + 1} levels up to 70 % of the largest-variance level)")
         for name, unit in NEEDS_LIGHT.items():
             out[name] = Metric(math.nan, unit, reason=reason)
-        out["dark_current_adu_per_s"] = Metric(dark_slope, "ADU/s") if math.isfinite(dark_slope) else Metric(
-            math.nan, "ADU/s", reason="needs dark pairs at 3 or more exposure times")
+        out["dark_current_adu_per_s"] = _dark_current_adu(dark_slope, out["temporal_dark_noise_adu"])
         return out
 
     out["system_gain_adu_per_e"] = Metric(k, "ADU/e-")
@@ -264,6 +263,14 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
             out["dynamic_range_db"] = Metric(20 * math.log10(e_sat / (sigma_y_dark / k + 0.5)), "dB")
         out.update(_linearity(ptc))
     return out
+
+
+def _dark_current_adu(slope: float, dark_noise: Metric) -> Metric:
+    if dark_noise.reason:  # frames that never change: a slope of 0 says nothing about the sensor
+        return Metric(math.nan, "ADU/s", reason=f"no dark current to measure: {dark_noise.reason}")
+    if not math.isfinite(slope):
+        return Metric(math.nan, "ADU/s", reason="needs dark pairs at 3 or more exposure times")
+    return Metric(slope, "ADU/s")
 
 
 def _linearity(ptc: PhotonTransfer) -> dict[str, Metric]:
@@ -375,6 +382,9 @@ def defect_pixels(hot_found: tuple[np.ndarray | None, str], shape: tuple[int, in
         reasons["dead"] = "no lit and dark spatial frames"
     if dark is not None and dark.frames >= NOISY_MIN_FRAMES:
         sd_image = np.sqrt(dark.temporal_variance)
+        if not np.any(sd_image > 0):
+            reasons["noisy"] = "the dark frames do not change from one to the next: no temporal noise to compare"
+            return Defects(hot, dead, None, reasons, int(shape[0] * shape[1]), shape)
         is_noisy = sd_image > NOISY_SD_FACTOR * max(float(np.median(sd_image)), 0.5)
         if hot is not None and len(hot):  # a hot pixel's dark shot noise makes it noisy too: it is counted as hot
             is_noisy[hot[:, 0], hot[:, 1]] = False

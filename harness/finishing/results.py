@@ -196,6 +196,13 @@ def summary(data: dict[str, Any]) -> str:
                 mark = "" if m["verdict"] == "not judged" else f" [{m['verdict']}]"
                 parts.append(f"{k} {m['value']:.4g}{(' ' + m['unit']) if m['unit'] else ''}{mark}")
         lines.append(f"  {r['subject']:>{width}} {r['kind']:<{kind_width}} {r['verdict']:<10} " + "; ".join(parts))
+        undetermined = {m.get("reason", "") for k, m in r["metrics"].items()
+                        if m["value"] is None and m.get("reason") and (m["limit"] or k in keys.get(r["kind"], ()))}
+        names = [k for k, m in r["metrics"].items() if m["value"] is None and m.get("reason") and (m["limit"] or k in keys.get(r["kind"], ()))]
+        if names:
+            lines.append(f"  {'':>{width}} not determined: {', '.join(names)}: " + " | ".join(sorted(undetermined)))
+        if r.get("verdict") in ("warn", "fail") and (r.get("data_quality") or {}).get("verdict") == "warn":
+            lines.append(f"  {'':>{width}} data quality: " + "; ".join(r["data_quality"].get("reasons", [])))
     for e in data.get("analysis_errors", []):
         lines.append(f"  ANALYSIS FAILED for {e['source']}: {e['error']}")
     if data["not_analysed"]:

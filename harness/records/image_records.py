@@ -52,7 +52,7 @@ class PlaneInfo:
     x_um: float | None
     y_um: float | None
     z_um: float | None
-    status: str = ""  # "" for a real frame; "missing" (acquisition failed) or "not acquired" (run ended)
+    status: str = ""  # "" for a real frame; "missing" (acquisition failed), "not acquired" (run ended) or "not planned" (grid padding)
     note: str = ""
 
 

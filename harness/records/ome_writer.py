@@ -122,7 +122,12 @@ class OmeTiffStack:
             self.finalized = True
             return False
         for c, t in grid_gaps({(p.c, p.t) for p in self.planes}):
-            self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
+            planned = self.plan.frames_per_channel.get(self.plan.channels[c], 0) if c < len(self.plan.channels) else 0
+            if t >= planned:  # OME's grid is full: a channel with fewer frames than another is padded
+                reason = f"no frame planned here: channel {self.plan.channels[c] if c < len(self.plan.channels) else c} has {planned} (padding of the grid)"
+                self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not planned"), reason)
+            else:
+                self.write_missing(PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired"), "the run ended before this frame")
         self.finalized = True
         self._writer.close()
         try:

@@ -69,14 +69,24 @@ def _verdict_table(results: list[dict[str, Any]]) -> str:
 
 
 def _failures(results: list[dict[str, Any]]) -> str:
-    """What needs attention first: every metric judged fail or warn, with its value and limit."""
+    """What needs attention first: every metric judged fail or warn, with its value and limit, and any
+    result raised to warn or fail for another reason (its data quality), with that reason."""
     rows = [_metric_row(r, name, m) for verdict in ("fail", "warn") for r in results
             for name, m in r["metrics"].items() if m["limit"] and m["verdict"] == verdict]
+    flagged = {id(r) for verdict in ("fail", "warn") for r in results for m in r["metrics"].values() if m["limit"] and m["verdict"] == verdict}
+    other = "".join(f"<p>{e(r.get('subject', ''))}: {e(r['verdict'])}: {e(r.get('note', ''))}</p>" for r in results
+                    if r.get("verdict") in ("warn", "fail") and id(r) not in flagged and r.get("note"))
     if not rows:
-        judged = any(m["limit"] for r in results for m in r["metrics"].values())
-        none = "No metric was judged (the protocol sets no acceptance limits, or the run did not complete)."
-        return "<h2>Failures</h2><p>" + ("Every judged metric passes." if judged else none) + "</p>"
-    return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>"
+        limited = [m for r in results for m in r["metrics"].values() if m["limit"]]
+        judged = [m for m in limited if m["verdict"] != "not judged"]
+        if judged:
+            text = "Every judged metric passes."
+        elif limited:
+            text = f"No metric was judged: the {len(limited)} with acceptance limits are not judged (each says why in the table below)."
+        else:
+            text = "No metric was judged (the protocol sets no acceptance limits, or the run did not complete)."
+        return "<h2>Failures</h2><p>" + text + "</p>" + other
+    return "<h2>Failures and warnings</h2><table id=failures>" + METRIC_HEADER + "".join(rows) + "</table>" + other
 
 
 def _clock(clock: Any) -> str:

@@ -24,7 +24,6 @@ SPEC = AnalysisSpec(
         ("camera", "temporal_dark_noise_e"): "DetectorCalibration.ReadOutNoise",
         ("camera", "dark_current_e_per_s"): "DetectorCalibration.DarkCurrentRate",
         ("camera", "dynamic_range_db"): "DetectorCalibration.DynamicRange",
-        ("camera", "saturation_capacity_e"): "DetectorCalibration.PixelWellCapacity",
     },
     summary={"camera": ("conversion_gain_e_per_adu", "temporal_dark_noise_e", "saturation_capacity_e", "dynamic_range_db",
                         "linearity_error_pct", "dark_current_e_per_s", "dsnu_e", "prnu_pct", "defect_pixels_per_million")},
@@ -32,6 +31,6 @@ SPEC = AnalysisSpec(
 """The camera analysis (``harness.analyses.camera``). Formulas: ``harness.analysis.emva1288_metrics``.
 4DN-BINA-OME names: its Calibration and Performance extension's ``DetectorCalibration`` (an
 ``IntensityCalibration``) with the Detector attributes the metrics correspond to
-(``ElectronicConversionFactor``, ``ReadOutNoise``, ``DarkCurrentRate``, ``DynamicRange``,
-``PixelWellCapacity``); DSNU, PRNU and the defect counts have no NBO field and are annotated under the
-harness's own names."""
+(``ElectronicConversionFactor``, ``ReadOutNoise``, ``DarkCurrentRate``, ``DynamicRange``); the
+saturation capacity is not NBO's ``PixelWellCapacity`` (the full well: the ADC may clip first), and it,
+DSNU, PRNU and the defect counts are annotated under the harness's own names."""

@@ -52,6 +52,8 @@ from harness.report.html_parts import e, figure
 MAX_LISTED = 500
 HISTOGRAM_BINS = 80
 GOOD_SPATIAL_LEVEL = (20.0, 80.0)  # % of the saturation signal where the spatial frames are meaningful
+CLIPPED_MAX_FRACTION = 0.001  # more of the spatial lit frames' signal saturated than this: PRNU is not determined
+EMVA_MIN_LEVELS = 50  # EMVA 1288 asks for at least 50 photon-transfer levels
 
 
 def _page(tif: tifffile.TiffFile, index: int) -> np.ndarray:
@@ -102,7 +104,16 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         bright = [p for (c, t), pages in ptc_groups.items() if c == lit and (p := pair(pages, t))]
         dark = [p for (c, t), pages in ptc_groups.items() if c == "dark" and (p := pair(pages, t))]
         dark_current_pairs = [p for (c, t), pages in all_dark_groups.items() if (p := pair(pages, t, not_hot))]
+        paired = {round(d.exposure_s, 9) for d in dark}
+        unpaired = sorted(b.exposure_s for b in bright if round(b.exposure_s, 9) not in paired)
+        if unpaired:
+            notes.append(f"lit level{'s' if len(unpaired) > 1 else ''} at {', '.join(f'{t * 1000:g} ms' for t in unpaired)} left out: "
+                         "no dark pair at that exposure")
+            bright = [b for b in bright if round(b.exposure_s, 9) in paired]
         ptc = emva.series(bright, dark)
+        if len(ptc.exposure_s) < EMVA_MIN_LEVELS:
+            notes.append(f"{len(ptc.exposure_s)} photon-transfer levels (EMVA 1288 asks for at least {EMVA_MIN_LEVELS}): "
+                         "saturation and linearity are less finely resolved")
         metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
         metrics.update(emva.photon_transfer(ptc, dark_current_pairs))  # finds saturation: where a stand-in spatial pair sits
         lit_pages, dark_pages, spatial_source = _spatial_pages(_groups(rows, "spatial"), ptc_groups, lit, ptc, notes)
@@ -119,7 +130,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
             pct = 100 * level / float(ptc.signal[ptc.saturation])
             metrics["spatial_level_pct_of_saturation"] = Metric(pct, "%")
             if not GOOD_SPATIAL_LEVEL[0] <= pct <= GOOD_SPATIAL_LEVEL[1]:
-                caveats.append(f"the spatial frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %): DSNU/PRNU are less certain")
+                caveats.append(f"the spatial lit frames are at {pct:.0f} % of saturation (EMVA 1288: about 50 %): PRNU is less certain")
         else:
             metrics["spatial_level_pct_of_saturation"] = Metric(math.nan, "%", reason="saturation not reached")
     else:
@@ -131,6 +142,11 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
     metrics.update(emva.defect_metrics(defects))
     quality = _quality(saturation, saturated, defects, lit_spatial)
     metrics.update(quality_metrics(quality))
+    if quality.clipped_signal > CLIPPED_MAX_FRACTION * max(quality.pixels, 1):
+        why = (f"the spatial lit frames are clipped: {quality.clipped_signal} pixels of the signal at the saturation level "
+               f"({saturation.adu:g} ADU); take them at about 50 % of saturation")
+        for name in ("prnu_pct", "prnu_plain_pct"):
+            metrics[name] = Metric(math.nan, "%", reason=why)
 
     entries, verdict = judged(metrics, limits)
     result: Result = {
@@ -238,18 +254,26 @@ def _saturated(tif: tifffile.TiffFile, pages: list[int], level: SaturationLevel)
     return out
 
 
+def _histogram(values: np.ndarray, step: float | None = None) -> dict[str, Any]:
+    """Counts over the central 99.8 % of ``values`` (a few defect pixels would squash the rest into a
+    bin or two); how many lie outside is kept with it."""
+    lo, hi = (float(v) for v in np.percentile(values, [0.1, 99.9]))
+    if step:  # the mean of L integer frames moves in steps of 1/L: bins of whole steps
+        width = step * max(1, math.ceil(((hi - lo) / HISTOGRAM_BINS) / step))
+        edges = np.arange(lo - width / 2, hi + width, width)
+    else:
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, HISTOGRAM_BINS + 1)
+    counts, edges = np.histogram(values, bins=edges)
+    outside = int(values.size - counts.sum())
+    return {"edges": edges.tolist(), "counts": counts.tolist(), "outside": outside}
+
+
 def _histograms(lit: SpatialStats | None, dark: SpatialStats | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if dark is not None:
-        d = dark.mean_image - dark.mean
-        step = 1.0 / dark.frames  # the mean of L integer frames moves in steps of 1/L: bins of whole steps
-        width = step * max(1, math.ceil((float(d.max() - d.min()) / HISTOGRAM_BINS) / step))
-        counts, edges = np.histogram(d, bins=np.arange(float(d.min()) - width / 2, float(d.max()) + width, width))
-        out["dsnu_adu"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+        out["dsnu_adu"] = _histogram((dark.mean_image - dark.mean).reshape(-1), 1.0 / dark.frames)
     if lit is not None and dark is not None and lit.mean - dark.mean > 0:
-        hp = emva.high_pass(lit.mean_image - dark.mean_image) * (100 / (lit.mean - dark.mean))
-        counts, edges = np.histogram(hp, bins=HISTOGRAM_BINS)
-        out["prnu_pct"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+        out["prnu_pct"] = _histogram((emva.high_pass(lit.mean_image - dark.mean_image) * (100 / (lit.mean - dark.mean))).reshape(-1))
     return out
 
 
@@ -280,7 +304,8 @@ class CameraAnalysis:
         return "".join(parts)
 
     def section(self, result: Result) -> list[str]:
-        return [f"<p>{e(quality_line(result))}; spatial statistics from {e(result.get('spatial_source', ''))}.</p>"]
+        return [f"<p>{e(quality_line(result))}; spatial statistics from {e(result.get('spatial_source', ''))}; DSNU and PRNU count "
+                "every pixel, defect pixels included, as EMVA 1288 defines them (the defects are counted on their own).</p>"]
 
 
 ANALYSIS = CameraAnalysis()

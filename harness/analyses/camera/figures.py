@@ -27,12 +27,15 @@ def photon_transfer(ptc: dict[str, Any]) -> bytes:
     lo, hi = ptc["gain_fit_range"]
     k = ptc.get("gain_adu_per_e")
     if k and hi >= lo and len(x):
-        ax.axvspan(float(x[lo]), float(x[hi]), color="tab:green", alpha=0.12, label="gain fit range (to 70 % of saturation)")
+        span = "to 70 % of saturation" if ptc.get("saturated") else "to 70 % of the largest variance: saturation not reached"
+        ax.axvspan(float(x[lo]), float(x[hi]), color="tab:green", alpha=0.12, label=f"gain fit range ({span})")
         xs = np.linspace(0, float(x[hi]), 50)
         ax.plot(xs, k * xs, "-", color="tab:green", label=f"K = {k:.4g} ADU/e- (1/K = {1 / k:.4g} e-/ADU)")
     if ptc.get("saturated"):
         s = ptc["saturation_index"]
         ax.plot([x[s]], [y[s]], "s", ms=9, mfc="none", color="tab:red", label="saturation (largest variance)")
+    if not k:
+        ax.text(0.5, 0.5, "system gain not determined (see the metrics)", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel("mean signal, dark subtracted (ADU)")
     ax.set_ylabel("temporal variance, dark subtracted (ADU^2)")
     ax.set_title("Photon transfer")
@@ -99,7 +102,7 @@ def histograms(hists: dict[str, Any]) -> bytes:
         edges, counts = np.array(h["edges"]), np.array(h["counts"])
         ax.stairs(np.maximum(counts, 0.5), edges, fill=True, alpha=0.6)
         ax.set_yscale("log")
-        ax.set_xlabel(label)
+        ax.set_xlabel(label + (f"; {h['outside']} pixels outside" if h.get("outside") else ""))
         ax.set_ylabel("pixels")
         ax.grid(alpha=0.3)
     axes[0].set_title("DSNU")

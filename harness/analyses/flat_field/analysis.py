@@ -10,7 +10,9 @@ and the dark frames; hot and noisy pixels are found in the dark frames, dead or 
 channel's dark-subtracted mean. Defect and saturated pixels are excluded: the smoothed image (the
 metrics and the correction image) takes the Gaussian-weighted mean of the good pixels around each
 pixel (``masked_blur``), so a hot pixel leaves no dip. A channel whose signal itself is saturated is
-at least ``warn`` (the metrics rest on clipped data).
+at least ``warn`` (the metrics rest on clipped data); with more than 0.1 % of the signal's pixels
+saturated, the field's shape is not in the data: its metrics are not determined (with the reason) and
+no correction image is written.
 
 A stack with no dark frames is one ``fail`` result ("no dark frames"); a channel whose lit frames are
 not brighter than the dark ones (``BadInput``) fails that channel only.
@@ -33,6 +35,7 @@ from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics
 from harness.analysis.frame_stats import FrameStats, frame_stats
 from harness.analysis.judging import failed_result, judged
+from harness.analysis.metric import Metric
 from harness.analysis.pixel_quality import (
     CONVENTION,
     DefectMap,
@@ -110,6 +113,11 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
     except BadInput as exc:  # this channel only; the others are still analysed
         return failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": f"{name} nm", "lines_on": [name]}
     quality = assess(level, saturated, frames.count + dark.count, defects, EXCLUDED, excluded)
+    clipped = quality.clipped_signal > CLIPPED_MAX_FRACTION * quality.pixels
+    if clipped:  # the field's bright part is cut off: its shape (U, centre, ratios) is not in the data
+        why = (f"the field is clipped: {quality.clipped_signal} pixels of the signal ({100 * quality.clipped_signal / quality.pixels:.2g} %) "
+               f"at the saturation level ({level.adu:g} ADU); lower the exposure or the light and run again")
+        metrics = {k: Metric(math.nan, m.unit, reason=why) for k, m in metrics.items()}
     entries, verdict = judged(metrics | quality_metrics(quality), limits)
     entry: Result = {
         "series": f"{stack}.ome.tif", "kind": "flat_field", "subject": f"{name} nm", "lines_on": [name],
@@ -117,6 +125,9 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
         "metrics": entries, "profiles": profiles, "verdict": verdict,
     }
     apply_quality(entry, quality)
+    if clipped:
+        entry["note"] = f"{entry['note']}; no correction image: the field is clipped"
+        return entry
     try:
         correction_name = correction_file_name(stack, name)
         from harness.analyses.flat_field.correction import (  # the OME model costs about a second of start-up: loaded only where an image stack is handled
@@ -135,6 +146,8 @@ def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: F
         entry["note"] = f"no correction image: {exc}"
     return entry
 
+
+CLIPPED_MAX_FRACTION = 0.001  # more of the signal saturated than this: the field's shape is not measured
 
 EXCLUDED = ("defect and saturated pixels excluded: the smoothed image, its metrics and the correction image take "
             "the Gaussian-weighted mean of the good pixels around them")
