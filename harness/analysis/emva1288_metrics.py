@@ -209,12 +209,9 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
 
     noise = math.sqrt(max(float(np.max(ptc.variance + ptc.dark_variance)), MIN_DARK_VARIANCE_ADU2) / 2)
     if not np.isfinite(signal).all() or float(np.max(signal)) < SIGNAL_TO_NOISE_MIN * noise:
-        reason = (f"no photon transfer: the lit frames are no brighter than the dark ones at any exposure (largest mean "
-                  f"difference {float(np.max(signal)):.3g} ADU, pixel noise {noise:.3g} ADU): the camera does not see this light")
-        for name, unit in NEEDS_LIGHT.items():
-            out[name] = Metric(math.nan, unit, reason=reason)
-        out["dark_current_adu_per_s"] = _dark_current_adu(dark_slope, out["temporal_dark_noise_adu"])
-        return out
+        return _without_light(out, dark_slope, f"no photon transfer: the lit frames are no brighter than the dark ones at any exposure "
+                                               f"(largest mean difference {float(np.max(signal)):.3g} ADU, pixel noise {noise:.3g} ADU): "
+                                               "the camera does not see this light")
 
     sat = saturation_index(variance)
     ptc.saturation = sat
@@ -227,12 +224,8 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
     responsivity = _slope_through_origin(t[fit], signal[fit])
     ptc.gain_adu_per_e, ptc.responsivity_adu_per_s = k, responsivity
     if top_i < 2 or not (k > 0):
-        reason = (f"no photon transfer: the temporal variance does not grow with the signal (slope {k:.3g} ADU/e- over "
-                  f"{top_i + 1} levels up to 70 % of the largest-variance level)")
-        for name, unit in NEEDS_LIGHT.items():
-            out[name] = Metric(math.nan, unit, reason=reason)
-        out["dark_current_adu_per_s"] = _dark_current_adu(dark_slope, out["temporal_dark_noise_adu"])
-        return out
+        return _without_light(out, dark_slope, f"no photon transfer: the temporal variance does not grow with the signal (slope {k:.3g} "
+                                               f"ADU/e- over {top_i + 1} levels up to 70 % of the largest-variance level)")
 
     out["system_gain_adu_per_e"] = Metric(k, "ADU/e-")
     out["conversion_gain_e_per_adu"] = Metric(1 / k, "e-/ADU")
@@ -262,6 +255,14 @@ def photon_transfer(ptc: PhotonTransfer, dark_pairs: list[PairStats]) -> dict[st
         else:
             out["dynamic_range_db"] = Metric(20 * math.log10(e_sat / (sigma_y_dark / k + 0.5)), "dB")
         out.update(_linearity(ptc))
+    return out
+
+
+def _without_light(out: dict[str, Metric], dark_slope: float, reason: str) -> dict[str, Metric]:
+    """``out`` with every metric that needs the light not determined (``reason``); the dark ones kept."""
+    for name, unit in NEEDS_LIGHT.items():
+        out[name] = Metric(math.nan, unit, reason=reason)
+    out["dark_current_adu_per_s"] = _dark_current_adu(dark_slope, out["temporal_dark_noise_adu"])
     return out
 
 
