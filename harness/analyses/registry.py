@@ -50,9 +50,11 @@ def by_kind() -> dict[str, Analysis]:
     return {kind: a for a in analyses() for kind in a.spec.kinds}
 
 
-def conventions() -> str:
-    """The analyses' conventions, as results.json ``conventions`` quotes them."""
-    return "\n\n".join(f"{a.spec.title}: {a.conventions}" for a in analyses())
+def conventions(kinds: set[str] | None = None) -> str:
+    """The conventions of the analyses that wrote results of ``kinds`` (every analysis when none did,
+    or for None), as results.json ``conventions`` quotes them."""
+    chosen = [a for a in analyses() if kinds and set(a.spec.kinds) & kinds] or analyses()
+    return "\n\n".join(f"{a.spec.title}: {a.conventions}" for a in chosen)
 
 
 def figures(folder: Path, result: Result) -> str:

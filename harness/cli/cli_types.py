@@ -94,10 +94,12 @@ def _flag(dest: str) -> str:
 
 
 def output_file(text: str) -> Path:
-    """A file the command writes: not an existing folder."""
+    """A file the command writes: not an existing folder, in a folder that exists."""
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: there is no folder {path.parent}; create it first or give another path")
     return path
 
 

@@ -110,7 +110,8 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         "run_id": run["run_id"], "protocol": run["protocol"]["id"], "station": run["station"]["name"],
         "run_status": run["status"], "analysed_utc": datetime.now(timezone.utc).isoformat(), "tool_version": __version__,
         "status": ANALYSIS_FAILED if errors else ANALYSED,
-        "conventions": registry.conventions(), "results": results, "not_analysed": not_analysed, "files_changed_since_run": changed,
+        "conventions": registry.conventions({r["kind"] for r in results}), "results": results, "not_analysed": not_analysed,
+        "files_changed_since_run": changed,
         "verdict": overall(verdicts) if results and completed else "not judged",
     }
     if errors:

@@ -21,6 +21,7 @@ from harness import __version__
 from harness.analysis.control_chart import MIN_CONTROL_BASELINE, Flag, Limits, evaluate, flagged_indices
 from harness.common.atomic_files import replace_text
 from harness.common.errors import UserError
+from harness.records.run_record import RENAMED_METRICS
 from harness.store.results_store import ChartKey, Point, ResultsStore, RunRecord, shown
 
 
@@ -49,6 +50,9 @@ def build_charts(store: ResultsStore, metric: str, station: str | None = None, s
     """One control chart per comparable group of the metric's values; UserError if there is none."""
     if metric not in store.names("metric"):
         known = store.names("metric")
+        if metric in RENAMED_METRICS:
+            raise UserError(f"no metric {metric!r} in the results database: it is now called {RENAMED_METRICS[metric]!r} "
+                            "(older runs are read under the new name)")
         raise UserError(f"no metric {metric!r} in the results database "
                         + (f"(metrics: {', '.join(known)})" if known else "(it holds no metrics yet: import run folders first)"))
     if station is not None and station not in store.names("station"):
