@@ -99,7 +99,7 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: there is no folder {path.parent}; create it first or give another path")
+        raise argparse.ArgumentTypeError(f"{text}: the folder {path.parent} does not exist (create it first, or give another path)")
     return path
 
 
