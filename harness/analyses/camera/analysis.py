@@ -22,10 +22,10 @@ from typing import Any, cast
 
 import numpy as np
 import tifffile
-from lxml import etree
 
 from harness.analyses.camera import SPEC
 from harness.analyses.camera import figures as plots
+from harness.analyses.stack_pages import page, stack_saturation
 from harness.analysis import emva1288_metrics as emva
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.emva1288_metrics import PairStats, SpatialStats
@@ -40,7 +40,6 @@ from harness.analysis.pixel_quality import (
     assess,
     quality_line,
     quality_metrics,
-    saturation_level,
 )
 from harness.analysis.verdicts import ORDER
 from harness.common.errors import BadInput
@@ -54,17 +53,6 @@ HISTOGRAM_BINS = 80
 GOOD_SPATIAL_LEVEL = (20.0, 80.0)  # % of the saturation signal where the spatial frames are meaningful
 CLIPPED_MAX_FRACTION = 0.001  # more of the spatial lit frames' signal saturated than this: PRNU is not determined
 EMVA_MIN_LEVELS = 50  # EMVA 1288 asks for at least 50 photon-transfer levels
-
-
-def _page(tif: tifffile.TiffFile, index: int) -> np.ndarray:
-    return cast(tifffile.TiffPage, tif.pages[index]).asarray()
-
-
-def _saturation(tif: tifffile.TiffFile) -> SaturationLevel:
-    root = etree.fromstring((tif.ome_metadata or "").encode("utf-8"))
-    pixels = next(root.iter("{*}Pixels"), None)
-    bits = pixels.get("SignificantBits") if pixels is not None else None
-    return saturation_level(int(bits) if bits else None, cast(tifffile.TiffPage, tif.pages[0]).dtype)
 
 
 def _groups(rows: list[dict[str, str]], tag: str) -> dict[tuple[str, float], list[int]]:
@@ -88,10 +76,10 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         notes.append(f"photon transfer of the {lit} nm channel only (also lit: {', '.join(lit_channels[1:])}; one light source per run)")
     with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
         _same_size(tif, rows, stack)
-        saturation = _saturation(tif)
+        saturation = stack_saturation(tif)
         all_dark_groups = {**{k: v for k, v in ptc_groups.items() if k[0] == "dark"}, **_groups(rows, "dark_current")}
         longest = max((k for k, v in all_dark_groups.items() if len(v) >= 2), key=lambda k: k[1], default=None)
-        longest_dark = (_page(tif, all_dark_groups[longest][0]).astype(np.float64) + _page(tif, all_dark_groups[longest][1])) / 2 if longest else None
+        longest_dark = (page(tif, all_dark_groups[longest][0]).astype(np.float64) + page(tif, all_dark_groups[longest][1])) / 2 if longest else None
         hot_found = emva.hot_pixels(longest_dark)
         not_hot = None
         if hot_found[0] is not None and longest_dark is not None:
@@ -99,7 +87,7 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
             not_hot[hot_found[0][:, 0], hot_found[0][:, 1]] = False
 
         def pair(pages: list[int], t: float, keep: np.ndarray | None = None) -> PairStats | None:
-            return emva.pair_stats(_page(tif, pages[0]), _page(tif, pages[1]), t, keep) if len(pages) >= 2 else None
+            return emva.pair_stats(page(tif, pages[0]), page(tif, pages[1]), t, keep) if len(pages) >= 2 else None
 
         bright = [p for (c, t), pages in ptc_groups.items() if c == lit and (p := pair(pages, t))]
         dark = [p for (c, t), pages in ptc_groups.items() if c == "dark" and (p := pair(pages, t))]
@@ -117,8 +105,8 @@ def analyse_camera(folder: Path, stack: str, limits: Mapping[str, Limit]) -> lis
         metrics: dict[str, Metric] = {"ptc_levels": Metric(float(len(ptc.exposure_s)), "")}
         metrics.update(emva.photon_transfer(ptc, dark_current_pairs))  # finds saturation: where a stand-in spatial pair sits
         lit_pages, dark_pages, spatial_source = _spatial_pages(_groups(rows, "spatial"), ptc_groups, lit, ptc, notes)
-        lit_spatial = emva.spatial_stats(_page(tif, i) for i in lit_pages) if lit_pages else None
-        dark_spatial = emva.spatial_stats(_page(tif, i) for i in dark_pages) if dark_pages else None
+        lit_spatial = emva.spatial_stats(page(tif, i) for i in lit_pages) if lit_pages else None
+        dark_spatial = emva.spatial_stats(page(tif, i) for i in dark_pages) if dark_pages else None
         saturated = _saturated(tif, lit_pages, saturation)
 
     gain = ptc.gain_adu_per_e if "system_gain_adu_per_e" in metrics and not metrics["system_gain_adu_per_e"].reason else math.nan
@@ -249,7 +237,7 @@ def _saturated(tif: tifffile.TiffFile, pages: list[int], level: SaturationLevel)
     """Pixels at the saturation level in any of ``pages`` (None: no page)."""
     out = None
     for p in pages:
-        hit = _page(tif, p) >= level.adu
+        hit = page(tif, p) >= level.adu
         out = hit if out is None else out | hit
     return out
 

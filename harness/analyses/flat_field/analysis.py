@@ -30,6 +30,7 @@ import tifffile
 
 from harness.analyses.flat_field import SPEC
 from harness.analyses.flat_field import figures as plots
+from harness.analyses.stack_pages import page
 from harness.analysis import flat_field_metrics as flat_field_metrics_module
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.flat_field_metrics import BLUR_SIGMA_PX, flat_field_metrics
@@ -85,7 +86,7 @@ def analyse_flat_field(folder: Path, stack: str, limits: Mapping[str, Limit]) ->
         level = saturation_level(px.significant_bits, cast(tifffile.TiffPage, tif.pages[0]).dtype)
 
         def stats_of(c: int, keep_variance: bool = False) -> FrameStats:
-            return frame_stats((_page(tif, i) for i in pages_of[c]), level.adu, keep_variance)
+            return frame_stats((page(tif, i) for i in pages_of[c]), level.adu, keep_variance)
 
         dark = stats_of(names.index("dark"), keep_variance=True)
         hot = dark_defects(dark.mean, dark.count, dark.variance)
@@ -93,10 +94,6 @@ def analyse_flat_field(folder: Path, stack: str, limits: Mapping[str, Limit]) ->
         for c in lit:
             out.append(_flat_field_channel(folder, stack, ome, str(names[c]), stats_of(c), dark, limits, level, hot))
     return out
-
-
-def _page(tif: tifffile.TiffFile, index: int) -> np.ndarray:
-    return cast(tifffile.TiffPage, tif.pages[index]).asarray()
 
 
 def _flat_field_channel(folder: Path, stack: str, ome: Any, name: str, frames: FrameStats, dark: FrameStats,

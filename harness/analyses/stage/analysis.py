@@ -14,15 +14,16 @@ Raises ``BadInput`` for a stack without a pixel size in its OME-XML, and whateve
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import tifffile
-from lxml import etree
 
+from harness.analyses.stack_pages import page, pixels_attribute, stack_saturation
 from harness.analyses.stage import REPEATABILITY
 from harness.analyses.stage import figures as plots
 from harness.analysis import stage_metrics
@@ -40,7 +41,6 @@ from harness.analysis.pixel_quality import (
     fill_excluded,
     quality_line,
     quality_metrics,
-    saturation_level,
     spike_defects,
 )
 from harness.analysis.stage_metrics import displacements, pair_frames, repeatability_metrics, repeatability_tables
@@ -63,22 +63,10 @@ def pixel_size_um(tif: tifffile.TiffFile, stack: str) -> float:
     """The stack's pixel size (its one Image's Pixels ``PhysicalSizeX``, in um as the harness writes
     it), read with lxml: the stage analyses need nothing else from the XML, and ome-types takes about
     1 s per 1000 planes to parse it whole."""
-    value = _pixels_attribute(tif, "PhysicalSizeX")
+    value = pixels_attribute(tif, "PhysicalSizeX")
     if value is None:
         raise BadInput(f"{stack}.ome.tif: its OME-XML gives no pixel size (Pixels PhysicalSizeX)")
     return float(value)
-
-
-def _pixels_attribute(tif: tifffile.TiffFile, name: str) -> str | None:
-    root = etree.fromstring((tif.ome_metadata or "").encode("utf-8"))
-    pixels = next(root.iter("{*}Pixels"), None)
-    return pixels.get(name) if pixels is not None else None
-
-
-def stack_saturation(tif: tifffile.TiffFile) -> SaturationLevel:
-    """The stack's saturation level (OME Pixels SignificantBits, else the pages' type)."""
-    bits = _pixels_attribute(tif, "SignificantBits")
-    return saturation_level(int(bits) if bits and bits.isdigit() else None, cast(tifffile.TiffPage, tif.pages[0]).dtype)
 
 
 def group_stats(page: Any, groups: Mapping[str, list[int]], level: SaturationLevel) -> tuple[dict[str, FrameStats], DefectMap]:
@@ -109,9 +97,7 @@ def with_quality(metrics: Mapping[str, Metric], quality: PixelQuality) -> dict[s
 
 def page_reader(tif: tifffile.TiffFile) -> Any:
     """Page ``i`` of the stack as an array, read when asked."""
-    def page(i: int) -> np.ndarray:
-        return cast(tifffile.TiffPage, tif.pages[i]).asarray()
-    return page
+    return functools.partial(page, tif)
 
 
 def analyse_repeatability(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import tifffile
 
+from harness.analyses.stack_pages import stack_saturation
 from harness.analyses.stage import ISO230
 from harness.analyses.stage import figures as plots
 from harness.analyses.stage.analysis import (
@@ -24,7 +25,6 @@ from harness.analyses.stage.analysis import (
     pixel_size_um,
     quality_of,
     quality_section,
-    stack_saturation,
     with_quality,
 )
 from harness.analysis import stage_metrics
