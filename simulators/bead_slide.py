@@ -88,21 +88,18 @@ def integral_image(profile: RadialProfile, pixel_um: float, sub: int, radius_px:
     """(F, start, step): F[i, j] = integral of the bead image over [start, start + j step] x
     [start, start + i step] (relative to the bead), fraction of photons, midpoint rule."""
     h = pixel_um / sub
-    n = 2 * (radius_px + 1) * sub
+    half = (radius_px + 1) * sub
+    n = 2 * half
     start = -(radius_px + 1) * pixel_um
-    c = start + (np.arange(n) + 0.5) * h
-    r = np.sqrt(c[:, None] ** 2 + c[None, :] ** 2)
-    k = profile.at(r) * (h * h)
+    c = (np.arange(half) + 0.5) * h  # the positive half; the kernel is symmetric about both axes
+    quadrant = profile.at(np.sqrt(c[:, None] ** 2 + c[None, :] ** 2)) * (h * h)
+    k = np.empty((n, n))
+    k[half:, half:] = quadrant
+    k[half:, :half] = quadrant[:, ::-1]
+    k[:half] = k[half:][::-1]
     f = np.zeros((n + 1, n + 1))
     np.cumsum(np.cumsum(k, axis=0), axis=1, out=f[1:, 1:])
     return f, start, h
-
-
-def _weights(edges: np.ndarray, start: float, h: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index and fraction of each edge position in a grid of n + 1 corner points."""
-    x = np.clip((edges - start) / h, 0.0, n - 1e-9)
-    i = x.astype(np.intp)
-    return i, x - i
 
 
 def line_rate(model: BeadImageModel, params: BeadSlideParams, seed: int, fov: FieldOfView, defocus_um: float,
@@ -120,19 +117,24 @@ def line_rate(model: BeadImageModel, params: BeadSlideParams, seed: int, fov: Fi
     if len(beads) == 0:
         return rate
     f, start, h = integral_image(profile, px, sub, radius_px)
-    n = f.shape[0] - 1
+    f = np.pad(f, ((0, 1), (0, 1)), mode="edge")  # beyond the kernel's grid: its total
+    n_px = 2 * radius_px + 1
+    span = sub * n_px + 1
     for bx, by, b in zip(beads[:, X] + sx, beads[:, Y] + sy, beads[:, BRIGHTNESS]):
-        cx, cy = (bx - fov.x0_um) / px, (by - fov.y0_um) / px
-        c0, c1 = max(int(round(cx)) - radius_px, 0), min(int(round(cx)) + radius_px, fov.width - 1)
-        r0, r1 = max(int(round(cy)) - radius_px, 0), min(int(round(cy)) + radius_px, fov.height - 1)
-        if c0 > c1 or r0 > r1:
+        kc, kr = int(round((bx - fov.x0_um) / px)), int(round((by - fov.y0_um) / px))
+        c0, r0 = kc - radius_px, kr - radius_px  # the patch: n_px x n_px pixels around the bead
+        lo_c, hi_c = max(c0, 0), min(c0 + n_px, fov.width)
+        lo_r, hi_r = max(r0, 0), min(r0 + n_px, fov.height)
+        if lo_c >= hi_c or lo_r >= hi_r:
             continue
-        xe = fov.x0_um + (np.arange(c0, c1 + 2) - 0.5) * px - bx  # pixel edges relative to the bead
-        ye = fov.y0_um + (np.arange(r0, r1 + 2) - 0.5) * px - by
-        ix, fx = _weights(xe, start, h, n)
-        iy, fy = _weights(ye, start, h, n)
-        rows = f[iy] * (1 - fy)[:, None] + f[iy + 1] * fy[:, None]
-        corners = rows[:, ix] * (1 - fx) + rows[:, ix + 1] * fx
+        # the patch's pixel edges fall every `sub` grid steps: its corners are strided views of f
+        ax = min(max((fov.x0_um + (c0 - 0.5) * px - bx - start) / h, 0.0), float(sub))
+        ay = min(max((fov.y0_um + (r0 - 0.5) * px - by - start) / h, 0.0), float(sub))
+        ix, iy = int(ax), int(ay)
+        fx, fy = ax - ix, ay - iy
+        lower = f[iy:iy + span:sub, ix:ix + span:sub] * (1 - fx) + f[iy:iy + span:sub, ix + 1:ix + 1 + span:sub] * fx
+        upper = f[iy + 1:iy + 1 + span:sub, ix:ix + span:sub] * (1 - fx) + f[iy + 1:iy + 1 + span:sub, ix + 1:ix + 1 + span:sub] * fx
+        corners = lower * (1 - fy) + upper * fy
         pixels = np.diff(np.diff(corners, axis=0), axis=1)
-        rate[r0:r1 + 1, c0:c1 + 1] += (b * params.photons_per_s_per_mw) * pixels
+        rate[lo_r:hi_r, lo_c:hi_c] += (b * params.photons_per_s_per_mw) * pixels[lo_r - r0:hi_r - r0, lo_c - c0:hi_c - c0]
     return rate
