@@ -9,7 +9,7 @@ one diameter apart, random in-plane directions): extra rows with the clump's id 
 ``line_rate`` gives the photon rate per pixel per mW of excitation for one line at one defocus:
 background + sum over beads of brightness x ``photons_per_s_per_mw`` x (bead image integrated over the
 pixel). Pixel integration: the bead image's radial profile is sampled at the centres of a sub-pixel
-grid (step h <= pixel, h <= in-focus PSF FWHM / 6), summed into its integral image (cumulative sums,
+grid (step h <= pixel, h <= in-focus PSF FWHM / 12), summed into its integral image (cumulative sums,
 i.e. the midpoint rule), and the integral over each pixel of each bead is the difference of the
 integral image bilinearly interpolated at the pixel's corners relative to the bead's exact position (no
 position rounding). Only beads within the field plus the image's patch radius are drawn; light beyond
@@ -80,8 +80,8 @@ def beads_in(params: BeadSlideParams, seed: int, x_min: float, x_max: float, y_m
 
 
 def subsampling(pixel_um: float, in_focus_fwhm_um: float) -> int:
-    """Sub-samples per pixel and axis of the kernel grid: step <= in-focus FWHM / 6."""
-    return max(1, int(math.ceil(pixel_um / (in_focus_fwhm_um / 6.0))))
+    """Sub-samples per pixel and axis of the kernel grid: step <= in-focus FWHM / 12."""
+    return max(1, int(math.ceil(pixel_um / (in_focus_fwhm_um / 12.0))))
 
 
 def integral_image(profile: RadialProfile, pixel_um: float, sub: int, radius_px: int) -> tuple[np.ndarray, float, float]:
@@ -103,17 +103,19 @@ def integral_image(profile: RadialProfile, pixel_um: float, sub: int, radius_px:
 
 
 def line_rate(model: BeadImageModel, params: BeadSlideParams, seed: int, fov: FieldOfView, defocus_um: float,
-              shift_xy_um: tuple[float, float], sub: int) -> np.ndarray:
+              shift_xy_um: tuple[float, float], sub: int, beads: np.ndarray | None = None) -> np.ndarray:
     """Photons per second per pixel per mW of excitation, float64 (fov.height, fov.width), for one
-    line whose beads are seen at ``defocus_um`` and shifted laterally by ``shift_xy_um``."""
+    line whose beads are seen at ``defocus_um`` and shifted laterally by ``shift_xy_um``; ``beads``
+    (rows as ``beads_in``'s) replaces the slide's own beads (tests: a lone bead)."""
     rate = np.full((fov.height, fov.width), params.background_photons_per_s_per_mw * (fov.sensor_step[0] * fov.sensor_step[1]))
     profile = model.profile(defocus_um)
     px = fov.pixel_um
     radius_px = int(math.ceil(profile.patch_um / px)) + 1
     margin = (radius_px + 1) * px
     sx, sy = shift_xy_um
-    beads = beads_in(params, seed, fov.x0_um - sx - margin, fov.x0_um - sx + fov.width * px + margin,
-                     fov.y0_um - sy - margin, fov.y0_um - sy + fov.height * px + margin)
+    if beads is None:
+        beads = beads_in(params, seed, fov.x0_um - sx - margin, fov.x0_um - sx + fov.width * px + margin,
+                         fov.y0_um - sy - margin, fov.y0_um - sy + fov.height * px + margin)
     if len(beads) == 0:
         return rate
     f, start, h = integral_image(profile, px, sub, radius_px)
