@@ -95,6 +95,38 @@ def test_focus_drift_moves_the_focal_plane_at_the_stated_rate() -> None:
     for laser, dz in (("L488", 0.0), ("L640", 0.25)):
         assert world.focal_plane_z_um(7200.0, laser) - world.focal_plane_z_um(0.0, laser) == pytest.approx(1.6, abs=1e-9)
         assert world.focal_plane_z_um(0.0, laser) == pytest.approx(2000.0 + dz, abs=1e-9)
+    settling = _world(focus_drift_um_per_h=-0.3, focus_settle_um=0.4, focus_settle_tau_s=1800.0)
+    for t in (600.0, 3600.0, 14400.0):
+        moved = settling.focal_plane_z_um(t, "L488") - settling.focal_plane_z_um(0.0, "L488")
+        assert moved == pytest.approx(-0.3 * t / 3600 + 0.4 * (1 - math.exp(-t / 1800.0)), abs=1e-9)
+
+
+def test_the_camera_renders_at_the_drive_s_true_position() -> None:
+    """Two moves to the same reported position land at different true positions (repeatability): the
+    scene is the bead image at each move's true defocus, not at the reported one."""
+    world = _world(focus_drift_um_per_h=0.5)
+    axis = world.z_drives["Z"].axes["z"]
+    axis.p = ZDriveParams().z.model_copy(update={"repeatability_sigma_um": 0.05, "backlash_um": 0.2})
+    world.mount_sample("bead_slide")
+    world.lasers["L488"].set_setpoint_mw(5.0)
+    world.lasers["L488"].set_emission(True)
+    camera = world.cameras["Camera"]
+    e = Exposure(0.05, (0, 0, 255, 255))
+    t = 1800.0
+    fov = camera.field_of_view(t, e)
+    patterns = []
+    for _ in range(2):
+        world.z_drives["Z"].move({"z": 1999.0})
+        world.z_drives["Z"].move({"z": 2000.3})
+        defocus = axis.true_um(t) - (2000.0 + 0.5 * t / 3600)
+        pattern, scale = world._scene(t, fov)
+        model = world.bead_image_model("L488")
+        sub = subsampling(fov.pixel_um, world.psf_truth("L488").psf_lateral_fwhm_um)
+        expected = line_rate(model, world.params.bead_slide, world.seed, fov, defocus, (0.0, 0.0), sub)
+        assert np.allclose(pattern, expected, rtol=1e-6) and scale == pytest.approx(world.lasers["L488"].true_power_mw(t))
+        assert abs(defocus - (0.3 - 0.1 - 0.25)) > 1e-4  # reported 0.3 above the plane, backlash / 2 below, drift: plus the random error
+        patterns.append(pattern)
+    assert not np.array_equal(patterns[0], patterns[1])
 
 
 def _lone_bead(model: BeadImageModel, pixel: float, size: int, bead: tuple[float, float], z: float) -> np.ndarray:
