@@ -161,3 +161,70 @@ def test_mistakes_in_beads_and_z_stacks_name_file_line_and_field() -> None:
     assert "z.yaml:6: protocol: steps[1].acquire.z_stack.step: 'nyquist' or a distance between planes such as '0.2 um' (got 'fast')" in message
     with pytest.raises(UserError, match="bead_diameter and emission describe a bead_slide"):
         read_protocol_text(HEAD + "  - specimen: {sample: uniform_slide, bead_diameter: 100 nm}\n", "z.yaml")
+
+
+def test_a_simulated_objective_whose_na_is_not_below_its_immersion_index_is_refused_in_one_line(tmp_path: Path) -> None:
+    from harness.run.station_facts import read_station_file
+
+    station = station_variant(tmp_path, {"instrument": {"objectives": [{"id": "o", "nominal_magnification": 60, "lens_na": 1.4, "immersion": "Oil"}],
+                                                        "objective_in_use": "o"},
+                                         "simulation": {"optics": {"immersion_index": 1.33}}})
+    with pytest.raises(UserError, match=r"station\.yaml:\d+: station: simulation\.optics\.immersion_index: the simulated objective's NA 1\.4 "
+                                         r"must be below its immersion index 1\.33"):
+        read_station_file(station)
+
+
+def test_z_stack_distances_are_bounded_like_moves() -> None:
+    with pytest.raises(UserError, match=r"acquire\.z_stack: 1500 mm is over the 1000 mm limit"):
+        _plan("{step: 1 um, extent: 1500 mm}", None)
+    with pytest.raises(UserError, match="at least 1 nm"):
+        _plan("{step: 0.0004 um, extent: 1 um}", None)
+
+
+def test_a_z_stack_outside_the_drive_travel_is_refused_before_it_moves_and_the_lasers_go_off(tmp_path: Path) -> None:
+    protocol = tmp_path / "z.yaml"
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.5 um, extent: 10 um}").replace("move: {z: 2000 um}", "move: {z: 9998 um}"))
+    out = _run(tmp_path, protocol, station_variant(tmp_path, {}))
+    assert out.returncode != 0
+    (folder,) = list((tmp_path / "runs").iterdir())
+    run = json.loads((folder / "run.json").read_text())
+    assert "z.yaml:10: protocol: acquire.z_stack: the z-stack around 9998 um reaches 9988 .. 10003 um" in run["reason"], run["reason"]
+    assert "outside the Z drive ZDrive's travel 0 .. 10000 um" in run["reason"]
+    ends = [r for r in read_journal(folder / "journal.jsonl") if r.get("type") == "safe_state"]
+    assert ends and ends[-1]["confirmed"]
+
+
+def test_the_xml_of_a_killed_file_maps_alternating_channels_to_their_pages(tmp_path: Path) -> None:
+    """Before finalize (a kill), the file's XML is the plan's: one TiffData per run of one channel's
+    consecutive frames, in acquisition order; here 488 and 561 z-stacks alternate."""
+    text = HEAD + """  - specimen: {sample: bead_field}
+  - move: {z: 2000 um}
+  - repeat: 2
+    do:
+      - for_each: {line: [488, 561]}
+        do:
+          - laser: {line: $line, setpoint: 20 %, emission: on}
+          - acquire: {stack: psf, exposure: 20 ms, centre_roi: [64, 64], z_stack: {step: 0.5 um, extent: 2 um}}
+          - laser: {line: $line, emission: off}
+"""
+    protocol = tmp_path / "z.yaml"
+    protocol.write_text(text)
+    out = _run(tmp_path, protocol, station_variant(tmp_path, {}), kill_at="acquisition:frame@12")
+    assert out.returncode != 0
+    (folder,) = list((tmp_path / "runs").iterdir())
+    with tifffile.TiffFile(folder / "psf.ome.tif") as tif:
+        xml = tif.pages[0].description
+    tags = re.findall(r"<TiffData [^>]*>", xml)
+    blocks = [tuple(int(re.search(f'{k}="(\\d+)"', tag).group(1)) for k in ("IFD", "FirstC", "FirstT", "FirstZ", "PlaneCount"))  # type: ignore[union-attr]
+              for tag in tags]
+    assert blocks == [(0, 0, 0, 0, 5), (5, 1, 0, 0, 5), (10, 0, 1, 0, 5), (15, 1, 1, 0, 5)], tags
+    assert 'DimensionOrder="XYZTC"' in xml
+
+
+def test_a_stack_of_z_stacks_is_not_taken_for_a_flat_field() -> None:
+    from harness.analyses.flat_field.analysis import ANALYSIS
+
+    run = {"protocol": {"plan": {"stacks": {"s": {"channels": ["dark", "488"], "frames": {"dark": 11, "488": 11}, "z_planes": 11}}}}}
+    assert not ANALYSIS.applies(Path("."), run, "s.ome.tif", {"kind": "ome_tiff", "stack": "s"})
+    run["protocol"]["plan"]["stacks"]["s"].pop("z_planes")
+    assert ANALYSIS.applies(Path("."), run, "s.ome.tif", {"kind": "ome_tiff", "stack": "s"})

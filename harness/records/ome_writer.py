@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import tifffile
-from ome_types.model import TiffData
+from ome_types.model import Pixels_DimensionOrder, TiffData
 
 from harness.protocol.plan import StackPlan
 from harness.records.image_records import ChannelInfo, InstrumentInfo, PlaneInfo, grid_gaps
@@ -61,19 +61,24 @@ class OmeTiffStack:
 
     def _planned_xml(self) -> bytes:
         """The plan's shape, for a file read before ``finalize`` (a crash): every planned frame in
-        acquisition order, one TiffData per channel run; no Plane elements (nothing is known yet)."""
+        acquisition order, one TiffData per run of consecutive frames of one channel (DimensionOrder
+        XYZTC: a run steps through Z, then T); no Plane elements (nothing is known yet)."""
         assert self.shape is not None
         channels = [self.channels[name] for name in self.plan.channels]
         nz = self.plan.z_planes
         ome = build_ome(self.info, self.plan.name, self.shape, channels, [], self.acquisition_date, self.file_uuid, self.annotations,
                         nz, self.plan.z_step_um)
         px = ome.images[0].pixels
+        px.dimension_order = Pixels_DimensionOrder.XYZTC
         px.size_t = max(-(-self.plan.size_t // nz), 1)
-        ifd = 0
-        for c, name in enumerate(self.plan.channels):
-            count = self.plan.frames_per_channel[name]
-            px.tiff_data_blocks.append(TiffData(ifd=ifd, first_c=c, first_t=0, first_z=0, plane_count=count))
-            ifd += count
+        order = self.plan.order or [(c, t) for c, name in enumerate(self.plan.channels) for t in range(self.plan.frames_per_channel[name])]
+        runs: list[list[int]] = []  # [ifd, c, t, count]
+        for ifd, (c, t) in enumerate(order):
+            if runs and runs[-1][1] == c and runs[-1][2] + runs[-1][3] == t:
+                runs[-1][3] += 1
+            else:
+                runs.append([ifd, c, t, 1])
+        px.tiff_data_blocks = [TiffData(ifd=ifd, first_c=c, first_t=t // nz, first_z=t % nz, plane_count=count) for ifd, c, t, count in runs]
         return ome_xml_bytes(ome)
 
     def write(self, image: np.ndarray, plane: PlaneInfo, channel: ChannelInfo | None = None) -> None:

@@ -67,6 +67,7 @@ class StationFacts:
     core: Any = None  # the loaded MMCore: device properties are read from it
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (action kind it concerns, or "" for all; what was not checked)
     optics: Optics | None = None  # the objective in use (instrument section), None: not given
+    optics_problem: str = ""  # why optics is None
 
 
 def _cfg_path(spec: StationFile, station_path: Path) -> Path | None:
@@ -167,7 +168,7 @@ def file_facts(path: str | Path | None) -> StationFacts:
     skipped.append(("set_property", "set_property: whether the property exists and accepts the value (read from the loaded device)"))
     roles = spec.roles
     return StationFacts(doc.path, spec.name, False, lines, lines_known, _filled(roles.lasers, roles.power_meter, roles.camera, roles.xy_stage, roles.z_drive),
-                        _role_labels(spec), devices, camera, None, skipped, spec.instrument.optics())
+                        _role_labels(spec), devices, camera, None, skipped, spec.instrument.optics(), spec.instrument.optics_problem())
 
 
 def _filled(lasers: Any, meter: Any, camera: Any, xy: Any, z: Any) -> set[str]:
@@ -222,7 +223,7 @@ def station_facts(station: Any) -> StationFacts:
     devices = {d for d in core.getLoadedDevices() if d != "Core"}
     return StationFacts(station.path, station.name, True, lines, True,
                         _filled(station.lasers, station.power_meter, station.camera, station.xy_stage, station.z_drive),
-                        role_labels, devices, camera, core, optics=spec.instrument.optics())
+                        role_labels, devices, camera, core, optics=spec.instrument.optics(), optics_problem=spec.instrument.optics_problem())
 
 
 @contextmanager

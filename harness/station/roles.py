@@ -185,10 +185,11 @@ class XYStage:
 
 
 class ZDrive:
-    def __init__(self, core: UniMMCore, label: str, timeout_s: float) -> None:
+    def __init__(self, core: UniMMCore, label: str, timeout_s: float, travel_um: tuple[float, float] | None = None) -> None:
         self.core = core
         self.label = label
         self.timeout_s = timeout_s
+        self.travel_um = travel_um  # (lowest, highest) position the drive accepts, where the station knows it
 
     def move_to(self, z_um: float) -> None:
         device_call(self.label, lambda: self.core.setPosition(self.label, z_um))

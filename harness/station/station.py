@@ -220,7 +220,11 @@ class Station:
             core.setXYStageDevice(roles.xy_stage)
         if roles.z_drive is not None:
             self._require_device(roles.z_drive, "roles", "z_drive")
-            self.z_drive = ZDrive(core, roles.z_drive, timeout_s=max(core.getTimeoutMs() / 1000, 5.0))
+            entry = self.spec.devices.get(roles.z_drive)
+            truth = entry.simulation_truth() if entry is not None else None
+            axis = getattr(truth, "z", None)  # a simulated Z drive's travel is its truth; a real one's is not known here
+            travel = (axis.min_um, axis.max_um) if axis is not None else None
+            self.z_drive = ZDrive(core, roles.z_drive, timeout_s=max(core.getTimeoutMs() / 1000, 5.0), travel_um=travel)
             core.setFocusDevice(roles.z_drive)
 
     def _pixel_size_um(self, camera: str) -> float:

@@ -131,6 +131,17 @@ class Instrument(_Model):
             raise ValueError(f"objective_in_use {self.objective_in_use!r} is not among objectives {ids}")
         return self
 
+    def optics_problem(self) -> str:
+        """Why ``optics()`` is None ("" when it is not)."""
+        if self.optics() is not None:
+            return ""
+        if not self.objectives:
+            return "the station file names no objective (instrument: objectives [{id, nominal_magnification, lens_na, immersion}], objective_in_use)"
+        objective = next((o for o in self.objectives if o.id == self.objective_in_use), None)
+        if objective is None:
+            return f"instrument.objective_in_use is not set (objectives: {', '.join(o.id for o in self.objectives)})"
+        return f"objective {objective.id!r} has {objective.immersion} immersion: give its refractive_index"
+
     def optics(self) -> Optics | None:
         """The objective in use as ``Optics`` (the only objective when none is named in use); None
         when there is none or its immersion index is not known."""
@@ -237,6 +248,15 @@ class StationFile(_Model):
             text = (f"a virtual clock cannot drive Micro-Manager adapter devices ({', '.join(adapters)}): they take real time; "
                     "use clock: real (with a time_scale)")
             errors.append(InitErrorDetails(type=PydanticCustomError("station_clock", text), loc=("simulation", "clock"), input=sim.clock))
+        objective = self.instrument.optics()
+        na = sim.optics.na if sim.optics.na is not None else (objective.na if objective else None)
+        n = sim.optics.immersion_index if sim.optics.immersion_index is not None else (objective.immersion_index if objective else None)
+        if na is not None and n is not None and na >= n:
+            field = "immersion_index" if sim.optics.immersion_index is not None else "na"
+            text = (f"the simulated objective's NA {na:g} must be below its immersion index {n:g} "
+                    f"(what optics does not give comes from the objective in use, {self.instrument.objective_in_use or 'the only one'})")
+            errors.append(InitErrorDetails(type=PydanticCustomError("station_optics", text), loc=("simulation", "optics", field),
+                                           input=getattr(sim.optics, field)))
         if errors:
             raise ValidationError.from_exception_data("StationFile", errors)
         return self

@@ -175,7 +175,9 @@ class FlatFieldAnalysis:
     conventions = (flat_field_metrics_module.__doc__ or "").split("Conventions", 1)[-1].strip().lstrip(": ") + "\n" + CONVENTION
 
     def applies(self, folder: Path, run: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
-        return entry.get("kind") == "ome_tiff" and "dark" in run["protocol"]["plan"]["stacks"].get(entry["stack"], {}).get("channels", [])
+        plan = run["protocol"]["plan"]["stacks"].get(entry["stack"], {})
+        # a stack of z-stacks is not a flat field, even with a dark channel
+        return entry.get("kind") == "ome_tiff" and "dark" in plan.get("channels", []) and int(plan.get("z_planes") or 1) == 1
 
     def analyse(self, folder: Path, name: str, entry: Mapping[str, Any], limits: Mapping[str, Limit]) -> list[Result]:
         return analyse_flat_field(folder, entry["stack"], limits)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, model_validator
 
 from harness.common.optics import ASSUMED_OPTICS, axial_fwhm_um, nyquist_axial_um
 from harness.common.safe_paths import PlainNameOrVariables
-from harness.common.units import LENGTH_UM, PositiveDistance, PositiveSeconds, parse_quantity
+from harness.common.units import LENGTH_UM, Distance, PositiveDistance, PositiveSeconds, parse_quantity
 from harness.protocol.steps.base import FRAME_OVERHEAD_S, MOVE_ESTIMATE_S, Action, Expansion, StackPlan, StepKind, VarRef, _Model
 
 MAX_Z_PLANES = 2001
@@ -22,8 +23,8 @@ def _nyquist_or_distance(value: Any) -> Any:
         number = parse_quantity(value, LENGTH_UM, "distance")
     except ValueError:
         raise ValueError(f"'nyquist' or a distance between planes such as '0.2 um' (got {value!r})") from None
-    if number <= 0:
-        raise ValueError(f"a distance between planes is more than zero (got {value!r})")
+    if number < 0.001:
+        raise ValueError(f"a distance between planes is at least 1 nm (got {value!r})")
     return number
 
 
@@ -47,7 +48,7 @@ class ZStackParams(_Model):
     oversample: float = Field(default=2.0, ge=1, le=20, description="with step: nyquist, planes this many times closer than Nyquist")
     extent: PositiveDistance | None = Field(default=None, description="full height of the z-stack (default: extent_fwhm axial FWHMs)")
     extent_fwhm: float = Field(default=8.0, gt=0, le=200, description="full height in theoretical axial FWHMs, when extent is not given")
-    overtravel: PositiveDistance = Field(default=5.0, description="each z-stack starts this far below its first plane (backlash taken up)")
+    overtravel: Distance = Field(default=5.0, description="each z-stack starts this far below its first plane (backlash taken up; 0: it does not)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ZStackParams:
@@ -89,7 +90,11 @@ class Acquire(StepKind):
     model = AcquireStep
 
     def limit_checks(self, params: Any) -> list[tuple[str, str, Any]]:
-        return [("exposure", "max_exposure", params.exposure)]
+        checks = [("exposure", "max_exposure", params.exposure)]
+        z = params.z_stack
+        if z is not None:
+            checks += [("z_stack", "max_move", value) for value in (z.extent, z.overtravel, None if z.step == "nyquist" else z.step)]
+        return checks
 
     def expand(self, params: Any, action: Action, plan: Expansion, loc: tuple[Any, ...]) -> None:
         plan.roles.add("camera")
@@ -108,6 +113,7 @@ class Acquire(StepKind):
             action.z_offsets_um = z_planes(params, stack, plan, loc)
             count = len(action.z_offsets_um)
         action.frames = [(c, first + k) for k in range(count)]
+        stack.order.extend(action.frames)
         action.channel = channel
         stack.frames_per_channel[channel] += count
         action.estimate_s = count * (plan.exposure_s + FRAME_OVERHEAD_S)
@@ -127,7 +133,7 @@ def z_planes(params: Any, stack: StackPlan, plan: Expansion, loc: tuple[Any, ...
     step = nyquist_axial_um(min(waves), optics) / z.oversample if z.step == "nyquist" else float(z.step)
     step = max(round(step, 3), 0.001)  # whole nanometres: what a Z drive can be sent to
     extent = float(z.extent) if z.extent is not None else z.extent_fwhm * axial_fwhm_um(max(waves), optics)
-    half = max(round(extent / 2 / step), 1)
+    half = max(math.floor(extent / 2 / step + 0.5), 1)  # the extent to the nearest whole step each side (at least one)
     if 2 * half + 1 > MAX_Z_PLANES:
         raise plan.error(loc + ("acquire", "z_stack"), f"acquire: z_stack: {2 * half + 1} planes ({extent:.4g} um in steps of {step:.4g} um); "
                                                        f"at most {MAX_Z_PLANES}: a larger step or a smaller extent")

@@ -74,6 +74,7 @@ class StackPlan:
     frames_per_channel: dict[str, int] = field(default_factory=dict)
     z_planes: int = 1  # planes per z-stack (1: no z-stacks); a channel's frame t is plane t % z_planes of z-stack t // z_planes
     z_step_um: float | None = None
+    order: list[tuple[int, int]] = field(default_factory=list)  # every planned frame (c, t) in acquisition order
 
     @property
     def size_t(self) -> int:

@@ -29,7 +29,21 @@ class SpecimenParams(_Model):
     def _beads_only(self) -> SpecimenParams:
         if self.sample != "bead_slide" and (self.bead_diameter is not None or self.emission):
             raise ValueError("bead_diameter and emission describe a bead_slide")
-        self.emission = {line_key(k): v for k, v in self.emission.items()}  # 488, "488 nm" -> "488"
+        emission: dict[int | float | str, float] = {}
+        for key, nm in self.emission.items():
+            line = line_key(key)  # 488, "488 nm" -> "488"
+            try:
+                excitation = float(line)
+            except ValueError:
+                raise ValueError(f"emission: {key!r} is not a laser line (a wavelength such as 488)") from None
+            if isinstance(key, bool) or not 200 <= excitation <= 2000:
+                raise ValueError(f"emission: {key!r} is not a laser line (a wavelength such as 488)")
+            if line in emission:
+                raise ValueError(f"emission: the {line} nm line is given twice")
+            if nm <= excitation:
+                raise ValueError(f"emission: {nm:g} nm for the {line} nm line: an emission is longer than its excitation")
+            emission[line] = nm
+        self.emission = emission
         return self
 
 

@@ -48,9 +48,8 @@ class Acquire(StepExecutor):
                     check.add(action.line, f"acquire: centre_roi {w}x{h} is larger than the camera's {shown} pixels{context(action)}")
         z = p.z_stack
         if z is not None and check.facts.optics is None and (z.step == "nyquist" or z.extent is None):
-            check.add(action.line, "acquire: z_stack: its step and extent follow from the objective, but the station file names none with its NA and "
-                                   "immersion (instrument: objectives [{id, lens_na, immersion}], objective_in_use); give one, or give "
-                                   "z_stack a step and an extent")
+            check.add(action.line, f"acquire: z_stack: its step and extent follow from the objective, but {check.facts.optics_problem}; "
+                                   "or give the z_stack a step and an extent")
         w, h = _frame_size(p, camera if camera else None)
         known = (camera is not None and bool(camera.sensor)) or p.roi is not None or p.centre_roi is not None
         sizes: dict[str, tuple[int, int, int]] = check.memo.setdefault("acquire_sizes", {})
@@ -87,9 +86,11 @@ class Acquire(StepExecutor):
             z_centre = _z_stack_start(run, action)
             for i, (c, t) in enumerate(action.frames):
                 if action.z_offsets_um:
-                    _z_plane(run, z_centre + action.z_offsets_um[i])
+                    _z_plane(run, action, z_centre + action.z_offsets_um[i])
                 pos = position(run.station)
                 t_frame = run.clock.now()
+                nz = len(action.z_offsets_um)
+                where = f"c={c},z={t % nz},t={t // nz}" if nz else f"c={c},t={t}"
                 row = {"frame": log.rows, "stack": p.stack, "channel": action.channel, "c": c, "t": t, "time_s": f"{t_frame - t0:.6f}",
                        "exposure_s": exposure_s, "x_um": pos.get("x"), "y_um": pos.get("y"), "z_um": pos.get("z"), "tag": p.tag,
                        "gain_db": channel.gain_db, "offset": channel.offset, "binning": channel.binning,
@@ -99,14 +100,14 @@ class Acquire(StepExecutor):
                     # a snap is taken whole: Ctrl-C/SIGTERM during it end the run after it, so the signal
                     # never lands in the driver's clean-up (e.g. disarming the camera) and leaves it armed
                     with run.whole_record():
-                        image, attempts = run.retry(f"frame {p.stack}[c={c},t={t}]", cam.snap)
+                        image, attempts = run.retry(f"frame {p.stack}[{where}]", cam.snap)
                 except DeviceError as exc:
                     with run.whole_record():
                         run.page(stack, partial(stack.write_missing, plane, str(exc)),
                                  (stack.shape[0] * stack.shape[1] * 2) if stack.shape else 0)
                         log.write({**row, "status": "missing", "error": str(exc), "ifd": plane.ifd if plane.ifd >= 0 else None})
                     run.journal.write("frame_missing", t_frame - t0, sync=True, stack=p.stack, c=c, t=t, error=str(exc))
-                    run.count_missing(f"frame {p.stack}[c={c},t={t}]", exc)
+                    run.count_missing(f"frame {p.stack}[{where}]", exc)
                     continue
                 with run.whole_record():
                     run.page(stack, partial(stack.write, image, plane, channel), image.size * 2)
@@ -120,28 +121,43 @@ class Acquire(StepExecutor):
 
 
 def _z_stack_start(run: StepRun, action: Action) -> float:
-    """A z-stack's centre (where the Z drive is); the drive goes to ``overtravel`` below the first
-    plane, so that every plane is approached from below (the backlash is taken up)."""
+    """A z-stack's centre (where the Z drive is, to the nanometre); the drive goes to ``overtravel``
+    below the first plane, so that every plane is approached from below (the backlash is taken up).
+    ``UserError`` naming the step when the z-stack would leave the drive's known travel (nothing moved)."""
     if not action.z_offsets_um:
         return 0.0
     z = run.station.z_drive
     if z is None:
         raise UserError(f"{run.protocol_path}:{action.line}: protocol: acquire: z_stack needs a Z drive (roles: z_drive)")
-    centre = z.position_um()
-    _z_plane(run, centre + action.z_offsets_um[0] - float(action.params.z_stack.overtravel) if action.params.z_stack else centre)
+    centre = round(z.position_um(), 3)
+    overtravel = float(action.params.z_stack.overtravel) if action.params.z_stack else 0.0
+    low, high = centre + action.z_offsets_um[0] - overtravel, centre + action.z_offsets_um[-1]
+    travel = getattr(z, "travel_um", None)
+    if travel is not None and (low < travel[0] or high > travel[1]):
+        raise UserError(f"{run.protocol_path}:{action.line}: protocol: acquire.z_stack: the z-stack around {centre:g} um reaches "
+                        f"{low:g} .. {high:g} um (with {overtravel:g} um over-travel below), outside the Z drive {z.label}'s travel "
+                        f"{travel[0]:g} .. {travel[1]:g} um; focus further from the end of the travel, or give a smaller extent or overtravel")
+    _z_plane(run, action, low)
     return centre
 
 
-def _z_plane(run: StepRun, target_um: float) -> None:
+def _z_plane(run: StepRun, action: Action, target_um: float) -> None:
     z = run.station.z_drive
-    run.retry("Z move", lambda: z.move_to(target_um))
+    target = round(target_um, 3)  # whole nanometres, as the planes were planned
+    try:
+        run.retry("Z move", lambda: z.move_to(target))
+    except DeviceError as exc:
+        raise DeviceError(exc.device, f"{exc.detail} (z-stack of {run.protocol_path}:{action.line}: moving to {target:g} um; a position "
+                                      "outside the drive's travel is refused like this: focus further from its end, or give the z_stack "
+                                      "a smaller extent or overtravel)") from exc
 
 
 def _z_return(run: StepRun, action: Action, centre: float) -> None:
     """Back to the z-stack's centre, approached from below like its planes."""
     overtravel = float(action.params.z_stack.overtravel) if action.params.z_stack else 0.0
-    _z_plane(run, centre - overtravel)
-    _z_plane(run, centre)
+    if overtravel:
+        _z_plane(run, action, centre - overtravel)
+    _z_plane(run, action, centre)
     run.journal.write("move", run.now(), target_um={"z": centre}, approach="positive", context=action.context)
 
 
