@@ -1,0 +1,156 @@
+"""PSF and chromatic co-registration metrics from fitted beads (``harness.analysis.bead_fits``).
+Pure functions; no file is read.
+
+Conventions:
+- Theoretical widefield resolution, as MetroloJ_QC computes it (``theoreticalResolutionCalculator
+  .getResolution``, case WIDEFIELD, read in its source): lateral FWHM = 0.51 lambda_em / NA, axial
+  FWHM = 1.77 n lambda_em / NA^2 (n: the immersion's refractive index, lambda_em: the emission
+  wavelength). MetroloJ_QC uses 0.88 lambda / (n - sqrt(n^2 - NA^2)) for the confocal axial width
+  (with the excitation wavelength), not for widefield; that expression with the emission wavelength
+  (Cole et al. 2011, Nat Protoc 6:1929) is given as ``axial_fwhm_alt_um`` for information only.
+- Per line: mean and SD (n - 1) over the accepted beads of the x, y and z FWHMs; ratio measured /
+  theoretical of each mean (a protocol limit of 1.5: Faklaris et al. 2022, J Cell Biol
+  221(11):e202107093); lateral asymmetry = min(mean FWHM x, mean FWHM y) / max(...) (MetroloJ_QC's
+  batch "Lateral Asymmetry" ratio, 1 = symmetric). No axial asymmetry is reported: neither
+  MetroloJ_QC nor microscope-metrics states a definition.
+- Co-registration: per bead matched in a channel and in the reference channel, the shift (dx, dy,
+  dz) = centre in the channel - centre in the reference (fitted centres, um), its 3-D distance, and
+  MetroloJ_QC's co-alignment ratio = distance / reference distance, the reference distance being the
+  radius, in the shift's direction, of the ellipsoid whose semi-axes are the theoretical x, y, z
+  resolutions of the longer emission wavelength of the two (``getReferenceDistance``:
+  rx ry rz / sqrt((ry rz sin(theta) cos(phi))^2 + (rx rz sin(theta) sin(phi))^2 + (rx ry cos(theta))^2)).
+  MetroloJ_QC 1.3.1 passes the pair's index (0 or 1) where it means the channel, so for pairs not
+  made of its first two channels it takes another channel's resolution; the harness takes the longer
+  wavelength's, as MetroloJ_QC states it intends. Means and SDs (n - 1) over the matched beads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.analysis.bead_fits import Bead, reason_counts
+from harness.analysis.metric import Metric
+
+LATERAL_FACTOR = 0.51
+AXIAL_FACTOR = 1.77
+MATCH_FWHM = 3.0  # a bead of another channel matches within this many lateral FWHMs (and 1 um at least)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Theoretical widefield FWHMs of one emission wavelength (um)."""
+
+    emission_nm: float
+    na: float
+    n: float
+    lateral_um: float
+    axial_um: float
+    axial_alt_um: float  # 0.88 lambda / (n - sqrt(n^2 - NA^2)): information only
+
+
+def resolution(emission_nm: float, na: float, n: float) -> Resolution:
+    """MetroloJ_QC's widefield resolution. ValueError for NA not below n or a non-positive input."""
+    if not (emission_nm > 0 and na > 0 and n > 0) or na >= n:
+        raise ValueError(f"needs emission > 0, 0 < NA < n: emission {emission_nm} nm, NA {na}, n {n}")
+    lam = emission_nm / 1000.0
+    return Resolution(emission_nm, na, n, LATERAL_FACTOR * lam / na, AXIAL_FACTOR * n * lam / na**2,
+                      0.88 * lam / (n - math.sqrt(n**2 - na**2)))
+
+
+def _mean_sd(values: Sequence[float], unit: str, what: str) -> tuple[Metric, Metric]:
+    v = [x for x in values if math.isfinite(x)]
+    if not v:
+        why = what
+        return Metric(math.nan, unit, why), Metric(math.nan, unit, why)
+    sd = Metric(float(np.std(v, ddof=1)), unit) if len(v) > 1 else Metric(math.nan, unit, "one bead: no spread")
+    return Metric(float(np.mean(v)), unit), sd
+
+
+def psf_summary(beads: Sequence[Bead], res: Resolution, why_none: str = "") -> dict[str, Metric]:
+    """The metrics of one line (module docstring). ``why_none``: the reason given when no bead was
+    accepted (else a count of the rejections)."""
+    accepted = [b for b in beads if b.accepted]
+    counts = reason_counts(beads)
+    what = why_none or (f"no bead accepted: {len(beads)} found, rejected: "
+                        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n) if beads else "no bead found")
+    out: dict[str, Metric] = {}
+    theory = {"x": res.lateral_um, "y": res.lateral_um, "z": res.axial_um}
+    for axis in "xyz":
+        mean, sd = _mean_sd([b.fwhm_um(axis) for b in accepted], "um", what)
+        out[f"fwhm_{axis}_um"], out[f"fwhm_{axis}_sd_um"] = mean, sd
+        out[f"fwhm_{axis}_ratio"] = Metric(mean.value / theory[axis], "", mean.reason)
+    for axis in "xy":
+        out[f"fwhm_{axis}_plain_um"] = _mean_sd([b.fits[axis].fwhm_plain_um for b in accepted if axis in b.fits], "um", what)[0]
+    fx, fy = out["fwhm_x_um"], out["fwhm_y_um"]
+    out["lateral_asymmetry"] = (Metric(min(fx.value, fy.value) / max(fx.value, fy.value), "") if not (fx.reason or fy.reason)
+                                else Metric(math.nan, "", fx.reason or fy.reason))
+    out["theoretical_lateral_fwhm_um"] = Metric(res.lateral_um, "um")
+    out["theoretical_axial_fwhm_um"] = Metric(res.axial_um, "um")
+    out["beads_found"] = Metric(float(len(beads)), "")
+    out["beads_accepted"] = Metric(float(len(accepted)), "")
+    out["beads_rejected"] = Metric(float(len(beads) - len(accepted)), "")
+    return out
+
+
+# --- co-registration -----------------------------------------------------------------------------
+def reference_distance_um(shift: tuple[float, float, float], res: Resolution) -> float:
+    """MetroloJ_QC's reference distance: the radius of the resolution ellipsoid (semi-axes lateral,
+    lateral, axial) in the direction of ``shift`` (dx, dy, dz); the lateral resolution for no shift."""
+    dx, dy, dz = shift
+    rx = ry = res.lateral_um
+    rz = res.axial_um
+    dxy = math.hypot(dx, dy)
+    d = math.hypot(dxy, dz)
+    theta = math.acos(dz / d) if d else 0.0
+    phi = math.acos(dx / dxy) if dxy else math.pi / 2
+    x_ref = ry * rz * math.cos(phi) * math.sin(theta)
+    y_ref = rx * rz * math.sin(phi) * math.sin(theta)
+    z_ref = rx * ry * math.cos(theta)
+    return rx * ry * rz / math.sqrt(x_ref**2 + y_ref**2 + z_ref**2)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One bead seen in the reference channel and in another channel."""
+
+    reference_um: tuple[float, float, float]
+    shift_um: tuple[float, float, float]  # channel - reference
+
+    @property
+    def distance_um(self) -> float:
+        return math.sqrt(sum(v * v for v in self.shift_um))
+
+
+def match(reference: Sequence[Bead], other: Sequence[Bead], radius_um: float) -> list[Pair]:
+    """Accepted beads of ``other`` paired with accepted beads of ``reference``: mutual nearest
+    neighbours in x-y within ``radius_um``."""
+    ref = [b for b in reference if b.accepted]
+    oth = [b for b in other if b.accepted]
+    if not ref or not oth:
+        return []
+    a = np.array([b.centre_um for b in ref])
+    c = np.array([b.centre_um for b in oth])
+    d = np.hypot(a[:, None, 0] - c[None, :, 0], a[:, None, 1] - c[None, :, 1])
+    pairs = []
+    for i in range(len(ref)):
+        j = int(np.argmin(d[i]))
+        if d[i, j] <= radius_um and int(np.argmin(d[:, j])) == i:
+            pairs.append(Pair(tuple(a[i].tolist()), tuple((c[j] - a[i]).tolist())))
+    return pairs
+
+
+def coregistration_metrics(pairs: Sequence[Pair], res: Resolution, why_none: str) -> dict[str, Metric]:
+    """Mean and SD of dx, dy, dz, the 3-D distance and the co-alignment ratio over ``pairs``; ``res``
+    is the resolution of the longer emission wavelength of the two channels."""
+    out: dict[str, Metric] = {}
+    for i, axis in enumerate("xyz"):
+        out[f"shift_{axis}_um"], out[f"shift_{axis}_sd_um"] = _mean_sd([p.shift_um[i] for p in pairs], "um", why_none)
+    out["distance_3d_um"], out["distance_3d_sd_um"] = _mean_sd([p.distance_um for p in pairs], "um", why_none)
+    ratios = [p.distance_um / reference_distance_um(p.shift_um, res) for p in pairs]
+    out["coalignment_ratio"], out["coalignment_ratio_sd"] = _mean_sd(ratios, "", why_none)
+    out["beads_matched"] = Metric(float(len(pairs)), "")
+    return out
