@@ -12,6 +12,7 @@ Points (the kill-campaign script uses the same names):
 
 - ``acquisition:started``: a run process, right after its journal's ``run_start`` (run.json ``running``);
 - ``acquisition:reading``: a run process, each time a power reading is in its series CSV (``@21``: the 21st);
+- ``acquisition:frame``: a run process, each time a frame's page and its frame-log row are written;
 - ``finishing:start``: run.json ``finishing`` written (the acquisition's outcome is recorded), nothing else yet;
 - ``finishing:after_results``: results.json, QC annotations and the report written;
 - ``finishing:after_record``: the results store has the run;
@@ -30,7 +31,7 @@ import os
 import signal
 
 ENV_VAR = "MICROSCOPE_QC_TEST_KILL_AT"
-POINTS = ("acquisition:started", "acquisition:reading", "finishing:start", "finishing:after_results", "finishing:after_record",
+POINTS = ("acquisition:started", "acquisition:reading", "acquisition:frame", "finishing:start", "finishing:after_results", "finishing:after_record",
           "finishing:after_run_json", "finishing:done", "recovery:before_finishing", "service:after_run")
 
 

@@ -74,6 +74,7 @@ Micrometres = _quantity(LENGTH_UM, "length", "um")
 Distance = _quantity(LENGTH_UM, "distance", "um", ">=0")
 PositiveDistance = _quantity(LENGTH_UM, "distance", "um", ">0")
 Bytes = _quantity(SIZE_B, "size", "B", ">=0")
+Wavelength = _quantity(LENGTH_NM, "wavelength", "nm", ">0")
 
 
 def format_seconds(seconds: float) -> str:

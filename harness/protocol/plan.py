@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.common.errors import UserError
+from harness.common.optics import Optics
 from harness.common.yaml_source import YamlDocument, format_errors
 from harness.protocol.protocol_file import ProtocolFile, limit_problems
 from harness.protocol.steps import LOOPS, STEP_KINDS, STEPS
@@ -29,6 +30,7 @@ class Plan:
     roles: set[str]
     lines: list[str]
     role_lines: dict[str, int] = field(default_factory=dict)  # first protocol line that needs each role
+    optics: Optics | None = None  # the objective the plan's z-stacks were planned for
 
     @property
     def estimate_s(self) -> float:
@@ -79,8 +81,9 @@ def lines_named(data: Any) -> list[str]:
 
 
 class _Expander:
-    def __init__(self, protocol: ProtocolFile, doc: YamlDocument, station_lines: list[str]) -> None:
+    def __init__(self, protocol: ProtocolFile, doc: YamlDocument, station_lines: list[str], optics: Optics | None) -> None:
         self.protocol = protocol
+        self.optics = optics
         self.doc = doc
         self.lines = self._lines(station_lines)
         self.actions: list[Action] = []
@@ -146,8 +149,10 @@ class _Expander:
             raise self.error(loc + ((kind,) if name == kind else (kind, name)), f"{field}: {problem}" + (f" (with {values})" if values else ""))
 
 
-def expand(protocol: ProtocolFile, doc: YamlDocument, station_lines: list[str]) -> Plan:
-    """The concrete plan of ``protocol`` for a station with these laser lines (keys like '488')."""
-    x = _Expander(protocol, doc, station_lines)
+def expand(protocol: ProtocolFile, doc: YamlDocument, station_lines: list[str], optics: Optics | None = None) -> Plan:
+    """The concrete plan of ``protocol`` for a station with these laser lines (keys like '488') and
+    this objective (``None``: not known; z-stacks are then planned for ``ASSUMED_OPTICS`` and the
+    plan's ``optics`` stays None, which preflight reports)."""
+    x = _Expander(protocol, doc, station_lines, optics)
     x.expand(doc.data["steps"], ("steps",), {})
-    return Plan(x.actions, x.stacks, x.roles, x.lines, x.role_lines)
+    return Plan(x.actions, x.stacks, x.roles, x.lines, x.role_lines, optics)

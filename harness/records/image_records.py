@@ -70,10 +70,11 @@ FRAME_COLUMNS = ["frame", "stack", "channel", "c", "t", "ifd", "time_s", "exposu
 """The columns of a stack's frame log (``<stack>_frames.csv``), one row per planned frame."""
 
 
-def grid_gaps(present: set[tuple[int, int]]) -> list[tuple[int, int]]:
+def grid_gaps(present: set[tuple[int, int]], z_planes: int = 1) -> list[tuple[int, int]]:
     """The (c, t) cells a stack lacks to be a complete C x T grid (readers refuse a gap): for every
-    channel present, every t up to the last one present; in C, then T order. Empty for no planes."""
+    channel present, every t up to the last one present (up to the end of its z-stack when a
+    channel's frames are z-stacks of ``z_planes`` planes); in C, then T order. Empty for no planes."""
     if not present:
         return []
-    size_t = max(t for _, t in present) + 1
+    size_t = -(-(max(t for _, t in present) + 1) // z_planes) * z_planes
     return [(c, t) for c in sorted({c for c, _ in present}) for t in range(size_t) if (c, t) not in present]

@@ -84,8 +84,13 @@ def build_ome(
     acquisition_date: datetime,
     file_uuid: str,
     extra_annotations: dict[str, dict[str, Any]] | None = None,
+    z_planes: int = 1,
+    z_step_um: float | None = None,
 ) -> m.OME:
-    """One Image for one stack; ``planes`` only those actually written, each mapped to its IFD."""
+    """One Image for one stack; ``planes`` only those actually written, each mapped to its IFD.
+    With ``z_planes`` > 1 a channel's frames are z-stacks: frame ``t`` is plane ``t % z_planes`` of
+    time point ``t // z_planes`` (SizeZ = ``z_planes``, PhysicalSizeZ = ``z_step_um``)."""
+    nz = max(z_planes, 1)
     line_index = {line.key: i for i, line in enumerate(info.lines)}
     nominal = {line.key: line.nominal_mw for line in info.lines}
     ome_channels = []
@@ -114,7 +119,7 @@ def build_ome(
             detector_settings=m.DetectorSettings(**_kw(id="Detector:0", gain=ch.gain_db, offset=ch.offset,
                                                        binning=f"{ch.binning}x{ch.binning}" if ch.binning in (1, 2, 4, 8) else "Other")),
         )))
-    size_t = max((p.t for p in planes), default=-1) + 1
+    size_t = -(-(max((p.t for p in planes), default=-1) + 1) // nz)
     # a placeholder plane was never acquired: it has no DeltaT and no ExposureTime (a failed frame's
     # attempt time is kept in its note)
     placeholder_notes = [
@@ -124,15 +129,18 @@ def build_ome(
     ]
     note_ids = iter(a.id for a in placeholder_notes)
     pixels = m.Pixels(
-        id="Pixels:0", dimension_order=m.Pixels_DimensionOrder.XYCZT, type=m.PixelType.UINT16, significant_bits=info.bit_depth,
-        size_x=shape[1], size_y=shape[0], size_z=1, size_c=max(len(channels), 1), size_t=max(size_t, 1),
-        physical_size_x=info.pixel_size_um, physical_size_y=info.pixel_size_um,
+        id="Pixels:0", dimension_order=m.Pixels_DimensionOrder.XYCZT if nz == 1 else m.Pixels_DimensionOrder.XYZTC,
+        type=m.PixelType.UINT16, significant_bits=info.bit_depth,
+        size_x=shape[1], size_y=shape[0], size_z=nz, size_c=max(len(channels), 1), size_t=max(size_t, 1),
+        **_kw(physical_size_x=info.pixel_size_um, physical_size_y=info.pixel_size_um,
+              physical_size_z=z_step_um if nz > 1 else None,
+              physical_size_z_unit=m.UnitsLength.MICROMETER if nz > 1 and z_step_um else None),
         physical_size_x_unit=m.UnitsLength.MICROMETER, physical_size_y_unit=m.UnitsLength.MICROMETER,
         big_endian=False, interleaved=False, channels=ome_channels,
-        tiff_data_blocks=[m.TiffData(ifd=p.ifd, first_c=p.c, first_t=p.t, first_z=0, plane_count=1) for p in planes],
+        tiff_data_blocks=[m.TiffData(ifd=p.ifd, first_c=p.c, first_t=p.t // nz, first_z=p.t % nz, plane_count=1) for p in planes],
         planes=[
             m.Plane(**_kw(
-                the_c=p.c, the_t=p.t, the_z=0,
+                the_c=p.c, the_t=p.t // nz, the_z=p.t % nz,
                 delta_t=None if p.status else p.delta_t_s, delta_t_unit=None if p.status else m.UnitsTime.SECOND,
                 exposure_time=None if p.status else p.exposure_s, exposure_time_unit=None if p.status else m.UnitsTime.SECOND,
                 position_x=p.x_um, position_y=p.y_um, position_z=p.z_um,

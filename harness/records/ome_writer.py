@@ -55,7 +55,8 @@ class OmeTiffStack:
         remap = {c: i for i, c in enumerate(used)}
         channels = [self.channels[self.plan.channels[c]] for c in used]
         mapped = [PlaneInfo(**{**p.__dict__, "c": remap[p.c]}) for p in planes if p.c in remap]
-        ome = build_ome(self.info, self.plan.name, self.shape, channels, mapped, self.acquisition_date, self.file_uuid, self.annotations)
+        ome = build_ome(self.info, self.plan.name, self.shape, channels, mapped, self.acquisition_date, self.file_uuid, self.annotations,
+                        self.plan.z_planes, self.plan.z_step_um)
         return ome_xml_bytes(ome)
 
     def _planned_xml(self) -> bytes:
@@ -63,9 +64,11 @@ class OmeTiffStack:
         acquisition order, one TiffData per channel run; no Plane elements (nothing is known yet)."""
         assert self.shape is not None
         channels = [self.channels[name] for name in self.plan.channels]
-        ome = build_ome(self.info, self.plan.name, self.shape, channels, [], self.acquisition_date, self.file_uuid, self.annotations)
+        nz = self.plan.z_planes
+        ome = build_ome(self.info, self.plan.name, self.shape, channels, [], self.acquisition_date, self.file_uuid, self.annotations,
+                        nz, self.plan.z_step_um)
         px = ome.images[0].pixels
-        px.size_t = max(self.plan.size_t, 1)
+        px.size_t = max(-(-self.plan.size_t // nz), 1)
         ifd = 0
         for c, name in enumerate(self.plan.channels):
             count = self.plan.frames_per_channel[name]
@@ -121,7 +124,7 @@ class OmeTiffStack:
         if self._writer is None:
             self.finalized = True
             return False
-        for c, t in grid_gaps({(p.c, p.t) for p in self.planes}):
+        for c, t in grid_gaps({(p.c, p.t) for p in self.planes}, self.plan.z_planes):
             planned = self.plan.frames_per_channel.get(self.plan.channels[c], 0) if c < len(self.plan.channels) else 0
             if t >= planned:  # OME's grid is full: a channel with fewer frames than another is padded
                 reason = f"no frame planned here: channel {self.plan.channels[c] if c < len(self.plan.channels) else c} has {planned} (padding of the grid)"

@@ -74,12 +74,15 @@ class _Open(BaseModel):
 class StackPlanRecord(_Open):
     channels: list[str] = Field(default_factory=list, description="channel names in C order")
     frames: dict[str, int] = Field(default_factory=dict, description="planned frames per channel")
+    z_planes: int | None = Field(None, description="planes per z-stack (absent: no z-stacks)")
+    z_step_um: Number | None = Field(None, description="distance between the planes of a z-stack")
 
 
 class PlanRecord(_Open):
     actions: int | None = None
     estimate_s: Number | None = None
     lines: list[str] | None = Field(None, description="the laser lines the plan was expanded for (nm, as the station names them)")
+    optics: dict[str, Number] | None = Field(None, description="the objective the plan's z-stacks were planned for: na, immersion_index")
     stacks: dict[str, StackPlanRecord] | None = None
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tifffile
 
+from harness.common.optics import Optics
 from harness.protocol.plan import StackPlan, expand
 from harness.protocol.protocol_file import read_protocol_text
 from harness.records.image_records import FRAME_COLUMNS, ChannelInfo, PlaneInfo, grid_gaps
@@ -43,7 +44,7 @@ UNLOGGED_NOTE = "recovered: the page was written but the run was interrupted bef
 
 
 def _grid_placeholder_pages(path: Path, unlogged: list[int], by_ifd: dict[int, tuple[PlaneInfo, ChannelInfo | None]],
-                            never_written: list[int]) -> int:
+                            never_written: list[int], z_planes: int = 1) -> int:
     """How many of the last pages are the all-zero placeholders ``finalize`` writes to complete the
     C x T grid (they have no frame log row): 0 unless every page without a row comes after every
     logged one, is all zero, and they are not more than the grid lacks."""
@@ -52,7 +53,7 @@ def _grid_placeholder_pages(path: Path, unlogged: list[int], by_ifd: dict[int, t
     first = len(by_ifd)
     if sorted(by_ifd) != list(range(first)) or unlogged != list(range(first, first + len(unlogged))):
         return 0
-    if len(unlogged) > len(grid_gaps({(p.c, p.t) for p, _ in by_ifd.values()})):
+    if len(unlogged) > len(grid_gaps({(p.c, p.t) for p, _ in by_ifd.values()}, z_planes)):
         return 0
     try:
         with tifffile.TiffFile(path) as tif:
@@ -70,7 +71,8 @@ def _planned_order(run: dict[str, Any] | None) -> dict[str, list[tuple[int, int,
         return {}
     protocol = run.get("protocol", {})
     parsed, doc = read_protocol_text(protocol["text"], "protocol.yaml")  # the copy run.json keeps; errors name it so
-    plan = expand(parsed, doc, list(protocol["plan"]["lines"]))
+    optics = protocol["plan"].get("optics")
+    plan = expand(parsed, doc, list(protocol["plan"]["lines"]), Optics(**optics) if optics else None)
     out: dict[str, list[tuple[int, int, Any]]] = {}
     for action in plan.actions:
         if action.kind == "acquire":
@@ -178,7 +180,7 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
         by_ifd[ifd_of[i]] = (plane, _channel(row) if not plane.status else None)
     unlogged = [k for k in range(scan.pages) if k not in by_ifd]
     unplaced: list[int] = []
-    grid_pages = _grid_placeholder_pages(path, unlogged, by_ifd, never_written)
+    grid_pages = _grid_placeholder_pages(path, unlogged, by_ifd, never_written, stack_plan.z_planes)
     if grid_pages:  # finalize had written the grid's placeholders: they are made again below, the same
         unlogged = unlogged[: len(unlogged) - grid_pages]
         result.details.append(f"{path.name}: {grid_pages} placeholder page(s) 'not acquired' from finishing the file kept")
@@ -220,7 +222,7 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
     copy_pages = min(scan.pages, len(order_ifds))
     extra_planes = [_plane(rows[i]) for i in never_written]  # failed frames whose page never came
     present = {(p.c, p.t) for p, _ in by_ifd.values()} | {(p.c, p.t) for p in extra_planes}
-    extra_planes += [PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired", INTERRUPTED_NOTE) for c, t in grid_gaps(present)]
+    extra_planes += [PlaneInfo(c, t, -1, 0.0, 0.0, None, None, None, "not acquired", INTERRUPTED_NOTE) for c, t in grid_gaps(present, stack_plan.z_planes)]
 
     if rows_changed:  # before the stack: a recovery interrupted in between finds the same answer again
         rewrite_frame_log(frames_csv, rows, columns)
@@ -282,7 +284,8 @@ def _recover_stack(folder: Path, name: str, run: dict[str, Any] | None, columns:
 def _stack_plan(run: dict[str, Any] | None, name: str, planned: m.OME | None, rows: list[dict[str, str]] | None = None) -> StackPlan:
     stacks = (run or {}).get("protocol", {}).get("plan", {}).get("stacks", {})
     if name in stacks:
-        return StackPlan(name, list(stacks[name]["channels"]), dict(stacks[name]["frames"]))
+        return StackPlan(name, list(stacks[name]["channels"]), dict(stacks[name]["frames"]),
+                         int(stacks[name].get("z_planes") or 1), stacks[name].get("z_step_um"))
     if planned is None:  # neither run.json nor XML: the channels the frame log names, in their order
         by_c: dict[int, str] = {}
         counts: dict[str, int] = {}
@@ -297,7 +300,7 @@ def _stack_plan(run: dict[str, Any] | None, name: str, planned: m.OME | None, ro
     frames = {ch: 0 for ch in channels}
     for td in px.tiff_data_blocks:
         frames[channels[td.first_c or 0]] += td.plane_count or 0
-    return StackPlan(name, channels, frames)
+    return StackPlan(name, channels, frames, px.size_z, px.physical_size_z if px.size_z > 1 else None)
 
 
 def _stack_entry(path: Path, name: str, run: dict[str, Any] | None, ome: m.OME | None, stack_plan: StackPlan | None = None,

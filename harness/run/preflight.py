@@ -140,7 +140,7 @@ def preflight(protocol_path: str | Path, facts: StationFacts, runs_dir: Path | N
     try:
         protocol, doc = read_protocol_file(protocol_path)
         lines = sorted(facts.lines, key=float) if facts.lines_known else sorted(set(facts.lines) | set(lines_named(doc.data)), key=float)
-        plan = expand(protocol, doc, lines)
+        plan = expand(protocol, doc, lines, facts.optics)
     except UserError as exc:
         return Report(Path(protocol_path), facts.path, problems=[str(exc)], loaded=facts.loaded)
     return check_plan(protocol, doc, plan, facts, runs_dir)

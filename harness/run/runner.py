@@ -123,7 +123,7 @@ class Runner:
         self.protocol: ProtocolFile = self.source.protocol
         self.doc = self.source.doc
         self.protocol_path = self.source.path
-        self.plan: Plan = expand(self.protocol, self.doc, sorted(station.lasers, key=float))
+        self.plan: Plan = expand(self.protocol, self.doc, sorted(station.lasers, key=float), station.spec.instrument.optics())
         self.runs_dir = Path(runs_dir)
         # everything that can be known before anything moves (harness.run.preflight); all problems at once
         self.facts = station_facts(station)
@@ -422,7 +422,10 @@ class Runner:
                 "path": str(self.protocol_path.resolve()), "sha256": sha256_text(protocol_text), "text": protocol_text,
                 "resolved": self.protocol.model_dump(mode="json", by_alias=True),
                 "plan": {"actions": len(self.plan.actions), "estimate_s": self.plan.estimate_s, "lines": self.plan.lines,
-                         "stacks": {n: {"channels": s.channels, "frames": s.frames_per_channel} for n, s in self.plan.stacks.items()}},
+                         "optics": self.plan.optics.as_dict() if self.plan.optics else None,
+                         "stacks": {n: {"channels": s.channels, "frames": s.frames_per_channel,
+                                        **({"z_planes": s.z_planes, "z_step_um": s.z_step_um} if s.z_planes > 1 else {})}
+                                    for n, s in self.plan.stacks.items()}},
             },
             "station": {
                 "name": st.name, "path": str(st.path.resolve()), "sha256": sha256_text(station_text), "text": station_text,

@@ -25,6 +25,7 @@ from typing import Any
 
 from devices.errors import DeviceError
 from harness.common.errors import StationError, UserError
+from harness.common.optics import Optics
 from harness.common.resources import default_station
 from harness.common.yaml_source import YamlDocument, load_yaml, validate
 from harness.protocol.plan import line_key
@@ -65,6 +66,7 @@ class StationFacts:
     camera: CameraFacts | None
     core: Any = None  # the loaded MMCore: device properties are read from it
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (action kind it concerns, or "" for all; what was not checked)
+    optics: Optics | None = None  # the objective in use (instrument section), None: not given
 
 
 def _cfg_path(spec: StationFile, station_path: Path) -> Path | None:
@@ -165,7 +167,7 @@ def file_facts(path: str | Path | None) -> StationFacts:
     skipped.append(("set_property", "set_property: whether the property exists and accepts the value (read from the loaded device)"))
     roles = spec.roles
     return StationFacts(doc.path, spec.name, False, lines, lines_known, _filled(roles.lasers, roles.power_meter, roles.camera, roles.xy_stage, roles.z_drive),
-                        _role_labels(spec), devices, camera, None, skipped)
+                        _role_labels(spec), devices, camera, None, skipped, spec.instrument.optics())
 
 
 def _filled(lasers: Any, meter: Any, camera: Any, xy: Any, z: Any) -> set[str]:
@@ -220,7 +222,7 @@ def station_facts(station: Any) -> StationFacts:
     devices = {d for d in core.getLoadedDevices() if d != "Core"}
     return StationFacts(station.path, station.name, True, lines, True,
                         _filled(station.lasers, station.power_meter, station.camera, station.xy_stage, station.z_drive),
-                        role_labels, devices, camera, core)
+                        role_labels, devices, camera, core, optics=spec.instrument.optics())
 
 
 @contextmanager

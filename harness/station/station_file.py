@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness.common.optics import IMMERSION_INDEX, Optics
 from harness.common.units import KeyMw, KeyNm, KeyUm
 from harness.station.drivers import driver_kind, entry_models, role_drivers
 from harness.station.drivers.base import SIMULATED as SIMULATED
@@ -88,6 +89,20 @@ class Objective(_Model):
     immersion: Literal["Oil", "Water", "WaterDipping", "Air", "Multi", "Glycerol", "Other"] = "Air"
     correction: str = "Other"
     working_distance_um: KeyUm | None = Field(default=None, ge=0)
+    refractive_index: float | None = Field(default=None, ge=1.0, le=2.0,
+                                           description="of the immersion medium; default from immersion (Air 1.0, Water 1.333, "
+                                                       "Glycerol 1.474, Oil 1.518); needed for Multi and Other")
+
+    @model_validator(mode="after")
+    def _na_below_index(self) -> Objective:
+        n = self.immersion_index
+        if n is not None and self.lens_na >= n:
+            raise ValueError(f"lens_na {self.lens_na:g} must be below the immersion's refractive index {n:g}")
+        return self
+
+    @property
+    def immersion_index(self) -> float | None:
+        return self.refractive_index if self.refractive_index is not None else IMMERSION_INDEX.get(self.immersion)
 
 
 class Filter(_Model):
@@ -115,6 +130,16 @@ class Instrument(_Model):
         if self.objective_in_use and self.objective_in_use not in ids:
             raise ValueError(f"objective_in_use {self.objective_in_use!r} is not among objectives {ids}")
         return self
+
+    def optics(self) -> Optics | None:
+        """The objective in use as ``Optics`` (the only objective when none is named in use); None
+        when there is none or its immersion index is not known."""
+        objective = next((o for o in self.objectives if o.id == self.objective_in_use), None)
+        if objective is None and len(self.objectives) == 1 and not self.objective_in_use:
+            objective = self.objectives[0]
+        if objective is None or objective.immersion_index is None:
+            return None
+        return Optics(objective.lens_na, objective.immersion_index)
 
 
 class Safety(_Model):

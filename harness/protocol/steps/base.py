@@ -26,6 +26,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from harness.common.errors import UserError
+from harness.common.optics import Optics
 
 VAR = re.compile(r"\$([A-Za-z_]\w*)")
 VarRef = Annotated[str, StringConstraints(pattern=r"^\$[A-Za-z_]\w*$")]
@@ -59,6 +60,7 @@ class Action:
     estimate_s: float
     frames: list[tuple[int, int]] = field(default_factory=list)  # acquire: (channel index, t index)
     channel: str = ""  # acquire: the stack channel
+    z_offsets_um: list[float] = field(default_factory=list)  # acquire with z_stack: each frame's plane, from the centre
 
     def describe(self) -> str:
         ctx = " ".join(f"{k}={v}" for k, v in self.context.items())
@@ -70,6 +72,8 @@ class StackPlan:
     name: str
     channels: list[str] = field(default_factory=list)
     frames_per_channel: dict[str, int] = field(default_factory=dict)
+    z_planes: int = 1  # planes per z-stack (1: no z-stacks); a channel's frame t is plane t % z_planes of z-stack t // z_planes
+    z_step_um: float | None = None
 
     @property
     def size_t(self) -> int:
@@ -84,6 +88,7 @@ class Expansion(Protocol):
     emitting: set[str]  # lines switched on at this point of the plan
     stacks: dict[str, StackPlan]  # image stacks planned so far
     exposure_s: float  # the camera exposure at this point of the plan (for estimates)
+    optics: Optics | None  # the station's objective (None: not known, e.g. validation without a station)
 
     def error(self, loc: tuple[Any, ...], message: str) -> UserError:
         """A ``UserError`` naming the protocol file and the line of ``loc``."""

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from devices.errors import DeviceError
+from harness.common import kill_points
 from harness.common.errors import UserError
 from harness.protocol.plan import Action
 from harness.records.image_records import ChannelInfo, PlaneInfo
@@ -45,6 +46,11 @@ class Acquire(StepExecutor):
                     check.add(action.line, f"acquire: centre_roi {list(p.centre_roi)}: width and height must be >= 1")
                 elif w > full[0] or h > full[1]:
                     check.add(action.line, f"acquire: centre_roi {w}x{h} is larger than the camera's {shown} pixels{context(action)}")
+        z = p.z_stack
+        if z is not None and check.facts.optics is None and (z.step == "nyquist" or z.extent is None):
+            check.add(action.line, "acquire: z_stack: its step and extent follow from the objective, but the station file names none with its NA and "
+                                   "immersion (instrument: objectives [{id, lens_na, immersion}], objective_in_use); give one, or give "
+                                   "z_stack a step and an extent")
         w, h = _frame_size(p, camera if camera else None)
         known = (camera is not None and bool(camera.sensor)) or p.roi is not None or p.centre_roi is not None
         sizes: dict[str, tuple[int, int, int]] = check.memo.setdefault("acquire_sizes", {})
@@ -78,7 +84,10 @@ class Acquire(StepExecutor):
                 gain_db=_float_or_none(core, cam.label, "Gain"), offset=_float_or_none(core, cam.label, "Offset"),
                 binning=int(_float_or_none(core, cam.label, "Binning") or 1),
             )
+            z_centre = _z_stack_start(run, action)
             for i, (c, t) in enumerate(action.frames):
+                if action.z_offsets_um:
+                    _z_plane(run, z_centre + action.z_offsets_um[i])
                 pos = position(run.station)
                 t_frame = run.clock.now()
                 row = {"frame": log.rows, "stack": p.stack, "channel": action.channel, "c": c, "t": t, "time_s": f"{t_frame - t0:.6f}",
@@ -102,9 +111,38 @@ class Acquire(StepExecutor):
                 with run.whole_record():
                     run.page(stack, partial(stack.write, image, plane, channel), image.size * 2)
                     log.write({**row, "status": "ok", "ifd": plane.ifd, "attempts": attempts})
+                    kill_points.reached("acquisition:frame")
                 run.journal.write("frame", t_frame - t0, stack=p.stack, c=c, t=t, ifd=plane.ifd, attempts=attempts,
                                   mean=float(image.mean()), max=int(image.max()), context=action.context, tag=p.tag)
                 run.progress((i + 1) * action.estimate_s / len(action.frames), f"acquire {p.stack} {i + 1}/{len(action.frames)}")
+            if action.z_offsets_um:
+                _z_return(run, action, z_centre)
+
+
+def _z_stack_start(run: StepRun, action: Action) -> float:
+    """A z-stack's centre (where the Z drive is); the drive goes to ``overtravel`` below the first
+    plane, so that every plane is approached from below (the backlash is taken up)."""
+    if not action.z_offsets_um:
+        return 0.0
+    z = run.station.z_drive
+    if z is None:
+        raise UserError(f"{run.protocol_path}:{action.line}: protocol: acquire: z_stack needs a Z drive (roles: z_drive)")
+    centre = z.position_um()
+    _z_plane(run, centre + action.z_offsets_um[0] - float(action.params.z_stack.overtravel) if action.params.z_stack else centre)
+    return centre
+
+
+def _z_plane(run: StepRun, target_um: float) -> None:
+    z = run.station.z_drive
+    run.retry("Z move", lambda: z.move_to(target_um))
+
+
+def _z_return(run: StepRun, action: Action, centre: float) -> None:
+    """Back to the z-stack's centre, approached from below like its planes."""
+    overtravel = float(action.params.z_stack.overtravel) if action.params.z_stack else 0.0
+    _z_plane(run, centre - overtravel)
+    _z_plane(run, centre)
+    run.journal.write("move", run.now(), target_um={"z": centre}, approach="positive", context=action.context)
 
 
 def _apply_roi(run: StepRun, p: Any) -> None:

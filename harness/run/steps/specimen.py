@@ -18,7 +18,10 @@ class Specimen(StepExecutor):
             how = "confirmed by the operator"
         else:
             how = "assumed ready (unattended run)"
-        run.journal.write("specimen", run.now(), sync=True, sample=p.sample, how=how)
+        beads = {}
+        if p.sample == "bead_slide":
+            beads = {"bead_diameter_um": p.bead_diameter, "emission_nm": dict(p.emission)}
+        run.journal.write("specimen", run.now(), sync=True, sample=p.sample, how=how, **beads)
         run.info.nbo["Specimen"] = p.sample
 
 

@@ -1,0 +1,152 @@
+"""Z-stacks: planned from the objective (Nyquist step, extent in axial FWHMs), acquired plane by plane
+from below, written as the OME Z dimension (Bio-Formats reads it), recovered after a kill with the
+same shape."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tifffile
+
+from harness.common.errors import UserError
+from harness.common.optics import Optics, axial_fwhm_um, nyquist_axial_um
+from harness.protocol.plan import expand
+from harness.protocol.protocol_file import read_protocol_text
+from harness.records.journal import read_journal
+from harness.records.series_writer import read_series
+from harness.run.preflight import preflight
+from harness.run.station_facts import file_facts
+from tests.conftest import ROOT, station_variant
+from tests.omecheck import bioformats_info, bioformats_value
+
+HEAD = """protocol: ztest
+title: z-stacks
+requires: [lasers, camera, z_drive]
+steps:
+"""
+STACK = """  - specimen: {sample: bead_field}
+  - move: {z: 2000 um}
+  - for_each: {line: [488, 561]}
+    do:
+      - laser: {line: $line, setpoint: 20 %, emission: on}
+      - acquire: {stack: psf, exposure: 20 ms, centre_roi: [64, 64], tag: psf, z_stack: ZSTACK}
+      - laser: {line: $line, emission: off}
+"""
+
+
+def _plan(z_stack: str, optics: Optics | None, lines: list[str] | None = None, extra: str = "") -> object:
+    text = HEAD + STACK.replace("ZSTACK", z_stack) + extra
+    protocol, doc = read_protocol_text(text, "z.yaml")
+    return expand(protocol, doc, lines or ["405", "488", "561", "640"], optics)
+
+
+def test_nyquist_step_and_extent_follow_from_the_objective_and_the_lines() -> None:
+    optics = Optics(0.75, 1.0)
+    plan = _plan("{}", optics)
+    step = round(nyquist_axial_um(405, optics) / 2, 3)  # shortest line, oversample 2
+    half = round(8 * axial_fwhm_um(640, optics) / 2 / step)  # 8 axial FWHMs at the longest line
+    stack = plan.stacks["psf"]  # type: ignore[attr-defined]
+    assert (stack.z_planes, stack.z_step_um) == (2 * half + 1, step)
+    acquires = [a for a in plan.actions if a.kind == "acquire"]  # type: ignore[attr-defined]
+    offsets = acquires[0].z_offsets_um
+    assert offsets[0] == pytest.approx(-half * step) and offsets[-1] == pytest.approx(half * step) and offsets[half] == 0
+    assert acquires[1].frames[0] == (1, 0) and acquires[1].frames[-1] == (1, 2 * half)
+    # the published widefield numbers: 0.75 air at 405 nm: cos(alpha) = 0.6614, step 0.405 / (2 x 0.3386) um
+    assert nyquist_axial_um(405, optics) == pytest.approx(0.405 / (2 * (1 - math.sqrt(1 - 0.75**2))), rel=1e-12)
+    # oil 1.4: a finer step, fewer um per plane
+    oil = _plan("{}", Optics(1.4, 1.518))
+    assert oil.stacks["psf"].z_step_um < step  # type: ignore[attr-defined]
+
+
+def test_explicit_step_and_extent_and_their_mistakes() -> None:
+    plan = _plan("{step: 0.25 um, extent: 5 um}", None)
+    stack = plan.stacks["psf"]  # type: ignore[attr-defined]
+    assert (stack.z_planes, stack.z_step_um) == (21, 0.25)
+    with pytest.raises(UserError, match="extent or extent_fwhm, not both"):
+        _plan("{extent: 5 um, extent_fwhm: 4}", None)
+    with pytest.raises(UserError, match="oversample goes with step: nyquist"):
+        _plan("{step: 0.2 um, oversample: 3}", None)
+    with pytest.raises(UserError, match=r"z\.yaml:\d+: .*at most 2001"):
+        _plan("{step: 0.001 um, extent: 100 um}", None)
+    extra = "  - acquire: {stack: psf, exposure: 20 ms, centre_roi: [64, 64], z_stack: {step: 0.5 um, extent: 5 um}}\n"
+    with pytest.raises(UserError, match="a stack holds z-stacks of one shape"):
+        _plan("{step: 0.25 um, extent: 5 um}", None, extra=extra)
+    extra = "  - acquire: {stack: psf, exposure: 20 ms, centre_roi: [64, 64]}\n"
+    with pytest.raises(UserError, match="holds z-stacks of 21 planes"):
+        _plan("{step: 0.25 um, extent: 5 um}", None, extra=extra)
+    with pytest.raises(UserError, match="leave 'frames' out"):
+        read_protocol_text(HEAD + "  - acquire: {stack: s, frames: 3, z_stack: {}}\n", "z.yaml")
+
+
+def test_a_station_without_an_objective_is_told_what_nyquist_needs(tmp_path: Path) -> None:
+    station = station_variant(tmp_path, {"instrument": {"objectives": [], "objective_in_use": ""}})
+    protocol = tmp_path / "z.yaml"
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{}"))
+    report = preflight(protocol, file_facts(station), None)
+    assert any("z_stack: its step and extent follow from the objective" in p for p in report.problems), report.problems
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.3 um, extent: 3 um}"))
+    assert not preflight(protocol, file_facts(station), None).problems
+
+
+def _run(tmp_path: Path, protocol: Path, station: Path, kill_at: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    if kill_at:
+        env["MICROSCOPE_QC_TEST_KILL_AT"] = kill_at
+    return subprocess.run([sys.executable, "-m", "harness", "run", str(protocol), "--station", str(station), "--runs-dir", str(tmp_path / "runs"),
+                           "--quiet", "--yes", "--no-store"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def z_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("zrun")
+    protocol = tmp / "z.yaml"
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.4 um, extent: 4 um}"))
+    out = _run(tmp, protocol, station_variant(tmp, {}))
+    assert out.returncode == 0, out.stdout + out.stderr
+    (folder,) = list((tmp / "runs").iterdir())
+    return folder
+
+
+def test_a_z_stack_is_acquired_from_below_and_written_as_the_z_dimension(z_run: Path) -> None:
+    rows = list(read_series(z_run / "psf_frames.csv"))
+    assert len(rows) == 22 and [int(r["t"]) for r in rows[:11]] == list(range(11))
+    z = [float(r["z_um"]) for r in rows[:11]]
+    assert z == pytest.approx([2000 + 0.4 * (k - 5) for k in range(11)], abs=1e-6)
+    moves = [r for r in read_journal(z_run / "journal.jsonl") if r.get("type") == "move"]
+    assert moves[-1]["target_um"]["z"] == pytest.approx(2000)  # back at the centre after the last z-stack
+    with tifffile.TiffFile(z_run / "psf.ome.tif") as tif:
+        xml = tif.ome_metadata
+        assert tif.series[0].shape == (2, 11, 64, 64)
+    pixels = re.search(r"<Pixels [^>]*>", xml).group(0)  # type: ignore[union-attr]
+    assert 'SizeZ="11"' in pixels and 'SizeT="1"' in pixels and 'SizeC="2"' in pixels and 'PhysicalSizeZ="0.4"' in pixels
+    assert re.search(r'<Plane TheZ="10" TheT="0" TheC="1"[^>]*PositionZ="2002.0"', xml)
+    run = json.loads((z_run / "run.json").read_text())
+    assert run["protocol"]["plan"]["stacks"]["psf"]["z_planes"] == 11
+    assert run["protocol"]["plan"]["optics"] == {"na": 0.75, "immersion_index": 1.0}
+    info = bioformats_info(z_run / "psf.ome.tif")
+    assert bioformats_value(info, "SizeZ") == "11" and bioformats_value(info, "SizeC") == "2"
+
+
+def test_a_killed_z_stack_run_is_recovered_with_the_same_shape(tmp_path: Path) -> None:
+    protocol = tmp_path / "z.yaml"
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.4 um, extent: 4 um}"))
+    out = _run(tmp_path, protocol, station_variant(tmp_path, {}), kill_at="acquisition:frame@15")
+    assert out.returncode != 0
+    (folder,) = list((tmp_path / "runs").iterdir())
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "MICROSCOPE_QC_DB": f"sqlite:///{(tmp_path / 'db.sqlite').as_posix()}"}
+    rec = subprocess.run([sys.executable, "-m", "harness", "recover", str(folder)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rec.returncode in (0, 1), rec.stdout + rec.stderr
+    with tifffile.TiffFile(folder / "psf.ome.tif") as tif:
+        xml = tif.ome_metadata
+    pixels = re.search(r"<Pixels [^>]*>", xml).group(0)  # type: ignore[union-attr]
+    # 15 frames: one complete z-stack of 488 and 4 planes of 561; the rest of 561's z-stack is "not acquired"
+    assert 'SizeZ="11"' in pixels and 'SizeC="2"' in pixels and 'SizeT="1"' in pixels, pixels
+    assert len(re.findall(r"<Plane ", xml)) == 22
+    assert bioformats_value(bioformats_info(folder / "psf.ome.tif"), "SizeZ") == "11"
