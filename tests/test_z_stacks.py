@@ -150,3 +150,14 @@ def test_a_killed_z_stack_run_is_recovered_with_the_same_shape(tmp_path: Path) -
     assert 'SizeZ="11"' in pixels and 'SizeC="2"' in pixels and 'SizeT="1"' in pixels, pixels
     assert len(re.findall(r"<Plane ", xml)) == 22
     assert bioformats_value(bioformats_info(folder / "psf.ome.tif"), "SizeZ") == "11"
+
+
+def test_mistakes_in_beads_and_z_stacks_name_file_line_and_field() -> None:
+    text = HEAD + "  - specimen: {sample: bead_slide, bead_diameter: 100 nm, emission: {488: 515}}\n  - acquire: {stack: s, z_stack: {step: fast}}\n"
+    with pytest.raises(UserError) as err:
+        read_protocol_text(text, "z.yaml")
+    message = str(err.value)
+    assert "z.yaml:5: protocol: steps[0].specimen.emission[488]: wavelength needs a unit" in message
+    assert "z.yaml:6: protocol: steps[1].acquire.z_stack.step: 'nyquist' or a distance between planes such as '0.2 um' (got 'fast')" in message
+    with pytest.raises(UserError, match="bead_diameter and emission describe a bead_slide"):
+        read_protocol_text(HEAD + "  - specimen: {sample: uniform_slide, bead_diameter: 100 nm}\n", "z.yaml")

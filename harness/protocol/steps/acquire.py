@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, model_validator
 
 from harness.common.optics import ASSUMED_OPTICS, axial_fwhm_um, nyquist_axial_um
 from harness.common.safe_paths import PlainNameOrVariables
-from harness.common.units import PositiveDistance, PositiveSeconds
+from harness.common.units import LENGTH_UM, PositiveDistance, PositiveSeconds, parse_quantity
 from harness.protocol.steps.base import FRAME_OVERHEAD_S, MOVE_ESTIMATE_S, Action, Expansion, StackPlan, StepKind, VarRef, _Model
 
 MAX_Z_PLANES = 2001
+
+
+def _nyquist_or_distance(value: Any) -> Any:
+    if value == "nyquist":
+        return value
+    try:
+        number = parse_quantity(value, LENGTH_UM, "distance")
+    except ValueError:
+        raise ValueError(f"'nyquist' or a distance between planes such as '0.2 um' (got {value!r})") from None
+    if number <= 0:
+        raise ValueError(f"a distance between planes is more than zero (got {value!r})")
+    return number
+
+
+NyquistOrDistance = Annotated[
+    Literal["nyquist"] | float,
+    BeforeValidator(_nyquist_or_distance),
+    PlainSerializer(lambda v: v if v == "nyquist" else f"{v:g} um"),
+    WithJsonSchema({"anyOf": [{"const": "nyquist"}, {"type": "string", "pattern": r"^\s*(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*(um|µm|nm|mm)\s*$"}]}),
+]
 
 
 class ZStackParams(_Model):
@@ -22,7 +42,7 @@ class ZStackParams(_Model):
     run's shortest line) divided by ``oversample``; the extent is ``extent`` or ``extent_fwhm``
     theoretical axial FWHMs (``0.88 lambda / (n - sqrt(n^2 - NA^2))``, at the run's longest line)."""
 
-    step: Literal["nyquist"] | PositiveDistance = Field(default="nyquist", description="'nyquist' or a distance between planes")
+    step: NyquistOrDistance = Field(default="nyquist", description="'nyquist' or a distance between planes")
     oversample: float = Field(default=2.0, ge=1, le=20, description="with step: nyquist, planes this many times closer than Nyquist")
     extent: PositiveDistance | None = Field(default=None, description="full height of the z-stack (default: extent_fwhm axial FWHMs)")
     extent_fwhm: float = Field(default=8.0, gt=0, le=200, description="full height in theoretical axial FWHMs, when extent is not given")

@@ -21,7 +21,7 @@ class SpecimenParams(_Model):
     sample: Literal["bead_field", "uniform_slide", "bead_slide"]
     instructions: str = ""
     bead_diameter: PositiveDistance | None = Field(default=None, description="bead_slide: the beads' diameter, e.g. 100 nm")
-    emission: dict[str, Wavelength] = Field(default_factory=dict,
+    emission: dict[int | float | str, Wavelength] = Field(default_factory=dict,
                                             description="bead_slide: emission peak per laser line, e.g. {488: 515 nm}; "
                                                         "a line not listed: its wavelength + 30 nm")
 
@@ -29,7 +29,7 @@ class SpecimenParams(_Model):
     def _beads_only(self) -> SpecimenParams:
         if self.sample != "bead_slide" and (self.bead_diameter is not None or self.emission):
             raise ValueError("bead_diameter and emission describe a bead_slide")
-        self.emission = {line_key(k): v for k, v in self.emission.items()}
+        self.emission = {line_key(k): v for k, v in self.emission.items()}  # 488, "488 nm" -> "488"
         return self
 
 
