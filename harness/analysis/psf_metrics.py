@@ -11,8 +11,15 @@ Conventions:
 - Per line: mean and SD (n - 1) over the accepted beads of the x, y and z FWHMs; ratio measured /
   theoretical of each mean (a protocol limit of 1.5: Faklaris et al. 2022, J Cell Biol
   221(11):e202107093); lateral asymmetry = min(mean FWHM x, mean FWHM y) / max(...) (MetroloJ_QC's
-  batch "Lateral Asymmetry" ratio, 1 = symmetric). No axial asymmetry is reported: neither
-  MetroloJ_QC nor microscope-metrics states a definition.
+  batch "Lateral Asymmetry" ratio, 1 = symmetric); medians over the beads of the lateral FWHM
+  ((x + y) / 2) and of the axial FWHM (4DN-BINA-OME's Median spot sizes). No axial asymmetry is reported: MetroloJ_QC and
+  microscope-metrics have none, and 4DN-BINA-OME's AxialAsymmetry ("the ratio of the minimum axial FWHM
+  over the maximum axial FWHM; also referred to as Spherical Aberration") does not say which two axial
+  widths it compares.
+- The FWHMs are those of the fitted Gaussians (the model the limits above were set with). For a
+  diffraction-limited widefield bead image they are below the exact FWHM of its intensity profile
+  (Airy core and the axial profile's side lobes: the simulated 20x/0.75 and 63x/1.4 stations give
+  about 3-9 % below).
 - Co-registration: per bead matched in a channel and in the reference channel, the shift (dx, dy,
   dz) = centre in the channel - centre in the reference (fitted centres, um), its 3-D distance, and
   MetroloJ_QC's co-alignment ratio = distance / reference distance, the reference distance being the
@@ -85,14 +92,19 @@ def psf_summary(beads: Sequence[Bead], res: Resolution, why_none: str = "") -> d
         out[f"fwhm_{axis}_ratio"] = Metric(mean.value / theory[axis], "", mean.reason)
     for axis in "xy":
         out[f"fwhm_{axis}_plain_um"] = _mean_sd([b.fits[axis].fwhm_plain_um for b in accepted if axis in b.fits], "um", what)[0]
+    lateral = [(b.fwhm_um("x") + b.fwhm_um("y")) / 2 for b in accepted]
+    out["fwhm_lateral_median_um"] = Metric(float(np.median(lateral)), "um") if lateral else Metric(math.nan, "um", what)
+    axial = [b.fwhm_um("z") for b in accepted]
+    out["fwhm_z_median_um"] = Metric(float(np.median(axial)), "um") if axial else Metric(math.nan, "um", what)
     fx, fy = out["fwhm_x_um"], out["fwhm_y_um"]
     out["lateral_asymmetry"] = (Metric(min(fx.value, fy.value) / max(fx.value, fy.value), "") if not (fx.reason or fy.reason)
                                 else Metric(math.nan, "", fx.reason or fy.reason))
     out["theoretical_lateral_fwhm_um"] = Metric(res.lateral_um, "um")
     out["theoretical_axial_fwhm_um"] = Metric(res.axial_um, "um")
-    out["beads_found"] = Metric(float(len(beads)), "")
-    out["beads_accepted"] = Metric(float(len(accepted)), "")
-    out["beads_rejected"] = Metric(float(len(beads) - len(accepted)), "")
+    # no bead found at all (why_none): the counts are kept but not judged (the data show no beads to count)
+    out["beads_found"] = Metric(float(len(beads)), "", why_none)
+    out["beads_accepted"] = Metric(float(len(accepted)), "", why_none)
+    out["beads_rejected"] = Metric(float(len(beads) - len(accepted)), "", why_none)
     return out
 
 
@@ -143,14 +155,16 @@ def match(reference: Sequence[Bead], other: Sequence[Bead], radius_um: float) ->
     return pairs
 
 
-def coregistration_metrics(pairs: Sequence[Pair], res: Resolution, why_none: str) -> dict[str, Metric]:
+def coregistration_metrics(pairs: Sequence[Pair], res: Resolution, why_none: str, count_judged: bool = False) -> dict[str, Metric]:
     """Mean and SD of dx, dy, dz, the 3-D distance and the co-alignment ratio over ``pairs``; ``res``
-    is the resolution of the longer emission wavelength of the two channels."""
+    is the resolution of the longer emission wavelength of the two channels. Without pairs, every
+    metric says ``why_none``; ``beads_matched`` (0) is judged only with ``count_judged`` (beads were
+    accepted in both lines but none matched: the lines disagree by more than the match radius)."""
     out: dict[str, Metric] = {}
     for i, axis in enumerate("xyz"):
         out[f"shift_{axis}_um"], out[f"shift_{axis}_sd_um"] = _mean_sd([p.shift_um[i] for p in pairs], "um", why_none)
     out["distance_3d_um"], out["distance_3d_sd_um"] = _mean_sd([p.distance_um for p in pairs], "um", why_none)
     ratios = [p.distance_um / reference_distance_um(p.shift_um, res) for p in pairs]
     out["coalignment_ratio"], out["coalignment_ratio_sd"] = _mean_sd(ratios, "", why_none)
-    out["beads_matched"] = Metric(float(len(pairs)), "")
+    out["beads_matched"] = Metric(float(len(pairs)), "", why_none if not pairs and not count_judged else "")
     return out

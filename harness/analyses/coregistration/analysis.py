@@ -92,17 +92,17 @@ def _pair(stack: str, ref: Line, line: Line, limits: Mapping[str, Limit]) -> Res
     radius = max(MATCH_MIN_UM, MATCH_FWHM * longer.lateral_um)
     pairs = match(ref.beads, line.beads, radius)
     accepted = {x.subject: sum(b.accepted for b in x.beads) for x in (ref, line)}
-    why = ""
+    why, count_judged = "", False
     if not pairs:
         for x in (ref, line):
             if not accepted[x.subject]:
                 why = f"{x.subject}: " + (x.why or psf_metrics.psf_summary(x.beads, x.res)["fwhm_x_um"].reason)
                 break
         else:
-            why = (f"no bead of {line.subject} within {radius:.3g} um of a bead of the reference {ref.subject} "
-                   f"({accepted[ref.subject]} and {accepted[line.subject]} beads accepted)")
+            why, count_judged = (f"no bead of {line.subject} within {radius:.3g} um of a bead of the reference {ref.subject} "
+                                 f"({accepted[ref.subject]} and {accepted[line.subject]} beads accepted)"), True
     quality = _both(ref.quality, line.quality)
-    entries, verdict = judged(coregistration_metrics(pairs, longer, why) | quality_metrics(quality), limits)
+    entries, verdict = judged(coregistration_metrics(pairs, longer, why, count_judged) | quality_metrics(quality), limits)
     result: Result = {
         "series": f"{stack}.ome.tif", "kind": "coregistration", "subject": f"{line.subject} vs {ref.subject}",
         "lines_on": [ref.channel, line.channel], "reference": ref.channel, "line": line.channel,
