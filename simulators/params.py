@@ -206,10 +206,48 @@ class UniformSlideParams(_Model):
     vignetting: float = Field(default=0.15, ge=0, lt=1, description="1 - v (r/r_corner)^2")
 
 
+class BeadSlideParams(_Model):
+    """Sub-resolution multi-colour beads in one plane (every bead emits under every line, like
+    TetraSpeck), imaged through the widefield PSF (``simulators.psf_model``, ``simulators.bead_slide``)."""
+
+    density_per_mm2: float = Field(default=5000.0, gt=0, le=1e6)
+    bead_diameter_nm: float = Field(default=100.0, ge=0, le=5000)
+    photons_per_s_per_mw: float = Field(default=2.0e5, gt=0, description="per bead and line, all pixels together, in focus")
+    brightness_spread: float = Field(default=0.2, ge=0, lt=1)
+    background_photons_per_s_per_mw: float = Field(default=20.0, ge=0, description="per unbinned pixel and line")
+    focus_z_um: float = Field(default=2000.0, description="Z drive true position at which the beads are in focus (before chromatic shift and drift)")
+    emission_nm: dict[str, float] = Field(default_factory=dict, description="per laser label; missing: the excitation + 30 nm")
+    aggregate_fraction: float = Field(default=0.0, ge=0, le=0.5, description="fraction of beads that are clumps of 2-4 touching beads")
+    operator_focus_error_um: float = Field(default=0.0, ge=-100, le=100,
+                                           description="mounting: the operator leaves the Z drive this far from the bead plane")
+
+    @model_validator(mode="after")
+    def _emission_ok(self) -> BeadSlideParams:
+        for label, nm in self.emission_nm.items():
+            if not 200 < nm < 2000:
+                raise ValueError(f"emission of {label!r}: {nm} nm is outside 200..2000 nm")
+        return self
+
+
 class OpticsParams(_Model):
     """The light path between sources, sample, meter and camera."""
 
     magnification: float = Field(default=20.0, gt=0)
+    na: float | None = Field(default=None, gt=0, lt=1.7, description="objective NA; None: the station's objective, else 0.75")
+    immersion_index: float | None = Field(default=None, ge=1.0, lt=2.0, description="None: the station's objective, else 1.0 (air)")
+    spherical_aberration_waves: float = Field(default=0.0, ge=-2, le=2, description="primary spherical, rms waves (Noll Z(4,0))")
+    chromatic_shift_um: dict[str, tuple[float, float, float]] = Field(
+        default_factory=dict, description="per laser label: (x, y, z) shift of that line's bead image; missing: none"
+    )
+    focus_drift_um_per_h: float = Field(default=0.0, ge=-1000, le=1000, description="linear drift of the focal plane against the Z drive")
+    focus_settle_um: float = Field(default=0.0, ge=-100, le=100, description="exponential settling of the focal plane: amplitude")
+    focus_settle_tau_s: float = Field(default=1800.0, gt=0, description="exponential settling of the focal plane: time constant")
+
+    @model_validator(mode="after")
+    def _na_below_index(self) -> OpticsParams:
+        if self.na is not None and self.immersion_index is not None and self.na >= self.immersion_index:
+            raise ValueError(f"the NA ({self.na}) must be below the immersion index ({self.immersion_index})")
+        return self
     transmission_to_meter: dict[str, float] = Field(
         default_factory=dict, description="per laser label; missing: 1.0"
     )
@@ -224,9 +262,10 @@ class WorldParams(_Model):
     seed: int = 1
     time_scale: float | None = Field(default=None, gt=0, description="None: virtual (discrete-event) time; a number: real time that many times faster")
     optics: OpticsParams = OpticsParams()
-    sample: Literal["bead_field", "uniform_slide"] = "bead_field"
+    sample: Literal["bead_field", "uniform_slide", "bead_slide"] = "bead_field"
     bead_field: BeadFieldParams = BeadFieldParams()
     uniform_slide: UniformSlideParams = UniformSlideParams()
+    bead_slide: BeadSlideParams = BeadSlideParams()
     lasers: dict[str, LaserParams] = Field(default_factory=dict)
     meters: dict[str, MeterParams] = Field(default_factory=dict)
     cameras: dict[str, CameraParams] = Field(default_factory=dict)

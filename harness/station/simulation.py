@@ -23,7 +23,8 @@ from simulators.world import World
 
 def world_params(station: StationFile) -> WorldParams:
     """The world's ground truth: the ``simulation`` section and every simulated device's truth, in
-    its driver's world table, keyed by label (in station-file order: it seeds each device's noise)."""
+    its driver's world table, keyed by label (in station-file order: it seeds each device's noise).
+    The optics' NA and immersion index default to the station file's objective in use."""
     sim = station.simulation
     assert sim is not None
     tables: dict[str, dict[str, BaseModel]] = {"lasers": {}, "meters": {}, "cameras": {}, "xy_stages": {}, "z_drives": {}}
@@ -32,12 +33,20 @@ def world_params(station: StationFile) -> WorldParams:
         truth = entry.simulation_truth()
         if table is not None and truth is not None:
             tables[table][label] = truth
+    optics = sim.optics
+    objective = station.instrument.optics()
+    if objective is not None:  # the simulated objective is the one the station file says is in use, unless the simulation says otherwise
+        optics = optics.model_copy(update={
+            "na": optics.na if optics.na is not None else objective.na,
+            "immersion_index": optics.immersion_index if optics.immersion_index is not None else objective.immersion_index,
+        })
     return WorldParams(
         seed=sim.seed,
-        optics=sim.optics,
+        optics=optics,
         sample=sim.sample,
         bead_field=sim.bead_field,
         uniform_slide=sim.uniform_slide,
+        bead_slide=sim.bead_slide,
         **tables,  # type: ignore[arg-type]  # each table holds its driver kinds' truth models (checked by WorldParams)
     )
 

@@ -16,7 +16,7 @@ from harness.station.drivers.base import SIMULATED as SIMULATED
 from harness.station.drivers.base import DeviceEntryBase
 from harness.station.drivers.base import EntryModel as _Model
 from harness.station.drivers.base import PropertyValue as PropertyValue
-from simulators.params import BeadFieldParams, LaserParams, OpticsParams, UniformSlideParams
+from simulators.params import BeadFieldParams, BeadSlideParams, LaserParams, OpticsParams, UniformSlideParams
 
 # a device entry: one of the registered drivers' entries, told apart by ``driver`` (harness.station.drivers)
 if TYPE_CHECKING:
@@ -167,10 +167,11 @@ class Simulation(_Model):
     time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE,
                                      description=f"clock: real only: station seconds per real second (default 1, at most {MAX_TIME_SCALE:g}: "
                                                  "beyond that a busy computer makes samples late by minutes of station time)")
-    sample: Literal["bead_field", "uniform_slide"] = "bead_field"
+    sample: Literal["bead_field", "uniform_slide", "bead_slide"] = "bead_field"
     optics: OpticsParams = OpticsParams()
     bead_field: BeadFieldParams = BeadFieldParams()
     uniform_slide: UniformSlideParams = UniformSlideParams()
+    bead_slide: BeadSlideParams = BeadSlideParams()
 
 
 def _display_name(v: str) -> str:
