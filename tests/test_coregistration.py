@@ -27,6 +27,7 @@ import pytest
 from harness.analysis import psf_metrics
 from harness.analysis.bead_fits import find_beads, rules_for
 from harness.finishing.runner import FinishingRunner as Runner
+from harness.records.series_writer import read_series
 from harness.station.station import Station
 from tests.bead_stacks import grid_beads, render
 from tests.conftest import DEMO, ROOT, station_variant
@@ -59,7 +60,7 @@ def test_shifts_and_coalignment_ratio_of_synthetic_channels() -> None:
     assert m["shift_y_um"].value == pytest.approx(SHIFT[1], abs=0.01)
     assert m["shift_z_um"].value == pytest.approx(SHIFT[2], abs=0.03)
     assert m["distance_3d_um"].value == pytest.approx(math.dist((0, 0, 0), SHIFT), abs=0.03)
-    ratios = [p.distance_um / _metroloj_reference_distance(p.shift_um, (longer.lateral_um, longer.lateral_um, longer.axial_um)) for p in pairs]
+    ratios = [p.distance_um / _metroloj_reference_distance(p.shift_um, longer.metroloj) for p in pairs]
     assert m["coalignment_ratio"].value == pytest.approx(float(np.mean(ratios)), rel=1e-9)
     assert m["beads_matched"].value == len(pairs) and not m["shift_x_sd_um"].reason
 
@@ -79,7 +80,7 @@ def test_no_pair_is_said_and_a_shift_beyond_the_radius_fails_the_count() -> None
 # --- the co-registration protocol on simulated stations -----------------------------------------
 
 @pytest.fixture(scope="module")
-def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float]]:
+def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float, float]]:
     pytest.importorskip("simulators.psf_model", reason="the simulated bead slide is not on this branch")
     out = {}
     for which, extra in (("default", {}), ("other", OTHER_STATION)):
@@ -90,28 +91,37 @@ def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
 
 @pytest.mark.parametrize("which", ["default", "other"])
 def test_the_protocol_recovers_the_simulated_chromatic_shifts(which: str, coreg_runs: dict[str, Any]) -> None:
-    folder, results, world, _ = coreg_runs[which]
+    folder, results, world, _, t0 = coreg_runs[which]
     lateral_tol, axial_tol = (0.02, 0.06) if which == "default" else (0.02, 0.04)
-    assert world.focus_drift_um(1e4) == 0  # no focal drift between the lines' z-stacks: the shift is chromatic only
     assert sorted(r["line"] for r in results) == ["488", "561", "640"] and {r["reference"] for r in results} == {"405"}
-    ref = world.chromatic_shift_um(laser_label(world, "405"))
+    # when each line's z-stack passed its middle plane (station clock): the focus drifts between the lines
+    rows = [x for x in read_series(folder / "coregistration_frames.csv") if x["tag"] == "coregistration"]
+    planes = {c: sorted((x for x in rows if x["channel"] == c), key=lambda x: int(x["t"])) for c in {x["channel"] for x in rows}}
+    middle = {c: t0 + float(p[len(p) // 2]["time_s"]) for c, p in planes.items()}
+
+    def truth(channel: str) -> tuple[float, float, float]:
+        label = laser_label(world, channel)
+        x, y, _ = world.chromatic_shift_um(label)
+        return x, y, world.focal_plane_z_um(middle[channel], label)  # the Z drive reading at which that line is in focus
+
+    ref = truth("405")
     for r in results:
-        shift = world.chromatic_shift_um(laser_label(world, r["line"]))
+        shift = truth(r["line"])
         m = {k: v["value"] for k, v in r["metrics"].items()}
         assert m["beads_matched"] >= 5
         for i, axis in enumerate("xyz"):
             tol = axial_tol if axis == "z" else lateral_tol
-            assert m[f"shift_{axis}_um"] == pytest.approx(shift[i] - ref[i], abs=tol), (r["subject"], axis)
+            assert m[f"shift_{axis}_um"] == pytest.approx(shift[i] - ref[i], abs=tol), (r["subject"], axis, shift, ref)
         per_bead = [p["distance_um"] / p["ratio"] for p in r["pairs"]]
         res = r["reference_resolution"]
         assert res["emission_nm"] == max(r["emission_nm"].values())
-        want = [_metroloj_reference_distance((p["dx_um"], p["dy_um"], p["dz_um"]), (res["lateral_um"], res["lateral_um"], res["axial_um"]))
+        want = [_metroloj_reference_distance((p["dx_um"], p["dy_um"], p["dz_um"]), (res["lateral_um"], res["lateral_um"], res["axial_metroloj_um"]))
                 for p in r["pairs"]]
         assert per_bead == pytest.approx(want, rel=1e-9)
 
 
 def test_the_report_draws_a_vector_map_per_line(coreg_runs: dict[str, Any]) -> None:
-    folder, results, _, _ = coreg_runs["other"]
+    folder, results, _, _, _ = coreg_runs["other"]
     html = (folder / "report.html").read_text()
     assert html.count("shift of each bead&#x27;s centre (arrows: x-y shift x ") == 2 * len(results)
 

@@ -118,15 +118,16 @@ def test_no_bead_and_identical_planes_are_said_not_invented() -> None:
     assert bead_fits.planes_identical(flat)
     from harness.analyses.psf.analysis import beads_of
 
-    beads, _, why = beads_of(flat.astype(float), 0.252, list(np.arange(11) * 0.4), res, 65535.0)
+    found = beads_of(flat.astype(float), 0.252, list(np.arange(11) * 0.4), res, 65535.0)
+    beads, why = found.beads, found.why
     assert beads == [] and "the image does not change with focus" in why
     m = psf_metrics.psf_summary(beads, res, why)
     for name in ("fwhm_x_um", "fwhm_z_ratio", "lateral_asymmetry", "fwhm_y_sd_um"):
         assert math.isnan(m[name].value) and "does not change with focus" in m[name].reason
     assert m["beads_found"].value == 0 and m["beads_accepted"].value == 0
     noise = np.random.default_rng(0).normal(100, 2, (11, 64, 64))
-    beads, _, why = beads_of(noise, 0.252, list(np.arange(11) * 0.4), res, 65535.0)
-    assert not beads and "no spot stands out" in why
+    found = beads_of(noise, 0.252, list(np.arange(11) * 0.4), res, 65535.0)
+    assert not found.beads and "no spot stands out" in found.why
 
 
 @pytest.mark.fast
@@ -139,7 +140,7 @@ def test_summary_means_sds_ratios_and_asymmetry() -> None:
     accepted = [b for b in beads if b.accepted]
     xs = [b.fwhm_um("x") for b in accepted]
     assert m["fwhm_x_um"].value == pytest.approx(np.mean(xs)) and m["fwhm_x_sd_um"].value == pytest.approx(np.std(xs, ddof=1))
-    assert m["fwhm_z_ratio"].value == pytest.approx(m["fwhm_z_um"].value / (1.77 * 0.515 / 0.75**2))
+    assert m["fwhm_z_ratio"].value == pytest.approx(m["fwhm_z_um"].value / (0.88 * 0.515 / (1 - math.sqrt(1 - 0.75**2))))
     assert m["lateral_asymmetry"].value == pytest.approx(min(m["fwhm_x_um"].value, m["fwhm_y_um"].value) / max(m["fwhm_x_um"].value, m["fwhm_y_um"].value))
     assert m["beads_accepted"].value + m["beads_rejected"].value == m["beads_found"].value == len(beads)
 
@@ -208,13 +209,14 @@ def _metroloj_reference_distance(d: tuple[float, float, float], res: tuple[float
 def test_metroloj_theoretical_resolution_and_reference_distance(em: float, na: float, n: float) -> None:
     res = psf_metrics.resolution(em, na, n)
     lateral, axial = _metroloj_resolution(em, na, n)
-    assert res.lateral_um == pytest.approx(lateral, rel=1e-12) and res.axial_um == pytest.approx(axial, rel=1e-12)
+    assert res.lateral_um == pytest.approx(lateral, rel=1e-12) and res.axial_metroloj_um == pytest.approx(axial, rel=1e-12)
+    assert res.axial_um == pytest.approx(0.88 * em / 1000 / (n - math.sqrt(n * n - na * na)), rel=1e-12)  # harness.common.optics
     rng = np.random.default_rng(int(em))
     for d in [tuple(rng.normal(0, 0.2, 3)) for _ in range(20)] + [(0.1, 0.0, 0.0), (0.0, 0.0, 0.3), (0.0, -0.1, 0.0)]:
         want = _metroloj_reference_distance(d, (lateral, lateral, axial))  # type: ignore[arg-type]
         assert psf_metrics.reference_distance_um(d, res) == pytest.approx(want, rel=1e-12)  # type: ignore[arg-type]
     # along an axis the ellipsoid's radius is that axis' resolution
-    assert psf_metrics.reference_distance_um((0.0, 0.0, 0.5), res) == pytest.approx(axial)
+    assert psf_metrics.reference_distance_um((0.0, 0.0, 0.5), res) == pytest.approx(axial)  # MetroloJ_QC's axial resolution
     assert psf_metrics.reference_distance_um((0.2, 0.0, 0.0), res) == pytest.approx(lateral)
     with pytest.raises(ValueError):
         psf_metrics.resolution(em, n, n)
@@ -288,16 +290,18 @@ OTHER_STATION = {
 TOLERANCE = {"default": (0.06, 0.05), "other": (0.03, 0.05)}  # (lateral, axial) relative to the Gaussian truth
 
 
-def run_protocol(station_file: Path, runs: Path, protocol: Path, kind: str) -> tuple[Path, list[dict[str, Any]], Any, float]:
-    """Run ``protocol`` on the station; (folder, results of ``kind``, world, wall seconds)."""
+def run_protocol(station_file: Path, runs: Path, protocol: Path, kind: str) -> tuple[Path, list[dict[str, Any]], Any, float, float]:
+    """Run ``protocol`` on the station; (folder, results of ``kind``, world, wall seconds, the run's
+    start on the station clock)."""
     start = time.perf_counter()  # reported in the note, never asserted
     with Station.load(station_file) as station:
-        outcome = Runner(station, protocol, runs_dir=runs, quiet=True).run()
+        runner = Runner(station, protocol, runs_dir=runs, quiet=True)
+        outcome = runner.run()
         assert outcome.status == "completed", outcome.reason
         world = station.sim.world
     wall = time.perf_counter() - start
     results = [r for r in json.loads((outcome.folder / "results.json").read_text())["results"] if r["kind"] == kind]
-    return outcome.folder, results, world, wall
+    return outcome.folder, results, world, wall, runner.t0
 
 
 def laser_label(world: Any, channel: str) -> str:
@@ -325,7 +329,7 @@ def gaussian_truth(world: Any, label: str, result: dict[str, Any]) -> tuple[floa
 
 
 @pytest.fixture(scope="module")
-def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float]]:
+def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float, float]]:
     pytest.importorskip("simulators.psf_model", reason="the simulated bead slide is not on this branch")
     out = {}
     for which, extra in (("default", {}), ("other", OTHER_STATION)):
@@ -336,7 +340,7 @@ def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
 
 @pytest.mark.parametrize("which", ["default", "other"])
 def test_the_psf_protocol_recovers_the_simulated_fwhm(which: str, psf_runs: dict[str, Any]) -> None:
-    folder, results, world, _ = psf_runs[which]
+    folder, results, world, _, _ = psf_runs[which]
     lateral_tol, axial_tol = TOLERANCE[which]
     assert sorted(r["lines_on"][0] for r in results) == ["405", "488", "561", "640"]
     for r in results:
@@ -356,7 +360,7 @@ def test_the_psf_protocol_recovers_the_simulated_fwhm(which: str, psf_runs: dict
 
 
 def test_the_psf_report_draws_the_beads_and_their_profiles(psf_runs: dict[str, Any]) -> None:
-    folder, results, _, _ = psf_runs["default"]
+    folder, results, _, _, _ = psf_runs["default"]
     html = (folder / "report.html").read_text()
     # each caption twice: the image's alt text and its figcaption
     assert html.count("accepted beads, XY and XZ maximum projections") == 2 * len(results)

@@ -7,7 +7,11 @@ accepted or rejected with its reason. ``rules_for`` derives the rules from the t
 
 Detection: the maximum projection along z, smoothed by a Gaussian of sigma = the theoretical lateral
 sigma (at least 0.5 px); its local maxima (within a square of +-1 lateral FWHM) that stand more than
-``DETECT_SIGMAS`` robust SDs (1.4826 MAD) above its median are the candidates.
+``DETECT_SIGMAS`` robust SDs (1.4826 MAD) above its median are the candidates. A candidate within
+``satellite_um`` of one at least ``SATELLITE_RATIO`` (10) times higher (above the median) is that
+bead's out-of-focus light (the rings of a defocused widefield PSF, a few % of its peak, reach the
+geometric blur radius z tan(asin(NA / n)) at the stack's ends), not a bead: it is left out and
+counted (``satellites``). A real bead ten times fainter than a neighbour is left out with them.
 
 Acceptance rules, checked in this order (the first that fails is the bead's reason):
 
@@ -55,6 +59,7 @@ DETECT_SIGMAS = 6.0
 ISOLATION_FWHM = 10.0
 SNR_MIN = 10.0
 AXIAL_MARGIN_FWHM = 1.5
+SATELLITE_RATIO = 10.0
 AGGREGATE_BRIGHTNESS = 1.75
 AGGREGATE_WIDTH = 1.3
 AGGREGATE_MIN_BEADS = 3
@@ -72,24 +77,29 @@ class Rules:
     saturation_adu: float  # math.inf: none
     lateral_sigma_px: float  # expected, for detection smoothing and the first guess
     axial_sigma_um: float
+    satellite_um: float = 0.0  # out-of-focus light within this distance of a 10x brighter bead is not a bead
     snr_min: float = SNR_MIN
     detect_sigmas: float = DETECT_SIGMAS
 
     def text(self) -> str:
-        return (f"fit box {2 * self.box_half_px + 1} px wide, inside the image; no other bead within {self.isolation_um:.3g} um; "
+        return (f"spots within {self.satellite_um:.3g} um of a spot {SATELLITE_RATIO:g} x higher are its out-of-focus light, not beads; "
+                f"fit box {2 * self.box_half_px + 1} px wide, inside the image; no other bead within {self.isolation_um:.3g} um; "
                 f"no pixel of the box at the saturation level ({self.saturation_adu:g} ADU); signal-to-noise ratio >= {self.snr_min:g}; "
                 f"fits converge; z centre at least {self.axial_margin_um:.3g} um from the stack's ends; not an aggregate "
                 f"(integrated signal <= {AGGREGATE_BRIGHTNESS:g} x and lateral FWHM <= {AGGREGATE_WIDTH:g} x the median of the beads)")
 
 
 def rules_for(pixel_um: float, lateral_fwhm_um: float, axial_fwhm_um: float, saturation_adu: float,
-              isolation_fwhm: float = ISOLATION_FWHM, snr_min: float = SNR_MIN) -> Rules:
-    """The rules for a stack of ``pixel_um`` pixels, from the theoretical FWHMs."""
+              isolation_fwhm: float = ISOLATION_FWHM, snr_min: float = SNR_MIN, blur_um: float = 0.0) -> Rules:
+    """The rules for a stack of ``pixel_um`` pixels, from the theoretical FWHMs; ``blur_um``: the
+    geometric blur radius at the stack's ends (half its extent x tan(asin(NA / n))), the reach of a
+    bead's out-of-focus light (0: twice the isolation distance)."""
     if not (pixel_um > 0 and lateral_fwhm_um > 0 and axial_fwhm_um > 0):
         raise ValueError(f"pixel size and FWHMs must be positive: {pixel_um}, {lateral_fwhm_um}, {axial_fwhm_um}")
     fwhm_px = lateral_fwhm_um / pixel_um
     half = max(4, math.ceil(3.0 * fwhm_px))
-    return Rules(box_half_px=half, isolation_um=max(isolation_fwhm * lateral_fwhm_um, (2 * half + 1) * pixel_um),
+    isolation = max(isolation_fwhm * lateral_fwhm_um, (2 * half + 1) * pixel_um)
+    return Rules(box_half_px=half, isolation_um=isolation, satellite_um=max(blur_um, isolation) if blur_um else 2 * isolation,
                  axial_margin_um=AXIAL_MARGIN_FWHM * axial_fwhm_um, saturation_adu=saturation_adu,
                  lateral_sigma_px=fwhm_px / FWHM_PER_SIGMA, axial_sigma_um=axial_fwhm_um / FWHM_PER_SIGMA, snr_min=snr_min)
 
@@ -192,17 +202,27 @@ def _robust_sd(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 
-def candidates(stack: np.ndarray, rules: Rules) -> list[tuple[int, int]]:
+def candidates(stack: np.ndarray, rules: Rules, pixel_um: float) -> tuple[list[tuple[int, int]], int]:
     """(row, column) of the local maxima of the smoothed maximum projection above the threshold,
-    brightest first."""
+    brightest first, without the satellites; and how many satellites were left out."""
     mip = stack.max(axis=0).astype(np.float64)
     smooth = ndimage.gaussian_filter(mip, max(0.5, rules.lateral_sigma_px), mode="nearest")
-    level = float(np.median(smooth)) + rules.detect_sigmas * max(_robust_sd(smooth), math.sqrt(1 / 12))
+    median = float(np.median(smooth))
+    level = median + rules.detect_sigmas * max(_robust_sd(smooth), math.sqrt(1 / 12))
     size = 2 * max(1, round(rules.lateral_sigma_px * FWHM_PER_SIGMA)) + 1
     peaks = (smooth == ndimage.maximum_filter(smooth, size=size, mode="nearest")) & (smooth > level)
     rows, cols = np.nonzero(peaks)
     order = np.argsort(-smooth[rows, cols])
-    return [(int(rows[i]), int(cols[i])) for i in order]
+    kept: list[tuple[int, int, float]] = []
+    satellites = 0
+    reach = rules.satellite_um / pixel_um
+    for i in order:
+        r, c, height = int(rows[i]), int(cols[i]), float(smooth[rows[i], cols[i]]) - median
+        if any(h >= SATELLITE_RATIO * height and math.hypot(rr - r, cc - c) <= reach for rr, cc, h in kept):
+            satellites += 1
+        else:
+            kept.append((r, c, height))
+    return [(r, c) for r, c, _ in kept], satellites
 
 
 def planes_identical(stack: np.ndarray) -> bool:
@@ -211,16 +231,20 @@ def planes_identical(stack: np.ndarray) -> bool:
 
 
 def find_beads(stack: np.ndarray, pixel_um: float, z_um: Sequence[float], rules: Rules) -> list[Bead]:
-    """Every candidate bead of a ZYX ``stack`` with its fits and verdict (module docstring).
-    Raises ValueError for a stack that is not 3-D or whose ``z_um`` does not match its planes or
-    does not increase."""
+    """Every candidate bead of a ZYX ``stack`` with its fits and verdict (module docstring)."""
+    return detect(stack, pixel_um, z_um, rules)[0]
+
+
+def detect(stack: np.ndarray, pixel_um: float, z_um: Sequence[float], rules: Rules) -> tuple[list[Bead], int]:
+    """``find_beads`` and the number of satellites left out. Raises ValueError for a stack that is
+    not 3-D or whose ``z_um`` does not match its planes or does not increase."""
     data = np.asarray(stack, dtype=np.float64)
     z = np.asarray(z_um, dtype=np.float64)
     if data.ndim != 3 or z.shape != (data.shape[0],):
         raise ValueError(f"a ZYX stack and one z per plane: stack {data.shape}, {z.size} z positions")
     if z.size > 1 and not np.all(np.diff(z) > 0):
         raise ValueError("the z positions must increase")
-    found = candidates(data, rules)
+    found, satellites = candidates(data, rules, pixel_um)
     beads = []
     for row, col in found:
         column = ndimage.uniform_filter(data[:, max(row - 1, 0):row + 2, max(col - 1, 0):col + 2], size=(1, 3, 3), mode="nearest")
@@ -228,7 +252,7 @@ def find_beads(stack: np.ndarray, pixel_um: float, z_um: Sequence[float], rules:
         _judge(bead, data, pixel_um, z, rules, found)
         beads.append(bead)
     _aggregates(beads)
-    return beads
+    return beads, satellites
 
 
 def _judge(bead: Bead, data: np.ndarray, pixel_um: float, z: np.ndarray, rules: Rules, found: list[tuple[int, int]]) -> None:

@@ -2,12 +2,15 @@
 Pure functions; no file is read.
 
 Conventions:
-- Theoretical widefield resolution, as MetroloJ_QC computes it (``theoreticalResolutionCalculator
-  .getResolution``, case WIDEFIELD, read in its source): lateral FWHM = 0.51 lambda_em / NA, axial
-  FWHM = 1.77 n lambda_em / NA^2 (n: the immersion's refractive index, lambda_em: the emission
-  wavelength). MetroloJ_QC uses 0.88 lambda / (n - sqrt(n^2 - NA^2)) for the confocal axial width
-  (with the excitation wavelength), not for widefield; that expression with the emission wavelength
-  (Cole et al. 2011, Nat Protoc 6:1929) is given as ``axial_fwhm_alt_um`` for information only.
+- Theoretical widefield resolution (``harness.common.optics``, shared with the z-stack planning):
+  lateral FWHM = 0.51 lambda_em / NA, axial FWHM = 0.88 lambda_em / (n - sqrt(n^2 - NA^2)) (n: the
+  immersion's refractive index, lambda_em: the emission wavelength). MetroloJ_QC 1.3.1 (its source,
+  ``theoreticalResolutionCalculator.getResolution``) uses the same lateral expression but, for
+  widefield, the paraxial axial FWHM 1.77 n lambda_em / NA^2 (its 0.88 expression is for confocal,
+  with the excitation wavelength): about 20 % wider at NA 0.75 in air and 45 % wider at NA 1.4 in
+  oil, so MetroloJ_QC's axial ratios are that much lower than these. The non-paraxial expression is
+  within 2 % of the exact widefield PSF (the simulator's Debye model); MetroloJ_QC's value is kept in
+  each result (``theory.axial_metroloj_um``).
 - Per line: mean and SD (n - 1) over the accepted beads of the x, y and z FWHMs; ratio measured /
   theoretical of each mean (a protocol limit of 1.5: Faklaris et al. 2022, J Cell Biol
   221(11):e202107093); lateral asymmetry = min(mean FWHM x, mean FWHM y) / max(...) (MetroloJ_QC's
@@ -23,8 +26,9 @@ Conventions:
 - Co-registration: per bead matched in a channel and in the reference channel, the shift (dx, dy,
   dz) = centre in the channel - centre in the reference (fitted centres, um), its 3-D distance, and
   MetroloJ_QC's co-alignment ratio = distance / reference distance, the reference distance being the
-  radius, in the shift's direction, of the ellipsoid whose semi-axes are the theoretical x, y, z
-  resolutions of the longer emission wavelength of the two (``getReferenceDistance``:
+  radius, in the shift's direction, of the ellipsoid whose semi-axes are MetroloJ_QC's theoretical x,
+  y, z resolutions (its widefield formulas above, 1.77 n lambda / NA^2 axially: the ratio and its
+  default limit of 1 are MetroloJ_QC's) of the longer emission wavelength of the two (``getReferenceDistance``:
   rx ry rz / sqrt((ry rz sin(theta) cos(phi))^2 + (rx rz sin(theta) sin(phi))^2 + (rx ry cos(theta))^2)).
   MetroloJ_QC 1.3.1 passes the pair's index (0 or 1) where it means the channel, so for pairs not
   made of its first two channels it takes another channel's resolution; the harness takes the longer
@@ -41,9 +45,9 @@ import numpy as np
 
 from harness.analysis.bead_fits import Bead, reason_counts
 from harness.analysis.metric import Metric
+from harness.common.optics import Optics, axial_fwhm_um, lateral_fwhm_um
 
-LATERAL_FACTOR = 0.51
-AXIAL_FACTOR = 1.77
+METROLOJ_AXIAL_FACTOR = 1.77  # MetroloJ_QC's widefield axial FWHM: 1.77 n lambda / NA^2
 MATCH_FWHM = 3.0  # a bead of another channel matches within this many lateral FWHMs (and 1 um at least)
 
 
@@ -54,18 +58,23 @@ class Resolution:
     emission_nm: float
     na: float
     n: float
-    lateral_um: float
-    axial_um: float
-    axial_alt_um: float  # 0.88 lambda / (n - sqrt(n^2 - NA^2)): information only
+    lateral_um: float  # 0.51 lambda / NA (harness.common.optics; MetroloJ_QC's too)
+    axial_um: float  # 0.88 lambda / (n - sqrt(n^2 - NA^2)) (harness.common.optics)
+    axial_metroloj_um: float  # 1.77 n lambda / NA^2: MetroloJ_QC's widefield axial FWHM
+
+    @property
+    def metroloj(self) -> tuple[float, float, float]:
+        """MetroloJ_QC's (x, y, z) resolutions: the semi-axes of its co-alignment ellipsoid."""
+        return self.lateral_um, self.lateral_um, self.axial_metroloj_um
 
 
 def resolution(emission_nm: float, na: float, n: float) -> Resolution:
-    """MetroloJ_QC's widefield resolution. ValueError for NA not below n or a non-positive input."""
-    if not (emission_nm > 0 and na > 0 and n > 0) or na >= n:
-        raise ValueError(f"needs emission > 0, 0 < NA < n: emission {emission_nm} nm, NA {na}, n {n}")
-    lam = emission_nm / 1000.0
-    return Resolution(emission_nm, na, n, LATERAL_FACTOR * lam / na, AXIAL_FACTOR * n * lam / na**2,
-                      0.88 * lam / (n - math.sqrt(n**2 - na**2)))
+    """The theoretical widefield FWHMs. ValueError for NA not below n or a non-positive input."""
+    if not emission_nm > 0:
+        raise ValueError(f"the emission wavelength must be positive: {emission_nm} nm")
+    objective = Optics(na, n)  # ValueError unless 0 < NA < n
+    return Resolution(emission_nm, na, n, lateral_fwhm_um(emission_nm, objective), axial_fwhm_um(emission_nm, objective),
+                      METROLOJ_AXIAL_FACTOR * n * emission_nm / 1000.0 / na**2)
 
 
 def _mean_sd(values: Sequence[float], unit: str, what: str) -> tuple[Metric, Metric]:
@@ -110,11 +119,11 @@ def psf_summary(beads: Sequence[Bead], res: Resolution, why_none: str = "") -> d
 
 # --- co-registration -----------------------------------------------------------------------------
 def reference_distance_um(shift: tuple[float, float, float], res: Resolution) -> float:
-    """MetroloJ_QC's reference distance: the radius of the resolution ellipsoid (semi-axes lateral,
-    lateral, axial) in the direction of ``shift`` (dx, dy, dz); the lateral resolution for no shift."""
+    """MetroloJ_QC's reference distance: the radius of its resolution ellipsoid (``res.metroloj``:
+    lateral, lateral, 1.77 n lambda / NA^2) in the direction of ``shift`` (dx, dy, dz); the lateral
+    resolution for no shift."""
     dx, dy, dz = shift
-    rx = ry = res.lateral_um
-    rz = res.axial_um
+    rx, ry, rz = res.metroloj
     dxy = math.hypot(dx, dy)
     d = math.hypot(dxy, dz)
     theta = math.acos(dz / d) if d else 0.0

@@ -77,8 +77,8 @@ def analyse_coregistration(folder: Path, stack: str, limits: Mapping[str, Limit]
             except (BadInput, ValueError) as exc:
                 failed.append(failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": zs.subject, "lines_on": [zs.channel]})
                 continue
-            beads, _, why = beads_of(planes, pixel_um, zs.z_um, res, level.adu)
-            lines.append(Line(zs.subject, zs.channel, res, beads, why, quality))
+            found = beads_of(planes, pixel_um, zs.z_um, res, level.adu)
+            lines.append(Line(zs.subject, zs.channel, res, found.beads, found.why, quality))
     if len(lines) < 2:
         only = lines[0].subject if lines else "none"
         return failed + [{"series": f"{stack}.ome.tif", "kind": "coregistration", "subject": stack, "metrics": {}, "verdict": "not judged",
@@ -107,7 +107,7 @@ def _pair(stack: str, ref: Line, line: Line, limits: Mapping[str, Limit]) -> Res
         "series": f"{stack}.ome.tif", "kind": "coregistration", "subject": f"{line.subject} vs {ref.subject}",
         "lines_on": [ref.channel, line.channel], "reference": ref.channel, "line": line.channel,
         "emission_nm": {ref.channel: ref.res.emission_nm, line.channel: line.res.emission_nm},
-        "reference_resolution": {"emission_nm": longer.emission_nm, "lateral_um": longer.lateral_um, "axial_um": longer.axial_um},
+        "reference_resolution": {"emission_nm": longer.emission_nm, "lateral_um": longer.lateral_um, "axial_metroloj_um": longer.axial_metroloj_um},
         "match_radius_um": radius, "beads_accepted": accepted,
         "pairs": [{"x_um": p.reference_um[0], "y_um": p.reference_um[1], "z_um": p.reference_um[2],
                    "dx_um": p.shift_um[0], "dy_um": p.shift_um[1], "dz_um": p.shift_um[2], "distance_um": p.distance_um,

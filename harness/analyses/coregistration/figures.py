@@ -57,4 +57,5 @@ def table(result: dict[str, Any]) -> str:
             + row("3-D distance", "distance_3d_um", "distance_3d_sd_um") + row("co-alignment ratio", "coalignment_ratio", "coalignment_ratio_sd")
             + "</table>"
             f"<p class=muted>um; SD with n - 1; {num(m['beads_matched']['value'])} beads matched within {num(result.get('match_radius_um'))} um; "
-            f"resolution ellipsoid of {num(ref.get('emission_nm'))} nm: lateral {num(ref.get('lateral_um'))} um, axial {num(ref.get('axial_um'))} um</p>")
+            f"MetroloJ_QC's resolution ellipsoid of {num(ref.get('emission_nm'))} nm: lateral {num(ref.get('lateral_um'))} um, "
+            f"axial {num(ref.get('axial_metroloj_um'))} um</p>")

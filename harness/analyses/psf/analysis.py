@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from harness.analyses.psf import SPEC, zstacks
 from harness.analyses.psf import figures as plots
 from harness.analyses.stack_pages import page, stack_saturation
 from harness.analysis import bead_fits, psf_metrics
-from harness.analysis.bead_fits import Bead, Rules, find_beads, reason_counts, rules_for
+from harness.analysis.bead_fits import Bead, Rules, detect, reason_counts, rules_for
 from harness.analysis.contract import AnalysisSpec, Result
 from harness.analysis.judging import failed_result, judged
 from harness.analysis.pixel_quality import CONVENTION, apply_quality, quality_line, quality_metrics
@@ -58,13 +59,25 @@ def bead_entry(b: Bead) -> dict[str, Any]:
     return out
 
 
-def beads_of(planes: np.ndarray, pixel_um: float, z_um: list[float], res: Resolution, saturation: float) -> tuple[list[Bead], Rules, str]:
-    """The beads of one z-stack, the rules used, and why there is none (``""`` if any was found)."""
-    rules = rules_for(pixel_um, res.lateral_um, res.axial_um, saturation)
+@dataclass
+class Found:
+    """The beads of one z-stack, the rules used, the satellites left out, and why there is no bead
+    (``""`` when some were found)."""
+
+    beads: list[Bead]
+    rules: Rules
+    satellites: int
+    why: str
+
+
+def beads_of(planes: np.ndarray, pixel_um: float, z_um: list[float], res: Resolution, saturation: float) -> Found:
+    """Find and judge the beads of one z-stack (rules from ``res`` and the stack's z extent)."""
+    blur = (z_um[-1] - z_um[0]) / 2 * res.na / math.sqrt(res.n**2 - res.na**2) if len(z_um) > 1 else 0.0
+    rules = rules_for(pixel_um, res.lateral_um, res.axial_um, saturation, blur_um=blur)
     if bead_fits.planes_identical(planes):
-        return [], rules, zstacks.no_bead_reason(planes, 0)
-    beads = find_beads(planes, pixel_um, z_um, rules)
-    return beads, rules, zstacks.no_bead_reason(planes, len(beads))
+        return Found([], rules, 0, zstacks.no_bead_reason(planes, 0))
+    beads, satellites = detect(planes, pixel_um, z_um, rules)
+    return Found(beads, rules, satellites, zstacks.no_bead_reason(planes, len(beads)))
 
 
 def analyse_psf(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
@@ -83,7 +96,8 @@ def analyse_psf(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[R
             except (BadInput, ValueError) as exc:
                 out.append(failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": zs.subject, "lines_on": [zs.channel]})
                 continue
-            beads, rules, why = beads_of(planes, pixel_um, zs.z_um, res, level.adu)
+            found = beads_of(planes, pixel_um, zs.z_um, res, level.adu)
+            beads, rules, why = found.beads, found.rules, found.why
             metrics = psf_summary(beads, res, why) | quality_metrics(quality)
             entries, verdict = judged(metrics, limits)
             result: Result = {
@@ -91,9 +105,9 @@ def analyse_psf(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[R
                 "metrics": entries, "verdict": verdict,
                 "emission_nm": emission, "emission_source": emission_source,
                 "optics": {"na": na, "immersion_index": n, "source": optics_source},
-                "theory": {"lateral_um": res.lateral_um, "axial_um": res.axial_um, "axial_alt_um": res.axial_alt_um},
+                "theory": {"lateral_um": res.lateral_um, "axial_um": res.axial_um, "axial_metroloj_um": res.axial_metroloj_um},
                 "pixel_um": pixel_um, "z_um": zs.z_um, "ifds": zs.ifds, "planes_missing": zs.missing,
-                "rules": rules.text(), "box_half_px": rules.box_half_px, "rejections": reason_counts(beads),
+                "rules": rules.text(), "box_half_px": rules.box_half_px, "rejections": reason_counts(beads), "satellites": found.satellites,
                 "beads": [bead_entry(b) for b in sorted(beads, key=lambda b: not b.accepted)[:MAX_LISTED]],
             }
             if why:

@@ -89,5 +89,6 @@ def table(result: dict[str, Any]) -> str:
             + "".join(rows) + "</table>"
             f"<p class=muted>um; SD with n - 1; emission {num(result.get('emission_nm'))} nm ({e(result.get('emission_source'))}); "
             f"NA {num(result.get('optics', {}).get('na'))}, n {num(result.get('optics', {}).get('immersion_index'))}; "
-            f"beads found {num(m['beads_found']['value'])}, accepted {num(m['beads_accepted']['value'])}, rejected: {e(counts)}. "
+            f"beads found {num(m['beads_found']['value'])}, accepted {num(m['beads_accepted']['value'])}, rejected: {e(counts)}; "
+            f"{num(result.get('satellites'))} spots of out-of-focus light left out. "
             f"Rules: {e(result.get('rules'))}</p>")
