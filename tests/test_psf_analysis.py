@@ -12,9 +12,12 @@ Tolerances (asserted below):
   0.05 um (z) of the truth, every bead;
 - microscope-metrics (a Nyquist-sampled stack, 0.065 um/px: its LoG detection finds no bead whose
   lateral sigma is below about 1 px, such as the 20x one): per matched bead, our plain x/y FWHM and
-  our z FWHM within 1 % of its fwhm_micron_x/y/z; its channel means within 1 % of ours;
-- MetroloJ_QC's PSFprofiler fit, written here: per bead within 0.5 % of our plain x/y and z FWHMs;
-  theoretical resolution and reference distance equal to 1e-12.
+  our z FWHM within 2 % of its fwhm_micron_x/y/z (measured: at most 0.22 % x, 0.92 % y, 0.72 % z over
+  8 beads; its profiles span +-20 px, ours the fit box), its channel means within 1 % of ours
+  (measured 0.1 %);
+- MetroloJ_QC's PSFprofiler fit, written here: per bead within 1e-4 of our plain x/y and z FWHMs
+  (measured 4e-7: the same model on the same profile); MetroloJ_QC's theoretical resolution and
+  reference distance equal to 1e-12.
 """
 
 from __future__ import annotations
@@ -180,9 +183,9 @@ def test_metroloj_psfprofiler_fit_agrees_bead_by_bead() -> None:
         if (k, y + b.y_px - r, x + b.x_px - r) != (b.z_index, round(b.fits["y"].centre_um / pixel), round(b.fits["x"].centre_um / pixel)):
             continue  # the brightest voxel is not the one nearest the fitted centre: another profile
         compared += 1
-        assert b.fits["x"].fwhm_plain_um == pytest.approx(_metroloj_fwhm(crop[k, y, :], pixel), rel=0.005)
-        assert b.fits["y"].fwhm_plain_um == pytest.approx(_metroloj_fwhm(crop[k, :, x], pixel), rel=0.005)
-        assert b.fwhm_um("z") == pytest.approx(_metroloj_fwhm(crop[:, y, x], step), rel=0.005)
+        assert b.fits["x"].fwhm_plain_um == pytest.approx(_metroloj_fwhm(crop[k, y, :], pixel), rel=1e-4)
+        assert b.fits["y"].fwhm_plain_um == pytest.approx(_metroloj_fwhm(crop[k, :, x], pixel), rel=1e-4)
+        assert b.fwhm_um("z") == pytest.approx(_metroloj_fwhm(crop[:, y, x], step), rel=1e-4)
     assert compared >= len(accepted) // 2
 
 
@@ -252,9 +255,9 @@ def test_microscope_metrics_psf_beads_agrees_on_identical_data() -> None:
         if math.hypot(b.x_px - x, b.y_px - y) > 2:
             continue
         matched += 1
-        assert b.fits["x"].fwhm_plain_um == pytest.approx(fx, rel=0.01)
-        assert b.fits["y"].fwhm_plain_um == pytest.approx(fy, rel=0.01)
-        assert b.fwhm_um("z") == pytest.approx(fz, rel=0.01)
+        assert b.fits["x"].fwhm_plain_um == pytest.approx(fx, rel=0.02)
+        assert b.fits["y"].fwhm_plain_um == pytest.approx(fy, rel=0.02)
+        assert b.fwhm_um("z") == pytest.approx(fz, rel=0.02)
     assert matched >= 6
     km = dataset.output.key_measurements[0]
     assert np.mean([b.fits["x"].fwhm_plain_um for b in ours]) == pytest.approx(km.fwhm_micron_x_mean, rel=0.01)
@@ -276,6 +279,9 @@ def test_microscope_metrics_psf_beads_agrees_on_identical_data() -> None:
 #   other station (63x/1.4 oil, 6.5 um pixels: 0.103 um/px; a piezo Z drive of 0.01 um rms):
 #     lateral within 3 %, axial within 5 %;
 #   both: measured / exact FWHM between 0.85 and 1.02 (the Gaussian model's bias, stated in the conventions).
+# Measured (09:10 UTC, four lines each): default lateral -1.8 .. -5.1 % of the Gaussian truth (-5.9 .. -9.2 %
+# of the exact FWHM), axial -3.3 .. +0.4 % (-3.3 .. -6.5 %); other lateral -0.8 .. -2.5 % (-4.9 .. -6.7 %),
+# axial -1.7 .. +2.2 % (-0.4 .. -4.7 %).
 
 OTHER_STATION = {
     "devices": {"Camera": {"simulation": {"pixel_size_um": 6.5}},

@@ -13,13 +13,17 @@ from harness.report.plots import Figure, png
 
 
 def exaggeration(pairs: list[dict[str, Any]]) -> float:
-    """A round factor that draws the median x-y shift at about 5 % of the field's width."""
+    """A round factor (1, 2 or 5 x 10^k, at least 1) that draws the median x-y shift at about 10 % of
+    the field's width."""
     xs = [p["x_um"] for p in pairs]
     ys = [p["y_um"] for p in pairs]
     width = max(max(xs) - min(xs), max(ys) - min(ys), 1.0)
     shift = float(np.median([math.hypot(p["dx_um"], p["dy_um"]) for p in pairs])) or 1e-3
-    raw = 0.05 * width / shift
-    return float(10 ** math.floor(math.log10(raw))) if raw >= 1 else 1.0
+    raw = 0.1 * width / shift
+    if raw < 1:
+        return 1.0
+    decade = 10 ** math.floor(math.log10(raw))
+    return float(max(m * decade for m in (1, 2, 5) if m * decade <= raw))
 
 
 def vector_map(result: dict[str, Any]) -> tuple[bytes, float]:
@@ -38,6 +42,7 @@ def vector_map(result: dict[str, Any]) -> tuple[bytes, float]:
     ax.plot(x, y, ".", color="k", ms=3)
     ax.set_xlabel("x (um)")
     ax.set_ylabel("y (um)")
+    ax.margins(0.12)  # room for the arrows at the edge
     ax.invert_yaxis()
     ax.set_aspect("equal")
     ax.set_title(f"{result['subject']}: shifts x {scale:g}", fontsize=9)
