@@ -238,7 +238,9 @@ def find_beads(stack: np.ndarray, pixel_um: float, z_um: Sequence[float], rules:
 def detect(stack: np.ndarray, pixel_um: float, z_um: Sequence[float], rules: Rules) -> tuple[list[Bead], int]:
     """``find_beads`` and the number of satellites left out. Raises ValueError for a stack that is
     not 3-D or whose ``z_um`` does not match its planes or does not increase."""
-    data = np.asarray(stack, dtype=np.float64)
+    data = np.asarray(stack)
+    if data.dtype.kind != "f":  # camera ADU (integers below 2^24) are exact in float32: half the memory of float64
+        data = data.astype(np.float32)
     z = np.asarray(z_um, dtype=np.float64)
     if data.ndim != 3 or z.shape != (data.shape[0],):
         raise ValueError(f"a ZYX stack and one z per plane: stack {data.shape}, {z.size} z positions")
@@ -273,6 +275,7 @@ def _judge(bead: Bead, data: np.ndarray, pixel_um: float, z: np.ndarray, rules: 
     plane = box[bead.z_index]
     ring = np.ones(plane.shape, dtype=bool)
     ring[RING_PX:-RING_PX, RING_PX:-RING_PX] = False
+    plane = plane.astype(np.float64)
     bead.background_adu = float(np.median(plane[ring]))
     noise = max(_robust_sd(plane[ring]), math.sqrt(1 / 12))
     bead.snr = (float(plane[r, r]) - bead.background_adu) / noise

@@ -132,7 +132,7 @@ class PsfAnalysis:
         if not accepted:
             return ""
         with tifffile.TiffFile(RunFolder(folder).stack(result["series"].removesuffix(".ome.tif"))) as tif:
-            planes = np.stack([page(tif, i) for i in result["ifds"]]).astype(np.float64)
+            planes = np.stack([page(tif, i) for i in result["ifds"]]).astype(np.float32)
         out = figure(plots.gallery(planes, accepted, result), f"{result['subject']}: accepted beads, XY and XZ maximum projections "
                      f"({len(accepted)} accepted; at most {plots.GALLERY} shown)")
         median = sorted(accepted, key=lambda b: b["fwhm_x_um"] or math.inf)[len(accepted) // 2]
