@@ -148,6 +148,8 @@ class World:
         table = self.params.bead_slide.emission_nm
         if laser in table:
             return table[laser]
+        if laser not in self.lasers:
+            raise KeyError(f"no laser {laser!r} in the simulated world (lasers: {', '.join(self.lasers) or 'none'})")
         return self.lasers[laser].p.wavelength_nm + STOKES_SHIFT_NM
 
     def bead_image_model(self, laser: str) -> BeadImageModel:

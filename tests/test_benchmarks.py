@@ -21,6 +21,7 @@ from tests.conftest import ROOT
         ("benchmarks.cli_startup", ["--repeats", "1"], "the baseline"),
         ("benchmarks.virtual_time", ["--tiny"], "process time ratio real-time x120 / virtual"),
         ("benchmarks.camera_speed", ["--sizes", "64", "--frames", "2"], "ratio render / numpy"),
+        ("benchmarks.bead_slide_speed", ["--sizes", "64", "--planes", "3"], "per process-second"),
         ("benchmarks.image_run_costs", ["--size", "256", "--rounds", "1", "--full-frame"], "ratio whole process / acquisition"),
     ],
 )

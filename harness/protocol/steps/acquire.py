@@ -12,6 +12,7 @@ from harness.common.units import LENGTH_UM, PositiveDistance, PositiveSeconds, p
 from harness.protocol.steps.base import FRAME_OVERHEAD_S, MOVE_ESTIMATE_S, Action, Expansion, StackPlan, StepKind, VarRef, _Model
 
 MAX_Z_PLANES = 2001
+Z_PLANE_MOVE_S = 0.1  # a step of a fraction of a micrometre and its settling (estimate for the ETA)
 
 
 def _nyquist_or_distance(value: Any) -> Any:
@@ -109,7 +110,9 @@ class Acquire(StepKind):
         action.frames = [(c, first + k) for k in range(count)]
         action.channel = channel
         stack.frames_per_channel[channel] += count
-        action.estimate_s = count * (plan.exposure_s + FRAME_OVERHEAD_S) + (count + 2) * MOVE_ESTIMATE_S * bool(action.z_offsets_um)
+        action.estimate_s = count * (plan.exposure_s + FRAME_OVERHEAD_S)
+        if action.z_offsets_um:
+            action.estimate_s += count * Z_PLANE_MOVE_S + 3 * MOVE_ESTIMATE_S  # the planes, the start below, the return
 
 
 def z_planes(params: Any, stack: StackPlan, plan: Expansion, loc: tuple[Any, ...]) -> list[float]:
