@@ -412,7 +412,8 @@ def test_qc_results_travel_in_the_ome_tiff(runs: dict, protocol: str, stack: str
 def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, protocol: str) -> None:
     """report.html: self-contained (no external reference), the overall verdict, every judged metric
     with its verdict colour, and decodable PNG figures: one per result (five for the camera: photon
-    transfer, SNR, linearity, non-uniformity histograms, defect map)."""
+    transfer, SNR, linearity, non-uniformity histograms, defect map; two for a PSF line: its beads and
+    their profiles)."""
     import base64
     import io
 
@@ -429,7 +430,7 @@ def test_report_is_one_readable_page_with_verdicts_and_figures(runs: dict, proto
     doc = lxml.html.fromstring(page)
     assert not doc.xpath("//script") and not doc.xpath("//link")
     images = doc.xpath("//img")
-    assert len(images) == sum(5 if r["kind"] == "camera" else 1 for r in results["results"]) > 0
+    assert len(images) == sum({"camera": 5, "psf": 2}.get(r["kind"], 1) for r in results["results"]) > 0
     for img in images:
         src = img.get("src")
         assert src.startswith("data:image/png;base64,")

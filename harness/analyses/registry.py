@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.analyses import camera, flat_field, power, stage
+from harness.analyses import camera, coregistration, flat_field, power, psf, stage
 from harness.analysis.contract import Analysis, AnalysisSpec, Result
 
 SPECS: tuple[AnalysisSpec, ...] = (
     power.SPEC,
     camera.SPEC,  # before flat_field: its stack has a dark channel too
+    psf.SPEC,  # bead z-stacks (rows tagged psf / coregistration), before flat_field as the camera
+    coregistration.SPEC,
     flat_field.SPEC,
     stage.REPEATABILITY,
     stage.ISO230,
