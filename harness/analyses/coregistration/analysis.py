@@ -70,7 +70,9 @@ def analyse_coregistration(folder: Path, stack: str, limits: Mapping[str, Limit]
         pixel_um = zstacks.pixel_size_um(tif, stack)
         na, n, _ = zstacks.optics(run, tif)
         level = stack_saturation(tif)
-        for zs in zstacks.z_stacks(folder, stack, TAG, nz):
+        stacks = zstacks.z_stacks(folder, stack, TAG, nz)
+        same = zstacks.identical_lines(tif, stacks)
+        for zs in stacks:
             try:
                 res = resolution(zstacks.emission_nm(folder, zs.channel)[0], na, n)
                 planes, quality = zstacks.read_planes(tif, zs, level)
@@ -78,6 +80,8 @@ def analyse_coregistration(folder: Path, stack: str, limits: Mapping[str, Limit]
                 failed.append(failed_result(f"{stack}.ome.tif", "ome_tiff", str(exc)) | {"subject": zs.subject, "lines_on": [zs.channel]})
                 continue
             found = beads_of(planes, pixel_um, zs.z_um, res, level.adu)
+            if zs.subject in same:  # the same frames in two lines: a shift of 0 would be the camera's, not the optics'
+                found = dataclasses.replace(found, beads=[], why=zstacks.identical_reason(zs.subject, same[zs.subject]))
             lines.append(Line(zs.subject, zs.channel, res, found.beads, found.why, quality))
     if len(lines) < 2:
         only = lines[0].subject if lines else "none"

@@ -88,7 +88,9 @@ def analyse_psf(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[R
         pixel_um = zstacks.pixel_size_um(tif, stack)
         na, n, optics_source = zstacks.optics(run, tif)
         level = stack_saturation(tif)
-        for zs in zstacks.z_stacks(folder, stack, TAG, nz):
+        stacks = zstacks.z_stacks(folder, stack, TAG, nz)
+        same = zstacks.identical_lines(tif, stacks)
+        for zs in stacks:
             try:
                 emission, emission_source = zstacks.emission_nm(folder, zs.channel)
                 res = resolution(emission, na, n)
@@ -98,6 +100,8 @@ def analyse_psf(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[R
                 continue
             found = beads_of(planes, pixel_um, zs.z_um, res, level.adu)
             beads, rules, why = found.beads, found.rules, found.why
+            if zs.subject in same:  # no bead of these frames is this line's: none is judged
+                beads, why = [], zstacks.identical_reason(zs.subject, same[zs.subject])
             metrics = psf_summary(beads, res, why) | quality_metrics(quality)
             entries, verdict = judged(metrics, limits)
             result: Result = {

@@ -10,6 +10,7 @@ objective NA (neither in run.json ``plan.optics`` nor in the OME Objective)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,6 +120,27 @@ def read_planes(tif: tifffile.TiffFile, zs: ZStack, level: SaturationLevel) -> t
     if mask.any():
         planes = np.stack([fill_excluded(p, mask).astype(np.float32) for p in planes])
     return planes, assess(level, saturated, len(zs.ifds), defects, HANDLING, mask)
+
+
+def identical_lines(tif: tifffile.TiffFile, stacks: list[ZStack]) -> dict[str, list[str]]:
+    """Per z-stack subject, the subjects of the other lines' z-stacks that are the same images pixel
+    for pixel (a camera that does not see the light draws the same frames whatever line is on)."""
+    digests: dict[str, str] = {}
+    for zs in stacks:
+        if len(zs.ifds) > 1:
+            h = hashlib.sha256()
+            for i in zs.ifds:
+                h.update(np.ascontiguousarray(page(tif, i)).tobytes())
+            digests[zs.subject] = h.hexdigest()
+    channel = {zs.subject: zs.channel for zs in stacks}
+    return {s: [o for o, d in digests.items() if d == digest and o != s and channel[o] != channel[s]] for s, digest in digests.items()
+            if any(d == digest and o != s and channel[o] != channel[s] for o, d in digests.items())}
+
+
+def identical_reason(subject: str, others: list[str]) -> str:
+    return (f"the z-stacks of {subject} and {', '.join(others)} are the same images pixel for pixel: the image does not depend on the "
+            "laser line, so it says nothing about this line's optics (a camera that does not see the light, such as Micro-Manager's "
+            "DemoCamera, which draws its own image)")
 
 
 def no_bead_reason(planes: np.ndarray, found: int) -> str:
