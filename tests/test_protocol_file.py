@@ -163,6 +163,7 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     from harness.analysis import emva1288_metrics as em
     from harness.analysis import psf_metrics
     from harness.analysis.flat_field_metrics import flat_field_metrics
+    from harness.analysis.focus_metrics import stability_metrics, z_repeatability_metrics, z_tables
     from harness.analysis.pixel_quality import SaturationLevel, assess, quality_metrics
     from harness.analysis.power_metrics import linearity_metrics, power_series_metrics
     from harness.analysis.stage_metrics import iso230_metrics, repeatability_metrics, repeatability_tables
@@ -174,6 +175,8 @@ def test_the_metric_table_is_what_the_analyses_report() -> None:
     found.update(flat_field_metrics(100 + rng.random((40, 60)))[0])
     rows = [{"size": "300 um", "direction": d, "round": 0, "dx_um": rng.normal(), "dy_um": rng.normal()} for d in ("+x", "-x") * 3]
     found.update(repeatability_metrics(repeatability_tables(rows)["300 um"]))
+    found.update(stability_metrics(np.arange(4) * 600.0, rng.normal(size=4))[0])
+    found.update(z_repeatability_metrics(z_tables([{"size": "10 um", "direction": d, "dz_um": rng.normal()} for d in ("+z", "-z") * 2])["10 um"]))
     image = rng.random((16, 16))
     up = [{"status": "ok", "tag": "up", "context": '{"target": "0 um"}', "ifd": "0"}]
     found.update(iso230_metrics(up, lambda i: image, 1.0)[0])  # (with no image at all, ISO 230-2 refuses: nothing to measure)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.analyses import camera, coregistration, flat_field, power, psf, stage
+from harness.analyses import camera, coregistration, flat_field, focus, power, psf, stage
 from harness.analysis.contract import Analysis, AnalysisSpec, Result
 
 SPECS: tuple[AnalysisSpec, ...] = (
@@ -17,6 +17,7 @@ SPECS: tuple[AnalysisSpec, ...] = (
     camera.SPEC,  # before flat_field: its stack has a dark channel too
     psf.SPEC,  # bead z-stacks (rows tagged psf / coregistration), before flat_field as the camera
     coregistration.SPEC,
+    focus.SPEC,  # z-stacks tagged focus / z_calibration, frames tagged z_reference / z_return (the stage analyses take reference/return and up/down)
     flat_field.SPEC,
     stage.REPEATABILITY,
     stage.ISO230,

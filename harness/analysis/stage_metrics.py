@@ -24,18 +24,20 @@ from harness.analysis.registration import shift_px
 from harness.common.errors import BadInput
 
 
-def pair_frames(rows: list[dict[str, str]]) -> list[tuple[dict[str, str], dict[str, str]]]:
-    """(reference row, return row) pairs in acquisition order; rows without a real frame are skipped."""
-    pairs, reference = [], None
+def pair_frames(rows: list[dict[str, Any]], reference: str = "reference", ret: str = "return") -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(reference row, return row) pairs in acquisition order (rows with ``status`` and ``tag``; the tags
+    ``reference``/``return`` unless named: the Z repeatability pairs z-stacks the same way); rows without
+    a real frame are skipped."""
+    pairs, last = [], None
     for row in rows:
         if row["status"] != "ok":
-            reference = None if row["tag"] == "reference" else reference
+            last = None if row["tag"] == reference else last
             continue
-        if row["tag"] == "reference":
-            reference = row
-        elif row["tag"] == "return" and reference is not None:
-            pairs.append((reference, row))
-            reference = None
+        if row["tag"] == reference:
+            last = row
+        elif row["tag"] == ret and last is not None:
+            pairs.append((last, row))
+            last = None
     return pairs
 
 
@@ -61,7 +63,9 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def repeatability_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def repeatability_tables(rows: list[dict[str, Any]], axes: tuple[str, ...] = ("x", "y")) -> dict[str, Any]:
+    """Per move size, per direction ("all" first): n, and per axis a (rows' ``d<axis>_um``) mean, SD, max |d|;
+    with the two axes x and y also max |d| of the 2-D displacement (the Z repeatability uses ``axes=("z",)``)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[r["size"]].append(r)
@@ -70,9 +74,10 @@ def repeatability_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
         table: dict[str, Any] = {}
         for direction in ["all"] + sorted({r["direction"] for r in items}):
             sel = [r for r in items if direction == "all" or r["direction"] == direction]
-            dx = np.array([r["dx_um"] for r in sel])
-            dy = np.array([r["dy_um"] for r in sel])
-            table[direction] = {"n": len(sel), "x": _stats(dx), "y": _stats(dy), "max_abs_2d_um": float(np.max(np.hypot(dx, dy)))}
+            d = {a: np.array([r[f"d{a}_um"] for r in sel]) for a in axes}
+            table[direction] = {"n": len(sel), **{a: _stats(v) for a, v in d.items()}}
+            if axes == ("x", "y"):
+                table[direction]["max_abs_2d_um"] = float(np.max(np.hypot(d["x"], d["y"])))
         out[size] = table
     return out
 
