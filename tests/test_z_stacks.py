@@ -23,7 +23,7 @@ from harness.records.journal import read_journal
 from harness.records.series_writer import read_series
 from harness.run.preflight import preflight
 from harness.run.station_facts import file_facts
-from tests.conftest import ROOT, station_variant
+from tests.conftest import ROOT, SIMULATED, station_variant
 from tests.omecheck import bioformats_info, bioformats_value
 
 HEAD = """protocol: ztest
@@ -91,8 +91,26 @@ def test_a_station_without_an_objective_is_told_what_nyquist_needs(tmp_path: Pat
     protocol.write_text(HEAD + STACK.replace("ZSTACK", "{}"))
     report = preflight(protocol, file_facts(station), None)
     assert any("z_stack: its step and extent follow from the objective" in p for p in report.problems), report.problems
-    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.3 um, extent: 3 um}"))
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.3 um, extent: 4 um}"))
     assert not preflight(protocol, file_facts(station), None).problems
+
+
+def test_a_z_stack_too_short_or_too_coarse_for_any_fit_is_refused_before_the_run(tmp_path: Path) -> None:
+    protocol = tmp_path / "z.yaml"
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 20 um, extent: 10 um}"))
+    problems = preflight(protocol, file_facts(SIMULATED), None).problems
+    assert any("z.yaml:10: protocol: acquire: z_stack: 3 planes 20 um apart; a focus or bead fit needs at least 5" in p for p in problems), problems
+    protocol.write_text(HEAD + STACK.replace("ZSTACK", "{step: 0.2 um, extent: 2 um}"))
+    problems = preflight(protocol, file_facts(SIMULATED), None).problems
+    assert any("spans 2 um, less than 2 theoretical axial FWHMs (3.33 um at 640 nm, NA 0.75)" in p for p in problems), problems
+    text = HEAD + STACK.replace("ZSTACK", "{}").replace("sample: bead_field}", "sample: bead_slide, emission: {647: 670 nm}}")
+    protocol.write_text(text)
+    problems = preflight(protocol, file_facts(SIMULATED), None).problems
+    assert any("specimen: emission for the 647 nm line, but the station has no such line (it has 405, 488, 561, 640)" in p for p in problems), problems
+    with pytest.raises(UserError, match="more than 300 nm longer than its excitation"):
+        read_protocol_text(HEAD + "  - specimen: {sample: bead_slide, emission: {488: 515 um}}\n", "z.yaml")
+    with pytest.raises(UserError, match="bead_diameter 100 um: a bead slide's beads are at most 10 um"):
+        read_protocol_text(HEAD + "  - specimen: {sample: bead_slide, bead_diameter: 100 um}\n", "z.yaml")
 
 
 def _run(tmp_path: Path, protocol: Path, station: Path, kill_at: str = "") -> subprocess.CompletedProcess[str]:
@@ -204,7 +222,7 @@ def test_the_xml_of_a_killed_file_maps_alternating_channels_to_their_pages(tmp_p
       - for_each: {line: [488, 561]}
         do:
           - laser: {line: $line, setpoint: 20 %, emission: on}
-          - acquire: {stack: psf, exposure: 20 ms, centre_roi: [64, 64], z_stack: {step: 0.5 um, extent: 2 um}}
+          - acquire: {stack: psf, exposure: 20 ms, centre_roi: [64, 64], z_stack: {step: 0.5 um, extent: 4 um}}
           - laser: {line: $line, emission: off}
 """
     protocol = tmp_path / "z.yaml"
@@ -217,7 +235,7 @@ def test_the_xml_of_a_killed_file_maps_alternating_channels_to_their_pages(tmp_p
     tags = re.findall(r"<TiffData [^>]*>", xml)
     blocks = [tuple(int(re.search(f'{k}="(\\d+)"', tag).group(1)) for k in ("IFD", "FirstC", "FirstT", "FirstZ", "PlaneCount"))  # type: ignore[union-attr]
               for tag in tags]
-    assert blocks == [(0, 0, 0, 0, 5), (5, 1, 0, 0, 5), (10, 0, 1, 0, 5), (15, 1, 1, 0, 5)], tags
+    assert blocks == [(0, 0, 0, 0, 9), (9, 1, 0, 0, 9), (18, 0, 1, 0, 9), (27, 1, 1, 0, 9)], tags
     assert 'DimensionOrder="XYZTC"' in xml
 
 

@@ -119,6 +119,10 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
         data["analysis_error"] = "; ".join(f"{e['source']}: {e['error']}" for e in errors)
     if not completed:
         data["verdict_note"] = f"not judged: the run {run['status']}, the measurement could not be completed"
+    elif results and data["verdict"] != "not judged":
+        unjudged = [str(r.get("subject", r.get("series", ""))) for r in results if r["verdict"] == "not judged"]
+        if unjudged:  # an overall pass must not hide a result that could not be judged
+            data["verdict_note"] = f"{len(unjudged)} of {len(results)} results not judged: {', '.join(unjudged[:6])}{' ...' if len(unjudged) > 6 else ''}"
     try:
         data["annotated_files"] = []
         if any(str(r.get("series", "")).endswith(".ome.tif") for r in results):
@@ -191,7 +195,9 @@ def summary(data: dict[str, Any]) -> str:
     kind_width = max([9] + [len(r["kind"]) for r in data["results"]])
     for r in data["results"]:
         parts = []
-        for k in keys.get(r["kind"], ()):
+        shown = list(keys.get(r["kind"], ()))
+        shown += [k for k, m in r["metrics"].items() if m["verdict"] in ("warn", "fail") and k not in shown]  # what flags a result is always shown
+        for k in shown:
             m = r["metrics"].get(k)
             if m and m["value"] is not None:
                 mark = "" if m["verdict"] == "not judged" else f" [{m['verdict']}]"

@@ -80,7 +80,9 @@ def _failures(results: list[dict[str, Any]]) -> str:
         limited = [m for r in results for m in r["metrics"].values() if m["limit"]]
         judged = [m for m in limited if m["verdict"] != "not judged"]
         if judged:
-            text = "Every judged metric passes."
+            unjudged = [m for m in limited if m["verdict"] == "not judged"]
+            text = "Every judged metric passes." + (f" {len(unjudged)} of the {len(limited)} with acceptance limits are not judged "
+                                                   "(each says why in the table below)." if unjudged else "")
         elif limited:
             text = f"No metric was judged: the {len(limited)} with acceptance limits are not judged (each says why in the table below)."
         else:
@@ -132,6 +134,8 @@ def render(folder: Path, run: dict[str, Any], data: dict[str, Any], analyses: Ma
         top = badge(data["verdict"], big=True)
     parts.append(f"<p>{top} &nbsp; station <b>{e(station['name'])}</b>"
                  f"{' (simulated)' if station.get('simulated') else ''}, run {e(data['run_id'])}</p>")
+    if run["status"] == "completed" and data.get("verdict_note"):
+        parts.append(f"<p class=muted>{e(data['verdict_note'])}</p>")
     if run["status"] != "completed":
         parts.append(f"<p class=ending><b>The measurement could not be completed ({e(run['status'])})</b>: {e(run.get('reason'))}. "
                      "This is not a QC verdict on the instrument: the partial metrics below are shown but not judged.</p>")

@@ -88,7 +88,13 @@ def analyse_coregistration(folder: Path, stack: str, limits: Mapping[str, Limit]
         return failed + [{"series": f"{stack}.ome.tif", "kind": "coregistration", "subject": stack, "metrics": {}, "verdict": "not judged",
                           "note": f"co-registration needs z-stacks of two lines or more; analysed: {only}"}]
     ref = lines[0]
-    return failed + [_pair(stack, ref, line, limits) for line in lines[1:]]
+    results = [_pair(stack, ref, line, limits) for line in lines[1:]]
+    every = [p for r in results for p in r.get("pairs", [])]
+    if every:  # the vector maps of all lines on one scale (arrows and colours), so they compare at a glance
+        scale, z_range = plots.exaggeration(every), max(abs(p["dz_um"]) for p in every)
+        for r in results:
+            r["map_scale"], r["map_z_um"] = scale, z_range
+    return failed + results
 
 
 def _pair(stack: str, ref: Line, line: Line, limits: Mapping[str, Limit]) -> Result:

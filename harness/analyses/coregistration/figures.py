@@ -28,7 +28,7 @@ def exaggeration(pairs: list[dict[str, Any]]) -> float:
 
 def vector_map(result: dict[str, Any]) -> tuple[bytes, float]:
     pairs = result["pairs"]
-    scale = exaggeration(pairs)
+    scale = float(result.get("map_scale") or exaggeration(pairs))  # one scale for every line of a run (set by the analysis)
     x = np.array([p["x_um"] for p in pairs])
     y = np.array([p["y_um"] for p in pairs])
     dx = np.array([p["dx_um"] for p in pairs]) * scale
@@ -36,7 +36,7 @@ def vector_map(result: dict[str, Any]) -> tuple[bytes, float]:
     dz = np.array([p["dz_um"] for p in pairs])
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
-    lim = float(np.max(np.abs(dz))) or 1e-3
+    lim = float(result.get("map_z_um") or np.max(np.abs(dz))) or 1e-3
     q = ax.quiver(x, y, dx, dy, dz, angles="xy", scale_units="xy", scale=1, cmap="coolwarm", clim=(-lim, lim), width=0.006)
     fig.colorbar(q, ax=ax, label="z shift (um)")
     ax.plot(x, y, ".", color="k", ms=3)

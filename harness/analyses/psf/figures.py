@@ -20,21 +20,30 @@ def _box(planes: np.ndarray, bead: dict[str, Any], half: int) -> np.ndarray:
     return planes[:, max(y - half, 0):y + half + 1, max(x - half, 0):x + half + 1]
 
 
+def _um(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def gallery(planes: np.ndarray, beads: list[dict[str, Any]], result: dict[str, Any]) -> bytes:
     """XY (top row) and XZ (bottom row) maximum projections of up to ``GALLERY`` beads, with FWHMs."""
     shown = beads[:GALLERY]
     half = int(result["box_half_px"])
     z = np.asarray(result["z_um"])
-    fig = Figure(figsize=(1.3 * len(shown) + 0.5, 3.6))
-    axes = fig.subplots(2, len(shown), squeeze=False)
     px = float(result["pixel_um"])
+    w = (2 * half + 1) * px
+    # XZ at the same scale as XY (um on both axes), cropped to 2 axial FWHMs either side of the bead
+    depth = min(float(z[-1] - z[0]), 4 * float(np.nanmedian([b["fwhm_z_um"] or np.nan for b in shown] or [np.nan])) if shown else 0.0) or float(z[-1] - z[0])
+    fig = Figure(figsize=(1.3 * len(shown) + 0.5, 1.3 + 1.3 * max(min(depth / w, 4.0), 0.5) + 0.8))
+    axes = fig.subplots(2, len(shown), squeeze=False, gridspec_kw={"height_ratios": [1.0, max(min(depth / w, 4.0), 0.5)]})
     for k, bead in enumerate(shown):
         box = _box(planes, bead, half)
         w = box.shape[2] * px
         axes[0, k].imshow(box.max(axis=0), cmap="magma", extent=(0, w, box.shape[1] * px, 0))
-        axes[1, k].imshow(box.max(axis=1), cmap="magma", aspect="auto", extent=(0, w, z[-1] - z[0], 0))
-        axes[0, k].set_title(f"#{k + 1}\nx {num(bead['fwhm_x_um'])}\ny {num(bead['fwhm_y_um'])}", fontsize=6)
-        axes[1, k].set_xlabel(f"z {num(bead['fwhm_z_um'])}", fontsize=6)
+        centre = float(bead.get("z_um") or (z[0] + z[-1]) / 2)
+        axes[1, k].imshow(box.max(axis=1), cmap="magma", aspect="equal", extent=(0, w, z[-1] - centre, z[0] - centre))
+        axes[1, k].set_ylim(depth / 2, -depth / 2)
+        axes[0, k].set_title(f"#{k + 1}\nx {_um(bead['fwhm_x_um'])}\ny {_um(bead['fwhm_y_um'])}", fontsize=6)
+        axes[1, k].set_xlabel(f"z {_um(bead['fwhm_z_um'])}", fontsize=6)
         for ax in axes[:, k]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -12,6 +12,7 @@ from typing import Any
 from devices.errors import DeviceError
 from harness.common import kill_points
 from harness.common.errors import UserError
+from harness.common.optics import axial_fwhm_um
 from harness.protocol.plan import Action
 from harness.records.image_records import ChannelInfo, PlaneInfo
 from harness.run.station_facts import CameraFacts
@@ -50,6 +51,8 @@ class Acquire(StepExecutor):
         if z is not None and check.facts.optics is None and (z.step == "nyquist" or z.extent is None):
             check.add(action.line, f"acquire: z_stack: its step and extent follow from the objective, but {check.facts.optics_problem}; "
                                    "or give the z_stack a step and an extent")
+        if action.z_offsets_um:
+            _check_z_stack(action, check)
         w, h = _frame_size(p, camera if camera else None)
         known = (camera is not None and bool(camera.sensor)) or p.roi is not None or p.centre_roi is not None
         sizes: dict[str, tuple[int, int, int]] = check.memo.setdefault("acquire_sizes", {})
@@ -118,6 +121,28 @@ class Acquire(StepExecutor):
                 run.progress((i + 1) * action.estimate_s / len(action.frames), f"acquire {p.stack} {i + 1}/{len(action.frames)}")
             if action.z_offsets_um:
                 _z_return(run, action, z_centre)
+
+
+MIN_Z_PLANES = 5
+MIN_Z_EXTENT_FWHM = 2.0
+
+
+def _check_z_stack(action: Action, check: PlanCheck) -> None:
+    """A z-stack the analyses could not use is a protocol mistake: fewer than 5 planes, or less than
+    2 theoretical axial FWHMs (at the station's longest line) from bottom to top."""
+    offsets = action.z_offsets_um
+    span = offsets[-1] - offsets[0]
+    if len(offsets) < MIN_Z_PLANES:
+        check.add(action.line, f"acquire: z_stack: {len(offsets)} planes {span / max(len(offsets) - 1, 1):g} um apart; a focus or bead fit needs "
+                               f"at least {MIN_Z_PLANES}: a smaller step or a larger extent")
+        return
+    optics, lines = check.facts.optics, [float(k) for k in check.facts.lines if k.replace(".", "", 1).isdigit()]
+    if optics is not None and lines:
+        fwhm = axial_fwhm_um(max(lines), optics)
+        if span < MIN_Z_EXTENT_FWHM * fwhm:
+            check.add(action.line, f"acquire: z_stack: the z-stack spans {span:.3g} um, less than {MIN_Z_EXTENT_FWHM:g} theoretical axial FWHMs "
+                                   f"({MIN_Z_EXTENT_FWHM * fwhm:.3g} um at {max(lines):g} nm, NA {optics.na:g}): beads and the focus curve would "
+                                   "reach its ends; give a larger extent (or extent_fwhm)")
 
 
 def _z_stack_start(run: StepRun, action: Action) -> float:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from harness.protocol.plan import Action
-from harness.run.steps.base import StepExecutor, StepRun
+from harness.run.steps.base import PlanCheck, StepExecutor, StepRun
 
 
 class Specimen(StepExecutor):
     key = "specimen"
+
+    def check(self, action: Action, check: PlanCheck) -> None:
+        p = action.params
+        if check.facts.lines_known:
+            for line in p.emission:
+                if line not in check.facts.lines:
+                    check.add(action.line, f"specimen: emission for the {line} nm line, but the station has no such line (it has "
+                                           f"{', '.join(sorted(check.facts.lines, key=float)) or 'none'}): that line's emission would be its "
+                                           "wavelength + 30 nm")
 
     def execute(self, action: Action, run: StepRun) -> None:
         p = action.params
