@@ -137,7 +137,8 @@ class PsfAnalysis:
             return ""
         with tifffile.TiffFile(RunFolder(folder).stack(result["series"].removesuffix(".ome.tif"))) as tif:
             planes = np.stack([page(tif, i) for i in result["ifds"]]).astype(np.float32)
-        out = figure(plots.gallery(planes, accepted, result), f"{result['subject']}: accepted beads, XY and XZ maximum projections at the same scale (XZ cropped to 2 axial FWHMs either side) "
+        out = figure(plots.gallery(planes, accepted, result), f"{result['subject']}: accepted beads, XY and XZ maximum projections at one scale "
+                     "(XZ cropped to 2 axial FWHMs either side) "
                      f"({len(accepted)} accepted; at most {plots.GALLERY} shown)")
         median = sorted(accepted, key=lambda b: b["fwhm_x_um"] or math.inf)[len(accepted) // 2]
         out += figure(plots.profiles(planes, median, result), f"{result['subject']}: profiles through the bead of median x FWHM and their "
