@@ -120,7 +120,8 @@ def analyse_run(folder: str | Path) -> dict[str, Any]:
     if not completed:
         data["verdict_note"] = f"not judged: the run {run['status']}, the measurement could not be completed"
     elif results and data["verdict"] != "not judged":
-        unjudged = [str(r.get("subject", r.get("series", ""))) for r in results if r["verdict"] == "not judged"]
+        unjudged = [str(r.get("subject", r.get("series", ""))) for r in results  # a result the protocol sets limits for, none judged
+                    if r["verdict"] == "not judged" and any(m.get("limit") for m in r.get("metrics", {}).values())]
         if unjudged:  # an overall pass must not hide a result that could not be judged
             data["verdict_note"] = f"{len(unjudged)} of {len(results)} results not judged: {', '.join(unjudged[:6])}{' ...' if len(unjudged) > 6 else ''}"
     try:
