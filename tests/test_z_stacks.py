@@ -106,7 +106,10 @@ def test_a_z_stack_too_short_or_too_coarse_for_any_fit_is_refused_before_the_run
     text = HEAD + STACK.replace("ZSTACK", "{}").replace("sample: bead_field}", "sample: bead_slide, emission: {647: 670 nm}}")
     protocol.write_text(text)
     problems = preflight(protocol, file_facts(SIMULATED), None).problems
-    assert any("specimen: emission for the 647 nm line, but the station has no such line (it has 405, 488, 561, 640)" in p for p in problems), problems
+    assert any("specimen: emission for the 647 nm line, which the station lacks; its 640 nm line has no emission given "
+               "(it would be 670 nm): did you mean 640?" in p for p in problems), problems
+    protocol.write_text(text.replace("{647: 670 nm}", "{405: 430 nm, 488: 515 nm, 532: 550 nm}"))  # a line other stations have: fine
+    assert not preflight(protocol, file_facts(SIMULATED), None).problems
     with pytest.raises(UserError, match="more than 300 nm longer than its excitation"):
         read_protocol_text(HEAD + "  - specimen: {sample: bead_slide, emission: {488: 515 um}}\n", "z.yaml")
     with pytest.raises(UserError, match="bead_diameter 100 um: a bead slide's beads are at most 10 um"):

@@ -20,13 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tifffile
-
 from harness.analyses.coregistration import SPEC
 from harness.analyses.coregistration import figures as plots
 from harness.analyses.psf import zstacks
 from harness.analyses.psf.analysis import beads_of
-from harness.analyses.stack_pages import stack_saturation
 from harness.analysis import psf_metrics
 from harness.analysis.bead_fits import Bead
 from harness.analysis.contract import AnalysisSpec, Result
@@ -35,8 +32,6 @@ from harness.analysis.pixel_quality import CONVENTION, PixelQuality, apply_quali
 from harness.analysis.psf_metrics import MATCH_FWHM, Resolution, coregistration_metrics, match, resolution
 from harness.common.errors import BadInput
 from harness.protocol.protocol_file import Limit
-from harness.records.run_folder import RunFolder
-from harness.records.run_record import read_run
 from harness.report.html_parts import e, figure
 
 TAG = "coregistration"
@@ -62,17 +57,11 @@ def _both(a: PixelQuality, b: PixelQuality) -> PixelQuality:
 
 
 def analyse_coregistration(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
-    run = read_run(folder).model_dump(mode="json") if RunFolder(folder).run_json.is_file() else {}
     lines: list[Line] = []
     failed: list[Result] = []
-    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
-        nz = zstacks.planes_per_stack(tif)
-        pixel_um = zstacks.pixel_size_um(tif, stack)
-        na, n, _ = zstacks.optics(run, tif)
-        level = stack_saturation(tif)
-        stacks = zstacks.z_stacks(folder, stack, TAG, nz)
-        same = zstacks.identical_lines(tif, stacks)
-        for zs in stacks:
+    with zstacks.open_bead_stack(folder, stack, TAG) as bs:
+        tif, level, pixel_um, na, n, same = bs.tif, bs.level, bs.pixel_um, bs.na, bs.n, bs.same
+        for zs in bs.stacks:
             try:
                 res = resolution(zstacks.emission_nm(folder, zs.channel)[0], na, n)
                 planes, quality = zstacks.read_planes(tif, zs, level)

@@ -27,7 +27,7 @@ import tifffile
 
 from harness.analyses.psf import SPEC, zstacks
 from harness.analyses.psf import figures as plots
-from harness.analyses.stack_pages import page, stack_saturation
+from harness.analyses.stack_pages import page
 from harness.analysis import bead_fits, psf_metrics
 from harness.analysis.bead_fits import Bead, Rules, detect, reason_counts, rules_for
 from harness.analysis.contract import AnalysisSpec, Result
@@ -37,7 +37,6 @@ from harness.analysis.psf_metrics import Resolution, psf_summary, resolution
 from harness.common.errors import BadInput
 from harness.protocol.protocol_file import Limit
 from harness.records.run_folder import RunFolder
-from harness.records.run_record import read_run
 from harness.report.html_parts import e, figure
 
 TAG = "psf"
@@ -81,16 +80,10 @@ def beads_of(planes: np.ndarray, pixel_um: float, z_um: list[float], res: Resolu
 
 
 def analyse_psf(folder: Path, stack: str, limits: Mapping[str, Limit]) -> list[Result]:
-    run = read_run(folder).model_dump(mode="json") if RunFolder(folder).run_json.is_file() else {}
     out: list[Result] = []
-    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
-        nz = zstacks.planes_per_stack(tif)
-        pixel_um = zstacks.pixel_size_um(tif, stack)
-        na, n, optics_source = zstacks.optics(run, tif)
-        level = stack_saturation(tif)
-        stacks = zstacks.z_stacks(folder, stack, TAG, nz)
-        same = zstacks.identical_lines(tif, stacks)
-        for zs in stacks:
+    with zstacks.open_bead_stack(folder, stack, TAG) as bs:
+        tif, level, pixel_um, na, n, optics_source, same = bs.tif, bs.level, bs.pixel_um, bs.na, bs.n, bs.optics_source, bs.same
+        for zs in bs.stacks:
             try:
                 emission, emission_source = zstacks.emission_nm(folder, zs.channel)
                 res = resolution(emission, na, n)

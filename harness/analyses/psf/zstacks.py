@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ import numpy as np
 import tifffile
 from lxml import etree
 
-from harness.analyses.stack_pages import page, pixels_attribute
+from harness.analyses.stack_pages import page, pixels_attribute, stack_saturation
 from harness.analysis.pixel_quality import PixelQuality, SaturationLevel, assess, fill_excluded, saturated_mask, spike_defects
 from harness.common.errors import BadInput
 from harness.common.optics import IMMERSION_INDEX
 from harness.records.journal import read_journal
 from harness.records.run_folder import RunFolder
+from harness.records.run_record import read_run
 from harness.records.series_writer import read_series
 
 EMISSION_OFFSET_NM = 30.0  # a line without a stated emission: its wavelength + this (stated in the result)
@@ -120,6 +122,33 @@ def read_planes(tif: tifffile.TiffFile, zs: ZStack, level: SaturationLevel) -> t
     if mask.any():
         planes = np.stack([fill_excluded(p, mask).astype(np.float32) for p in planes])
     return planes, assess(level, saturated, len(zs.ifds), defects, HANDLING, mask)
+
+
+@dataclass
+class BeadStack:
+    """A stack of bead z-stacks opened for analysis: its z-stacks of one tag and what all its lines share."""
+
+    tif: tifffile.TiffFile
+    pixel_um: float
+    na: float
+    n: float
+    optics_source: str
+    level: SaturationLevel
+    stacks: list[ZStack]
+    same: dict[str, list[str]]  # identical_lines
+
+
+@contextmanager
+def open_bead_stack(folder: Path, stack: str, tag: str) -> Iterator[BeadStack]:
+    """The stack ``stack`` of a run folder with its z-stacks tagged ``tag``, open while in use.
+    Raises ``BadInput`` (no pixel size, no objective) as ``pixel_size_um`` and ``optics`` do."""
+    run = read_run(folder).model_dump(mode="json") if RunFolder(folder).run_json.is_file() else {}
+    with tifffile.TiffFile(RunFolder(folder).stack(stack)) as tif:
+        nz = planes_per_stack(tif)
+        pixel_um = pixel_size_um(tif, stack)
+        na, n, source = optics(run, tif)
+        stacks = z_stacks(folder, stack, tag, nz)
+        yield BeadStack(tif, pixel_um, na, n, source, stack_saturation(tif), stacks, identical_lines(tif, stacks))
 
 
 def identical_lines(tif: tifffile.TiffFile, stacks: list[ZStack]) -> dict[str, list[str]]:
