@@ -354,6 +354,7 @@ def test_trend_chart_does_not_overstate(real_run: Path, store: ResultsStore, tmp
     store.import_run(make_run(real_run, tmp_path / "runs", 0, values={"488 nm": 99.5}))
     [chart] = build_charts(store, "stability_pct", subject="488 nm")
     assert chart.acceptance == {"pass": [99.0, None], "warn": [98.0, None], "unit": "%"}
+    assert build_charts(store, "stability_pct", subject="488")[0].key == chart.key  # a bare wavelength names the line
     ax = figure(chart).axes[0]
     left, right = ax.get_xlim()  # matplotlib date numbers: days
     assert right - left == pytest.approx(2 / 24)
@@ -434,7 +435,8 @@ def test_commands_import_history_trend(real_run: Path, url: str, tmp_path: Path,
 @pytest.mark.parametrize("args, message", [
     (["trend", "no_such_metric"], "error: no metric 'no_such_metric' in the results database (metrics: cv_pct, "),
     (["trend", "stability_pct", "--station", "Nowhere"], "error: no station 'Nowhere' in the results database (stations: Simulated widefield)"),
-    (["trend", "stability_pct", "--subject", "532 nm"], "error: no completed run has a value of 'stability_pct' for subject '532 nm'"),
+    (["trend", "stability_pct", "--subject", "532 nm"], "error: no completed run has a value of 'stability_pct' for subject '532 nm' "
+                                                        "(its subjects: 488 nm, 561 nm)"),
     (["trend", "stability_pct", "--baseline", "1"], "error: --baseline 1: control limits need a baseline of at least 2 runs"),
     (["history", "--since", "2026-02-30"], "error: --since '2026-02-30': not a date (use YYYY-MM-DD"),
     (["history", "--until", "yesterday"], "error: --until 'yesterday': not a date"),

@@ -58,6 +58,13 @@ def build_charts(store: ResultsStore, metric: str, station: str | None = None, s
     if station is not None and station not in store.names("station"):
         raise UserError(f"no station {station!r} in the results database (stations: {', '.join(store.names('station'))})")
     keys = store.chart_keys(metric, station, subject, protocol, kind)
+    if not keys and subject is not None:
+        subjects = sorted({k.subject for k in store.chart_keys(metric, station, None, protocol, kind)})
+        line = f"{subject.strip()} nm"
+        if subject.strip().replace(".", "", 1).isdigit() and line in subjects:  # a bare wavelength names that laser line
+            keys = store.chart_keys(metric, station, line, protocol, kind)
+        elif subjects:
+            raise UserError(f"no completed run has a value of {metric!r} for subject {subject!r} (its subjects: {', '.join(subjects)})")
     if not keys:
         which = ", ".join(f"{n} {v!r}" for n, v in (("station", station), ("subject", subject), ("protocol", protocol), ("kind", kind)) if v)
         raise UserError(f"no completed run has a value of {metric!r}" + (f" for {which}" if which else ""))
