@@ -44,6 +44,15 @@ steps:
 acceptance:
   stability_pct: {pass: [99.0, null], warn: [98.0, null], unit: "%"}
 """,
+    "long": """\
+protocol: export-long
+title: long-term stability, shortened
+steps:
+  - meter: {wavelength: 488, averaging: 100}
+  - laser: {line: 488, setpoint: 50 %, emission: on}
+  - sample: {series: power_long_488, every: 30 s, for: 180 s}
+  - laser: {line: 488, emission: off}
+""",
     "linearity": """\
 protocol: export-linearity
 title: short linearity for the export
@@ -171,6 +180,15 @@ def test_power_stability_is_a_valid_light_source_power_dataset_with_the_same_num
     assert "488 nm (stability, power_short_488.csv): verdict pass; stability_pct pass" in comment
 
 
+def test_a_record_read_every_30_s_is_long_term_stability(folders: dict[str, Path]) -> None:
+    cls, doc = _exported(folders["long"])
+    assert _errors(doc, cls) == []
+    [r] = _results(folders["long"])
+    [km] = doc["output"]["key_measurements"]
+    assert km["long_term_power_stability"] == _value(r, "stability_pct") / 100.0 and "short_term_power_stability" not in km
+    assert "long-term by the reading interval (30.0 s)" in doc["output"]["comment"]["text"]
+
+
 def test_power_linearity_maps_fit_fields_and_converts_the_slope_to_the_models_set_point(folders: dict[str, Path]) -> None:
     folder = folders["linearity"]
     cls, doc = _exported(folder)
@@ -251,3 +269,21 @@ def test_an_unanalysed_folder_and_a_missing_schema_package_are_one_clear_message
         render(document)
     assert run(["export", str(folders["linearity"])]) == 2
     assert "needs microscopemetrics-schema 0.0.5" in capsys.readouterr().err
+
+
+def test_a_result_the_model_cannot_hold_is_listed_and_two_dataset_classes_are_refused(folders: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(folders["linearity"], copy)
+    data = json.loads((copy / "results.json").read_text())
+    stage = {"series": "rep.ome.tif", "kind": "stage_repeatability", "subject": "XY",
+             "metrics": {"max_displacement_um": {"value": 1.25, "unit": "um", "limit": None, "verdict": "not judged"}}, "verdict": "not judged"}
+    (copy / "results.json").write_text(json.dumps({**data, "results": [*data["results"], stage]}))
+    cls, doc = _exported(copy)
+    assert _errors(doc, cls) == []
+    comment = doc["output"]["comment"]["text"]
+    assert "result XY (rep.ome.tif): stage_repeatability: microscopemetrics-schema 0.0.5 has no dataset for stage positioning" in comment
+    assert "XY: max_displacement_um = 1.25 um [not judged] (a stage_repeatability result)" in comment
+    flat = {**stage, "kind": "flat_field", "series": "flatfield.ome.tif"}
+    (copy / "results.json").write_text(json.dumps({**data, "results": [*data["results"], flat]}))
+    with pytest.raises(UserError, match="results of FieldIlluminationDataset and LightSourcePowerDataset in one run"):
+        build_document(copy)

@@ -8,7 +8,7 @@ Contract: ``main()`` is the console entry point (``python -m harness`` too); ``r
 command in this process and returns its exit status (tests, embedding); ``build_parser()`` is the
 whole command line. The commands live by group: ``run_commands`` (run, analyze, recover),
 ``station_commands`` (devices, meter, snap, move, validate, schema), ``store_commands`` (history,
-trend, import), ``schedule_cli`` (schedule ...).
+trend, import), ``schedule_cli`` (schedule ...), ``export_commands`` (export).
 """
 
 from __future__ import annotations

@@ -104,6 +104,8 @@ def build_document(folder: Path) -> Document:
     for r in results.results or []:
         if r.get("kind") in left:
             mapped.unmapped.append(f"result {r.get('subject')} ({r.get('series')}): {_lacks(str(r.get('kind')))}")
+            for name in r.get("metrics", {}):
+                mapped.metric_left(r, name, f"a {r.get('kind')} result")
         elif r.get("kind") in NO_RESULT:
             mapped.unmapped.append(f"result {r.get('subject')} ({r.get('series')}): {r.get('kind')}: {r.get('error') or r.get('note') or ''}")
     data = common_fields(folder, run, mapped)
