@@ -20,6 +20,7 @@ import yaml
 from harness.cli.commands import run
 from harness.common.errors import UserError
 from harness.export.microscopemetrics import build_document, render
+from harness.export.mm_stage import extension_schema
 from harness.finishing.runner import FinishingRunner as Runner
 from harness.station.station import Station
 from tests.conftest import station_variant
@@ -93,15 +94,36 @@ title: short stage repeatability for the export
 steps:
   - laser: {line: 488, setpoint: 20 %, emission: on}
   - mark: start
-  - repeat: 2
-    as: round
+  - for_each: {size: [300 um]}
     do:
-      - for_each: {direction: [+x, -x]}
+      - repeat: 2
+        as: round
         do:
-          - acquire: {stack: rep, exposure: 200 ms, centre_roi: [256, 256], tag: reference}
-          - move: {along: $direction, by: 300 um}
-          - move: {to: start}
-          - acquire: {stack: rep, exposure: 200 ms, centre_roi: [256, 256], tag: return}
+          - for_each: {direction: [+x, -x]}
+            do:
+              - move: {to: start}
+              - acquire: {stack: rep, exposure: 200 ms, centre_roi: [256, 256], tag: reference}
+              - move: {along: $direction, by: $size}
+              - move: {to: start}
+              - acquire: {stack: rep, exposure: 200 ms, centre_roi: [256, 256], tag: return}
+  - laser: {line: 488, emission: off}
+""",
+    "iso230": """\
+protocol: export-iso230
+title: short ISO 230-2 run for the export
+steps:
+  - laser: {line: 488, setpoint: 20 %, emission: on}
+  - repeat: 2
+    as: run
+    do:
+      - for_each: {target: [0 um, 1000 um]}
+        do:
+          - move: {x: $target, y: 0 um, approach: positive, overtravel: 100 um, approach_axes: [x]}
+          - acquire: {stack: iso230, exposure: 200 ms, centre_roi: [256, 256], tag: up}
+      - for_each: {target: [1000 um, 0 um]}
+        do:
+          - move: {x: $target, y: 0 um, approach: negative, overtravel: 100 um, approach_axes: [x]}
+          - acquire: {stack: iso230, exposure: 200 ms, centre_roi: [256, 256], tag: down}
   - laser: {line: 488, emission: off}
 """,
 }
@@ -122,7 +144,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _errors(instance: dict[str, Any], target: str) -> list[str]:
-    report = validator.validate(instance, SCHEMA, target)
+    report = validator.validate(instance, extension_schema() if target.startswith("Stage") else SCHEMA, target)
     return [r.message for r in report.results]
 
 
@@ -248,11 +270,43 @@ def test_the_cli_writes_yaml_or_json(folders: dict[str, Path], tmp_path: Path, c
     assert _errors(yaml.safe_load(capsys.readouterr().out), "FieldIlluminationDataset") == []
 
 
+def test_stage_runs_are_stage_repeatability_datasets_of_the_extension_schema(folders: dict[str, Path]) -> None:
+    cls, doc = _exported(folders["stage"])
+    assert cls == "StageRepeatabilityDataset"
+    assert _errors(doc, cls) == []
+    [r] = _results(folders["stage"])
+    kms = {km["direction"]: km for km in doc["output"]["key_measurements"]}
+    assert set(kms) == {"all", "+x", "-x"}
+    assert kms["all"]["displacement_max_2d_um"] == _value(r, "max_displacement_um")
+    assert kms["all"]["displacement_x_std_um"] == _value(r, "sd_x_um") and kms["all"]["displacement_y_mean_um"] == _value(r, "mean_y_um")
+    assert kms["all"]["nr_of_pairs"] == _value(r, "pairs") == 4 and kms["+x"]["move_size_um"] == 300.0
+    assert [(d["direction"], d["round_nr"], d["displacement_x_um"]) for d in doc["output"]["stage_displacements"]] == [
+        (d["direction"], d["round"], d["dx_um"]) for d in r["displacements"]]
+    assert "OMERO-metrics shows only the schema's own classes" in doc["output"]["comment"]["text"]
+    assert doc["input_data"]["stage_images"][0]["data_reference"]["data_uri"] == r["series"]
+    cls, doc = _exported(folders["iso230"])
+    assert _errors(doc, cls) == []
+    [r] = _results(folders["iso230"])
+    [km] = doc["output"]["iso230_key_measurements"]
+    assert (km["axis"], km["nr_of_targets"]) == ("x", 2)
+    assert km["bidirectional_repeatability_um"] == _value(r, "bidirectional_repeatability_R_um")
+    assert km["reversal_value_um"] == _value(r, "reversal_B_um")
+    assert [t["reversal_value_um"] for t in km["iso230_targets"]] == [t["B_i_um"] for t in r["targets"]]
+    # the extension's validation catches a broken document too
+    broken = json.loads(json.dumps(doc))
+    del broken["output"]["iso230_key_measurements"][0]["axis"]
+    assert any("'axis' is a required property" in e for e in _errors(broken, cls))
+
+
 def test_a_kind_the_model_cannot_hold_is_refused_in_one_line(folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "stage.yaml"
-    assert run(["export", str(folders["stage"]), "--out", str(out)]) == 2
+    copy = tmp_path / "copy"
+    shutil.copytree(folders["stage"], copy)
+    data = json.loads((copy / "results.json").read_text())
+    (copy / "results.json").write_text(json.dumps({**data, "results": [{**r, "kind": "camera"} for r in data["results"]]}))
+    out = tmp_path / "camera.yaml"
+    assert run(["export", str(copy), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "stage_repeatability: microscopemetrics-schema 0.0.5 has no dataset for stage positioning" in err
+    assert "camera: microscopemetrics-schema 0.0.5 has no dataset for detector characterisation" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err and not out.exists()
 
 
@@ -275,14 +329,14 @@ def test_a_result_the_model_cannot_hold_is_listed_and_two_dataset_classes_are_re
     copy = tmp_path / "copy"
     shutil.copytree(folders["linearity"], copy)
     data = json.loads((copy / "results.json").read_text())
-    stage = {"series": "rep.ome.tif", "kind": "stage_repeatability", "subject": "XY",
+    stage = {"series": "rep.ome.tif", "kind": "camera", "subject": "XY",
              "metrics": {"max_displacement_um": {"value": 1.25, "unit": "um", "limit": None, "verdict": "not judged"}}, "verdict": "not judged"}
     (copy / "results.json").write_text(json.dumps({**data, "results": [*data["results"], stage]}))
     cls, doc = _exported(copy)
     assert _errors(doc, cls) == []
     comment = doc["output"]["comment"]["text"]
-    assert "result XY (rep.ome.tif): stage_repeatability: microscopemetrics-schema 0.0.5 has no dataset for stage positioning" in comment
-    assert "XY: max_displacement_um = 1.25 um [not judged] (a stage_repeatability result)" in comment
+    assert "result XY (rep.ome.tif): camera: microscopemetrics-schema 0.0.5 has no dataset for detector characterisation" in comment
+    assert "XY: max_displacement_um = 1.25 um [not judged] (a camera result)" in comment
     flat = {**stage, "kind": "flat_field", "series": "flatfield.ome.tif"}
     (copy / "results.json").write_text(json.dumps({**data, "results": [*data["results"], flat]}))
     with pytest.raises(UserError, match="results of FieldIlluminationDataset and LightSourcePowerDataset in one run"):

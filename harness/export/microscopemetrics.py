@@ -4,14 +4,16 @@
 Contract:
 - ``build_document(folder)`` -> ``Document``: the dataset as a plain dict shaped like the model, its
   class name (``LightSourcePowerDataset`` for power stability/linearity, ``FieldIlluminationDataset``
-  for flat field), and what did not map. Needs no optional package. Numbers are results.json's,
+  for flat field; ``StageRepeatabilityDataset`` of the extension schema ``qc_extensions.yaml`` for
+  stage repeatability and ISO 230-2, which the model lacks), and what did not map. Needs no optional package. Numbers are results.json's,
   unchanged where the model's unit is ours; where it is not, the conversion is listed in the output's
   comment (``Conversions``). Every metric, input or file with no field in the model is listed in the
   output's comment (``Not mapped``) with its value, unit and verdict: nothing is dropped silently.
   Images are referenced by file name (and their OME dimensions), never embedded.
 - ``render(document, fmt)`` -> text: the dataset instantiated as the model's Python class (so its
   required fields and types are checked as OMERO-metrics' loader checks them), dumped by LinkML's
-  YAML or JSON dumper, and loaded back from that text. Needs the ``omero-metrics`` extra.
+  YAML or JSON dumper, and loaded back from that text; an extension class (no Python class) is
+  written as plain YAML/JSON. Needs the ``omero-metrics`` extra.
 - ``file_name(document, fmt)``: ``<DatasetClass>_<run folder>.<yaml|json>`` (OMERO-metrics takes a
   project's dataset file annotations by the class name before the first ``_``; attach it with
   namespace ``NAMESPACE[class]``).
@@ -23,9 +25,12 @@ Contract:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from harness.common.errors import UserError
 from harness.export.mm_common import Mapped, common_fields, output_fields
@@ -33,6 +38,8 @@ from harness.export.mm_flat_field import KINDS as FLAT_FIELD_KINDS
 from harness.export.mm_flat_field import flat_field_dataset
 from harness.export.mm_power import KINDS as POWER_KINDS
 from harness.export.mm_power import power_dataset
+from harness.export.mm_stage import KINDS as STAGE_KINDS
+from harness.export.mm_stage import stage_dataset
 from harness.records.run_folder import RunFolder
 from harness.records.run_record import ResultsRecord, RunRecord, read_results, read_run
 
@@ -42,16 +49,19 @@ MISSING_SCHEMA = (f"the microscope-metrics export needs microscopemetrics-schema
                   f"pip install 'microscope-qc-harness[{EXTRA}]'")
 FORMATS = ("yaml", "json")
 
-CLASSES = {**{k: "LightSourcePowerDataset" for k in POWER_KINDS}, **{k: "FieldIlluminationDataset" for k in FLAT_FIELD_KINDS}}
+CLASSES = {**{k: "LightSourcePowerDataset" for k in POWER_KINDS}, **{k: "FieldIlluminationDataset" for k in FLAT_FIELD_KINDS},
+           **{k: "StageRepeatabilityDataset" for k in STAGE_KINDS}}
 """our result kind -> the model's dataset class."""
 
+EXTENSION_CLASSES = ("StageRepeatabilityDataset",)
+"""classes of microscope-qc's extension schema (harness/export/qc_extensions.yaml), not of microscopemetrics-schema."""
+
 NAMESPACE = {"LightSourcePowerDataset": "microscopemetrics_schema:analyses/light_source_power/LightSourcePowerDataset",
-             "FieldIlluminationDataset": "microscopemetrics_schema:analyses/field_illumination/FieldIlluminationDataset"}
+             "FieldIlluminationDataset": "microscopemetrics_schema:analyses/field_illumination/FieldIlluminationDataset",
+             "StageRepeatabilityDataset": "microscope_qc:StageRepeatabilityDataset"}
 """dataset class -> the class CURIE OMERO-metrics expects as the file annotation's namespace."""
 
 LACKS = {
-    "stage_repeatability": "has no dataset for stage positioning (no XY repositioning repeatability fields)",
-    "iso230": "has no dataset for stage positioning (no ISO 230-2 bidirectional repeatability or reversal fields)",
     "camera": "has no dataset for detector characterisation (no EMVA 1288 gain, noise, dark current or linearity fields)",
     "focus_stability": "has no dataset for focus drift over time",
     "z_repeatability": "has no dataset for Z positioning repeatability",
@@ -110,11 +120,16 @@ def build_document(folder: Path) -> Document:
             mapped.unmapped.append(f"result {r.get('subject')} ({r.get('series')}): {r.get('kind')}: {r.get('error') or r.get('note') or ''}")
     data = common_fields(folder, run, mapped)
     dataset_class = classes[0]
-    build = power_dataset if dataset_class == "LightSourcePowerDataset" else flat_field_dataset
-    input_data, key_measurements, verdicts = build(folder, run, results, mapped)
+    parts: dict[str, Any]
+    if dataset_class == "StageRepeatabilityDataset":
+        input_data, parts, verdicts = stage_dataset(folder, run, results, mapped)
+    else:
+        build = power_dataset if dataset_class == "LightSourcePowerDataset" else flat_field_dataset
+        input_data, key_measurements, verdicts = build(folder, run, results, mapped)
+        parts = {"key_measurements": key_measurements}
     data["input_data"] = input_data
     data["processed"] = True
-    data["output"] = {"key_measurements": key_measurements, **output_fields(results, mapped, verdicts)}
+    data["output"] = {**parts, **output_fields(results, mapped, verdicts)}
     if results.run_status and str(results.run_status) != "completed":
         data["output"]["warnings"] = [f"the run {results.run_status}: its results are partial", *data["output"].get("warnings", [])]
     return Document(dataset_class, data, mapped)
@@ -138,6 +153,9 @@ def render(document: Document, fmt: str = "yaml") -> str:
     from linkml_runtime.dumpers import json_dumper, yaml_dumper  # comes with microscopemetrics-schema (see _schema)
     from linkml_runtime.loaders import json_loader, yaml_loader
 
+    if document.dataset_class in EXTENSION_CLASSES:
+        # no generated Python class: written as plain YAML/JSON (the tests validate it against the extension schema)
+        return yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True) if fmt == "yaml" else json.dumps(document.data, indent=2) + "\n"
     cls = getattr(mm_schema, document.dataset_class)
     try:
         instance = cls(**document.data)

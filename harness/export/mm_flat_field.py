@@ -46,7 +46,7 @@ WHY = {
 }
 
 
-def _ome_image(path: Path) -> dict[str, Any]:
+def ome_image(path: Path) -> dict[str, Any]:
     """The Image (by reference) of an OME-TIFF: dimensions, pixel size, channels."""
     with tifffile.TiffFile(path) as tif:
         xml = tif.ome_metadata
@@ -93,7 +93,7 @@ def flat_field_dataset(folder: Path, run: RunRecord, results: ResultsRecord, map
             continue
         name = result["series"]
         if name not in images:
-            images[name] = _ome_image(RunFolder(folder).file(name))
+            images[name] = ome_image(RunFolder(folder).file(name))
         image = images[name]
         channel_names = [c["name"] for c in image.get("channel_series", {}).get("channels", [])]
         lines = [str(x) for x in result.get("lines_on") or []]
