@@ -108,6 +108,15 @@ steps:
               - acquire: {stack: rep, exposure: 200 ms, centre_roi: [256, 256], tag: return}
   - laser: {line: 488, emission: off}
 """,
+    "psf": """\
+protocol: export-psf
+title: one-line PSF for the export
+steps:
+  - specimen: {sample: bead_slide, bead_diameter: 100 nm, emission: {488: 515 nm}, instructions: "Mount the 100 nm bead slide."}
+  - laser: {line: 488, setpoint: 20 %, emission: on}
+  - acquire: {stack: psf, exposure: 100 ms, centre_roi: [256, 256], tag: psf, z_stack: {step: nyquist, oversample: 2, extent_fwhm: 8}}
+  - laser: {line: 488, emission: off}
+""",
     "iso230": """\
 protocol: export-iso230
 title: short ISO 230-2 run for the export
@@ -244,6 +253,21 @@ def test_flat_field_is_a_valid_field_illumination_dataset_referencing_its_image(
     comment = doc["output"]["comment"]["text"]
     for name in ("uniformity_pct", "centering_accuracy_pct", "cv_pct", "centroid_x_px", "ratio_top_left"):
         assert f"488 nm: {name} = {_value(r, name)!r}" in comment, name
+
+
+def test_psf_is_a_valid_psf_beads_dataset_at_key_measurement_level(folders: dict[str, Path]) -> None:
+    cls, doc = _exported(folders["psf"])
+    assert cls == "PSFBeadsDataset"
+    assert _errors(doc, cls) == []
+    [r] = _results(folders["psf"])
+    [km] = doc["output"]["key_measurements"]
+    assert (km["channel_name"], km["channel_nr"]) == ("488", 0)
+    for ours, theirs in (("fwhm_x_um", "fwhm_micron_x_mean"), ("fwhm_z_sd_um", "fwhm_micron_z_std"), ("fwhm_z_median_um", "fwhm_micron_z_median"),
+                         ("beads_found", "total_bead_count"), ("beads_accepted", "considered_valid_count")):
+        assert km[theirs] == _value(r, ours), theirs
+    assert doc["input_data"]["psf_beads_images"][0]["shape_z"] > 1
+    comment = doc["output"]["comment"]["text"]
+    assert f"488 nm: lateral_asymmetry = {_value(r, 'lateral_asymmetry')!r}" in comment and "fwhm_x_ratio" in comment
 
 
 def test_a_broken_document_fails_the_same_validation(folders: dict[str, Path]) -> None:

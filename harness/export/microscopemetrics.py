@@ -4,7 +4,7 @@
 Contract:
 - ``build_document(folder)`` -> ``Document``: the dataset as a plain dict shaped like the model, its
   class name (``LightSourcePowerDataset`` for power stability/linearity, ``FieldIlluminationDataset``
-  for flat field; ``StageRepeatabilityDataset`` of the extension schema ``qc_extensions.yaml`` for
+  for flat field, ``PSFBeadsDataset`` for PSF; ``StageRepeatabilityDataset`` of the extension schema ``qc_extensions.yaml`` for
   stage repeatability and ISO 230-2, which the model lacks), and what did not map. Needs no optional package. Numbers are results.json's,
   unchanged where the model's unit is ours; where it is not, the conversion is listed in the output's
   comment (``Conversions``). Every metric, input or file with no field in the model is listed in the
@@ -38,6 +38,8 @@ from harness.export.mm_flat_field import KINDS as FLAT_FIELD_KINDS
 from harness.export.mm_flat_field import flat_field_dataset
 from harness.export.mm_power import KINDS as POWER_KINDS
 from harness.export.mm_power import power_dataset
+from harness.export.mm_psf import KINDS as PSF_KINDS
+from harness.export.mm_psf import psf_dataset
 from harness.export.mm_stage import KINDS as STAGE_KINDS
 from harness.export.mm_stage import stage_dataset
 from harness.records.run_folder import RunFolder
@@ -50,7 +52,7 @@ MISSING_SCHEMA = (f"the microscope-metrics export needs microscopemetrics-schema
 FORMATS = ("yaml", "json")
 
 CLASSES = {**{k: "LightSourcePowerDataset" for k in POWER_KINDS}, **{k: "FieldIlluminationDataset" for k in FLAT_FIELD_KINDS},
-           **{k: "StageRepeatabilityDataset" for k in STAGE_KINDS}}
+           **{k: "PSFBeadsDataset" for k in PSF_KINDS}, **{k: "StageRepeatabilityDataset" for k in STAGE_KINDS}}
 """our result kind -> the model's dataset class."""
 
 EXTENSION_CLASSES = ("StageRepeatabilityDataset",)
@@ -58,6 +60,7 @@ EXTENSION_CLASSES = ("StageRepeatabilityDataset",)
 
 NAMESPACE = {"LightSourcePowerDataset": "microscopemetrics_schema:analyses/light_source_power/LightSourcePowerDataset",
              "FieldIlluminationDataset": "microscopemetrics_schema:analyses/field_illumination/FieldIlluminationDataset",
+             "PSFBeadsDataset": "microscopemetrics_schema:analyses/psf_beads/PSFBeadsDataset",
              "StageRepeatabilityDataset": "microscope_qc:StageRepeatabilityDataset"}
 """dataset class -> the class CURIE OMERO-metrics expects as the file annotation's namespace."""
 
@@ -66,7 +69,6 @@ LACKS = {
     "focus_stability": "has no dataset for focus drift over time",
     "z_repeatability": "has no dataset for Z positioning repeatability",
     "coregistration": "has no dataset for chromatic co-registration",
-    "psf": "has PSFBeadsDataset, but it needs per-bead tables this export does not build yet",
 }
 """result kinds the model cannot hold here -> what it lacks (the refusal names it)."""
 
@@ -124,7 +126,7 @@ def build_document(folder: Path) -> Document:
     if dataset_class == "StageRepeatabilityDataset":
         input_data, parts, verdicts = stage_dataset(folder, run, results, mapped)
     else:
-        build = power_dataset if dataset_class == "LightSourcePowerDataset" else flat_field_dataset
+        build = {"LightSourcePowerDataset": power_dataset, "FieldIlluminationDataset": flat_field_dataset, "PSFBeadsDataset": psf_dataset}[dataset_class]
         input_data, key_measurements, verdicts = build(folder, run, results, mapped)
         parts = {"key_measurements": key_measurements}
     data["input_data"] = input_data
