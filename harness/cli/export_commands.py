@@ -3,7 +3,8 @@
 Contract: ``add_export(sub)`` defines the command; ``cmd_export(args)`` writes the document (to
 ``--out``, or to standard output) and returns 0. Formats: ``microscope-metrics`` (one dataset of the
 microscopemetrics-schema model, which OMERO-metrics displays; YAML, or JSON when ``--out`` ends in
-``.json``). A folder that is not an analysed run, a run the model cannot hold, or a missing
+``.json``); stage runs as ``StageRepeatabilityDataset`` of the extension schema
+``harness/export/qc_extensions.yaml``. A folder that is not an analysed run, a run the model cannot hold, or a missing
 ``omero-metrics`` extra is a ``UserError`` (one line, exit 2).
 """
 
@@ -47,6 +48,7 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("export", help="export a run's results in the microscope-metrics data model (OMERO-metrics)")
     p.add_argument("run_folder", metavar="RUN_FOLDER", help="an analysed run folder")
     p.add_argument("--format", choices=["microscope-metrics"], default="microscope-metrics",
-                   help="the data model (default microscope-metrics: microscopemetrics-schema 0.0.5; needs the omero-metrics extra)")
+                   help="the data model (default microscope-metrics: microscopemetrics-schema 0.0.5, and for stage runs microscope-qc's "
+                        "extension of it; needs the omero-metrics extra)")
     p.add_argument("--out", type=output_file, help="the file to write (.json: JSON, otherwise YAML; default: standard output)")
     p.set_defaults(func=cmd_export)
