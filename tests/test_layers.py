@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("run", "analysis", "store"),
     ("report",),
     ("analyses",),
-    ("finishing",),
+    ("finishing", "export"),
     ("recovery",),
     ("unattended",),
     ("cli",),
