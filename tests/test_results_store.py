@@ -1,6 +1,8 @@
 """The results store, control charts and trend report: a real run folder (and copies of its run.json
-and results.json with other times and values) imported into a temporary SQLite database, never the
-user's data folder; queries; rule flags on hand-made series; the HTML report; the commands."""
+and results.json with other times and values) imported into a fresh database of each kind, a
+temporary SQLite file and a new database on a throw-away PostgreSQL server (tests/pg_server.py),
+never the user's data folder; queries; rule flags on hand-made series; the HTML report; the
+commands."""
 
 from __future__ import annotations
 
@@ -72,8 +74,11 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outcome.folder
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_server").new_database("results"))
     return f"sqlite:///{tmp_path / 'qc.sqlite'}"
 
 
