@@ -196,7 +196,7 @@ class ResultsStore:
             conn.execute(sa.delete(metrics).where(metrics.c.run_id == row["run_id"]))
         if rows:
             conn.execute(sa.insert(metrics), rows)
-        return IMPORTED if stored is None else UPDATED
+        return IMPORTED if stored is None or stored.source_sha256 == "" else UPDATED  # "": a running row, recorded now
 
     def register_start(self, folder: str | Path) -> bool:
         """A ``running`` row for a run that has just started (its run.json written); False if the run
