@@ -205,8 +205,9 @@ class ResultsStore:
         dialect = self.engine.dialect.name
         insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
         with self._errors(f"registering run {row['run_id'][:8]}"), self._writer.begin() as conn:
-            if insert is not None:
-                return bool(conn.execute(insert(runs).values(**row).on_conflict_do_nothing(index_elements=["run_id"])).rowcount)
+            if insert is not None:  # one statement: a row another process (or the run's end) wrote meanwhile stays
+                stmt = insert(runs).values(**row).on_conflict_do_nothing(index_elements=["run_id"]).returning(runs.c.run_id)
+                return conn.execute(stmt).first() is not None
             if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == row["run_id"])).first() is not None:
                 return False
             conn.execute(sa.insert(runs).values(**row))
