@@ -19,6 +19,7 @@ os.environ["XDG_DATA_HOME"] = str(_PRIVATE)
 os.environ["MICROSCOPE_QC_DB"] = f"sqlite:///{(_PRIVATE / 'results.sqlite').as_posix()}"
 
 from harness.station.station import Station  # noqa: E402 (after the environment above: harness modules read it)
+from tests.pg_server import PgMissing, PgServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "configs" / "simulated.yaml"
@@ -68,3 +69,15 @@ def make_station(tmp_path: Path) -> Iterator[Any]:
     yield _make
     for station in opened:
         station.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throw-away PostgreSQL server for this test process (tests/pg_server.py); no server binaries
+    is a failure, not a skip (.ci/run installs them)."""
+    try:
+        server = PgServer().start()
+    except PgMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.destroy()

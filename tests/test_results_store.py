@@ -1,6 +1,8 @@
 """The results store, control charts and trend report: a real run folder (and copies of its run.json
-and results.json with other times and values) imported into a temporary SQLite database, never the
-user's data folder; queries; rule flags on hand-made series; the HTML report; the commands."""
+and results.json with other times and values) imported into a fresh database of each kind, a
+temporary SQLite file and a new database on a throw-away PostgreSQL server (tests/pg_server.py),
+never the user's data folder; queries; rule flags on hand-made series; the HTML report; the
+commands."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from harness.finishing.results import analyse_run
 from harness.finishing.runner import FinishingRunner as Runner
 from harness.report.trend_report import build_charts, figure, write_report
 from harness.station.station import Station
-from harness.store.results_store import ENV_VAR, ResultsStore, metrics, record_run
+from harness.store.results_store import ENV_VAR, ResultsStore, metrics, record_run, register_start
 from tests.conftest import station_variant
 
 PROTOCOL = """\
@@ -72,8 +74,11 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outcome.folder
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_server").new_database("results"))
     return f"sqlite:///{tmp_path / 'qc.sqlite'}"
 
 
@@ -127,6 +132,7 @@ def test_import_of_a_real_run_folder(real_run: Path, store: ResultsStore) -> Non
     assert rec.folder == str(real_run.resolve())
     assert rec.started_utc == datetime.fromisoformat(run["started_utc"]) and rec.ended_utc == datetime.fromisoformat(run["ended_utc"])
     assert rec.started_utc.tzinfo is not None
+    assert rec.seed == run["station"]["seed"] and isinstance(rec.seed, int)
     rows = metric_rows(store, run["run_id"])
     assert len(rows) == sum(len(r["metrics"]) for r in res["results"])
     by_key = {(r.subject, r.metric): r for r in rows}
@@ -182,6 +188,27 @@ def test_run_without_results_is_not_judged(real_run: Path, store: ResultsStore, 
     save(folder, "results.json", {**load(real_run, "results.json"), "run_id": rec.run_id})  # analysed later
     assert store.import_run(folder) == "updated"
     assert store.history()[0].verdict == load(real_run, "results.json")["verdict"] and metric_rows(store, rec.run_id)
+
+
+def test_a_running_run_has_a_row_until_its_record_replaces_it(real_run: Path, store: ResultsStore, url: str, tmp_path: Path) -> None:
+    started = make_run(real_run, tmp_path / "started", 7, status="running", results=False)
+    run = load(started, "run.json")
+    run["ended_utc"] = None
+    save(started, "run.json", run)
+    assert register_start(started, url) == "registered as running"
+    [rec] = store.history()
+    assert (rec.run_id, rec.status, rec.verdict, rec.ended_utc, rec.folder) == (run["run_id"], "running", "not judged", None, str(started.resolve()))
+    assert rec.seed == run["station"]["seed"] and rec.started_utc == datetime.fromisoformat(run["started_utc"])
+    assert metric_rows(store, rec.run_id) == []
+    assert register_start(started, url) == "already recorded"
+    ended = make_run(real_run, tmp_path / "ended", 7)  # the same run, finished
+    assert record_run(ended, url) == "imported"
+    [rec] = store.history()
+    assert (rec.run_id, rec.status, rec.verdict, rec.folder) == (run["run_id"], "completed", "pass", str(ended.resolve()))
+    count = len(metric_rows(store, rec.run_id))
+    assert count > 0
+    assert register_start(started, url) == "already recorded"  # a start that comes through late changes nothing
+    assert store.history() == [rec] and len(metric_rows(store, rec.run_id)) == count
 
 
 def test_folders_that_are_not_runs_are_user_errors(real_run: Path, store: ResultsStore, tmp_path: Path) -> None:

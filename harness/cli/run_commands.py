@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"report: {outcome.folder / runner.results['report']}", file=sys.stderr)
     if runner.analysis_error:
         print(runner.analysis_error, file=sys.stderr)
-    if not args.quiet:
+    if not args.quiet or stored.startswith("queued"):
         print(f"results store: {stored}", file=sys.stderr)
     if word == UNSAFE:
         print("URGENT: the safe state was NOT confirmed: a laser may still be emitting. Check the lasers at the "

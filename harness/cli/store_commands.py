@@ -2,7 +2,9 @@
 
 Contract: each ``cmd_*`` takes the parsed arguments and returns the exit status; a user mistake
 (a bad date, a folder that is not a run, a database that cannot be opened) is raised as ``UserError``.
-``add_*`` define each command's arguments.
+``add_*`` define each command's arguments. ``history`` and ``trend`` end with a note when runs queued
+on this computer wait for the database; ``import`` delivers them after the folders it was given
+(``--pending``: only them).
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     with ResultsStore(args.db) as store:
         station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
         records = store.history(station=station, protocol=protocol, verdict=args.verdict, since=since, until=until)
+        waiting = store.pending_count()
     if not records:
         print(f"no runs match (database {shown(store.url)})")
+        _note_pending(waiting)
         return 0
     fmt = "%Y-%m-%d %H:%M"
     rows = [
@@ -50,7 +54,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     ]
     print(table(rows, ["STARTED (UTC)", "STATION", "PROTOCOL", "VERSION", "STATUS", "VERDICT", "RUN", "FOLDER"]))
     print(f"{len(records)} run{'s' if len(records) != 1 else ''} (database {shown(store.url)})")
+    _note_pending(waiting)
     return 0
+
+
+def _note_pending(waiting: int) -> None:
+    if waiting:
+        print(f"note: {waiting} run{'s' if waiting != 1 else ''} queued on this computer wait{'' if waiting != 1 else 's'} to be recorded "
+              "in this database (it was unreachable when they ended): microscope-qc import --pending")
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
@@ -68,6 +79,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
         charts = build_charts(store, args.metric, station=station, subject=args.subject, protocol=protocol,
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
         path = write_report(charts, args.out, store.url, args.run_length)
+        waiting = store.pending_count()
     for c in charts:
         lim, unit = c.limits, f" {c.key.unit}" if c.key.unit else ""
         limits = lim.describe(c.key.unit)
@@ -79,19 +91,26 @@ def cmd_trend(args: argparse.Namespace) -> int:
             why = "; ".join(f.detail for f in c.flags_at(i))
             print(f"  FLAG {p.ended_utc:%Y-%m-%d %H:%M}  run {p.run_id[:8]}  {p.value:.5g}{unit}  {why}")
     print(f"wrote {path}")
+    _note_pending(waiting)
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from harness.store.results_store import ResultsStore
+    from harness.store.results_store import Busy, ResultsStore, Unreachable
 
+    if not args.folders and not args.pending:
+        raise UserError("import: name run folders, or --pending for the runs queued on this computer")
     failures = []
     with ResultsStore(args.db) as store:
         for folder in args.folders:
             try:
                 print(f"{store.import_run(folder)}: {folder}")
+            except (Unreachable, Busy):
+                raise
             except UserError as exc:
                 failures.append(str(exc))
+        for folder, said in store.deliver_pending():
+            print(f"{said}: {folder} (queued)")
     if failures:
         raise UserError("\n".join(failures))
     return 0
@@ -127,6 +146,8 @@ def add_trend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``import`` command's arguments."""
     p = sub.add_parser("import", help="record run folders in the results database")
-    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER")
+    p.add_argument("--pending", action="store_true",
+                   help="record the runs queued on this computer while the database was unreachable (also done after every import)")
     db_arg(p)
     p.set_defaults(func=cmd_import)

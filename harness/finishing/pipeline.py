@@ -48,7 +48,7 @@ from harness.records.run_folder import MANIFEST, RunFolder
 from harness.records.run_record import read_results, read_run, write_run
 from harness.run.finisher import Finished
 
-__all__ = ["FINISHING", "Finished", "analyse", "finish", "reanalyse"]
+__all__ = ["FINISHING", "Finished", "analyse", "finish", "reanalyse", "register_start"]
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,24 @@ def reanalyse(folder: str | Path) -> tuple[dict[str, Any] | None, str]:
     return data, ""
 
 
+def register_start(folder: Path, store: bool, db_url: str | None) -> str:
+    """A ``running`` row in the results store for a run that has just started (its run.json written);
+    what the store said. Never raises; waits a few seconds at most for a database that is not there
+    (``results_store.register_start``): the run's record at its end is what counts."""
+    if not store:
+        return NOT_STORED
+    from harness.store.results_store import register_start as register  # sqlalchemy: loaded only when the run is recorded
+
+    try:
+        return register(folder, db_url)
+    except Exception as exc:  # the run goes on whatever the store does
+        log.debug("registering %s failed", folder, exc_info=True)
+        return f"not registered: {type(exc).__name__}: {exc}"
+
+
 def _record(folder: Path, store: bool, db_url: str | None) -> str:
-    """Put the run into the results store; what the store said. A store problem never fails the run."""
+    """Put the run into the results store (queued when the database is unreachable: delivered later);
+    what the store said. A store problem never fails the run."""
     if not store:
         return NOT_STORED
     from harness.store.results_store import record_run  # sqlalchemy: loaded only when the run is recorded

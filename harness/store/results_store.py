@@ -3,9 +3,22 @@ trend queries across runs and stations.
 
 An embedded SQLite file in the user data folder by default; a database URL (argument, or the
 ``MICROSCOPE_QC_DB`` environment variable) points every microscope of a facility at one shared
-database instead (e.g. ``postgresql+psycopg://qc@dbhost/qc``). The run folders stay the record: the
-store holds a copy of what ``run.json`` and ``results.json`` say, and importing a folder again brings
-the copy up to date (a re-analysed run replaces its metrics) or changes nothing.
+database instead (e.g. ``postgresql://qc@dbhost/qc``, PostgreSQL through psycopg 3: the ``postgres``
+extra). The run folders stay the record: the store holds a copy of what ``run.json`` and
+``results.json`` say, and importing a folder again brings the copy up to date (a re-analysed run
+replaces its metrics) or changes nothing.
+
+Opening a store brings its schema to the newest revision (``harness.store.migrations``: once, however
+many processes open a new database at once; a database made by newer software is refused). Every wait
+is bounded (``harness.store.connection``: connect, lock and statement timeouts); a database error is
+one ``UserError`` line naming the database (password hidden): ``Unreachable`` and ``Busy`` when
+trying again later may work. Many processes may write at once: importing takes the run's row ``FOR
+UPDATE`` (SQLite: the file's write lock), so two imports of one run serialise and none duplicates.
+
+A run under way has a row with status ``running`` (``register_start``), replaced by its record when it
+ends (``record_run``). A record the database could not take (unreachable, busy) is queued on this
+computer (``harness.store.pending``) and delivered by the next successful ``record_run`` or import
+into the same database, and by ``microscope-qc import --pending``.
 
 Times are stored as UTC. Trend series use completed runs only: an aborted or failed run measured
 less than the protocol asks for, so its metrics are not comparable with the others.
@@ -29,68 +42,24 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import platformdirs
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 
 from harness.common.errors import UserError
-from harness.store.run_rows import read_run_folder
+from harness.store import pending
+from harness.store.connection import Busy, Timeouts, Unreachable, database_key, failure, lock_holders, open_engine, shown, writer
+from harness.store.migrations import ensure_schema
+from harness.store.run_rows import read_run_folder, running_row
+from harness.store.schema import UTCDateTime, metadata, metrics, runs
+
+__all__ = ["ENV_VAR", "Busy", "ChartKey", "Point", "ResultsStore", "RunRecord", "UTCDateTime", "Unreachable", "import_run",
+           "metadata", "metrics", "record_run", "register_start", "resolve_url", "runs", "shown"]
 
 ENV_VAR = "MICROSCOPE_QC_DB"
 VERDICTS = ("pass", "warn", "fail", "not judged")
 IMPORTED, PRESENT, UPDATED = "imported", "already present", "updated"
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """An aware UTC datetime, stored naive (as UTC) so every database keeps the same instant."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
-
-
-metadata = sa.MetaData()
-
-runs = sa.Table(
-    "runs", metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("station", sa.String(255), nullable=False, index=True),
-    sa.Column("protocol", sa.String(255), nullable=False, index=True),
-    sa.Column("protocol_version", sa.String(64)),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("started_utc", UTCDateTime, index=True),
-    sa.Column("ended_utc", UTCDateTime),
-    sa.Column("verdict", sa.String(32), nullable=False),
-    sa.Column("folder", sa.Text, nullable=False),
-    sa.Column("host", sa.String(255)),
-    sa.Column("analysed_utc", UTCDateTime),  # results.json's time of analysis; None: not analysed
-    sa.Column("source_sha256", sa.String(64), nullable=False),  # run.json + results.json + folder: unchanged = nothing to do
-    sa.Column("imported_utc", UTCDateTime, nullable=False),
-)
-
-metrics = sa.Table(
-    "metrics", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("series", sa.String(255)),  # the file the result comes from
-    sa.Column("subject", sa.String(255), nullable=False),  # "488 nm", "1000 um moves", ...
-    sa.Column("kind", sa.String(64), nullable=False),  # stability, linearity, flat_field, ...
-    sa.Column("metric", sa.String(255), nullable=False),
-    sa.Column("value", sa.Double),  # None: could not be computed
-    sa.Column("unit", sa.String(64)),
-    sa.Column("verdict", sa.String(32), nullable=False),
-    sa.Column("limit_json", sa.Text),  # the protocol's acceptance limit, as results.json gives it
-    sa.Index("ix_metrics_metric_subject", "metric", "subject"),
-)
 
 
 @dataclass(frozen=True)
@@ -107,6 +76,7 @@ class RunRecord:
     folder: str
     host: str | None
     imported_utc: datetime
+    seed: int | None = None
 
 
 class Point(NamedTuple):
@@ -131,8 +101,6 @@ class ChartKey(NamedTuple):
 # --- where the database is -----------------------------------------------------------------------
 def default_url() -> str:
     """The embedded SQLite file in the user data folder (the folder is created on first use)."""
-    import platformdirs
-
     path = Path(platformdirs.user_data_dir("microscope-qc")) / "results.sqlite"
     return sa.URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
@@ -140,19 +108,6 @@ def default_url() -> str:
 def resolve_url(db_url: str | None = None) -> str:
     """The argument, else ``$MICROSCOPE_QC_DB``, else the embedded default."""
     return db_url or os.environ.get(ENV_VAR) or default_url()
-
-
-def shown(url: str) -> str:
-    """The URL as it may be printed: without its password."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return url
-
-
-def _message(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig if orig is not None else exc).strip().splitlines()[0]
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -164,28 +119,27 @@ def _utc(value: date | datetime) -> datetime:
 
 
 class ResultsStore:
-    """One database connection pool; ``with ResultsStore(url) as store: ...``."""
+    """One database connection pool; ``with ResultsStore(url) as store: ...``. Opening it brings the
+    schema up to date. ``timeouts``: the bounded waits (default: from the environment)."""
 
-    def __init__(self, db_url: str | None = None) -> None:
+    def __init__(self, db_url: str | None = None, timeouts: Timeouts | None = None) -> None:
         self.url = resolve_url(db_url)
+        self.timeouts = timeouts or Timeouts.from_env()
+        if not (db_url or os.environ.get(ENV_VAR)):  # the default: its folder may not exist yet
+            Path(platformdirs.user_data_dir("microscope-qc")).mkdir(parents=True, exist_ok=True)
+        self.engine = open_engine(self.url, self.timeouts)
+        self._writer = writer(self.engine)
         try:
-            url = sa.make_url(self.url)
-            if not (db_url or os.environ.get(ENV_VAR)):  # the default: its folder may not exist yet
-                Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
-        except ImportError as exc:
-            raise UserError(f"results database {shown(self.url)}: its database driver is not installed ({exc})") from None
-        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, OSError) as exc:
-            raise UserError(f"results database {shown(self.url)}: {_message(exc)}") from None
-        try:
-            with self._errors():
-                try:
-                    metadata.create_all(self.engine)
-                except sa_exc.OperationalError:  # another process created the tables at the same moment
-                    metadata.create_all(self.engine)
+            with self._errors("opening it (schema version)"):
+                ensure_schema(self.engine, self.url)
         except UserError:
             self.engine.dispose()
             raise
+
+    @property
+    def key(self) -> str:
+        """The database as queued records name it (``connection.database_key``)."""
+        return database_key(self.url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -196,32 +150,39 @@ class ResultsStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _failure(self, exc: sa_exc.SQLAlchemyError, doing: str) -> UserError:
+        holders = lock_holders(self.engine) if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03" else ""
+        return failure(exc, self.url, doing, self.timeouts, holders)
+
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, doing: str) -> Iterator[None]:
         try:
             yield
         except sa_exc.SQLAlchemyError as exc:
-            raise UserError(f"results database {shown(self.url)}: {_message(exc)}") from None
+            raise self._failure(exc, doing) from None
 
     # --- writing ---------------------------------------------------------------------------------
     def import_run(self, folder: str | Path) -> str:
         """Copy a run folder into the store: ``"imported"``, ``"updated"`` (run.json or results.json
-        changed, e.g. re-analysed: its metrics are replaced; or the folder moved) or ``"already
-        present"`` (nothing changed; or the store holds a newer analysis of the same run)."""
+        changed, e.g. re-analysed: its metrics are replaced; or the folder moved; or the run was
+        ``running``) or ``"already present"`` (nothing changed; or the store holds a newer analysis of
+        the same run). Safe with other writers at once (the run's row is locked while it changes)."""
         row, rows = read_run_folder(folder)
-        for attempt in (1, 2):
+        doing = f"recording run {row['run_id'][:8]}"
+        for attempt in range(1, 4):
             try:
-                with self.engine.begin() as conn:
+                with self._writer.begin() as conn:
                     return self._import(conn, row, rows)
-            except sa_exc.IntegrityError as exc:  # another process imported the same run just now: look again
-                if attempt == 2:
-                    raise UserError(f"results database {shown(self.url)}: {_message(exc)}") from None
             except sa_exc.SQLAlchemyError as exc:
-                raise UserError(f"results database {shown(self.url)}: {_message(exc)}") from None
+                # another process inserted the same run just now, or a dead-lock was broken: look again
+                if attempt < 3 and isinstance(exc, sa_exc.DBAPIError) and _retryable(exc):
+                    continue
+                raise self._failure(exc, doing) from None
         raise AssertionError("unreachable")
 
     def _import(self, conn: sa.Connection, row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-        stored = conn.execute(sa.select(runs.c.source_sha256, runs.c.analysed_utc).where(runs.c.run_id == row["run_id"])).first()
+        query = sa.select(runs.c.source_sha256, runs.c.analysed_utc).where(runs.c.run_id == row["run_id"]).with_for_update()
+        stored = conn.execute(query).first()
         if stored is not None:
             if stored.source_sha256 == row["source_sha256"]:
                 return PRESENT
@@ -235,7 +196,44 @@ class ResultsStore:
             conn.execute(sa.delete(metrics).where(metrics.c.run_id == row["run_id"]))
         if rows:
             conn.execute(sa.insert(metrics), rows)
-        return IMPORTED if stored is None else UPDATED
+        return IMPORTED if stored is None or stored.source_sha256 == "" else UPDATED  # "": a running row, recorded now
+
+    def register_start(self, folder: str | Path) -> bool:
+        """A ``running`` row for a run that has just started (its run.json written); False if the run
+        has a row already (e.g. it ended before this came through: its record stays)."""
+        row = {**running_row(folder), "imported_utc": datetime.now(timezone.utc)}
+        dialect = self.engine.dialect.name
+        insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+        with self._errors(f"registering run {row['run_id'][:8]}"), self._writer.begin() as conn:
+            if insert is not None:  # one statement: a row another process (or the run's end) wrote meanwhile stays
+                stmt = insert(runs).values(**row).on_conflict_do_nothing(index_elements=["run_id"]).returning(runs.c.run_id)
+                return conn.execute(stmt).first() is not None
+            if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == row["run_id"])).first() is not None:
+                return False
+            conn.execute(sa.insert(runs).values(**row))
+            return True
+
+    def deliver_pending(self) -> list[tuple[str, str]]:
+        """Record the runs queued on this computer for this database, oldest first: ``(folder, what
+        the store said)`` each. A folder that is gone or no longer a run is dropped from the queue
+        (said so); stops at the first database error (raised), keeping the rest queued."""
+        said = []
+        for entry in pending.waiting(self.url):
+            try:
+                said.append((entry.folder, self.import_run(entry.folder)))
+            except (Unreachable, Busy):
+                raise
+            except UserError as exc:
+                said.append((entry.folder, f"dropped from the queue: {exc}"))
+            pending.remove(entry)
+        return said
+
+    def pending_count(self) -> int:
+        """How many runs queued on this computer wait to be recorded in this database."""
+        try:
+            return len(pending.waiting(self.url))
+        except OSError:
+            return 0
 
     # --- reading ---------------------------------------------------------------------------------
     def history(self, station: str | None = None, protocol: str | None = None, verdict: str | None = None,
@@ -258,12 +256,12 @@ class ResultsStore:
                 query = query.where(runs.c.started_utc <= _utc(until))
             else:
                 query = query.where(runs.c.started_utc < _utc(until + timedelta(days=1)))
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors("reading the run history"), self.engine.connect() as conn:
             return [RunRecord(**r._mapping) for r in conn.execute(query.order_by(runs.c.started_utc, runs.c.run_id))]
 
     def runs_by_id(self, run_ids: list[str]) -> dict[str, RunRecord]:
         query = sa.select(*(getattr(runs.c, f) for f in RunRecord.__dataclass_fields__)).where(runs.c.run_id.in_(run_ids))
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors("reading runs"), self.engine.connect() as conn:
             return {r.run_id: RunRecord(**r._mapping) for r in conn.execute(query)}
 
     def _metric_query(self, columns: list[Any], metric: str | None, station: str | None, subject: str | None,
@@ -281,7 +279,7 @@ class ResultsStore:
         """The comparable groups of a metric's values (completed runs only), sorted."""
         cols = [runs.c.station, runs.c.protocol, metrics.c.subject, metrics.c.kind, metrics.c.unit]
         query = self._metric_query(cols, metric, station, subject, protocol, kind).distinct()
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors("reading metrics"), self.engine.connect() as conn:
             found = {ChartKey(*r) for r in conn.execute(query)}
         return sorted(found, key=lambda k: (k.station, k.protocol, k.kind, _subject_order(k.subject), k.unit or ""))
 
@@ -297,7 +295,7 @@ class ResultsStore:
                 raise UserError(f"metric {metric!r} on station {station!r} has several {field}s ({', '.join(values)}): say which {option}")
         cols = [runs.c.ended_utc, metrics.c.value, runs.c.run_id, metrics.c.verdict]
         query = self._metric_query(cols, metric, station, subject, protocol, kind).order_by(runs.c.ended_utc, runs.c.run_id)
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors("reading metrics"), self.engine.connect() as conn:
             return [Point(*r) for r in conn.execute(query)]
 
     def acceptance_limit(self, key: ChartKey, metric: str) -> dict[str, Any] | None:
@@ -306,7 +304,7 @@ class ResultsStore:
         cols = [metrics.c.limit_json]
         query = self._metric_query(cols, metric, key.station, key.subject, key.protocol, key.kind)
         query = query.order_by(runs.c.ended_utc.desc(), runs.c.run_id.desc()).limit(1)
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors("reading metrics"), self.engine.connect() as conn:
             row = conn.execute(query).first()
         return json.loads(row[0]) if row and row[0] else None
 
@@ -316,7 +314,7 @@ class ResultsStore:
         query = sa.select(col).select_from(runs.join(metrics, metrics.c.run_id == runs.c.run_id, isouter=column != "metric"))
         if station is not None:
             query = query.where(runs.c.station == station)
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors("reading metrics"), self.engine.connect() as conn:
             return sorted({r[0] for r in conn.execute(query.distinct())})
 
 
@@ -329,6 +327,12 @@ def _subject_order(subject: str) -> tuple[float, str]:
         return math.inf, subject
 
 
+def _retryable(exc: sa_exc.DBAPIError) -> bool:
+    """Worth one more try at once: a unique key another writer took just now, a broken dead-lock."""
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, sa_exc.IntegrityError) or state in ("40P01", "40001")
+
+
 def import_run(folder: str | Path, db_url: str | None = None) -> str:
     """Import one run folder; see ``ResultsStore.import_run``."""
     with ResultsStore(db_url) as store:
@@ -337,10 +341,38 @@ def import_run(folder: str | Path, db_url: str | None = None) -> str:
 
 def record_run(folder: str | Path, db_url: str | None = None) -> str:
     """Record a just-finished (and analysed) run in the results store: ``"imported"``, ``"updated"``
-    or ``"already present"``. For the run command and the scheduler, after analysis. Raises
-    ``UserError`` only (database unreachable, folder unreadable), whose message says how to record the
-    run later; the run folder itself is never touched."""
+    or ``"already present"`` (and how many queued runs were delivered with it); ``"queued: ..."``
+    when the database is unreachable or busy (``harness.store.pending``: recorded later). For the run
+    command and the scheduler, after analysis. Raises ``UserError`` only (a bad URL, a folder that
+    cannot be read, a queue that cannot be written), whose message says how to record the run later;
+    the run folder itself is never touched."""
+    url = resolve_url(db_url)
     try:
-        return import_run(folder, db_url)
+        with ResultsStore(url) as store:
+            said = store.import_run(folder)
+            try:
+                delivered = store.deliver_pending()
+            except UserError as exc:  # this run is recorded; the queue waits for the next time
+                return f"{said}; queued runs not delivered yet: {exc}"
+    except (Unreachable, Busy) as exc:
+        try:
+            pending.queue(folder, url, str(exc))
+        except OSError as err:
+            raise UserError(f"{exc}\nnot queued either ({err}); the run is safe on disk; record it later with: microscope-qc import {folder}") from None
+        return f"queued: will be recorded when {shown(url)} is reachable ({exc})"
     except UserError as exc:
         raise UserError(f"{exc}\nthe run is safe on disk; record it later with: microscope-qc import {folder}") from None
+    if delivered:
+        return f"{said}; {len(delivered)} queued run{'s' if len(delivered) != 1 else ''} delivered"
+    return said
+
+
+def register_start(folder: str | Path, db_url: str | None = None, wait_s: float = 3.0) -> str:
+    """Put a ``running`` row in the store for a run that has just started; what happened, in words.
+    Never raises and waits at most ``wait_s`` for each of connecting, a lock and the statement: a
+    missing database must not hold up a run (its record at the end is what counts)."""
+    try:
+        with ResultsStore(db_url, Timeouts.from_env(cap_s=wait_s)) as store:
+            return "registered as running" if store.register_start(folder) else "already recorded"
+    except UserError as exc:
+        return f"not registered: {exc}"

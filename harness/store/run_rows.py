@@ -3,7 +3,9 @@ a digest of what it was read from) and one ``metrics`` row per metric of results
 
 ``read_run_folder(folder)`` reads run.json and results.json through their models
 (``harness.records.run_record``); a folder that is not a run, or files that do not belong together,
-raise ``UserError`` naming the file. Nothing is written.
+raise ``UserError`` naming the file. ``running_row(folder)``: the ``runs`` row of a run that has just
+started (status ``running``, not judged, no digest: its final record always replaces it). Nothing is
+written.
 """
 
 from __future__ import annotations
@@ -69,6 +71,31 @@ def _verdict(run: dict[str, Any], results: dict[str, Any] | None) -> str:
     return str(results.get("verdict", "not judged"))
 
 
+def _seed(run: dict[str, Any]) -> int | None:
+    seed = (run.get("station") or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and -(2**63) <= seed < 2**63 else None
+
+
+def running_row(folder: str | Path) -> dict[str, Any]:
+    """The ``runs`` row of a run under way (without ``imported_utc``), from its run.json."""
+    folder = Path(folder).resolve()
+    run_file = RunFolder(folder).run_json
+    run = _record(run_file, _read_json(run_file), run_record.run_from_json)
+    if run is None:
+        raise UserError(f"{run_file}: not a microscope-qc run record (not a JSON object)")
+    try:
+        protocol, station = run["protocol"], run["station"]
+        return {
+            "run_id": str(run["run_id"]), "station": str(station["name"]), "protocol": str(protocol["id"]),
+            "protocol_version": None if protocol.get("version") is None else str(protocol["version"]),
+            "status": "running", "reason": "", "started_utc": _when(run.get("started_utc"), f"{run_file}: started_utc"),
+            "ended_utc": None, "verdict": "not judged", "folder": str(folder), "host": (run.get("host") or {}).get("hostname"),
+            "analysed_utc": None, "source_sha256": "", "seed": _seed(run),
+        }
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{run_file}: not a microscope-qc run record (no {exc})") from None
+
+
 def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``runs`` row and ``metrics`` rows a run folder gives (without ``imported_utc``)."""
     given = Path(folder)
@@ -112,7 +139,7 @@ def read_run_folder(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, 
         "verdict": _verdict(run, results),
         "folder": str(folder), "host": (run.get("host") or {}).get("hostname"),
         "analysed_utc": _when(results.get("analysed_utc"), f"{results_file}: analysed_utc") if results else None,
-        "source_sha256": digest.hexdigest(),
+        "source_sha256": digest.hexdigest(), "seed": _seed(run),
     }
     rows = []
     for result in (results or {}).get("results", []):

@@ -1,0 +1,1 @@
+"""The revisions of the results store's schema, oldest first (Alembic scripts; see ``harness.store.migrations``)."""
