@@ -131,7 +131,7 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
         if found is None:
             abort(404)
         live = progress.read(found.folder)
-        return jsonify({"run_id": run_id, "status": found.status, **live})
+        return jsonify({**live, "run_id": run_id, "status": found.status, "ended_status": live.get("status")})
 
     @app.get("/runs/<run_id>/files/<name>")
     def run_file(run_id: str, name: str) -> Any:

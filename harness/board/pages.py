@@ -147,6 +147,24 @@ def _chart(data: BoardData, key: ChartKey, metric: str) -> Chart | None:
     return Chart(key, metric, points, limits, flags, acceptance=data.store.acceptance_limit(key, metric))
 
 
+def key_metrics(judged: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """Up to ``SPARKLINES`` judged metrics, each at its first subject, taken in turn from each check."""
+    per_check: dict[str, list[tuple[str, str, str, str]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for protocol, metric, subject, kind in judged:
+        if (protocol, metric) not in seen:
+            seen.add((protocol, metric))
+            per_check.setdefault(protocol, []).append((protocol, metric, subject, kind))
+    picked: list[tuple[str, str, str, str]] = []
+    queues = list(per_check.values())
+    while queues and len(picked) < SPARKLINES:
+        queues = [q for q in queues if q]
+        for q in queues:
+            if q and len(picked) < SPARKLINES:
+                picked.append(q.pop(0))
+    return picked
+
+
 def microscope(data: BoardData, policy: Policy, now: datetime, name: str) -> dict[str, Any]:
     stations, _ = data.names()
     if name not in stations and name not in policy.microscopes():
@@ -155,7 +173,7 @@ def microscope(data: BoardData, policy: Policy, now: datetime, name: str) -> dic
     checks = [{"check": c, **cell} for c, cell in zip(view["checks"], view["rows"][0]["cells"])
               if cell["runs"] or cell["due"] != NOT_REQUIRED]
     sparks = []
-    for protocol, metric, subject, kind in data.judged_metrics(name)[:SPARKLINES]:
+    for protocol, metric, subject, kind in key_metrics(data.judged_metrics(name)):
         units = {k.unit for k in data.store.chart_keys(metric, name, subject, protocol, kind)}
         chart = _chart(data, ChartKey(name, protocol, subject, kind, next(iter(units)) if len(units) == 1 else None), metric)
         if chart is not None:
