@@ -243,3 +243,9 @@ def test_serve_command_refuses_a_bad_policy_and_a_missing_database(tmp_path: Pat
     missing = tmp_path / "none.sqlite"
     assert commands.run(["serve", "--db", f"sqlite:///{missing.as_posix()}", "--port", "0"]) == 2
     assert not missing.exists()  # the board never creates a database
+
+
+def test_committed_policy_schema_is_current(tmp_path: Path) -> None:
+    assert commands.run(["schema", "--out", str(tmp_path)]) == 0
+    name = "facility-policy.schema.json"
+    assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text(), f"schemas/{name} is out of date: run microscope-qc schema --out schemas"

@@ -38,7 +38,8 @@ from harness.common.units import format_seconds
 from harness.store.results_store import shown
 
 COOKIE = "microscope_qc_board"
-PAGE_CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+PAGE_CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'unsafe-inline'; connect-src 'self'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 FILE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -112,6 +113,10 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
     @app.errorhandler(UserError)
     def _user_error(exc: UserError) -> Any:
         return render_template("error.html", code=400, message=str(exc)), 400
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
 
     @app.get("/")
     def overview() -> str:

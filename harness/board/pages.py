@@ -97,7 +97,7 @@ def _matrix(data: BoardData, policy: Policy, now: datetime, only: str | None = N
     microscopes = [only] if only else sorted(set(stations) | set(policy.microscopes()))
     checks = sorted(set(protocols) | set(policy.checks()))
     matrix = data.matrix(microscopes, checks)
-    rows = [{"microscope": m, "cells": [cell_view(policy, m, c, matrix.cell(m, c), now) for c in checks]} for m in microscopes]
+    rows: list[dict[str, Any]] = [{"microscope": m, "cells": [cell_view(policy, m, c, matrix.cell(m, c), now) for c in checks]} for m in microscopes]
     overdue = sum(1 for r in rows for c in r["cells"] if c["due"] in (OVERDUE, NEVER_RUN))
     return {"microscopes": microscopes, "checks": checks, "rows": rows, "overdue": overdue}
 
@@ -208,9 +208,9 @@ def trends(data: BoardData, metric: str, subject: str | None, protocol: str | No
         groups.setdefault((c.key.protocol, c.key.subject, c.key.kind, c.key.unit or ""), []).append(c)
     rows = []
     for (proto, subj, kind, unit), members in groups.items():
-        y = svg_charts.shared_range(members)
+        y, x = svg_charts.shared_range(members), svg_charts.shared_span(members)
         rows.append({"protocol": proto, "subject": subj, "kind": kind, "unit": unit,
-                     "charts": [{"chart": c, "svg": svg_charts.chart_svg(c, y), "far": svg_charts.far_limits(c, y),
+                     "charts": [{"chart": c, "svg": svg_charts.chart_svg(c, y, x_range=x), "far": svg_charts.far_limits(c, y),
                                  "describe": c.limits.describe(c.key.unit), "flagged": [(c.points[i], "; ".join(f.detail for f in c.flags_at(i)))
                                                                                          for i in flagged_indices(c.flags)]}
                                 for c in members]})
@@ -223,14 +223,14 @@ def certificate(data: BoardData, policy: Policy, now: datetime, name: str, first
         raise NotFound(f"no microscope {name!r} in the results database or the policy")
     runs = data.period_runs(name, first, last)
     found = data.run_metrics([r.run_id for r in runs])
-    entries = []
+    entries: list[dict[str, Any]] = []
     for r in runs:
         facts = run_facts(r.folder)
         judged: list[Metric] = [m for m in found[r.run_id] if m.limit_json]
         entries.append({"run": r, "facts": facts, "verdict": verdict_of(r),
                         "metrics": [{"m": m, "limit": limit_text(m.limit_json, m.unit)} for m in judged],
                         "unjudged": len(found[r.run_id]) - len(judged)})
-    failed = [e for e in entries if e["verdict"][0] in ("fail", "warn") or e["run"].status != COMPLETED]
+    failed = [e for e, r in zip(entries, runs) if verdict_of(r)[0] in ("fail", "warn") or r.status != COMPLETED]
     checks_run = {r.protocol for r in runs}
     required = [c for c in policy.checks() if policy.interval_s(name, c) is not None and c not in checks_run]
     return {"name": name, "first": first, "last": last, "entries": entries, "failed": failed, "not_run": required, "now": now}

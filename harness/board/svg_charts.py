@@ -16,6 +16,7 @@ from html import escape
 from harness.analysis.control_chart import flagged_indices
 from harness.report.trend_report import Chart, acceptance_bounds, time_span
 
+POINT = {"warn": "#e08a00", "fail": "#b00000"}  # a point's fill by its verdict (its word is in its tooltip)
 COLOURS = {"value": "#1f5fa8", "centre": "#2a7d2a", "control": "#c0392b", "pass": "#111", "warn": "#d2691e", "flag": "#d40000"}
 
 
@@ -56,13 +57,19 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def chart_svg(chart: Chart, y_range: tuple[float, float], width: int = 420, height: int = 220, small: bool = False) -> str:
-    """One chart as an ``<svg>`` element; ``small``: a sparkline without axes' text or legend."""
+def shared_span(charts: list[Chart]) -> tuple[datetime, datetime]:
+    """One time axis for several charts (``time_span`` of all their points)."""
+    return time_span([p.ended_utc for c in charts for p in c.points])
+
+
+def chart_svg(chart: Chart, y_range: tuple[float, float], width: int = 420, height: int = 220, small: bool = False,
+              x_range: tuple[datetime, datetime] | None = None) -> str:
+    """One chart as an ``<svg>`` element; ``small``: a sparkline without axes' text or legend;
+    ``x_range``: the time axis (default: this chart's points)."""
     left, right, top, bottom = (4, 4, 4, 4) if small else (56, 10, 10, 34)
     w, h = width - left - right, height - top - bottom
     y0, y1 = y_range
-    times = [p.ended_utc for p in chart.points]
-    t0, t1 = time_span(times)
+    t0, t1 = x_range or time_span([p.ended_utc for p in chart.points])
     t_span = (t1 - t0).total_seconds() or 1.0
 
     def x(t: datetime) -> float:
@@ -110,7 +117,8 @@ def chart_svg(chart: Chart, y_range: tuple[float, float], width: int = 420, heig
     for i, p in enumerate(chart.points):
         tip = escape(f"{p.ended_utc:%Y-%m-%d %H:%M} UTC: {p.value:.6g}" + (f" {chart.key.unit}" if chart.key.unit else "")
                      + f", {p.verdict}" + ("; " + "; ".join(f.detail for f in chart.flags_at(i)) if i in flagged else ""))
-        parts.append(f'<circle cx="{x(p.ended_utc):.1f}" cy="{y(p.value):.1f}" r="{radius}" fill="{COLOURS["value"]}"><title>{tip}</title></circle>')
+        fill = POINT.get(p.verdict, COLOURS["value"])
+        parts.append(f'<circle cx="{x(p.ended_utc):.1f}" cy="{y(p.value):.1f}" r="{radius}" fill="{fill}"><title>{tip}</title></circle>')
         if i in flagged:
             parts.append(f'<circle class="flagged" cx="{x(p.ended_utc):.1f}" cy="{y(p.value):.1f}" r="{radius + 4}" fill="none" '
                          f'stroke="{COLOURS["flag"]}" stroke-width="2"><title>{tip}</title></circle>')
