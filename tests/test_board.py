@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ import pytest
 from harness.board.app import create_app
 from harness.board.policy import NEVER_RUN, NOT_REQUIRED, OK, OVERDUE, due_state, read_policy
 from harness.cli import commands
-from harness.cli.board_commands import board_token
+from harness.cli.board_commands import board_token, serve_app
 from harness.common.errors import UserError
 from tests import board_db
 
@@ -249,3 +255,44 @@ def test_committed_policy_schema_is_current(tmp_path: Path) -> None:
     assert commands.run(["schema", "--out", str(tmp_path)]) == 0
     name = "facility-policy.schema.json"
     assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text(), f"schemas/{name} is out of date: run microscope-qc schema --out schemas"
+
+
+def test_a_foreign_host_name_is_refused_without_a_token(client: Any) -> None:
+    assert client.get("/", headers={"Host": "evil.example:8080"}).status_code == 421  # DNS rebinding onto 127.0.0.1
+    assert client.get("/", headers={"Host": "127.0.0.1:8080"}).status_code == 200
+    assert client.get("/", headers={"Host": "[::1]:8080"}).status_code == 200
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "waitress", None)  # as if not installed: importing it raises ImportError
+    messages: list[str] = []
+    assert commands.run(["serve"], out=messages.append) == 2
+    assert messages == ['error: the facility board needs waitress: pip install "microscope-qc-harness[board]"']
+
+
+def test_an_address_in_use_is_one_message(facility: board_db.Facility) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = create_app(facility.url, read_policy(facility.policy))
+        with pytest.raises(UserError, match=r"cannot listen on 127.0.0.1:\d+"):
+            serve_app(app, "127.0.0.1", taken.getsockname()[1])
+
+
+def test_serve_command_serves_until_interrupted(facility: board_db.Facility, tmp_path: Path) -> None:
+    env = {**os.environ, "MICROSCOPE_QC_DB": facility.url}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--port", "0", "--policy", str(facility.policy),
+                             "--as-of", "2026-10-10T12:00:00Z"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.search(r"board: open (http://127\.0\.0\.1:\d+/)$", line.strip())
+        assert match, line
+        with urllib.request.urlopen(match.group(1), timeout=30) as response:
+            page = response.read().decode()
+        assert "3 microscopes, 3 checks" in page and "As of 2026-10-10 12:00" in page
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

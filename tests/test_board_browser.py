@@ -83,6 +83,19 @@ def test_overview(page: Any, board: str) -> None:
     page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
 
 
+def test_microscope_and_run_pages(page: Any, board: str, facility: board_db.Facility) -> None:
+    page.goto(f"{board}/")
+    page.locator("#matrix a", has_text="Scope B").click()  # a link of the overview, followed
+    assert page.locator("h1").inner_text() == "Scope B"
+    assert page.locator("figure svg").count() >= 4 and "never run" in page.locator("#checks").inner_text()
+    page.screenshot(path=str(SHOTS / "microscope.png"), full_page=True)
+    page.goto(f"{board}/runs/{facility.warn_run}")
+    assert "warn" in page.locator("#metrics").inner_text()
+    page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
+    page.locator("#report").click()
+    assert "report.html" in page.url and page.locator("h1").count() >= 1  # the run's own report, from its folder
+
+
 def test_trend_page(page: Any, board: str) -> None:
     page.goto(f"{board}/trends/stability_pct?subject=488 nm&protocol=power-stability-short")
     figures = page.locator("figure.trend")

@@ -9,7 +9,9 @@ Rules callers may rely on: the database is only read (``queries``); a file is se
 name is in the listing of a folder the store records for that run, else 404; with a ``token``, a
 request must carry it (``?token=`` once: it is then kept in a cookie and the URL is cleaned), else
 401; every response says no resource outside the board may load (Content-Security-Policy), and a
-run's own files are served sandboxed. Pages are rendered from the package's templates and CSS; no
+run's own files are served sandboxed. Without a token (a loopback address), a request whose Host
+header is not a loopback name is refused (421), so a web page elsewhere cannot reach the board
+through a name it points at 127.0.0.1. Pages are rendered from the package's templates and CSS; no
 script but the few inline lines of the live progress.
 
 ``create_app(db_url, policy, token, now)`` raises ``UserError`` when the database cannot be opened.
@@ -41,6 +43,7 @@ COOKIE = "microscope_qc_board"
 PAGE_CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'unsafe-inline'; connect-src 'self'; "
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 FILE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}  # without a token, a Host header naming anything else (DNS rebinding) is refused
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -76,6 +79,8 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
         if request.method not in ("GET", "HEAD"):
             abort(405)
         if token is None:
+            if (request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host) not in LOOPBACK_NAMES:
+                abort(421, "this board answers only on a loopback address (127.0.0.1, localhost) unless it has a token")
             return None
         given = request.args.get("token")
         if given is not None and hmac.compare_digest(given.encode(), token.encode()):

@@ -67,6 +67,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             doc = load_yaml(path)
+            if isinstance(doc.data, dict) and "policy" in doc.data:  # a facility policy file (microscope-qc serve --policy)
+                from harness.board.policy import read_policy
+
+                policy = read_policy(path)
+                print(f"{path}: valid facility policy ({len(policy.checks())} checks, {len(policy.microscopes())} microscopes with overrides)")
+                continue
             kind = _file_kind(doc)
             if kind == "protocol":
                 protocol = validate(doc, ProtocolFile, "protocol")
