@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import mimetypes
 import re
+import threading
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from typing import Any
@@ -57,15 +58,18 @@ def _day(text: str | None, what: str) -> date:
 
 
 def create_app(db_url: str | None = None, policy: Policy | None = None, token: str | None = None,
-               now: Callable[[], datetime] | None = None) -> Flask:
+               now: Callable[[], datetime] | None = None, warm: bool = False) -> Flask:
     """The board over the results database at ``db_url``; ``now`` is the time due dates are judged
-    against (default: the wall clock, UTC)."""
+    against (default: the wall clock, UTC); ``warm``: compute the slow parts of the overview in a
+    background thread now."""
     store = open_store(db_url)
     data = BoardData(store)
     progress = ProgressReader()
     ooc = pages.OutOfControl()
     policy = policy or EMPTY
     clock = now or (lambda: datetime.now(timezone.utc))
+    if warm:  # the out-of-control points take a pass over every judged value: computed once, before the first visitor asks
+        threading.Thread(target=ooc.recent, args=(data,), name="board-warm-up", daemon=True).start()
     app = Flask("harness.board")
     app.config.update(BOARD_DATA=data, BOARD_POLICY=policy, BOARD_TOKEN=token)
     app.jinja_env.globals.update(version=__version__, database=shown(store.url), policy=policy, token_required=bool(token))
@@ -159,12 +163,8 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
         return render_template("trends.html", **pages.trend_index(data))
 
     @app.get("/trends/<metric>")
-    def trend(metric: str) -> Any:
-        try:
-            view = pages.trends(data, metric, request.args.get("subject"), request.args.get("protocol"))
-        except UserError as exc:
-            return render_template("error.html", code=404, message=str(exc)), 404
-        return render_template("trend.html", **view)
+    def trend(metric: str) -> str:
+        return render_template("trend.html", **pages.trends(data, metric, request.args.get("subject"), request.args.get("protocol")))
 
     @app.get("/certificate")
     def certificate() -> Any:

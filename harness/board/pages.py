@@ -10,6 +10,7 @@ tracebacks, in ``harness.board.app``).
 from __future__ import annotations
 
 import json
+import math
 import threading
 from datetime import date, datetime
 from typing import Any
@@ -19,8 +20,7 @@ from harness.board import svg_charts
 from harness.board.policy import NEVER_RUN, NOT_REQUIRED, OVERDUE, Policy, due_state
 from harness.board.queries import COMPLETED, BoardData, Metric, Run
 from harness.board.run_files import ProgressReader, list_files, run_facts
-from harness.report.trend_report import Chart, build_charts
-from harness.store.results_store import ChartKey
+from harness.report.trend_report import Chart
 
 SPARKLINES = 8  # key metrics shown as small trends on a microscope's page
 
@@ -139,12 +139,31 @@ def overview(data: BoardData, policy: Policy, now: datetime, progress: ProgressR
     return {**_matrix(data, policy, now), "running": running_view(data, progress), "out_of_control": ooc.recent(data), "now": now}
 
 
-def _chart(data: BoardData, key: ChartKey, metric: str) -> Chart | None:
-    points = data.store.series(key.station, metric, key.subject, key.protocol, key.kind)
-    if not points:
-        return None
-    limits, flags = evaluate([p.value for p in points])
-    return Chart(key, metric, points, limits, flags, acceptance=data.store.acceptance_limit(key, metric))
+def _subject_order(subject: str) -> tuple[float, str]:
+    """"405 nm" before "1000 um moves": by the leading number, then by text."""
+    try:
+        return float(subject.split(" ", 1)[0]), subject
+    except ValueError:
+        return math.inf, subject
+
+
+def charts(data: BoardData, metric: str, station: str | None = None, subject: str | None = None, protocol: str | None = None) -> list[Chart]:
+    """The control charts of a metric (one per microscope, check, subject and kind), from one query:
+    limits and flags by ``control_chart.evaluate`` (baseline: the first 10 runs), the acceptance limit
+    the newest run was judged by. ``NotFound`` when there is no value."""
+    found = data.metric_points(metric, station, subject, protocol)
+    if not found and subject and subject.strip().replace(".", "", 1).isdigit():  # a bare wavelength names that laser line
+        found = data.metric_points(metric, station, f"{subject.strip()} nm", protocol)
+    if not found:
+        which = ", ".join(f"{n} {v!r}" for n, v in (("microscope", station), ("subject", subject), ("check", protocol)) if v)
+        raise NotFound(f"no completed run has a value of {metric!r}" + (f" for {which}" if which else ""))
+    out = []
+    for key in sorted(found, key=lambda k: (k.station, k.protocol, k.kind, _subject_order(k.subject), k.unit or "")):
+        points = [p for p, _ in found[key]]
+        limits, flags = evaluate([p.value for p in points])
+        newest = found[key][-1][1]
+        out.append(Chart(key, metric, points, limits, flags, acceptance=json.loads(newest) if newest else None))
+    return out
 
 
 def key_metrics(judged: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
@@ -174,9 +193,7 @@ def microscope(data: BoardData, policy: Policy, now: datetime, name: str) -> dic
               if cell["runs"] or cell["due"] != NOT_REQUIRED]
     sparks = []
     for protocol, metric, subject, kind in key_metrics(data.judged_metrics(name)):
-        units = {k.unit for k in data.store.chart_keys(metric, name, subject, protocol, kind)}
-        chart = _chart(data, ChartKey(name, protocol, subject, kind, next(iter(units)) if len(units) == 1 else None), metric)
-        if chart is not None:
+        for chart in [c for c in charts(data, metric, name, subject, protocol) if c.key.kind == kind][:1]:
             y = svg_charts.shared_range([chart])
             sparks.append({"chart": chart, "svg": svg_charts.chart_svg(chart, y, 300, 150), "last": chart.points[-1],
                            "flagged": len(flagged_indices(chart.flags))})
@@ -202,9 +219,8 @@ def trend_index(data: BoardData) -> dict[str, Any]:
 def trends(data: BoardData, metric: str, subject: str | None, protocol: str | None) -> dict[str, Any]:
     """One row per comparable group (protocol, subject, kind, unit), one chart per microscope in it,
     all of a row on one y-scale."""
-    charts = build_charts(data.store, metric, subject=subject or None, protocol=protocol or None)
     groups: dict[tuple[str, str, str, str], list[Chart]] = {}
-    for c in charts:
+    for c in charts(data, metric, subject=subject or None, protocol=protocol or None):
         groups.setdefault((c.key.protocol, c.key.subject, c.key.kind, c.key.unit or ""), []).append(c)
     rows = []
     for (proto, subj, kind, unit), members in groups.items():

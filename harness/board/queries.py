@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from harness.common.errors import UserError
-from harness.store.results_store import ResultsStore, metrics, resolve_url, runs, shown
+from harness.store.results_store import ChartKey, Point, ResultsStore, metrics, resolve_url, runs, shown
 
 RUNNING, COMPLETED = "running", "completed"
 RUN_COLUMNS = ("run_id", "station", "protocol", "protocol_version", "status", "reason", "started_utc", "ended_utc", "verdict", "folder", "host")
@@ -206,19 +206,22 @@ class BoardData:
 
     # --- trends ----------------------------------------------------------------------------------
     def metric_index(self) -> list[dict[str, Any]]:
-        """Each metric with a computed value in a completed run: its unit(s), protocols, stations, runs."""
-        query = (sa.select(metrics.c.metric, metrics.c.unit, runs.c.protocol, runs.c.station, sa.func.count(sa.distinct(runs.c.run_id)))
-                 .select_from(metrics.join(runs, metrics.c.run_id == runs.c.run_id))
-                 .where(runs.c.status == COMPLETED, metrics.c.value.is_not(None))
-                 .group_by(metrics.c.metric, metrics.c.unit, runs.c.protocol, runs.c.station))
+        """Each metric the newest completed run of some microscope x check has: its unit(s), checks and
+        microscopes. From those runs only (a metric no check reports any more is not listed): a few
+        thousand rows however long the history."""
+        stations, protocols = self.names()
+        newest = [c.last_completed.run_id for c in self.matrix(stations, protocols).cells.values() if c.last_completed is not None]
+        by_run = {r.run_id: r for r in self.runs_by_id(newest)}
         found: dict[str, dict[str, Any]] = {}
-        with self._errors() as conn:
-            for metric, unit, protocol, station, count in conn.execute(query):
-                entry = found.setdefault(metric, {"metric": metric, "units": set(), "protocols": set(), "stations": set(), "values": 0})
-                entry["units"].add(unit or "")
-                entry["protocols"].add(protocol)
-                entry["stations"].add(station)
-                entry["values"] += count
+        for run_id, rows in self.run_metrics(newest).items():
+            run = by_run[run_id]
+            for m in rows:
+                if m.value is None:
+                    continue
+                entry = found.setdefault(m.metric, {"metric": m.metric, "units": set(), "protocols": set(), "stations": set()})
+                entry["units"].add(m.unit or "")
+                entry["protocols"].add(run.protocol)
+                entry["stations"].add(run.station)
         return [{**e, "units": sorted(e["units"]), "protocols": sorted(e["protocols"]), "stations": sorted(e["stations"])}
                 for _, e in sorted(found.items())]
 
@@ -240,4 +243,23 @@ class BoardData:
         with self._errors() as conn:
             for r in conn.execute(query):
                 out.setdefault((r.station, r.protocol, r.subject, r.kind, r.metric, r.unit), []).append((r.ended_utc, r.value, r.run_id))
+        return out
+
+    def metric_points(self, metric: str, station: str | None = None, subject: str | None = None,
+                      protocol: str | None = None) -> dict[ChartKey, list[tuple[Point, str | None]]]:
+        """A metric's values (completed runs, computed values) grouped as the trend charts group them
+        (``ChartKey``), each with the acceptance limit it was judged by, in order of the runs' end:
+        one query, however many microscopes."""
+        query = (sa.select(runs.c.station, runs.c.protocol, metrics.c.subject, metrics.c.kind, metrics.c.unit,
+                           runs.c.ended_utc, metrics.c.value, runs.c.run_id, metrics.c.verdict, metrics.c.limit_json)
+                 .select_from(metrics.join(runs, metrics.c.run_id == runs.c.run_id))
+                 .where(metrics.c.metric == metric, runs.c.status == COMPLETED, metrics.c.value.is_not(None)))
+        for column, value in ((runs.c.station, station), (metrics.c.subject, subject), (runs.c.protocol, protocol)):
+            if value is not None:
+                query = query.where(column == value)
+        out: dict[ChartKey, list[tuple[Point, str | None]]] = {}
+        with self._errors() as conn:
+            for r in conn.execute(query.order_by(runs.c.ended_utc, runs.c.run_id)):
+                key = ChartKey(r.station, r.protocol, r.subject, r.kind, r.unit)
+                out.setdefault(key, []).append((Point(r.ended_utc, r.value, r.run_id, r.verdict), r.limit_json))
         return out

@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     policy = read_policy(args.policy)
     token, generated = board_token(args.host, args.token)
     as_of = args.as_of
-    app = create_app(args.db, policy, token, now=(lambda: as_of) if as_of else None)
+    app = create_app(args.db, policy, token, now=(lambda: as_of) if as_of else None, warm=True)
     server = serve_app(app, args.host, args.port)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown_host}:{server.effective_port}/"
