@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import sqlalchemy as sa
-
-from harness.store.results_store import ResultsStore, runs
+from harness.store.results_store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 9, 1, 8, 0, tzinfo=timezone.utc)
@@ -128,11 +126,9 @@ def build(root: Path) -> Facility:
         (folder / "journal.jsonl").write_text("\n".join(facility.running_journal[:3]) + "\n")
         run = json.loads((folder / "run.json").read_text())
         run["status"] = "running"
+        run["host"] = {"hostname": "test"}
         (folder / "run.json").write_text(json.dumps(run))
-        with store.engine.begin() as conn:
-            conn.execute(sa.insert(runs).values(run_id=run_id, station="Scope A", protocol="power-stability-short", status="running", reason="",
-                                                started_utc=NOW - timedelta(minutes=5), ended_utc=None, verdict="not judged", folder=str(folder),
-                                                host="test", analysed_utc=None, source_sha256="", imported_utc=datetime.now(timezone.utc)))
+        assert store.register_start(folder)  # the row the run command writes when a run starts
     facility.running_id, facility.running_folder = run_id, folder
     return facility
 

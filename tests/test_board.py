@@ -91,7 +91,8 @@ def test_run_page_has_facts_metrics_and_files(client: Any, facility: board_db.Fa
     page = text(r)
     assert run_id in page and "completed" in page and "warn" in page and "Scope B" in page
     assert "operator alice" in page  # from run.json
-    assert "seed" in page
+    seed = json.loads(client.get(f"/runs/{run_id}/files/run.json").data)["station"]["seed"]
+    assert seed is not None and f"seed {seed} " in page  # the store's runs.seed (run.json station.seed)
     assert "stability_pct" in page and "98.5" in page and "pass >= 99 %; warn >= 98 %" in page
     page_html = r.get_data(as_text=True)
     assert f"/runs/{run_id}/files/report.html" in page_html and f"/runs/{run_id}/files/run.json" in page_html
