@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("analyses",),
     ("finishing", "export"),
     ("recovery",),
-    ("unattended",),
+    ("unattended", "board"),
     ("cli",),
 ]
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

@@ -8,7 +8,7 @@ Contract: ``main()`` is the console entry point (``python -m harness`` too); ``r
 command in this process and returns its exit status (tests, embedding); ``build_parser()`` is the
 whole command line. The commands live by group: ``run_commands`` (run, analyze, recover),
 ``station_commands`` (devices, meter, snap, move, validate, schema), ``store_commands`` (history,
-trend, import), ``schedule_cli`` (schedule ...), ``export_commands`` (export).
+trend, import), ``schedule_cli`` (schedule ...), ``export_commands`` (export), ``board_commands`` (serve).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from devices.errors import DeviceError, SafetyLimitError
 from harness import __version__
-from harness.cli import export_commands, run_commands, schedule_cli, shared, station_commands, store_commands
+from harness.cli import board_commands, export_commands, run_commands, schedule_cli, shared, station_commands, store_commands
 from harness.cli.run_commands import cmd_analyze, cmd_recover, cmd_run
 from harness.cli.station_commands import cmd_devices, cmd_meter, cmd_move, cmd_schema, cmd_snap, cmd_validate
 from harness.cli.store_commands import cmd_history, cmd_import, cmd_trend
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands.add_recover(sub)
     export_commands.add_export(sub)
     schedule_cli.add_parser(sub)
+    board_commands.add_serve(sub)
     return parser
 
 

@@ -67,6 +67,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             doc = load_yaml(path)
+            if isinstance(doc.data, dict) and "policy" in doc.data:  # a facility policy file (microscope-qc serve --policy)
+                from harness.board.policy import read_policy
+
+                policy = read_policy(path)
+                print(f"{path}: valid facility policy ({len(policy.checks())} checks, {len(policy.microscopes())} microscopes with overrides)")
+                continue
             kind = _file_kind(doc)
             if kind == "protocol":
                 protocol = validate(doc, ProtocolFile, "protocol")
@@ -102,12 +108,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.board.policy import PolicyFile
     from harness.protocol.protocol_file import ProtocolFile
     from harness.records.run_record import SCHEMA_MODELS
     from harness.station.station_file import StationFile
     from harness.unattended.schedule_file import ScheduleFile
 
-    models: dict[str, type[BaseModel]] = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile, **SCHEMA_MODELS}
+    models: dict[str, type[BaseModel]] = {"protocol": ProtocolFile, "station": StationFile, "schedule": ScheduleFile,
+                                          "facility-policy": PolicyFile, **SCHEMA_MODELS}
     args.out.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
         schema = model.model_json_schema(by_alias=True)

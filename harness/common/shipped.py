@@ -17,10 +17,12 @@ _SUFFIXES = (".yaml", ".yml")
 
 def shipped(package: str, schedules: bool = True) -> dict[str, Path]:
     """Name (file name without ``.yaml``) -> file, of the YAML files a package ships; without the
-    schedule files (a top-level ``schedule:`` key) if ``schedules`` is false."""
+    schedule files (a top-level ``schedule:`` key) and the facility policy (``policy:``) if
+    ``schedules`` is false (station files only)."""
     files = {Path(f.name).stem: Path(str(f)) for f in resources.files(package).iterdir() if f.name.endswith(_SUFFIXES)}
     if not schedules:
-        files = {k: f for k, f in files.items() if not any(line.startswith("schedule:") for line in f.read_text(encoding="utf-8").splitlines())}
+        files = {k: f for k, f in files.items()
+                 if not any(line.startswith(("schedule:", "policy:")) for line in f.read_text(encoding="utf-8").splitlines())}
     return files
 
 

@@ -1,0 +1,112 @@
+"""``microscope-qc serve``: the facility board (``harness.board``) over the results database, served
+by waitress until Ctrl-C.
+
+It binds 127.0.0.1 by default. Bound to any other address it requires a token: ``--token``, else
+``$MICROSCOPE_QC_BOARD_TOKEN``, else one generated and printed once with the URL to open. Flask and
+waitress are the optional extra ``board``; without them the command says how to install it.
+
+Contract: ``cmd_serve(args)`` returns the exit status (0 after Ctrl-C); a user mistake (bad policy
+file, database that cannot be opened, address in use, extra not installed) is a ``UserError``.
+``add_serve(sub)`` defines the arguments. ``serve_app(app, host, port)`` is the server loop (tests
+start it in a thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.cli.cli_types import at_least, utc_datetime
+from harness.cli.shared import db_arg
+from harness.common.errors import UserError
+
+TOKEN_ENV = "MICROSCOPE_QC_BOARD_TOKEN"
+EXTRA = 'pip install "microscope-qc-harness[board]"'
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "configs" / "facility-policy.yaml"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def board_token(host: str, given: str | None, environ: dict[str, str] | None = None) -> tuple[str | None, bool]:
+    """(token, generated): the token the board requires (None on a loopback address without one)."""
+    token = given or (environ if environ is not None else os.environ).get(TOKEN_ENV) or None
+    if token is None and not is_loopback(host):
+        return secrets.token_urlsafe(24), True
+    return token, False
+
+
+def _require_extra() -> None:
+    missing = []
+    for module in ("flask", "waitress"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise UserError(f"the facility board needs {' and '.join(missing)}: {EXTRA}")
+
+
+def serve_app(app: Any, host: str, port: int, threads: int = 8) -> Any:
+    """A waitress server for ``app`` bound to host:port (not yet serving: call ``.run()``; ``.close()``
+    stops it). UserError if the address cannot be bound."""
+    from waitress.server import create_server  # the optional extra, imported when the board starts
+
+    try:
+        return create_server(app, host=host, port=port, threads=threads, ident="microscope-qc")
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _require_extra()
+    from harness.board.app import create_app  # Flask: imported only by this command
+    from harness.board.policy import read_policy
+
+    policy = read_policy(args.policy)
+    token, generated = board_token(args.host, args.token)
+    as_of = args.as_of
+    app = create_app(args.db, policy, token, now=(lambda: as_of) if as_of else None, warm=True)
+    server = serve_app(app, args.host, args.port)
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown_host}:{server.effective_port}/"
+    if token and generated:
+        print(f"board: open {url}?token={token}\n(the token was generated for this run of the server; give --token or ${TOKEN_ENV} to keep one)")
+    elif token:
+        print(f"board: open {url}?token=<your token>")
+    else:
+        print(f"board: open {url}")
+    print("read-only; Ctrl-C stops it", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    print("board stopped", file=sys.stderr)
+    return 0
+
+
+def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``serve`` command's arguments."""
+    p = sub.add_parser("serve", help="the facility board: every microscope's QC in a web page (read-only)")
+    db_arg(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=at_least(0), default=8080, help="port (default 8080; 0: any free port)")
+    p.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
+                   help="facility policy file: how often each check is due (default: the shipped configs/facility-policy.yaml)")
+    p.add_argument("--token", help=f"token a browser must give (default: ${TOKEN_ENV}; generated when --host is not a loopback address)")
+    p.add_argument("--as-of", type=utc_datetime, default=None, metavar="ISO",
+                   help="judge due dates as of this time (UTC; default: now), e.g. for a facility run on virtual time")
+    p.set_defaults(func=cmd_serve)

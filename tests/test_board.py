@@ -1,0 +1,299 @@
+"""The facility board (``microscope-qc serve``) through Flask's test client: every page on a small
+facility (real simulated runs cloned into three microscopes, ``tests/board_db.py``), the token rule,
+read-only (405), no path from a URL reaching the disk (404), overdue against the policy, the
+certificate of a period, and the live progress of a running run."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.board.app import create_app
+from harness.board.policy import NEVER_RUN, NOT_REQUIRED, OK, OVERDUE, due_state, read_policy
+from harness.cli import commands
+from harness.cli.board_commands import board_token, serve_app
+from harness.common.errors import UserError
+from tests import board_db
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def facility(tmp_path_factory: pytest.TempPathFactory) -> board_db.Facility:
+    return board_db.build(tmp_path_factory.mktemp("facility"))
+
+
+@pytest.fixture(scope="module")
+def client(facility: board_db.Facility) -> Any:
+    app = create_app(facility.url, read_policy(facility.policy), now=lambda: board_db.NOW)
+    return app.test_client()
+
+
+def text(response: Any) -> str:
+    """The visible text of a page, whitespace collapsed."""
+    body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", response.get_data(as_text=True), flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+def cell(page: str, microscope: str) -> str:
+    """The overview's row of one microscope, as text."""
+    return page.split(microscope, 1)[1].split("Scope", 1)[0] if microscope != "Scope C" else page.split("Scope C", 1)[1].split("Running now")[0]
+
+
+# --- pages -----------------------------------------------------------------------------------------
+def test_overview_shows_verdicts_ages_and_what_is_overdue(client: Any, facility: board_db.Facility) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    page = text(r)
+    assert "3 microscopes, 3 checks" in page
+    a, b, c = cell(page, "Scope A"), cell(page, "Scope B"), cell(page, "Scope C")
+    # Scope B's last power run is the warning (6 d before "now"); Scope C's is the failure, 17 d old,
+    # past its 7 d interval; psf was never run anywhere; flat-field does not apply to Scope C
+    assert "warn 6 d ok" in b
+    assert "fail 17 d overdue" in c
+    assert "not applicable" in c and "not applicable" not in a
+    assert page.split("shown by its outcome.")[1].split("Running now")[0].count("never run") == 3
+    assert "pass 6 d ok" in a
+    # the running run and the out-of-control point
+    assert "Running now" in page and "step 1 of 22" in page
+    assert "Recent out-of-control points" in page and "98.5 %" in page and "below the lower control limit" in page
+    for colour in ("v-pass", "v-warn", "v-fail"):  # colour and word: the class carries the colour
+        assert colour in r.get_data(as_text=True)
+
+
+def test_microscope_page(client: Any, facility: board_db.Facility) -> None:
+    r = client.get("/microscopes/Scope A")
+    assert r.status_code == 200
+    page = text(r)
+    assert "power-stability-short" in page and "flat-field" in page and "psf" in page and "never run" in page
+    assert r.get_data(as_text=True).count("<svg") >= 4  # key metrics as inline SVG
+    assert "stability_pct" in page
+    assert len(re.findall(r"/runs/[0-9a-f-]{36}\"", r.get_data(as_text=True))) >= 12  # recent runs link to their pages
+    assert client.get("/microscopes/No such scope").status_code == 404
+
+
+def test_run_page_has_facts_metrics_and_files(client: Any, facility: board_db.Facility) -> None:
+    run_id = facility.warn_run
+    r = client.get(f"/runs/{run_id}")
+    assert r.status_code == 200
+    page = text(r)
+    assert run_id in page and "completed" in page and "warn" in page and "Scope B" in page
+    assert "operator alice" in page  # from run.json
+    seed = json.loads(client.get(f"/runs/{run_id}/files/run.json").data)["station"]["seed"]
+    assert seed is not None and f"seed {seed} " in page  # the store's runs.seed (run.json station.seed)
+    assert "stability_pct" in page and "98.5" in page and "pass >= 99 %; warn >= 98 %" in page
+    page_html = r.get_data(as_text=True)
+    assert f"/runs/{run_id}/files/report.html" in page_html and f"/runs/{run_id}/files/run.json" in page_html
+    report = client.get(f"/runs/{run_id}/files/report.html")
+    assert report.status_code == 200 and report.mimetype == "text/html" and b"<html" in report.data[:500].lower()
+    assert "sandbox" in report.headers["Content-Security-Policy"]
+    listed = client.get(f"/runs/{run_id}/files/run.json")
+    assert json.loads(listed.data)["run_id"] == run_id
+
+
+def test_trend_page_one_chart_per_microscope_on_one_scale(client: Any) -> None:
+    r = client.get("/trends/stability_pct?subject=488 nm&protocol=power-stability-short")
+    assert r.status_code == 200
+    source = r.get_data(as_text=True)
+    charts = re.findall(r'<figure class="trend"><svg[^>]*aria-label="([^"]+)"', source)
+    assert [c.split(": ", 1)[1].split(",")[0] for c in charts] == ["Scope A", "Scope B", "Scope C"]
+    assert source.count('class="flagged"') >= 2  # Scope B's drop ringed (both circles carry the class) and listed
+    # one y-scale: the same tick labels on every chart of the row
+    ticks = [re.findall(r'text-anchor="end" font-size="10">([^<]+)<', svg) for svg in source.split('<figure class="trend">')[1:]]
+    assert ticks[0] and ticks[0] == ticks[1] == ticks[2]
+    assert "acceptance: pass limit 99" in source  # the protocol's limit drawn
+    index = client.get("/trends")
+    assert index.status_code == 200 and "stability_pct" in text(index)
+    assert client.get("/trends/no_such_metric").status_code == 404
+
+
+def test_certificate_lists_every_check_of_the_period(client: Any, facility: board_db.Facility) -> None:
+    r = client.get("/certificate?microscope=Scope B&from=2026-09-20&to=2026-10-10")
+    assert r.status_code == 200
+    page = text(r)
+    # Scope B's power runs every 3 days from 2026-09-01 10:00: 09-22, 25, 28, 10-01, 04 in the period
+    assert page.count("power-stability-short: 2026-") == 5
+    assert "1 of 5 checks in this period did not pass" in page and "(warn)" in page
+    assert "operator alice" in page and "software microscope-qc-harness 0.1.0" in page
+    assert "stability_pct" in page and "pass >= 99 %; warn >= 98 %" in page
+    assert "Checks the facility policy requires that were not run in this period: flat-field, psf" in page
+    assert "@media print" in client.get("/static/board.css").get_data(as_text=True)
+    empty = text(client.get("/certificate?microscope=Scope A&from=2025-01-01&to=2025-01-31"))
+    assert "No QC check was run on this microscope in this period" in empty
+    passed = text(client.get("/certificate?microscope=Scope A&from=2026-09-01&to=2026-09-05"))
+    assert "All 2 checks run in this period passed" in passed
+    assert client.get("/certificate?microscope=Scope A&from=2026-13-01&to=2026-09-05").status_code == 400
+    assert client.get("/certificate?microscope=Scope A&from=2026-10-01&to=2026-09-05").status_code == 400
+
+
+def test_progress_of_a_running_run_follows_its_journal(client: Any, facility: board_db.Facility) -> None:
+    url = f"/runs/{facility.running_id}/progress.json"
+    first = client.get(url).json
+    assert first["status"] == "running" and first["actions"] == 22 and first["ended"] is False
+    board_db.grow_journal(facility, 700)
+    later = client.get(url).json
+    assert later["fraction"] > first["fraction"] and 0.3 < later["fraction"] < 0.9  # 700 of 1249 records: about half-way in station time
+    assert later["step_index"] > first["step_index"] and later["eta_s"] is not None
+    page = text(client.get(f"/runs/{facility.running_id}"))
+    assert "Progress" in page and "step" in page
+    assert client.get("/runs/nope/progress.json").status_code == 404
+
+
+# --- rules -----------------------------------------------------------------------------------------
+def test_read_only(client: Any, facility: board_db.Facility) -> None:
+    for method in ("post", "put", "delete", "patch"):
+        assert getattr(client, method)("/").status_code == 405
+        assert getattr(client, method)(f"/runs/{facility.warn_run}").status_code == 405
+    assert client.head("/").status_code == 200
+    r = client.get("/")
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    assert not re.search(r"(src|href)=\"(https?:)?//", r.get_data(as_text=True))  # nothing from elsewhere
+
+
+@pytest.mark.parametrize("name", ["../run.json", "..%2Frun.json", "%2Fetc%2Fpasswd", "/etc/passwd", "..", ".", "REPORT.HTML",
+                                  "no-such-file.csv", "report.html%00", "%2e%2e%2f%2e%2e%2fboard.sqlite"])
+def test_files_only_from_the_listing(client: Any, facility: board_db.Facility, name: str) -> None:
+    assert client.get(f"/runs/{facility.warn_run}/files/{name}").status_code == 404
+
+
+def test_unknown_runs_and_links_out_of_the_folder(client: Any, facility: board_db.Facility, tmp_path: Path) -> None:
+    assert client.get("/runs/no-such-run").status_code == 404
+    assert client.get("/runs/no-such-run/files/run.json").status_code == 404
+    assert client.get("/runs/..%2F..%2Fetc/files/passwd").status_code == 404
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the board")
+    run_folder = next(p for p in facility.runs_dir.iterdir() if facility.fail_run[:8] in p.name)
+    (run_folder / "link.txt").symlink_to(secret)
+    (run_folder / "sub").mkdir()
+    (run_folder / "sub" / "inner.txt").write_text("x")
+    assert client.get(f"/runs/{facility.fail_run}/files/link.txt").status_code == 404
+    assert client.get(f"/runs/{facility.fail_run}/files/sub").status_code == 404
+    assert client.get(f"/runs/{facility.fail_run}/files/sub%2Finner.txt").status_code == 404
+    assert "link.txt" not in text(client.get(f"/runs/{facility.fail_run}"))
+
+
+def test_token_rule(facility: board_db.Facility) -> None:
+    client = create_app(facility.url, read_policy(facility.policy), token="s3cret", now=lambda: board_db.NOW).test_client()
+    assert client.get("/").status_code == 401
+    assert client.get("/?token=wrong").status_code == 401
+    assert client.get(f"/runs/{facility.warn_run}/files/run.json").status_code == 401
+    r = client.get("/trends?token=s3cret")
+    assert r.status_code == 303 and r.headers["Location"].endswith("/trends") and "token" not in r.headers["Location"]
+    assert client.get("/").status_code == 200  # the cookie from now on
+    assert client.get(f"/runs/{facility.warn_run}/files/run.json").status_code == 200
+    assert client.post("/?token=s3cret").status_code == 405
+
+
+def test_serve_needs_a_token_off_loopback() -> None:
+    assert board_token("127.0.0.1", None, {}) == (None, False)
+    assert board_token("::1", None, {}) == (None, False)
+    token, generated = board_token("0.0.0.0", None, {})
+    assert generated and token and len(token) >= 24
+    assert board_token("192.168.1.5", None, {"MICROSCOPE_QC_BOARD_TOKEN": "from-env"}) == ("from-env", False)
+    assert board_token("192.168.1.5", "given", {"MICROSCOPE_QC_BOARD_TOKEN": "from-env"}) == ("given", False)
+
+
+# --- the policy ------------------------------------------------------------------------------------
+def test_shipped_policy_reads_and_states_its_sources() -> None:
+    policy = read_policy(ROOT / "configs" / "facility-policy.yaml")
+    assert policy.interval_s("any scope", "psf") == 30 * 86400
+    assert policy.interval_s("any scope", "flat-field") == 182 * 86400
+    shipped = {p.stem for p in (ROOT / "protocols").glob("*.yaml")}
+    assert set(policy.checks()) == shipped  # every shipped check has an interval
+    source = (ROOT / "configs" / "facility-policy.yaml").read_text()
+    assert "Faklaris et al. 2022" in source and "our choice" in source
+
+
+def test_overdue_against_the_policy(facility: board_db.Facility) -> None:
+    policy = read_policy(facility.policy)
+    now = datetime(2026, 10, 10, tzinfo=timezone.utc)
+    assert due_state(policy, "Scope A", "psf", None, now).state == NEVER_RUN
+    assert due_state(policy, "Scope A", "power-stability-short", now - timedelta(days=8), now).state == OVERDUE
+    state = due_state(policy, "Scope A", "power-stability-short", now - timedelta(days=2), now)
+    assert state.state == OK and state.due == now + timedelta(days=5)
+    assert due_state(policy, "Scope C", "flat-field", None, now).state == NOT_REQUIRED
+    assert due_state(policy, "Scope A", "camera-characterization", None, now).state == NOT_REQUIRED  # not in the policy
+
+
+@pytest.mark.parametrize("body,where", [
+    ("policy: x\nchecks:\n  psf: {every: 30}\n", ":3: facility policy: checks.psf.every:"),
+    ("policy: x\nchecks:\n  psf: {evry: 30 d}\n", ":3: facility policy: checks.psf.evry: unknown key (did you mean 'every'?)"),
+    ("policy: x\nchecks:\n  psf: {}\n", "checks.psf: give 'every'"),
+    ("policy: x\nmicroscopes:\n  A:\n    psf: {every: -3 d}\n", ":4: facility policy: microscopes.A.psf.every:"),
+    ("- a list\n", ":1: not a facility policy file"),
+    ("checks: {}\n", "policy: missing (required)"),
+])
+def test_bad_policy_file_one_clear_message(tmp_path: Path, body: str, where: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(body)
+    with pytest.raises(UserError) as exc:
+        read_policy(path)
+    assert where in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_serve_command_refuses_a_bad_policy_and_a_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("policy: x\nchecks:\n  psf: {every: soon}\n")
+    assert commands.run(["serve", "--policy", str(bad), "--db", f"sqlite:///{tmp_path}/none.sqlite"]) == 2
+    missing = tmp_path / "none.sqlite"
+    assert commands.run(["serve", "--db", f"sqlite:///{missing.as_posix()}", "--port", "0"]) == 2
+    assert not missing.exists()  # the board never creates a database
+
+
+def test_committed_policy_schema_is_current(tmp_path: Path) -> None:
+    assert commands.run(["schema", "--out", str(tmp_path)]) == 0
+    name = "facility-policy.schema.json"
+    assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text(), f"schemas/{name} is out of date: run microscope-qc schema --out schemas"
+
+
+def test_a_foreign_host_name_is_refused_without_a_token(client: Any) -> None:
+    assert client.get("/", headers={"Host": "evil.example:8080"}).status_code == 421  # DNS rebinding onto 127.0.0.1
+    assert client.get("/", headers={"Host": "127.0.0.1:8080"}).status_code == 200
+    assert client.get("/", headers={"Host": "[::1]:8080"}).status_code == 200
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "waitress", None)  # as if not installed: importing it raises ImportError
+    messages: list[str] = []
+    assert commands.run(["serve"], out=messages.append) == 2
+    assert messages == ['error: the facility board needs waitress: pip install "microscope-qc-harness[board]"']
+
+
+def test_an_address_in_use_is_one_message(facility: board_db.Facility) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = create_app(facility.url, read_policy(facility.policy))
+        with pytest.raises(UserError, match=r"cannot listen on 127.0.0.1:\d+"):
+            serve_app(app, "127.0.0.1", taken.getsockname()[1])
+
+
+def test_serve_command_serves_until_interrupted(facility: board_db.Facility, tmp_path: Path) -> None:
+    env = {**os.environ, "MICROSCOPE_QC_DB": facility.url}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--port", "0", "--policy", str(facility.policy),
+                             "--as-of", "2026-10-10T12:00:00Z"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.search(r"board: open (http://127\.0\.0\.1:\d+/)$", line.strip())
+        assert match, line
+        with urllib.request.urlopen(match.group(1), timeout=30) as response:
+            page = response.read().decode()
+        assert "3 microscopes, 3 checks" in page and "As of 2026-10-10 12:00" in page
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
