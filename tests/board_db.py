@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from harness.common.process_owner import this_process
 from harness.store.results_store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,7 @@ def build(root: Path) -> Facility:
         run = json.loads((folder / "run.json").read_text())
         run["status"] = "running"
         run["host"] = {"hostname": "test"}
+        run["process"] = this_process().as_dict()  # its owner is alive: this test process
         (folder / "run.json").write_text(json.dumps(run))
         assert store.register_start(folder)  # the row the run command writes when a run starts
     facility.running_id, facility.running_folder = run_id, folder

@@ -151,6 +151,23 @@ def test_progress_of_a_running_run_follows_its_journal(client: Any, facility: bo
     assert client.get("/runs/nope/progress.json").status_code == 404
 
 
+def test_a_running_row_whose_process_is_gone_is_shown_interrupted(client: Any, facility: board_db.Facility) -> None:
+    run_file = facility.running_folder / "run.json"
+    alive = run_file.read_text()
+    assert client.get(f"/runs/{facility.running_id}/progress.json").json["owner"] == "alive"
+    gone = subprocess.run([sys.executable, "-c", "import os, psutil; p = psutil.Process(os.getpid()); print(os.getpid(), p.create_time())"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    run = json.loads(alive)
+    run["process"] = {**run["process"], "pid": int(gone[0]), "create_time": float(gone[1])}
+    try:
+        run_file.write_text(json.dumps(run))
+        live = client.get(f"/runs/{facility.running_id}/progress.json").json
+        assert live["owner"] == "gone" and live["ended"] is False
+        assert "interrupted: its process ended without finishing" in text(client.get(f"/runs/{facility.running_id}"))
+    finally:
+        run_file.write_text(alive)
+
+
 # --- rules -----------------------------------------------------------------------------------------
 def test_read_only(client: Any, facility: board_db.Facility) -> None:
     for method in ("post", "put", "delete", "patch"):
@@ -297,3 +314,24 @@ def test_serve_command_serves_until_interrupted(facility: board_db.Facility, tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_board_reads_an_old_database_without_upgrading_it(tmp_path: Path) -> None:
+    """A board may run newer software than the stations recording into a shared database: it reads
+    a database made before migrations (by a6f82d4) as it is, and leaves its schema alone."""
+    import shutil
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    shutil.copy(ROOT / "tests" / "data" / "store" / "main-a6f82d4.sqlite", old)
+    before = sqlite3.connect(old).execute("select name from sqlite_master order by name").fetchall()
+    client = create_app(f"sqlite:///{old}", read_policy(ROOT / "configs" / "facility-policy.yaml")).test_client()
+    page = text(client.get("/"))
+    assert "power-stability-short" in page and "stage-repeatability" in page
+    run_id = sqlite3.connect(old).execute("select run_id from runs limit 1").fetchone()[0]
+    assert client.get(f"/runs/{run_id}").status_code == 200
+    assert sqlite3.connect(old).execute("select name from sqlite_master order by name").fetchall() == before  # no alembic_version, no seed column
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).execute("create table other (x)").connection.commit()
+    with pytest.raises(UserError, match="holds no QC results yet"):
+        create_app(f"sqlite:///{empty}", read_policy(ROOT / "configs" / "facility-policy.yaml"))

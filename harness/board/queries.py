@@ -32,7 +32,8 @@ RUN_COLUMNS = ("run_id", "station", "protocol", "protocol_version", "status", "r
 
 def open_store(db_url: str | None) -> ResultsStore:
     """The results store at ``db_url`` (or ``$MICROSCOPE_QC_DB``, or the default); a SQLite file that
-    does not exist is refused rather than created."""
+    does not exist is refused rather than created, and the schema is never upgraded (the board may run
+    newer software than the stations recording into a shared database: it reads what is there)."""
     url = resolve_url(db_url)
     try:
         parsed = sa.make_url(url)
@@ -40,7 +41,7 @@ def open_store(db_url: str | None) -> ResultsStore:
         raise UserError(f"results database {url}: {exc}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not os.path.isfile(str(parsed.database)):
         raise UserError(f"results database {shown(url)}: no such file (run or import runs first, or give --db)")
-    return ResultsStore(url)
+    return ResultsStore(url, upgrade=False)
 
 
 @dataclass

@@ -12,7 +12,11 @@ since the last call, complete lines only, each parsed by ``journal.parse_record`
 is the station time of the newest record over the plan's estimate (``run_start.estimate_s``, else
 run.json ``protocol.plan.estimate_s``), below 1 until the run's ``run_end``; the current step is the
 newest ``step`` record; the ETA is the wall time so far scaled by what is left (the pace so far, as
-the terminal's progress bar). Nothing here raises for a missing or unreadable file: it is absent.
+the terminal's progress bar). A run whose owner process is gone (``recovery.owners.examine``: same
+host, the process ended without finishing) is said to be ``interrupted`` (``owner`` "gone"): the
+store keeps its "running" row until ``microscope-qc recover`` records it, and the board says so
+instead of showing a frozen bar as live. Nothing here raises for a missing or unreadable file: it is
+absent.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from harness.records.journal import parse_record
 from harness.records.run_folder import RunFolder
+from harness.recovery.owners import examine
 
 MAX_JSON_BYTES = 50_000_000
 
@@ -108,6 +113,20 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _owner(folder: Path, ended: bool) -> dict[str, Any]:
+    """``owner``: "alive", "gone", "other host" or "unknown" (None once the acquisition ended), and
+    ``owner_detail`` for people."""
+    if ended:
+        return {"owner": None, "owner_detail": None}
+    try:
+        found = examine(folder)
+    except OSError:
+        found = None
+    if found is None:
+        return {"owner": None, "owner_detail": None}
+    return {"owner": found.owner, "owner_detail": found.detail}
+
+
 class ProgressReader:
     """Live progress of running runs; one per app (thread-safe; remembers how far it read each journal)."""
 
@@ -125,7 +144,8 @@ class ProgressReader:
             self._advance(journal, tail)
             if tail.estimate_s is None:
                 tail.estimate_s = _number(run_facts(folder).get("estimate_s"))
-            return self._summary(tail, now or datetime.now(timezone.utc))
+            summary = self._summary(tail, now or datetime.now(timezone.utc))
+        return {**summary, **_owner(Path(folder), summary["ended"])}
 
     @staticmethod
     def _advance(path: Path, tail: _Tail) -> None:

@@ -120,9 +120,10 @@ def _utc(value: date | datetime) -> datetime:
 
 class ResultsStore:
     """One database connection pool; ``with ResultsStore(url) as store: ...``. Opening it brings the
-    schema up to date. ``timeouts``: the bounded waits (default: from the environment)."""
+    schema up to date, unless ``upgrade=False`` (a reader that must not write: the schema is read as
+    it is). ``timeouts``: the bounded waits (default: from the environment)."""
 
-    def __init__(self, db_url: str | None = None, timeouts: Timeouts | None = None) -> None:
+    def __init__(self, db_url: str | None = None, timeouts: Timeouts | None = None, upgrade: bool = True) -> None:
         self.url = resolve_url(db_url)
         self.timeouts = timeouts or Timeouts.from_env()
         if not (db_url or os.environ.get(ENV_VAR)):  # the default: its folder may not exist yet
@@ -131,7 +132,7 @@ class ResultsStore:
         self._writer = writer(self.engine)
         try:
             with self._errors("opening it (schema version)"):
-                ensure_schema(self.engine, self.url)
+                ensure_schema(self.engine, self.url, upgrade)
         except UserError:
             self.engine.dispose()
             raise

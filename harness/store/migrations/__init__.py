@@ -9,6 +9,9 @@ Contract of ``ensure_schema(engine, url)`` (called when a ``ResultsStore`` opens
 - the upgrade happens once however many processes open a new database at the same moment: it runs
   in one transaction that first takes a lock (PostgreSQL: ``pg_advisory_xact_lock``; SQLite: ``BEGIN
   IMMEDIATE``, the file's write lock) and reads the version again inside it;
+- ``upgrade=False`` (readers that must not write, e.g. the facility board, which may run newer
+  software than the stations that record into a shared database): nothing is changed; an older
+  schema is read as it is, an empty database raises ``UserError``;
 - a database at a revision this code does not know (made by newer software) raises ``UserError``
   ("upgrade microscope-qc-harness") and is not touched.
 Database errors propagate as SQLAlchemy errors (the caller words them, ``connection.failure``).
@@ -53,13 +56,18 @@ def _config(conn: sa.Connection) -> Config:
     return cfg
 
 
-def ensure_schema(engine: sa.Engine, url: str) -> str | None:
+def ensure_schema(engine: sa.Engine, url: str, upgrade: bool = True) -> str | None:
     """Bring the database to ``HEAD`` (see the module's contract); the revision it was at."""
     with engine.connect() as conn:
         found = current_revision(conn)
+        empty = found is None and not sa.inspect(conn).has_table("runs")
     if found == HEAD:
         return found
     _check_known(found, url)
+    if not upgrade:
+        if empty:
+            raise UserError(f"results database {shown(url)}: holds no QC results yet (run or import runs first)")
+        return found
     with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_KEY)))
