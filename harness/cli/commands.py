@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from devices.errors import DeviceError, SafetyLimitError
 from harness import __version__
-from harness.cli import run_commands, schedule_cli, shared, station_commands, store_commands
+from harness.cli import facility_commands, run_commands, schedule_cli, shared, station_commands, store_commands
 from harness.cli.run_commands import cmd_analyze, cmd_recover, cmd_run
 from harness.cli.station_commands import cmd_devices, cmd_meter, cmd_move, cmd_schema, cmd_snap, cmd_validate
 from harness.cli.store_commands import cmd_history, cmd_import, cmd_trend
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_commands.add_import(sub)
     run_commands.add_recover(sub)
     schedule_cli.add_parser(sub)
+    facility_commands.add_facility(sub)
     return parser
 
 
