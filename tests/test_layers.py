@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("finishing",),
     ("recovery",),
     ("unattended",),
+    ("facility",),
     ("cli",),
 ]
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
