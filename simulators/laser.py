@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 import threading
+from datetime import datetime
 
 import numpy as np
 
+from .ageing import days_since, laser_age_factor
 from .clock import Clock
 from .faults import FaultInjector
 from .params import LaserParams
@@ -30,11 +32,14 @@ class LaserRefused(Exception):
 class LaserModel:
     """One laser line. ``true_power_mw(t)`` is the ground truth of what leaves the laser."""
 
-    def __init__(self, name: str, params: LaserParams, clock: Clock, rng: np.random.Generator) -> None:
+    def __init__(self, name: str, params: LaserParams, clock: Clock, rng: np.random.Generator, day_zero: datetime | None = None) -> None:
         self.name = name
         self.p = params
         self.clock = clock
         self.rng = rng
+        self.day_zero = day_zero
+        # run-to-run variation, drawn once (and only when asked for: no other draw moves)
+        self.power_up_factor = 1.0 + float(rng.normal(0.0, params.power_up_variation_pct / 100.0)) if params.power_up_variation_pct else 1.0
         self.faults = FaultInjector(params.faults, clock.now)
         self._lock = threading.Lock()
         self.setpoint_mw = params.min_power_mw
@@ -55,6 +60,13 @@ class LaserModel:
         s = max(setpoint_mw - p.threshold_mw, 0.0)
         return p.calibration * s * (1.0 - p.low_power_deficit * math.exp(-setpoint_mw / p.knee_mw))
 
+    def output_factor(self, t: float | None = None) -> float:
+        """The truth of the laser's change over days at station time ``t``: ageing and steps at that
+        date, times this power-up's variation (1.0 for a laser without them)."""
+        t = self.clock.now() if t is None else t
+        age = laser_age_factor(self.p, days_since(self.day_zero, self.clock, t)) if self.p.uses_days() else 1.0
+        return age * self.power_up_factor
+
     def true_power_mw(self, t: float | None = None) -> float:
         """Emitted power at virtual time ``t`` (noise-free)."""
         t = self.clock.now() if t is None else t
@@ -68,6 +80,7 @@ class LaserModel:
             for hop in p.mode_hops:
                 if t >= hop.at_s:
                     power *= 1.0 + hop.step_pct / 100.0
+            power *= self.output_factor(t)
             return max(power, 0.0)
 
     def sampled_power_mw(self, t: float, n_samples: int) -> float:

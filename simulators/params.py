@@ -6,9 +6,10 @@ the truth that the harness's measurements are compared with.
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import date, datetime, timezone
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -47,8 +48,18 @@ class ModeHop(_Model):
     step_pct: float
 
 
+class PowerStep(_Model):
+    """A lasting step change of a laser's output from a day on (a fibre coupling that degrades, a
+    realignment that restores it): days count from the simulation's ``day_zero``."""
+
+    day: float = Field(ge=-36500, le=36500, description="days after the simulation's day_zero")
+    step_pct: float = Field(gt=-100, le=1000, description="change of the output, % of what it was")
+    cause: str = Field(default="", description="for people: what happened")
+
+
 class LaserParams(_Model):
-    """A diode laser: transfer curve, warm-up, drift, noise, limits."""
+    """A diode laser: transfer curve, warm-up, drift, noise, limits, and its change over the days
+    (ageing, steps on dates, run-to-run variation)."""
 
     wavelength_nm: float = Field(gt=200, lt=2000)
     nominal_power_mw: float = Field(gt=0)
@@ -65,6 +76,15 @@ class LaserParams(_Model):
     drift_pct_per_h: float = 0.0
     rin_rms: float = Field(default=0.001, ge=0, description="relative noise of one ~1 ms sample")
     mode_hops: list[ModeHop] = Field(default_factory=list)
+    # over days (``simulators.ageing``): the output declines linearly from ``ageing_from_day`` (days
+    # after the simulation's day_zero), steps on given days, and varies from one power-up to the next
+    ageing_pct_per_day: float = Field(default=0.0, ge=-50, le=50,
+                                      description="change of the output per day from ageing_from_day, % of the new laser's (negative: decline)")
+    ageing_from_day: float = Field(default=0.0, ge=-36500, le=36500, description="days after the simulation's day_zero")
+    power_steps: list[PowerStep] = Field(default_factory=list, description="lasting steps of the output on given days")
+    power_up_variation_pct: float = Field(default=0.0, ge=0, le=20,
+                                          description="rms run-to-run variation of the output (coupling, temperature), drawn once when the "
+                                                      "simulator starts (from the run's seed)")
     diode_hours: float = Field(default=1200.0, ge=0)
     model: str = "OBIS LX"
     serial: str = "SIM-OBIS-0001"
@@ -85,6 +105,10 @@ class LaserParams(_Model):
     @property
     def high_limit_mw(self) -> float:
         return self.max_power_mw if self.max_power_mw is not None else self.nominal_power_mw
+
+    def uses_days(self) -> bool:
+        """Its truth changes with the date (needs the simulation's ``day_zero``)."""
+        return self.ageing_pct_per_day != 0 or bool(self.power_steps)
 
 
 class MeterParams(_Model):
@@ -124,6 +148,14 @@ class AxisParams(_Model):
     settle_s: float = Field(default=0.05, ge=0)
     min_um: float = -50000.0
     max_um: float = 50000.0
+    # wear over days (``simulators.ageing``): backlash and repeatability error grow from ``wear_from_day``
+    wear_from_day: float = Field(default=0.0, ge=-36500, le=36500, description="days after the simulation's day_zero")
+    backlash_growth_um_per_day: float = Field(default=0.0, ge=0, le=100, description="from wear_from_day (a worn lead screw or nut)")
+    repeatability_growth_um_per_day: float = Field(default=0.0, ge=0, le=100, description="from wear_from_day (a failing bearing)")
+
+    def uses_days(self) -> bool:
+        """Its truth changes with the date (needs the simulation's ``day_zero``)."""
+        return self.backlash_growth_um_per_day != 0 or self.repeatability_growth_um_per_day != 0
 
 
 class XYStageParams(_Model):
@@ -256,10 +288,26 @@ class OpticsParams(_Model):
     )
 
 
+def utc_day_zero(value: Any) -> Any:
+    """A date (midnight UTC) or a date-time (naive: UTC) as an aware UTC date-time; other values as given."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            d = date.fromisoformat(value)
+        except ValueError:
+            return value
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    return value
+
+
 class WorldParams(_Model):
     """Everything a simulated station's physics needs, keyed by device label."""
 
     seed: int = 1
+    day_zero: datetime | None = Field(default=None, description="UTC date-time the days of ageing and wear count from")
     time_scale: float | None = Field(default=None, gt=0, description="None: virtual (discrete-event) time; a number: real time that many times faster")
     optics: OpticsParams = OpticsParams()
     sample: Literal["bead_field", "uniform_slide", "bead_slide"] = "bead_field"
@@ -271,3 +319,18 @@ class WorldParams(_Model):
     cameras: dict[str, CameraParams] = Field(default_factory=dict)
     xy_stages: dict[str, XYStageParams] = Field(default_factory=dict)
     z_drives: dict[str, ZDriveParams] = Field(default_factory=dict)
+
+    @field_validator("day_zero", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return utc_day_zero(value)
+
+    @model_validator(mode="after")
+    def _days_need_a_day_zero(self) -> WorldParams:
+        if self.day_zero is None:
+            users = [n for n, p in self.lasers.items() if p.uses_days()]
+            users += [f"{n}.{a}" for n, p in self.xy_stages.items() for a, ax in (("x", p.x), ("y", p.y)) if ax.uses_days()]
+            users += [f"{n}.z" for n, p in self.z_drives.items() if p.z.uses_days()]
+            if users:
+                raise ValueError(f"{', '.join(users)} change with the date (ageing, steps, wear): give the simulation's day_zero")
+        return self

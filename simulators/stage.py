@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import threading
+from datetime import datetime
 
 import numpy as np
 
+from .ageing import axis_backlash_um, axis_repeatability_um, days_since
 from .clock import Clock
 from .faults import FaultInjector
 from .params import AxisParams, FaultSpec
@@ -24,11 +26,12 @@ class StageRefused(Exception):
 
 
 class AxisModel:
-    def __init__(self, name: str, params: AxisParams, clock: Clock, rng: np.random.Generator) -> None:
+    def __init__(self, name: str, params: AxisParams, clock: Clock, rng: np.random.Generator, day_zero: datetime | None = None) -> None:
         self.name = name
         self.p = params
         self.clock = clock
         self.rng = rng
+        self.day_zero = day_zero
         self.commanded_um = 0.0
         self.direction = 1
         self._random_um = 0.0
@@ -40,13 +43,25 @@ class AxisModel:
             2 * math.pi * commanded_um / p.pitch_period_um
         )
 
+    def backlash_um(self, t: float | None = None) -> float:
+        """The backlash at station time ``t`` (grown by wear at that date, if the axis wears)."""
+        if not self.p.uses_days():
+            return self.p.backlash_um
+        return axis_backlash_um(self.p, days_since(self.day_zero, self.clock, self.clock.now() if t is None else t))
+
+    def repeatability_um(self, t: float | None = None) -> float:
+        """The repeatability error (sigma of one move) at station time ``t``."""
+        if not self.p.uses_days():
+            return self.p.repeatability_sigma_um
+        return axis_repeatability_um(self.p, days_since(self.day_zero, self.clock, self.clock.now() if t is None else t))
+
     def true_um(self, t: float | None = None) -> float:
         t = self.clock.now() if t is None else t
         c = self.commanded_um
         return (
             c
             + self.systematic_um(c)
-            - self.direction * self.p.backlash_um / 2
+            - self.direction * self.backlash_um(t) / 2
             + self._random_um
             + self.p.thermal_drift_um_per_h * t / 3600.0
         )
@@ -66,7 +81,8 @@ class AxisModel:
         elif delta < 0:
             self.direction = -1
         self.commanded_um = target_um
-        self._random_um = float(self.rng.normal(0.0, self.p.repeatability_sigma_um)) if self.p.repeatability_sigma_um else 0.0
+        sigma = self.repeatability_um()
+        self._random_um = float(self.rng.normal(0.0, sigma)) if sigma else 0.0
         return abs(delta) / self.p.speed_um_per_s + self.p.settle_s
 
 

@@ -8,7 +8,9 @@ The bead slide (``mount_sample("bead_slide")``) is rendered at the first Z drive
 backlash, repeatability and thermal drift included) through each emitting line's widefield PSF, with that
 line's chromatic shift and the focal plane's drift (``OpticsParams.focus_drift_um_per_h``, settling).
 Ground truth for tests (no randomness consumed): ``psf_truth``, ``chromatic_shift_um``,
-``focal_plane_z_um``, ``bead_positions_um``, ``emission_nm``, ``objective``.
+``focal_plane_z_um``, ``bead_positions_um``, ``emission_nm``, ``objective``; the truth that changes
+over days (``simulators.ageing``, from ``WorldParams.day_zero``): ``lasers[label].output_factor(t)``,
+an axis's ``backlash_um(t)`` and ``repeatability_um(t)``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class World:
         )
         rngs = {n: np.random.default_rng(s) for n, s in zip(names, seeds.spawn(len(names)))}
         optics = params.optics
-        self.lasers = {n: LaserModel(n, p, self.clock, rngs[f"laser:{n}"]) for n, p in params.lasers.items()}
+        self.lasers = {n: LaserModel(n, p, self.clock, rngs[f"laser:{n}"], params.day_zero) for n, p in params.lasers.items()}
         self.meters = {
             n: PowerMeterModel(
                 n, p, self.clock, rngs[f"meter:{n}"], self.lasers,
@@ -93,7 +95,7 @@ class World:
         }
 
     def _axis(self, name: str, p: AxisParams, rng: np.random.Generator) -> AxisModel:
-        return AxisModel(name, p, self.clock, rng)
+        return AxisModel(name, p, self.clock, rng, self.params.day_zero)
 
     # --- coupling ---------------------------------------------------------------------------------
     def excitation_at_sample_mw(self, t: float | None = None) -> float:
@@ -191,7 +193,7 @@ class World:
         p = axis.p
         # true = c + systematic(c) - approach * backlash / 2 + drift(t): solve for c (fixed point;
         # |systematic'| << 1)
-        rhs = target + approach * p.backlash_um / 2 - p.thermal_drift_um_per_h * t / 3600.0
+        rhs = target + approach * axis.backlash_um(t) / 2 - p.thermal_drift_um_per_h * t / 3600.0
         c = rhs
         for _ in range(100):
             nxt = rhs - axis.systematic_um(c)

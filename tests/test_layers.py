@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("finishing", "export"),
     ("recovery",),
     ("unattended", "board"),
+    ("facility",),
     ("cli",),
 ]
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from devices.errors import DeviceError, SafetyLimitError
 from harness import __version__
-from harness.cli import board_commands, export_commands, run_commands, schedule_cli, shared, station_commands, store_commands
+from harness.cli import board_commands, export_commands, facility_commands, run_commands, schedule_cli, shared, station_commands, store_commands
 from harness.cli.run_commands import cmd_analyze, cmd_recover, cmd_run
 from harness.cli.station_commands import cmd_devices, cmd_meter, cmd_move, cmd_schema, cmd_snap, cmd_validate
 from harness.cli.store_commands import cmd_history, cmd_import, cmd_trend
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_commands.add_export(sub)
     schedule_cli.add_parser(sub)
     board_commands.add_serve(sub)
+    facility_commands.add_facility(sub)
     return parser
 
 

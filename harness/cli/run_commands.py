@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import shared
-from harness.cli.cli_types import excludes, non_empty, non_negative, output_file, output_folder, positive, utc_datetime
+from harness.cli.cli_types import at_least, excludes, non_empty, non_negative, output_file, output_folder, positive, utc_datetime
 from harness.cli.shared import db_arg, station_arg
 from harness.common import shipped
 from harness.common.errors import EXIT_PRECONDITION, EXIT_RUN_FAILED, UserError
@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with held_station(args.station, f"run {args.protocol.stem}", wait_s=args.wait_for_station, on_wait=lambda name, owner: print(
                 f"station '{name}' is in use by {owner.describe()}; waiting up to {args.wait_for_station:g} s", file=sys.stderr),
-                time_scale=args.time_scale, clock_start=args.clock_start) as station:
+                time_scale=args.time_scale, clock_start=args.clock_start, seed=args.seed) as station:
             if args.check_interlock and (problems := interlock_problems(station)):
                 raise PreconditionFailed("interlock open: " + "; ".join(problems))
             try:
@@ -192,6 +192,9 @@ def add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                                        "the station file's clock (1: real time, for demonstrations)")
     p.add_argument("--clock-start", type=utc_datetime, metavar="DATETIME",
                    help="simulated station: the date-time its clock starts at (ISO 8601 with offset; set by the schedule service on virtual time)")
+    p.add_argument("--seed", type=at_least(0), metavar="N",
+                   help="simulated station: seed this run's noise and sample with N instead of the station file's simulation.seed "
+                        "(kept in run.json; set by the schedule service, one per run)")
     p.add_argument("--wait-for-station", type=non_negative, default=0.0, metavar="SECONDS",
                    help="if another run holds the station, wait this long for it (default: refuse at once)")
     p.add_argument("--check-interlock", action="store_true", help="refuse to start if a laser reports an open interlock")

@@ -42,6 +42,7 @@ def world_params(station: StationFile) -> WorldParams:
         })
     return WorldParams(
         seed=sim.seed,
+        day_zero=sim.day_zero,
         optics=optics,
         sample=sim.sample,
         bead_field=sim.bead_field,

@@ -79,11 +79,13 @@ class Station:
 
     # --- loading ---------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None, time_scale: float | None = None, clock_start: datetime | None = None) -> Station:
+    def load(cls, path: str | Path | None = None, time_scale: float | None = None, clock_start: datetime | None = None,
+             seed: int | None = None) -> Station:
         """Validate a station file and bring the station up (devices connected, safe state).
         ``time_scale`` puts a simulated station on real time that many times faster (instead of its
         file's clock); ``clock_start`` is the UTC date-time a simulated station's clock starts at
-        (the scheduler's virtual time, so that a virtual week and the runs inside it share one time)."""
+        (the scheduler's virtual time, so that a virtual week and the runs inside it share one time);
+        ``seed`` replaces a simulated station's ``simulation.seed`` (one run's own noise and sample)."""
         doc = load_yaml(path or default_station())
         spec: StationFile = validate(doc, StationFile, "station")  # type: ignore[assignment]
         if time_scale is not None:
@@ -94,6 +96,10 @@ class Station:
             spec.simulation.clock, spec.simulation.time_scale = "real", time_scale
         if clock_start is not None and spec.simulation is None:
             raise UserError(f"{doc.path}: --clock-start only applies to a simulated station (real hardware runs on the wall clock)")
+        if seed is not None:
+            if spec.simulation is None:
+                raise UserError(f"{doc.path}: --seed only applies to a simulated station (real hardware has no seed)")
+            spec.simulation.seed = seed
         station = cls(doc.path, spec, doc)
         try:
             station._bring_up(clock_start)

@@ -4,9 +4,10 @@ truth. Validated with pydantic; every mistake is reported with file, line and fi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.common.optics import IMMERSION_INDEX, Optics
@@ -16,7 +17,7 @@ from harness.station.drivers.base import SIMULATED as SIMULATED
 from harness.station.drivers.base import DeviceEntryBase
 from harness.station.drivers.base import EntryModel as _Model
 from harness.station.drivers.base import PropertyValue as PropertyValue
-from simulators.params import BeadFieldParams, BeadSlideParams, LaserParams, OpticsParams, UniformSlideParams
+from simulators.params import BeadFieldParams, BeadSlideParams, LaserParams, OpticsParams, UniformSlideParams, utc_day_zero
 
 # a device entry: one of the registered drivers' entries, told apart by ``driver`` (harness.station.drivers)
 if TYPE_CHECKING:
@@ -168,7 +169,12 @@ MAX_TIME_SCALE = 10000.0  # real time sped up more than this is not a measuremen
 
 
 class Simulation(_Model):
-    seed: int = 1
+    seed: int = Field(default=1, description="seeds the world's noise and sample; `run --seed N` overrides it for one run, "
+                                             "and a scheduled run gets its own (derived from this one, the schedule, job, due time and attempt)")
+    day_zero: datetime | None = Field(
+        default=None,
+        description="UTC date (or date-time) the days of the devices' change over time count from (a laser's ageing_from_day and "
+                    "power_steps, an axis's wear_from_day); needed when a device changes with the date")
     clock: Literal["virtual", "real"] | None = Field(
         default=None,
         description="virtual: discrete-event station time (data depend on the files and the seed only; the default for a "
@@ -183,6 +189,11 @@ class Simulation(_Model):
     bead_field: BeadFieldParams = BeadFieldParams()
     uniform_slide: UniformSlideParams = UniformSlideParams()
     bead_slide: BeadSlideParams = BeadSlideParams()
+
+    @field_validator("day_zero", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return utc_day_zero(value)
 
 
 def _display_name(v: str) -> str:
@@ -257,6 +268,14 @@ class StationFile(_Model):
                     f"(what optics does not give comes from the objective in use, {self.instrument.objective_in_use or 'the only one'})")
             errors.append(InitErrorDetails(type=PydanticCustomError("station_optics", text), loc=("simulation", "optics", field),
                                            input=getattr(sim.optics, field)))
+        if sim.day_zero is None:
+            for label, entry in self.devices.items():
+                truth = entry.simulation_truth()
+                uses = getattr(truth, "uses_days", None)
+                axes = [getattr(truth, a) for a in ("x", "y", "z") if hasattr(truth, a)]
+                if (uses is not None and uses()) or any(ax.uses_days() for ax in axes):
+                    text = "this device changes with the date (ageing, power steps or wear): give simulation.day_zero, the UTC date its days count from"
+                    errors.append(InitErrorDetails(type=PydanticCustomError("station_days", text), loc=("devices", label, "simulation"), input={}))
         if errors:
             raise ValidationError.from_exception_data("StationFile", errors)
         return self

@@ -12,8 +12,10 @@ Contract of ``RunLauncher`` (every method is called from the loop's thread, one 
   ``"user_error": True`` for a mistake in the job's files), status one of ``completed``,
   ``analysis failed``, ``unsafe``, ``failed``, ``aborted``, ``interrupted``, ``not started``.
   ``attempt`` (None: not tagged) tags the run folder (run.json ``scheduled``, see ``attempt_tag``).
-  On a virtual clock the clock is advanced by the station time the run took. Never raises for a run
-  that failed; raises ``OSError`` if the run process cannot be started.
+  On a virtual clock the clock is advanced by the station time the run took. A tagged run on a
+  simulated station gets its own seed (``run --seed``, see ``run_seed``): a month of nightly runs has
+  a month of different noise, and the same schedule replayed gives the same data. Never raises for a
+  run that failed; raises ``OSError`` if the run process cannot be started.
 - ``recover()``: recover (and record) the interrupted runs of the runs folder; the reports of the
   runs recovered now. Never raises: a failure is said.
 - ``outlive(folder)``: how the run of ``folder`` (started by a service that ended) ended, waiting
@@ -26,6 +28,7 @@ Contract of ``RunLauncher`` (every method is called from the loop's thread, one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -35,15 +38,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER
+from harness.common.errors import EXIT_ANALYSIS_FAILED, EXIT_PRECONDITION, EXIT_UNSAFE, EXIT_USER, UserError
 from harness.common.process_owner import ALIVE
 from harness.common.safe_paths import inside
+from harness.common.yaml_source import load_yaml, validate
 from harness.records.endings import ANALYSIS_FAILED, COMPLETED, FINISHING, RUNNING, UNSAFE, of_folder
 from harness.records.journal import read_journal
 from harness.records.run_folder import RunFolder
 from harness.records.run_record import read_results, read_run, run_from_json
 from harness.recovery.recover import RecoveryReport, owner_state
 from harness.station.run_guard import held_station, station_name
+from harness.station.station_file import StationFile
 from harness.station.station_lock import LockDirError, StationBusy
 from harness.store.results_store import ENV_VAR
 from harness.unattended.process_ties import end_with_parent, windows_end_with_parent
@@ -74,6 +79,24 @@ def attempt_tag(schedule: Schedule, job: str, due: str, attempt: int, started: s
     """What a run process of an attempt is told to keep in its run.json (``scheduled``); ``started``
     tells apart two runs of one attempt (one stopped with the service, then its repeat)."""
     return {"schedule": schedule.spec.schedule, "job": job, "due": due, "attempt": attempt, "started": started}
+
+
+def run_seed(station_seed: int, schedule: str, job: str, due: str, attempt: int) -> int:
+    """The seed of one scheduled run on a simulated station (0 .. 2**31 - 1): a digest of the station
+    file's ``simulation.seed``, the schedule's name, the job, the due time (ISO text) and the attempt.
+    Every run of a schedule differs; the same schedule over the same dates gives the same seeds."""
+    digest = hashlib.sha256(f"{station_seed}|{schedule}|{job}|{due}|{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def simulation_seed(station: Path) -> int | None:
+    """A station file's ``simulation.seed``; None for real hardware, or a file that cannot be read
+    (the run process reports that itself)."""
+    try:
+        spec: StationFile = validate(load_yaml(station), StationFile, "station")  # type: ignore[assignment]
+    except (UserError, OSError):
+        return None
+    return spec.simulation.seed if spec.simulation is not None else None
 
 
 def folder_of(runs_dir: Path, tag: dict[str, Any]) -> Path | None:
@@ -144,6 +167,9 @@ class ProcessLauncher:
                "--runs-dir", str(runs_dir), "--quiet", "--yes", "--wait-for-station", f"{wait_s:g}", "--outcome", str(outcome_file)]
         if tag:
             cmd += ["--job-tag", json.dumps(tag)]
+            base = simulation_seed(self.schedule.station_of(job))
+            if base is not None:
+                cmd += ["--seed", str(run_seed(base, self.schedule.spec.schedule, job.name, tag["due"], tag["attempt"]))]
         if self.clock.virtual:  # the run's station clock starts at the service's (virtual) time: one time line
             cmd += ["--clock-start", self.clock.utc().isoformat()]
         if interlock:
