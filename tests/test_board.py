@@ -335,3 +335,18 @@ def test_the_board_reads_an_old_database_without_upgrading_it(tmp_path: Path) ->
     sqlite3.connect(empty).execute("create table other (x)").connection.commit()
     with pytest.raises(UserError, match="holds no QC results yet"):
         create_app(f"sqlite:///{empty}", read_policy(ROOT / "configs" / "facility-policy.yaml"))
+
+
+def test_the_policy_watches_metrics_without_limits(facility: board_db.Facility) -> None:
+    """``watch`` adds metrics without acceptance limits (a laser's mean power) to the overview's
+    out-of-control list; without it only judged metrics are charted there."""
+    from harness.board.queries import BoardData, open_store
+
+    with open_store(facility.url) as store:
+        data = BoardData(store)
+        judged = {key[4] for key in data.judged_series()}
+        watched = {key[4] for key in data.judged_series({("power-stability-short", "mean_mw")})}
+    assert "mean_mw" not in judged and "stability_pct" in judged
+    assert watched == judged | {"mean_mw"}
+    policy = read_policy(ROOT / "configs" / "facility-policy.yaml")
+    assert ("power-stability-short", "mean_mw") in policy.watched()

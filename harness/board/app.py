@@ -65,8 +65,8 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
     store = open_store(db_url)
     data = BoardData(store)
     progress = ProgressReader()
-    ooc = pages.OutOfControl()
     policy = policy or EMPTY
+    ooc = pages.OutOfControl(policy.watched())
     clock = now or (lambda: datetime.now(timezone.utc))
     if warm:  # the out-of-control points take a pass over every judged value: computed once, before the first visitor asks
         threading.Thread(target=ooc.recent, args=(data,), name="board-warm-up", daemon=True).start()

@@ -107,10 +107,12 @@ def running_view(data: BoardData, progress: ProgressReader) -> list[dict[str, An
 
 
 class OutOfControl:
-    """The recent out-of-control points of the judged metrics (those with acceptance limits), for the
-    overview; recomputed only when the store's runs change (keyed by their count and newest end)."""
+    """The recent out-of-control points of the judged metrics (those with acceptance limits) and of
+    the policy's watched metrics, for the overview; recomputed only when the store's runs change
+    (keyed by their count and newest end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> None:
+        self.watched = watched
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] = ()
         self._found: list[dict[str, Any]] = []
@@ -122,21 +124,26 @@ class OutOfControl:
                 self._found, self._key = self._compute(data), key
             return self._found[:limit]
 
-    @staticmethod
-    def _compute(data: BoardData) -> list[dict[str, Any]]:
+    def _compute(self, data: BoardData) -> list[dict[str, Any]]:
+        """One entry per chart with out-of-control points: its newest such point, and how many of
+        its points are flagged (a drifting laser flags many: one line, not a screenful)."""
         found = []
-        for (station, protocol, subject, kind, metric, unit), points in data.judged_series().items():
+        for (station, protocol, subject, kind, metric, unit), points in data.judged_series(self.watched).items():
             limits, flags = evaluate([p[1] for p in points])
-            for i in flagged_indices(flags):
-                ended, value, run_id = points[i]
-                found.append({"station": station, "protocol": protocol, "subject": subject, "kind": kind, "metric": metric,
-                              "unit": unit, "ended": ended, "value": value, "run_id": run_id,
-                              "why": "; ".join(f.detail for f in flags if f.index == i), "established": limits.established})
+            flagged = flagged_indices(flags)
+            if not flagged:
+                continue
+            i = max(flagged)
+            ended, value, run_id = points[i]
+            found.append({"station": station, "protocol": protocol, "subject": subject, "kind": kind, "metric": metric,
+                          "unit": unit, "ended": ended, "value": value, "run_id": run_id, "flagged": len(flagged), "points": len(points),
+                          "why": "; ".join(f.detail for f in flags if f.index == i), "established": limits.established})
         return sorted(found, key=lambda f: f["ended"], reverse=True)
 
 
 def overview(data: BoardData, policy: Policy, now: datetime, progress: ProgressReader, ooc: OutOfControl) -> dict[str, Any]:
-    return {**_matrix(data, policy, now), "running": running_view(data, progress), "out_of_control": ooc.recent(data), "now": now}
+    return {**_matrix(data, policy, now), "running": running_view(data, progress), "out_of_control": ooc.recent(data), "now": now,
+            "watched": [f"{metric} ({check})" for check, metric in sorted(ooc.watched)]}
 
 
 def _subject_order(subject: str) -> tuple[float, str]:

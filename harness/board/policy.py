@@ -10,12 +10,16 @@ microscopes:                    # overrides, per microscope (station name)
   Spinning disk 2:
     psf: {every: 14 d}
     stage-iso230: {applicable: false}
+watch:                          # metrics without acceptance limits whose control charts the overview watches too
+  power-stability-short: [mean_mw]
 ```
 
 A check named under ``checks`` is required on every microscope the board knows, unless a
 microscope's override says ``applicable: false``; an override may also add a check that is not a
-default. ``every`` is a duration with its unit (``30 d``, ``12 h``). A bad file is one ``UserError``
-naming file, line and field.
+default. ``every`` is a duration with its unit (``30 d``, ``12 h``). The overview lists the recent
+out-of-control points of every judged metric (one with an acceptance limit) and of the metrics
+``watch`` names per check (e.g. a laser's mean power: no fixed limit fits every laser, but a change
+from its own history is worth seeing). A bad file is one ``UserError`` naming file, line and field.
 
 Contract: ``read_policy(path)`` -> ``Policy``; ``Policy.interval_s(microscope, check)`` is the
 interval in seconds, or None when the check is not required there; ``due_state(...)`` tells, for a
@@ -64,6 +68,8 @@ class PolicyFile(_Model):
     checks: dict[str, CheckRule] = Field(default_factory=dict, description="check (protocol id) -> rule, for every microscope")
     microscopes: dict[str, dict[str, CheckRule]] = Field(
         default_factory=dict, description="microscope (station name) -> check -> rule, overriding the default")
+    watch: dict[str, list[str]] = Field(
+        default_factory=dict, description="check (protocol id) -> metrics without acceptance limits whose control charts the overview watches too")
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,10 @@ class Policy:
     def microscopes(self) -> list[str]:
         return sorted(self.spec.microscopes)
 
+    def watched(self) -> set[tuple[str, str]]:
+        """(check, metric) pairs the overview watches besides the judged metrics."""
+        return {(check, metric) for check, names in self.spec.watch.items() for metric in names}
+
 
 EMPTY = Policy(PolicyFile(policy="none"))
 
@@ -109,7 +119,7 @@ def read_policy(path: str | Path) -> Policy:
     if doc.top != "mapping":
         raise UserError(f"{doc.path}:1: not a facility policy file: expected keys policy:, checks: and microscopes: at the top "
                         "(see configs/facility-policy.yaml)")
-    doc.schema_words |= {"policy", "checks", "microscopes", "every", "applicable", "note"}
+    doc.schema_words |= {"policy", "checks", "microscopes", "every", "applicable", "note", "watch"}
     try:
         spec = PolicyFile.model_validate(doc.data)
     except ValidationError as exc:

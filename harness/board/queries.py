@@ -232,13 +232,16 @@ class BoardData:
             row = conn.execute(sa.select(sa.func.count(), sa.func.max(runs.c.imported_utc))).first()
         return tuple(row) if row else ()
 
-    def judged_series(self) -> dict[tuple[str, str, str, str, str, str | None], list[tuple[datetime, float, str]]]:
+    def judged_series(self, watched: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+                      ) -> dict[tuple[str, str, str, str, str, str | None], list[tuple[datetime, float, str]]]:
         """Every judged metric's values (completed runs, computed values, with an acceptance limit),
-        grouped as the trend charts group them, in order of the runs' end: one query."""
+        and those of the ``watched`` (protocol, metric) pairs, grouped as the trend charts group
+        them, in order of the runs' end: one query."""
+        chosen = [metrics.c.limit_json.is_not(None)] + [sa.and_(runs.c.protocol == p, metrics.c.metric == m) for p, m in sorted(watched)]
         query = (sa.select(runs.c.station, runs.c.protocol, metrics.c.subject, metrics.c.kind, metrics.c.metric, metrics.c.unit,
                            runs.c.ended_utc, metrics.c.value, runs.c.run_id)
                  .select_from(metrics.join(runs, metrics.c.run_id == runs.c.run_id))
-                 .where(runs.c.status == COMPLETED, metrics.c.value.is_not(None), metrics.c.limit_json.is_not(None))
+                 .where(runs.c.status == COMPLETED, metrics.c.value.is_not(None), sa.or_(*chosen))
                  .order_by(runs.c.ended_utc, runs.c.run_id))
         out: dict[tuple[str, str, str, str, str, str | None], list[tuple[datetime, float, str]]] = {}
         with self._errors() as conn:

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.control_chart import MIN_CONTROL_BASELINE, evaluate
+from harness.board.policy import NEVER_RUN, OVERDUE, due_state, read_policy
 from harness.common.errors import UserError
-from harness.common.units import TIME_S, parse_quantity
-from harness.common.yaml_source import load_yaml
 from harness.facility.facility_file import Facility, instantiate_stations, read_facility_file
 from harness.records.run_record import read_run
 from harness.store.results_store import ResultsStore, shown
@@ -256,25 +255,24 @@ def out_of_control(db_url: str, stations: list[str]) -> list[str]:
 
 
 def overdue(policy_path: Path, db_url: str, stations: list[str], at: datetime) -> list[str]:
-    """For people: the checks of these stations whose last completed run is older than the policy's
-    interval at ``at`` (the policy file's ``checks`` and per-microscope ``microscopes`` overrides;
-    checks a microscope never ran are not listed)."""
-    policy = load_yaml(policy_path).data or {}
-    checks = policy.get("checks") or {}
-    found = []
+    """For people: the checks of these stations that are overdue at ``at`` by the facility policy
+    (``harness.board.policy``, the board's own rule: a required check never run is listed too)."""
+    policy = read_policy(policy_path)
+    last: dict[tuple[str, str], datetime] = {}
     with ResultsStore(db_url) as store:
-        last: dict[tuple[str, str], datetime] = {}
         for run in store.history():
             if run.station in stations and run.status == "completed" and run.ended_utc is not None:
                 last[(run.station, run.protocol)] = max(run.ended_utc, last.get((run.station, run.protocol), run.ended_utc))
-    for (station, protocol), when in sorted(last.items()):
-        rule = dict(checks.get(protocol) or {})
-        rule.update(((policy.get("microscopes") or {}).get(station) or {}).get(protocol) or {})
-        if rule.get("applicable") is False or "every" not in rule:
-            continue
-        every = parse_quantity(rule["every"], TIME_S, "duration")
-        if (at - when).total_seconds() > every:
-            found.append(f"{station}: {protocol} (every {rule['every']}; last run {when:%Y-%m-%d}, {(at - when).days} days before the end)")
+    found = []
+    for station in stations:
+        for check in sorted(set(policy.checks()) | {p for s, p in last if s == station}):
+            state = due_state(policy, station, check, last.get((station, check)), at)
+            if state.state == NEVER_RUN:
+                found.append(f"{station}: {check} (required every {(state.interval_s or 0) / 86400:g} d; never run)")
+            elif state.state == OVERDUE and state.due is not None:
+                when = last[(station, check)]
+                every = (state.interval_s or 0) / 86400
+                found.append(f"{station}: {check} (every {every:g} d; last run {when:%Y-%m-%d}, {(at - when).days} days before the end)")
     return found
 
 
