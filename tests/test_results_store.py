@@ -486,11 +486,19 @@ def test_import_of_non_run_folders_reports_each(real_run: Path, url: str, tmp_pa
 
 def test_empty_database_and_bad_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = qc(capsys, "trend", "stability_pct", "--db", f"sqlite:///{tmp_path / 'new.sqlite'}")
+    assert code == 2 and "new.sqlite: no such file (check the path" in err  # a typo is not created empty
+    assert not (tmp_path / "new.sqlite").exists()
+    code, out, err = qc(capsys, "history", "--db", f"sqlite:///{tmp_path / 'new.sqlite'}")
+    assert code == 2 and "no such file" in err and not (tmp_path / "new.sqlite").exists()
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "empty.sqlite").close()
+    code, out, err = qc(capsys, "trend", "stability_pct", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}")
     assert code == 2 and "holds no metrics yet: import run folders first" in err
     code, out, err = qc(capsys, "history", "--db", "not a url")
     assert code == 2 and err.startswith("error: results database not a url: ")
     code, out, err = qc(capsys, "history", "--db", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.sqlite'}")
-    assert code == 2 and "unable to open database file" in err
+    assert code == 2 and "no such file" in err
     code, out, err = qc(capsys, "history", "--db", "postgresql://qc:s3cret@localhost:1/qc")
     assert code == 2 and "s3cret" not in err and "qc:***@localhost" in err
 

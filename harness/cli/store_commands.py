@@ -32,13 +32,35 @@ def _date(text: str | None, option: str) -> Any:
         raise UserError(f"{option} {text!r}: not a date (use YYYY-MM-DD, or YYYY-MM-DDTHH:MM in UTC)") from None
 
 
+def _existing(db_url: str | None) -> str | None:
+    """A reading command's database: an SQLite file named by ``--db`` that does not exist is a typo,
+    refused, not created empty (which would say "no runs" of a database that is elsewhere). The
+    default file and ``$MICROSCOPE_QC_DB`` are made on first use, as by a run."""
+    import os
+
+    import sqlalchemy as sa
+
+    from harness.store.results_store import shown
+
+    given = db_url
+    if not given:
+        return db_url
+    try:
+        url = sa.make_url(given)
+    except Exception:  # noqa: BLE001 - the store words a bad URL itself
+        return db_url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not os.path.isfile(str(url.database)):
+        raise UserError(f"results database {shown(given)}: no such file (check the path; runs and imports create it)")
+    return db_url
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from harness.cli import store_filters
     from harness.store.results_store import ResultsStore, shown
 
     since, until = _date(args.since, "--since"), _date(args.until, "--until")
     store_filters.check_period(since, until, args.since, args.until)
-    with ResultsStore(args.db) as store:
+    with ResultsStore(_existing(args.db)) as store:
         station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
         records = store.history(station=station, protocol=protocol, verdict=args.verdict, since=since, until=until)
         waiting = store.pending_count()
@@ -74,7 +96,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
         raise UserError(f"--baseline {args.baseline}: control limits need a baseline of at least 2 runs")
     if args.run_length < 2:
         raise UserError(f"--run-length {args.run_length}: a run needs at least 2 points")
-    with ResultsStore(args.db) as store:
+    with ResultsStore(_existing(args.db)) as store:
         station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
         charts = build_charts(store, args.metric, station=station, subject=args.subject, protocol=protocol,
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
