@@ -63,10 +63,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     with ResultsStore(_existing(args.db)) as store:
         station, protocol = store_filters.station(store, args.station), store_filters.protocol(store, args.protocol)
         records = store.history(station=station, protocol=protocol, verdict=args.verdict, since=since, until=until)
-        waiting = store.pending_count()
+        note = store.pending_note()
     if not records:
         print(f"no runs match (database {shown(store.url)})")
-        _note_pending(waiting)
+        _note_pending(note)
         return 0
     fmt = "%Y-%m-%d %H:%M"
     rows = [
@@ -76,14 +76,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     ]
     print(table(rows, ["STARTED (UTC)", "STATION", "PROTOCOL", "VERSION", "STATUS", "VERDICT", "RUN", "FOLDER"]))
     print(f"{len(records)} run{'s' if len(records) != 1 else ''} (database {shown(store.url)})")
-    _note_pending(waiting)
+    _note_pending(note)
     return 0
 
 
-def _note_pending(waiting: int) -> None:
-    if waiting:
-        print(f"note: {waiting} run{'s' if waiting != 1 else ''} queued on this computer wait{'' if waiting != 1 else 's'} to be recorded "
-              "in this database (it was unreachable when they ended): microscope-qc import --pending")
+def _note_pending(note: str) -> None:
+    if note:
+        print(note)
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
@@ -101,7 +100,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
         charts = build_charts(store, args.metric, station=station, subject=args.subject, protocol=protocol,
                               kind=args.kind, baseline=args.baseline, run_length=args.run_length)
         path = write_report(charts, args.out, store.url, args.run_length)
-        waiting = store.pending_count()
+        note = store.pending_note()
     for c in charts:
         lim, unit = c.limits, f" {c.key.unit}" if c.key.unit else ""
         limits = lim.describe(c.key.unit)
@@ -113,7 +112,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
             why = "; ".join(f.detail for f in c.flags_at(i))
             print(f"  FLAG {p.ended_utc:%Y-%m-%d %H:%M}  run {p.run_id[:8]}  {p.value:.5g}{unit}  {why}")
     print(f"wrote {path}")
-    _note_pending(waiting)
+    _note_pending(note)
     return 0
 
 

@@ -3,7 +3,12 @@ for the user.
 
 Contract:
 - ``engine_url(url)``: ``postgresql://`` and ``postgres://`` mean PostgreSQL through psycopg 3
-  (``postgresql+psycopg://``; SQLAlchemy alone would pick psycopg2); other URLs are kept.
+  (``postgresql+psycopg://``; SQLAlchemy alone would pick psycopg2); a SQLite file named by a
+  relative path is made absolute (against the current folder when the URL is read), so one URL
+  names one file however the current folder changes later; other URLs are kept.
+- ``shown(url)`` (messages) and ``database_key(url)`` (queued records, see ``pending``) never hold a
+  password: neither the one in the URL's user part nor a ``password`` or ``sslpassword`` query key
+  (shown as ``***``).
 - ``open_engine(url, timeouts)``: an Engine whose waits are bounded. Raises ``UserError`` for a bad
   URL, or a missing driver (naming the ``postgres`` extra).
 - Every wait is bounded (``Timeouts.from_env``; seconds, environment variables):
@@ -14,17 +19,27 @@ Contract:
   ``MICROSCOPE_QC_DB_STATEMENT_TIMEOUT`` (default 60): one statement (PostgreSQL ``statement_timeout``).
 
   A value that is not a positive number is a ``UserError`` naming the variable.
+
+  Once connected to PostgreSQL, a host that vanishes (cable pulled, machine off) is noticed by TCP
+  keepalives (libpq ``keepalives_idle`` 10 s, then 3 probes 5 s apart) and by ``tcp_user_timeout``
+  (data unacknowledged longer than the statement timeout): the connection fails as ``Unreachable``
+  instead of waiting for the operating system's defaults (hours). A server that still answers TCP
+  but does not work (frozen, overloaded) is bounded only by ``statement_timeout``, which that server
+  enforces itself: a server too broken to enforce it can hold a statement longer.
 - SQLite transactions begin with ``BEGIN`` (reads) or ``BEGIN IMMEDIATE`` (connections of
   ``writer(engine)``): a writer takes the file's write lock first, waiting up to the lock timeout,
   so two writers never dead-lock on upgrading a read lock.
 - ``failure(exc, url, doing, timeouts)``: the one-line ``UserError`` for a database error:
   ``Unreachable`` (refused, timed out, shut down: worth trying again later), ``Busy`` (a lock or
   statement timeout: which database, what waited, how long, what to do), else a plain ``UserError``.
+- ``Incompatible`` (raised by ``harness.store.migrations``): the database's schema was made by newer
+  software; like ``Unreachable`` and ``Busy`` a reason to queue a record rather than lose it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +54,8 @@ LOCK_TIMEOUT_VAR = "MICROSCOPE_QC_DB_LOCK_TIMEOUT"
 STATEMENT_TIMEOUT_VAR = "MICROSCOPE_QC_DB_STATEMENT_TIMEOUT"
 DEFAULTS = {CONNECT_TIMEOUT_VAR: 10.0, LOCK_TIMEOUT_VAR: 10.0, STATEMENT_TIMEOUT_VAR: 60.0}
 EXTRA_HINT = 'pip install "microscope-qc-harness[postgres]"'
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}  # libpq, seconds
+HIDDEN_QUERY_KEYS = ("password", "sslpassword")  # libpq parameters that are secrets, if given in the query string
 APPLICATION = "microscope-qc"  # PostgreSQL's application_name: what an administrator sees in pg_stat_activity
 
 # PostgreSQL SQLSTATEs: the server went away or cannot take connections; a wait cut short
@@ -57,6 +74,11 @@ class Unreachable(UserError):
 
 class Busy(UserError):
     """A bounded wait ran out (a lock held elsewhere, a statement too slow): worth trying again later."""
+
+
+class Incompatible(UserError):
+    """The database's schema was made by newer software: this computer's software must be upgraded
+    before it can write there (its records are queued meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -84,28 +106,46 @@ class Timeouts:
 
 
 def engine_url(url: str) -> sa.URL:
-    """The URL SQLAlchemy is given (see the module's contract). Raises ``sa_exc.ArgumentError``."""
+    """The URL SQLAlchemy is given (see the module's contract). Raises ``sa_exc.ArgumentError`` or
+    ``ValueError`` (e.g. a port that is not a number)."""
     parsed = sa.make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
+            and str(parsed.query.get("uri", "")).lower() not in ("true", "1") and not os.path.isabs(parsed.database):
+        parsed = parsed.set(database=os.path.abspath(parsed.database))
     return parsed
 
 
+def _without_secrets(parsed: sa.URL) -> str:
+    """``parsed`` rendered with its password and secret query keys as ``***``."""
+    hidden = [k for k in HIDDEN_QUERY_KEYS if k in parsed.query]
+    text = parsed.difference_update_query(hidden).render_as_string(hide_password=True)
+    return text + ("&" if "?" in text else "?") + "&".join(f"{k}=***" for k in hidden) if hidden else text
+
+
+def _masked(url: str) -> str:
+    """A URL SQLAlchemy cannot read, with anything that looks like a password masked."""
+    url = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    keys = "|".join(HIDDEN_QUERY_KEYS)
+    return re.sub(rf"((?:^|[?&])(?:{keys})=)[^&#]*", r"\1***", url)
+
+
 def shown(url: str) -> str:
-    """The URL as it may be printed: without its password."""
+    """The URL as it may be printed: without its password (see the module's contract)."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return url
+        return _without_secrets(sa.make_url(url))
+    except (sa_exc.ArgumentError, ValueError):
+        return _masked(url)
 
 
 def database_key(url: str) -> str:
     """The database a URL names, as the same text however it was spelt (driver made explicit,
-    password hidden): what queued records are filed under."""
+    SQLite path absolute, passwords hidden): what queued records are filed under."""
     try:
-        return engine_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return url
+        return _without_secrets(engine_url(url))
+    except (sa_exc.ArgumentError, ValueError):
+        return _masked(url)
 
 
 def open_engine(url: str, timeouts: Timeouts) -> sa.Engine:
@@ -127,12 +167,15 @@ def open_engine(url: str, timeouts: Timeouts) -> sa.Engine:
             connect_args["options"] = f"-c lock_timeout={ms[0]} -c statement_timeout={ms[1]}" + (f" {user_options}" if isinstance(user_options, str) else "")
             if "application_name" not in parsed.query:
                 connect_args["application_name"] = APPLICATION
+            connect_args.update({k: v for k, v in KEEPALIVES.items() if k not in parsed.query})
+            if "tcp_user_timeout" not in parsed.query:  # ms unacknowledged before the connection is given up
+                connect_args["tcp_user_timeout"] = ms[1]
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except ImportError as exc:
         if "psycopg" in str(exc) or backend == "postgresql":
             raise UserError(f"results database {shown(url)}: PostgreSQL needs the psycopg driver: {EXTRA_HINT}") from None
         raise UserError(f"results database {shown(url)}: its database driver is not installed ({exc})") from None
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
         raise UserError(f"results database {shown(url)}: {first_line(exc)}") from None
 
 

@@ -9,7 +9,10 @@ Contract:
   no password), so the same database spelt two ways is one queue.
 - ``queue(folder, url, reason)`` files (or refreshes) the entry; ``waiting(url)`` lists the entries
   of one database, oldest first; ``remove(entry)`` deletes one (gone already: fine, another process
-  delivered it).
+  delivered it); ``drop(entry, why)`` moves one out of the queue into ``dropped_dir()``
+  (``<queue>/dropped``), with ``dropped_utc`` and ``dropped_because`` added, for a person to look at:
+  nothing is ever delivered from there. ``note(url)``: the line that tells how many entries wait
+  for a database and how many of their folders are not there now ("" if none wait).
 - Delivering is the store's (``ResultsStore.deliver_pending``): importing twice is harmless, so two
   processes delivering the same entry at once record it once.
 Raises ``OSError`` only when the queue folder cannot be written.
@@ -43,6 +46,10 @@ class Entry:
 
 def pending_dir() -> Path:
     return Path(platformdirs.user_data_dir("microscope-qc")) / "pending"
+
+
+def dropped_dir() -> Path:
+    return pending_dir() / "dropped"
 
 
 def _run_id(folder: Path) -> str | None:
@@ -80,3 +87,28 @@ def waiting(url: str) -> list[Entry]:
 
 def remove(entry: Entry) -> None:
     entry.path.unlink(missing_ok=True)
+
+
+def drop(entry: Entry, why: str) -> Path:
+    """Move ``entry`` to ``dropped_dir()`` (see the module's contract); where it is now."""
+    data = {k: v for k, v in entry.__dict__.items() if k != "path"}
+    data.update(dropped_utc=datetime.now(timezone.utc).isoformat(), dropped_because=why)
+    target = dropped_dir() / entry.path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    replace_json(target, data)
+    remove(entry)
+    return target
+
+
+def note(url: str) -> str:
+    """One line for the commands that list a database's runs (see the module's contract)."""
+    entries = waiting(url)
+    n, missing = len(entries), sum(not Path(e.folder).is_dir() for e in entries)
+    if not n:
+        return ""
+    them, they = ("them", "they") if n != 1 else ("it", "it")
+    line = (f"note: {n} run{'s' if n != 1 else ''} queued on this computer wait{'' if n != 1 else 's'} to be recorded in this "
+            f"database (it could not take {them} when {they} ended): microscope-qc import --pending")
+    if missing:
+        line += f"; {missing} of {them} in {'folders' if missing != 1 else 'a folder'} not there now (a drive or share not mounted?): recorded once back"
+    return line

@@ -12,13 +12,16 @@ Opening a store brings its schema to the newest revision (``harness.store.migrat
 many processes open a new database at once; a database made by newer software is refused). Every wait
 is bounded (``harness.store.connection``: connect, lock and statement timeouts); a database error is
 one ``UserError`` line naming the database (password hidden): ``Unreachable`` and ``Busy`` when
-trying again later may work. Many processes may write at once: importing takes the run's row ``FOR
-UPDATE`` (SQLite: the file's write lock), so two imports of one run serialise and none duplicates.
+trying again later may work, ``Incompatible`` when the database's schema is newer than this
+software. Many processes may write at once: importing takes the run's row ``FOR UPDATE`` (SQLite:
+the file's write lock), so two imports of one run serialise and none duplicates.
 
 A run under way has a row with status ``running`` (``register_start``), replaced by its record when it
-ends (``record_run``). A record the database could not take (unreachable, busy) is queued on this
-computer (``harness.store.pending``) and delivered by the next successful ``record_run`` or import
-into the same database, and by ``microscope-qc import --pending``.
+ends (``record_run``). A record the database could not take (unreachable, busy, or a schema newer
+than this software) is queued on this computer (``harness.store.pending``) and delivered by the next
+successful ``record_run`` or import into the same database, and by ``microscope-qc import
+--pending``. A queued run whose folder is not there when delivering (a drive not mounted) stays
+queued; one whose folder is there but is not a run is moved out of the queue (``pending.drop``).
 
 Times are stored as UTC. Trend series use completed runs only: an aborted or failed run measured
 less than the protocol asks for, so its metrics are not comparable with the others.
@@ -49,17 +52,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from harness.common.errors import UserError
 from harness.store import pending
-from harness.store.connection import Busy, Timeouts, Unreachable, database_key, failure, lock_holders, open_engine, shown, writer
+from harness.store.connection import Busy, Incompatible, Timeouts, Unreachable, database_key, failure, lock_holders, open_engine, shown, writer
 from harness.store.migrations import ensure_schema
 from harness.store.run_rows import read_run_folder, running_row
 from harness.store.schema import UTCDateTime, metadata, metrics, runs
 
-__all__ = ["ENV_VAR", "Busy", "ChartKey", "Point", "ResultsStore", "RunRecord", "UTCDateTime", "Unreachable", "import_run",
+__all__ = ["ENV_VAR", "Busy", "ChartKey", "Incompatible", "Point", "ResultsStore", "RunRecord", "UTCDateTime", "Unreachable", "import_run",
            "metadata", "metrics", "record_run", "register_start", "resolve_url", "runs", "shown"]
 
 ENV_VAR = "MICROSCOPE_QC_DB"
 VERDICTS = ("pass", "warn", "fail", "not judged")
 IMPORTED, PRESENT, UPDATED = "imported", "already present", "updated"
+RECORDED = (IMPORTED, PRESENT, UPDATED)
+KEPT = "kept in the queue"  # deliver_pending: the folder is not there now
+RETRY_LATER = (Unreachable, Busy, Incompatible)  # a record not taken for one of these is queued, not lost
 
 
 @dataclass(frozen=True)
@@ -216,16 +222,24 @@ class ResultsStore:
 
     def deliver_pending(self) -> list[tuple[str, str]]:
         """Record the runs queued on this computer for this database, oldest first: ``(folder, what
-        the store said)`` each. A folder that is gone or no longer a run is dropped from the queue
-        (said so); stops at the first database error (raised), keeping the rest queued."""
+        the store said)`` each (``RECORDED`` words when recorded). A folder that is not there now
+        stays queued (said so: ``KEPT``); one that is there but is not a run is moved out of the
+        queue (``pending.drop``, said so). Stops at the first database error (raised), keeping the
+        rest queued."""
         said = []
         for entry in pending.waiting(self.url):
+            if not Path(entry.folder).is_dir():
+                said.append((entry.folder, f"{KEPT}: the folder is not there now (a drive or share not mounted?); it is recorded "
+                                           f"once it is back (to forget the run instead, delete {entry.path})"))
+                continue
             try:
                 said.append((entry.folder, self.import_run(entry.folder)))
-            except (Unreachable, Busy):
+            except RETRY_LATER:
                 raise
             except UserError as exc:
-                said.append((entry.folder, f"dropped from the queue: {exc}"))
+                moved = pending.drop(entry, str(exc))
+                said.append((entry.folder, f"dropped from the queue (set aside as {moved}): {exc}"))
+                continue
             pending.remove(entry)
         return said
 
@@ -235,6 +249,13 @@ class ResultsStore:
             return len(pending.waiting(self.url))
         except OSError:
             return 0
+
+    def pending_note(self) -> str:
+        """``pending.note`` of this database: "" if no runs queued on this computer wait for it."""
+        try:
+            return pending.note(self.url)
+        except OSError:
+            return ""
 
     # --- reading ---------------------------------------------------------------------------------
     def history(self, station: str | None = None, protocol: str | None = None, verdict: str | None = None,
@@ -343,7 +364,8 @@ def import_run(folder: str | Path, db_url: str | None = None) -> str:
 def record_run(folder: str | Path, db_url: str | None = None) -> str:
     """Record a just-finished (and analysed) run in the results store: ``"imported"``, ``"updated"``
     or ``"already present"`` (and how many queued runs were delivered with it); ``"queued: ..."``
-    when the database is unreachable or busy (``harness.store.pending``: recorded later). For the run
+    when the database is unreachable, busy or newer than this software (``harness.store.pending``:
+    recorded later). For the run
     command and the scheduler, after analysis. Raises ``UserError`` only (a bad URL, a folder that
     cannot be read, a queue that cannot be written), whose message says how to record the run later;
     the run folder itself is never touched."""
@@ -352,14 +374,16 @@ def record_run(folder: str | Path, db_url: str | None = None) -> str:
         with ResultsStore(url) as store:
             said = store.import_run(folder)
             try:
-                delivered = store.deliver_pending()
+                delivered = [w for _, w in store.deliver_pending() if w in RECORDED]
             except UserError as exc:  # this run is recorded; the queue waits for the next time
                 return f"{said}; queued runs not delivered yet: {exc}"
-    except (Unreachable, Busy) as exc:
+    except RETRY_LATER as exc:
         try:
             pending.queue(folder, url, str(exc))
         except OSError as err:
             raise UserError(f"{exc}\nnot queued either ({err}); the run is safe on disk; record it later with: microscope-qc import {folder}") from None
+        if isinstance(exc, Incompatible):
+            return f"queued: will be recorded in {shown(url)} once this computer's microscope-qc-harness is upgraded ({exc})"
         return f"queued: will be recorded when {shown(url)} is reachable ({exc})"
     except UserError as exc:
         raise UserError(f"{exc}\nthe run is safe on disk; record it later with: microscope-qc import {folder}") from None

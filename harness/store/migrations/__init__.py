@@ -12,8 +12,8 @@ Contract of ``ensure_schema(engine, url)`` (called when a ``ResultsStore`` opens
 - ``upgrade=False`` (readers that must not write, e.g. the facility board, which may run newer
   software than the stations that record into a shared database): nothing is changed; an older
   schema is read as it is, an empty database raises ``UserError``;
-- a database at a revision this code does not know (made by newer software) raises ``UserError``
-  ("upgrade microscope-qc-harness") and is not touched.
+- a database at a revision this code does not know (made by newer software) raises
+  ``connection.Incompatible`` (a ``UserError``: "upgrade microscope-qc-harness") and is not touched.
 Database errors propagate as SQLAlchemy errors (the caller words them, ``connection.failure``).
 """
 
@@ -28,7 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from harness.common.errors import UserError
-from harness.store.connection import shown, writer
+from harness.store.connection import Incompatible, shown, writer
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "0001_main"
@@ -45,7 +45,7 @@ def current_revision(conn: sa.Connection) -> str | None:
 
 def _check_known(revision: str | None, url: str) -> None:
     if revision is not None and revision not in KNOWN:
-        raise UserError(f"results database {shown(url)}: its schema is at revision {revision!r}, made by a newer microscope-qc-harness "
+        raise Incompatible(f"results database {shown(url)}: its schema is at revision {revision!r}, made by a newer microscope-qc-harness "
                         f"(this one knows up to {HEAD!r}); upgrade it: pip install -U microscope-qc-harness")
 
 
