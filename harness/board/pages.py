@@ -19,7 +19,7 @@ from harness.analysis.control_chart import evaluate, flagged_indices
 from harness.board import svg_charts
 from harness.board.policy import NEVER_RUN, NOT_REQUIRED, OVERDUE, Policy, due_state
 from harness.board.queries import COMPLETED, BoardData, Metric, Run
-from harness.board.run_files import ProgressReader, list_files, run_facts
+from harness.board.run_files import ProgressReader, is_run_folder, list_files, run_facts
 from harness.report.trend_report import Chart
 
 SPARKLINES = 8  # key metrics shown as small trends on a microscope's page
@@ -103,7 +103,7 @@ def _matrix(data: BoardData, policy: Policy, now: datetime, only: str | None = N
 
 
 def running_view(data: BoardData, progress: ProgressReader) -> list[dict[str, Any]]:
-    return [{"run": r, "progress": progress.read(r.folder)} for r in data.running()]
+    return [{"run": r, "progress": progress.read(r.folder, r.run_id)} for r in data.running()]
 
 
 class OutOfControl:
@@ -211,12 +211,14 @@ def run_page(data: BoardData, run_id: str, progress: ProgressReader) -> dict[str
     run = data.run(run_id)
     if run is None:
         raise NotFound(f"no run {run_id!r} in the results database")
-    facts = run_facts(run.folder)
-    files = list_files(run.folder)
+    own = is_run_folder(run.folder, run.run_id)
+    facts = run_facts(run.folder, run.run_id)
+    files = list_files(run.folder, run.run_id)
     rows = [{"m": m, "limit": limit_text(m.limit_json, m.unit)} for m in data.run_metrics([run_id])[run_id]]
-    live = progress.read(run.folder) if run.status == "running" else None
+    live = progress.read(run.folder, run.run_id) if run.status == "running" and own else None
     seed = run.seed if run.seed is not None else facts.get("seed")
-    return {"run": run, "facts": facts, "seed": seed, "files": list(files), "report": "report.html" in files, "metrics": rows, "progress": live}
+    return {"run": run, "facts": facts, "seed": seed, "files": list(files), "report": "report.html" in files, "metrics": rows,
+            "progress": live, "own_folder": own}
 
 
 def trend_index(data: BoardData) -> dict[str, Any]:
@@ -248,7 +250,7 @@ def certificate(data: BoardData, policy: Policy, now: datetime, name: str, first
     found = data.run_metrics([r.run_id for r in runs])
     entries: list[dict[str, Any]] = []
     for r in runs:
-        facts = run_facts(r.folder)
+        facts = run_facts(r.folder, r.run_id)
         judged: list[Metric] = [m for m in found[r.run_id] if m.limit_json]
         entries.append({"run": r, "facts": facts, "verdict": verdict_of(r),
                         "metrics": [{"m": m, "limit": limit_text(m.limit_json, m.unit)} for m in judged],
