@@ -528,3 +528,34 @@ def test_warm_up_failure_is_one_logged_line(facility: board_db.Facility, monkeyp
     assert not uncaught
     assert [r.getMessage() for r in caplog.records] == [
         "board: the out-of-control list could not be computed ahead: results database x: server closed the connection unexpectedly"]
+
+
+def test_certificate_link_without_dates_shows_the_form(client: Any) -> None:
+    """The microscope page's certificate link names the microscope only: the form, that microscope
+    chosen, the last 365 days filled in; never "None"."""
+    for url in ("/certificate?microscope=Scope B", "/certificate?microscope=Scope B&from=2026-09-01"):
+        r = client.get(url)
+        source = r.get_data(as_text=True)
+        assert r.status_code == 200 and "<option selected>Scope B</option>" in source
+        assert 'name="to" value="2026-10-10"' in source and "None" not in text(r)
+    assert 'name="from" value="2025-10-10"' in client.get("/certificate?microscope=Scope B").get_data(as_text=True)
+    assert 'name="from" value="2026-09-01"' in client.get("/certificate?microscope=Scope B&from=2026-09-01").get_data(as_text=True)
+
+
+def test_a_run_ending_after_now_is_just_now(facility: board_db.Facility) -> None:
+    """A run on virtual time may end after the board's now: its age is "just now", never negative."""
+    from harness.board.pages import age
+
+    assert age(-3600) == "just now" and age(30) == "just now" and age(120) == "2 min"
+    early = create_app(facility.url, read_policy(facility.policy), now=lambda: board_db.START).test_client()
+    page = text(early.get("/"))
+    assert "just now" in cell(page, "Scope A") and "in the future" not in page
+
+
+def test_a_missing_value_shows_no_unit(facility: board_db.Facility, tmp_path: Path) -> None:
+    url = _copy_db(facility, tmp_path, ("update metrics set value = null where metric = 'stability_pct' and run_id = ?", (facility.warn_run,)))
+    client = create_app(url, read_policy(facility.policy), now=lambda: board_db.NOW).test_client()
+    page = text(client.get(f"/runs/{facility.warn_run}"))
+    assert re.search(r"stability_pct not computed warn", page), page
+    cert = text(client.get("/certificate?microscope=Scope B&from=2026-10-01&to=2026-10-10"))
+    assert "not computed" in cert and "not computed %" not in cert

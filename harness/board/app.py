@@ -26,7 +26,7 @@ import mimetypes
 import re
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -180,9 +180,12 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
 
     @app.get("/certificate")
     def certificate() -> Any:
-        name = request.args.get("microscope")
-        if not name:
-            return render_template("certificate_form.html", microscopes=data.names()[0]), 200
+        name, given_from, given_to = request.args.get("microscope"), request.args.get("from"), request.args.get("to")
+        if not name or not given_from or not given_to:  # the form, with what was given and the last 365 days by default
+            today = clock().astimezone(timezone.utc).date()
+            microscopes = sorted(set(data.names()[0]) | set(policy.microscopes()))
+            return render_template("certificate_form.html", microscopes=microscopes, selected=name or "",
+                                   first=given_from or (today - timedelta(days=365)).isoformat(), last=given_to or today.isoformat()), 200
         first, last = _day(request.args.get("from"), "from"), _day(request.args.get("to"), "to")
         if last >= date.max:  # the day after the period must be a date
             raise UserError(f"to: {last} is too late a date")

@@ -30,11 +30,12 @@ class NotFound(Exception):
 
 
 def age(delta_s: float | None) -> str:
-    """A duration for a glance: "45 min", "5 h", "3 d"."""
+    """A duration for a glance: "45 min", "5 h", "3 d"; under a minute, or ahead of "now" (a run on
+    virtual time can end after the wall clock's now), "just now"."""
     if delta_s is None:
         return ""
-    if delta_s < 0:
-        return "in the future"
+    if delta_s < 60:
+        return "just now"
     if delta_s < 3600:
         return f"{int(delta_s // 60)} min"
     if delta_s < 2 * 86400:
