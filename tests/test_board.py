@@ -559,3 +559,11 @@ def test_a_missing_value_shows_no_unit(facility: board_db.Facility, tmp_path: Pa
     assert re.search(r"stability_pct not computed warn", page), page
     cert = text(client.get("/certificate?microscope=Scope B&from=2026-10-01&to=2026-10-10"))
     assert "not computed" in cert and "not computed %" not in cert
+
+
+def test_certificate_says_the_station_is_simulated(client: Any) -> None:
+    """A certificate must not hide that its data came from a simulator (run.json station.simulated)."""
+    page = text(client.get("/certificate?microscope=Scope B&from=2026-09-20&to=2026-10-10"))
+    assert "runs 5 station simulated station: data from a simulator generated" in page
+    assert page.count("simulated station: data from a simulator") == 1 + 5  # the header and each run
+    assert "checks run" not in page

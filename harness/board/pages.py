@@ -259,4 +259,6 @@ def certificate(data: BoardData, policy: Policy, now: datetime, name: str, first
     failed = [e for e, r in zip(entries, runs) if verdict_of(r)[0] in ("fail", "warn") or r.status != COMPLETED]
     checks_run = {r.protocol for r in runs}
     required = [c for c in policy.checks() if policy.interval_s(name, c) is not None and c not in checks_run]
-    return {"name": name, "first": first, "last": last, "entries": entries, "failed": failed, "not_run": required, "now": now}
+    simulated = sum(1 for e in entries if e["facts"].get("simulated"))
+    return {"name": name, "first": first, "last": last, "entries": entries, "failed": failed, "not_run": required, "now": now,
+            "simulated": simulated}

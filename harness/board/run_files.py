@@ -96,7 +96,7 @@ def run_json(folder: str | Path) -> dict[str, Any]:
 
 def run_facts(folder: str | Path, run_id: str) -> dict[str, Any]:
     """What the run page and the certificate show of run.json: operator, seed, software version,
-    host, clock mode, protocol title (each None when absent, all when the folder is not run
+    host, clock mode, protocol title, whether the station is simulated (each None, or False, when absent, all when the folder is not run
     ``run_id``'s)."""
     data = run_json(folder)
     if data.get("run_id") != run_id or not os.path.isabs(folder):
@@ -108,7 +108,7 @@ def run_facts(folder: str | Path, run_id: str) -> dict[str, Any]:
 
     software, station, protocol, clock = part("software"), part("station"), part("protocol"), part("clock")
     return {"operator": data.get("operator"), "seed": station.get("seed"), "software": software.get("version"),
-            "tool": software.get("tool"), "clock": clock.get("mode"), "title": protocol.get("title"),
+            "tool": software.get("tool"), "clock": clock.get("mode"), "title": protocol.get("title"), "simulated": station.get("simulated") is True,
             "estimate_s": (protocol.get("plan") or {}).get("estimate_s") if isinstance(protocol.get("plan"), dict) else None}
 
 
