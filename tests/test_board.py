@@ -8,11 +8,15 @@ from __future__ import annotations
 import html
 import json
 import os
+import queue
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -297,12 +301,23 @@ def test_an_address_in_use_is_one_message(facility: board_db.Facility) -> None:
             serve_app(app, "127.0.0.1", taken.getsockname()[1])
 
 
+def _first_line(proc: subprocess.Popen[str], deadline_s: float) -> str:
+    """The process's first line of output, read in a thread: "" if none comes in ``deadline_s``
+    (the caller's finally kills the process, which ends the read)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline() if proc.stdout else ""), daemon=True).start()
+    try:
+        return lines.get(timeout=deadline_s)
+    except queue.Empty:
+        return ""
+
+
 def test_serve_command_serves_until_interrupted(facility: board_db.Facility, tmp_path: Path) -> None:
     env = {**os.environ, "MICROSCOPE_QC_DB": facility.url}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--port", "0", "--policy", str(facility.policy),
                              "--as-of", "2026-10-10T12:00:00Z"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
-        line = proc.stdout.readline() if proc.stdout else ""
+        line = _first_line(proc, deadline_s=120)
         match = re.search(r"board: open (http://127\.0\.0\.1:\d+/)$", line.strip())
         assert match, line
         with urllib.request.urlopen(match.group(1), timeout=30) as response:
@@ -350,3 +365,205 @@ def test_the_policy_watches_metrics_without_limits(facility: board_db.Facility) 
     assert watched == judged | {"mean_mw"}
     policy = read_policy(ROOT / "configs" / "facility-policy.yaml")
     assert ("power-stability-short", "mean_mw") in policy.watched()
+
+
+# --- review fixes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["sub", "..\\run.json", "run.json\\", "..%5Crun.json", " run.json", "link.txt"])
+def test_names_that_reach_the_listing_are_refused_there(client: Any, facility: board_db.Facility, name: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names routing lets through (no "/") reach ``file_to_serve``, which serves only listed files."""
+    from harness.board import app as board_app
+
+    run_folder = next(p for p in facility.runs_dir.iterdir() if facility.fail_run[:8] in p.name)
+    (run_folder / "sub").mkdir(exist_ok=True)
+    asked: list[str] = []
+    real = board_app.file_to_serve
+
+    def spy(folder: str, run_id: str, n: str) -> Path | None:
+        asked.append(n)
+        return real(folder, run_id, n)
+
+    monkeypatch.setattr(board_app, "file_to_serve", spy)
+    assert client.get(f"/runs/{facility.fail_run}/files/{name}").status_code == 404
+    assert len(asked) == 1 and asked[0] in (name, name.replace("%5C", "\\"))
+    assert client.get(f"/runs/{facility.fail_run}/files/run.json").status_code == 200  # the listing itself works
+
+
+def _copy_db(facility: board_db.Facility, tmp_path: Path, *statements: tuple[str, tuple[Any, ...]]) -> str:
+    """A copy of the facility's database with some rows changed; its URL."""
+    db = tmp_path / "copy.sqlite"
+    src = sqlite3.connect(facility.url.removeprefix("sqlite:///"))
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    for sql, params in statements:
+        dst.execute(sql, params)
+    dst.commit()
+    dst.close()
+    return f"sqlite:///{db.as_posix()}"
+
+
+def test_a_row_naming_a_folder_that_is_not_its_run_serves_nothing(facility: board_db.Facility, tmp_path: Path) -> None:
+    """A row whose folder is /etc, another run's folder or a relative path (even to its own folder:
+    relative to what?): no file, no facts."""
+
+    def own_folder(run_id: str) -> Path:
+        return next(p for p in facility.runs_dir.iterdir() if run_id[:8] in p.name)
+
+    other_folder = own_folder(facility.fail_run)
+    victims = facility.by_station["Scope A"][:3]
+    url = _copy_db(facility, tmp_path, ("update runs set folder = ? where run_id = ?", ("/etc", victims[0])),
+                   ("update runs set folder = ? where run_id = ?", (str(other_folder), victims[1])),
+                   ("update runs set folder = ? where run_id = ?", (os.path.relpath(own_folder(victims[2])), victims[2])),
+                   ("update runs set folder = ? where run_id = ?", (str(other_folder), facility.running_id)))
+    client = create_app(url, read_policy(facility.policy), now=lambda: board_db.NOW).test_client()
+    for run_id in victims:
+        assert client.get(f"/runs/{run_id}/files/passwd").status_code == 404
+        assert client.get(f"/runs/{run_id}/files/run.json").status_code == 404
+        page = text(client.get(f"/runs/{run_id}"))
+        assert "is not this run's" in page and "operator alice" not in page
+    assert client.get(f"/runs/{facility.fail_run}/files/run.json").status_code == 200  # the run whose folder it is
+    live = client.get(f"/runs/{facility.running_id}/progress.json").json or {}
+    assert live["foreign"] is True and live["records"] == 0
+    assert client.get("/").status_code == 200
+
+
+def test_quiet_journal_says_no_news(client: Any, facility: board_db.Facility) -> None:
+    """A running run whose journal has not grown for 10 min (owner elsewhere, e.g. crashed on another
+    computer) says "no news for N min", not an ETA."""
+    journal = facility.running_folder / "journal.jsonl"
+    fresh = client.get(f"/runs/{facility.running_id}/progress.json").json
+    assert fresh["no_news"] is False and fresh["quiet_s"] is not None
+    old = time.time() - 1800
+    os.utime(journal, (old, old))
+    try:
+        live = client.get(f"/runs/{facility.running_id}/progress.json").json
+        assert live["no_news"] is True and live["quiet_s"] >= 1800
+        page = text(client.get(f"/runs/{facility.running_id}"))
+        assert re.search(r"no news for \d+ min: its journal has not grown", page)
+        assert "p.no_news" in client.get(f"/runs/{facility.running_id}").get_data(as_text=True)  # the live script says it too
+        assert re.search(r"no news for \d+ min", text(client.get("/")))
+    finally:
+        os.utime(journal)
+
+
+def test_names_with_a_slash_have_pages_and_links(facility: board_db.Facility, tmp_path: Path) -> None:
+    url = _copy_db(facility, tmp_path, ("update runs set station = 'Scope/slash' where station = 'Scope A'", ()),
+                   ("update metrics set metric = 'stability/pct' where metric = 'stability_pct'", ()))
+    client = create_app(url, read_policy(facility.policy), now=lambda: board_db.NOW).test_client()
+    overview = client.get("/").get_data(as_text=True)
+    links = set(re.findall(r'href="(/microscopes/[^"]*slash[^"]*)"', overview))
+    assert links
+    for link in links:
+        r = client.get(html.unescape(link))
+        assert r.status_code == 200 and "Scope/slash" in text(r)
+        trend_links = set(re.findall(r'href="(/trends/stability[^"]*)"', r.get_data(as_text=True)))
+        assert trend_links
+        for trend in trend_links:
+            t = client.get(html.unescape(trend))
+            assert t.status_code == 200 and "stability/pct" in text(t)
+    assert client.get("/microscopes/Scope/slash").status_code == 200
+    assert client.get("/trends/stability/pct").status_code == 200
+    assert client.get("/certificate?microscope=Scope/slash&from=2026-09-01&to=2026-09-30").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["from=2026-09-01&to=9999-12-31", "from=9999-12-31&to=9999-12-31", "from=0001-01-01&to=9999-12-31"])
+def test_certificate_far_dates_are_a_bad_request(client: Any, query: str) -> None:
+    r = client.get(f"/certificate?microscope=Scope A&{query}")
+    assert r.status_code == 400 and "too late a date" in text(r)
+
+
+def test_policy_interval_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("policy: x\nchecks:\n  psf: {every: 3000000 d}\n")
+    with pytest.raises(UserError, match=r":3: facility policy: checks.psf.every: .*at most 100 years"):
+        read_policy(path)
+    path.write_text("policy: x\nchecks:\n  psf: {every: 36500 d}\n")
+    assert read_policy(path).interval_s("A", "psf") == 36500 * 86400
+
+
+def test_serve_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    for port in ("70000", "65536", "-1"):
+        with pytest.raises(SystemExit) as exc:
+            commands.run(["serve", "--port", port])
+        assert exc.value.code == 2
+        assert "--port" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_address_that_is_not_one(facility: board_db.Facility, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that does not resolve (resolution made to fail here, so no lookup leaves the machine)
+    or is no address: one message, exit 2."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("127.0.0.1", "localhost", "::1"):
+            return real(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    app = create_app(facility.url, read_policy(facility.policy))
+    for host in ("nosuchhost.invalid", "256.1.1.1"):
+        with pytest.raises(UserError, match=f"cannot listen on {re.escape(host)}:0"):
+            serve_app(app, host, 0)
+    messages: list[str] = []
+    assert commands.run(["serve", "--db", facility.url, "--host", "nosuchhost.invalid", "--port", "0",
+                         "--policy", str(facility.policy)], out=messages.append) == 2
+    assert len(messages) == 1 and messages[0].startswith("error: cannot listen on nosuchhost.invalid:0")
+
+
+def test_warm_up_failure_is_one_logged_line(facility: board_db.Facility, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    from harness.board import pages
+
+    def broken(self: Any, data: Any, limit: int = 10) -> Any:
+        raise UserError("results database x: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pages.OutOfControl, "recent", broken)
+    uncaught: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    with caplog.at_level("WARNING", logger="harness.board.app"):
+        create_app(facility.url, read_policy(facility.policy), warm=True)
+        for thread in [t for t in threading.enumerate() if t.name == "board-warm-up"]:
+            thread.join(timeout=60)
+    assert not uncaught
+    assert [r.getMessage() for r in caplog.records] == [
+        "board: the out-of-control list could not be computed ahead: results database x: server closed the connection unexpectedly"]
+
+
+def test_certificate_link_without_dates_shows_the_form(client: Any) -> None:
+    """The microscope page's certificate link names the microscope only: the form, that microscope
+    chosen, the last 365 days filled in; never "None"."""
+    for url in ("/certificate?microscope=Scope B", "/certificate?microscope=Scope B&from=2026-09-01"):
+        r = client.get(url)
+        source = r.get_data(as_text=True)
+        assert r.status_code == 200 and "<option selected>Scope B</option>" in source
+        assert 'name="to" value="2026-10-10"' in source and "None" not in text(r)
+    assert 'name="from" value="2025-10-10"' in client.get("/certificate?microscope=Scope B").get_data(as_text=True)
+    assert 'name="from" value="2026-09-01"' in client.get("/certificate?microscope=Scope B&from=2026-09-01").get_data(as_text=True)
+
+
+def test_a_run_ending_after_now_is_just_now(facility: board_db.Facility) -> None:
+    """A run on virtual time may end after the board's now: its age is "just now", never negative."""
+    from harness.board.pages import age
+
+    assert age(-3600) == "just now" and age(30) == "just now" and age(120) == "2 min"
+    early = create_app(facility.url, read_policy(facility.policy), now=lambda: board_db.START).test_client()
+    page = text(early.get("/"))
+    assert "just now" in cell(page, "Scope A") and "in the future" not in page
+
+
+def test_a_missing_value_shows_no_unit(facility: board_db.Facility, tmp_path: Path) -> None:
+    url = _copy_db(facility, tmp_path, ("update metrics set value = null where metric = 'stability_pct' and run_id = ?", (facility.warn_run,)))
+    client = create_app(url, read_policy(facility.policy), now=lambda: board_db.NOW).test_client()
+    page = text(client.get(f"/runs/{facility.warn_run}"))
+    assert re.search(r"stability_pct not computed warn", page), page
+    cert = text(client.get("/certificate?microscope=Scope B&from=2026-10-01&to=2026-10-10"))
+    assert "not computed" in cert and "not computed %" not in cert
+
+
+def test_certificate_says_the_station_is_simulated(client: Any) -> None:
+    """A certificate must not hide that its data came from a simulator (run.json station.simulated)."""
+    page = text(client.get("/certificate?microscope=Scope B&from=2026-09-20&to=2026-10-10"))
+    assert "runs 5 station simulated station: data from a simulator generated" in page
+    assert page.count("simulated station: data from a simulator") == 1 + 5  # the header and each run
+    assert "checks run" not in page

@@ -1,12 +1,13 @@
 """The facility board as a Flask application (WSGI; ``microscope-qc serve`` runs it under waitress).
 
 Routes (GET and HEAD only; any other method is 405):
-``/`` overview matrix; ``/microscopes/<name>``; ``/runs/<run_id>``; ``/runs/<run_id>/progress.json``;
+``/`` overview matrix; ``/microscopes/<name>`` (a name may hold "/"); ``/runs/<run_id>``; ``/runs/<run_id>/progress.json``;
 ``/runs/<run_id>/files/<name>`` (one file of the run's folder listing, see ``run_files``);
-``/trends`` and ``/trends/<metric>?subject=&protocol=``; ``/certificate?microscope=&from=&to=``.
+``/trends`` and ``/trends/<metric>?subject=&protocol=`` (a metric may hold "/"); ``/certificate?microscope=&from=&to=``.
 
 Rules callers may rely on: the database is only read (``queries``); a file is served only when its
-name is in the listing of a folder the store records for that run, else 404; with a ``token``, a
+name is in the listing of the folder the store records for that run and that folder is the run's
+own (``run_files.is_run_folder``: it holds that run's run.json), else 404; with a ``token``, a
 request must carry it (``?token=`` once: it is then kept in a cookie and the URL is cleaned), else
 401; every response says no resource outside the board may load (Content-Security-Policy), and a
 run's own files are served sandboxed. Without a token (a loopback address), a request whose Host
@@ -20,11 +21,12 @@ script but the few inline lines of the live progress.
 from __future__ import annotations
 
 import hmac
+import logging
 import mimetypes
 import re
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,6 +47,7 @@ PAGE_CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 FILE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}  # without a token, a Host header naming anything else (DNS rebinding) is refused
+LOG = logging.getLogger(__name__)
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -55,6 +58,15 @@ def _day(text: str | None, what: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise UserError(f"{what}: {text!r} is not a date") from None
+
+
+def _warm_up(ooc: pages.OutOfControl, data: BoardData) -> None:
+    """Compute the overview's out-of-control list ahead; a failure is one logged line (the overview
+    computes it again and shows what is wrong)."""
+    try:
+        ooc.recent(data)
+    except Exception as exc:  # noqa: BLE001 - a background thread: anything it raises would be a bare traceback
+        LOG.warning("board: the out-of-control list could not be computed ahead: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def create_app(db_url: str | None = None, policy: Policy | None = None, token: str | None = None,
@@ -69,7 +81,7 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
     ooc = pages.OutOfControl(policy.watched())
     clock = now or (lambda: datetime.now(timezone.utc))
     if warm:  # the out-of-control points take a pass over every judged value: computed once, before the first visitor asks
-        threading.Thread(target=ooc.recent, args=(data,), name="board-warm-up", daemon=True).start()
+        threading.Thread(target=_warm_up, args=(ooc, data), name="board-warm-up", daemon=True).start()
     app = Flask("harness.board")
     app.config.update(BOARD_DATA=data, BOARD_POLICY=policy, BOARD_TOKEN=token)
     app.jinja_env.globals.update(version=__version__, database=shown(store.url), policy=policy, token_required=bool(token))
@@ -131,7 +143,7 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
     def overview() -> str:
         return render_template("overview.html", **pages.overview(data, policy, clock(), progress, ooc))
 
-    @app.get("/microscopes/<name>")
+    @app.get("/microscopes/<path:name>")  # a station name is a database key: it may hold "/"
     def microscope(name: str) -> str:
         return render_template("microscope.html", **pages.microscope(data, policy, clock(), name))
 
@@ -144,13 +156,13 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
         found = data.run(run_id)
         if found is None:
             abort(404)
-        live = progress.read(found.folder)
+        live = progress.read(found.folder, run_id)
         return jsonify({**live, "run_id": run_id, "status": found.status, "ended_status": live.get("status")})
 
     @app.get("/runs/<run_id>/files/<name>")
     def run_file(run_id: str, name: str) -> Any:
         found = data.run(run_id)
-        path = file_to_serve(found.folder, name) if found is not None else None
+        path = file_to_serve(found.folder, run_id, name) if found is not None else None
         if path is None:
             abort(404)
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -162,16 +174,21 @@ def create_app(db_url: str | None = None, policy: Policy | None = None, token: s
     def trend_index() -> str:
         return render_template("trends.html", **pages.trend_index(data))
 
-    @app.get("/trends/<metric>")
+    @app.get("/trends/<path:metric>")
     def trend(metric: str) -> str:
         return render_template("trend.html", **pages.trends(data, metric, request.args.get("subject"), request.args.get("protocol")))
 
     @app.get("/certificate")
     def certificate() -> Any:
-        name = request.args.get("microscope")
-        if not name:
-            return render_template("certificate_form.html", microscopes=data.names()[0]), 200
+        name, given_from, given_to = request.args.get("microscope"), request.args.get("from"), request.args.get("to")
+        if not name or not given_from or not given_to:  # the form, with what was given and the last 365 days by default
+            today = clock().astimezone(timezone.utc).date()
+            microscopes = sorted(set(data.names()[0]) | set(policy.microscopes()))
+            return render_template("certificate_form.html", microscopes=microscopes, selected=name or "",
+                                   first=given_from or (today - timedelta(days=365)).isoformat(), last=given_to or today.isoformat()), 200
         first, last = _day(request.args.get("from"), "from"), _day(request.args.get("to"), "to")
+        if last >= date.max:  # the day after the period must be a date
+            raise UserError(f"to: {last} is too late a date")
         if last < first:
             raise UserError(f"the period ends ({last}) before it starts ({first})")
         return render_template("certificate.html", **pages.certificate(data, policy, clock(), name, first, last))

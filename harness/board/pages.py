@@ -19,7 +19,7 @@ from harness.analysis.control_chart import evaluate, flagged_indices
 from harness.board import svg_charts
 from harness.board.policy import NEVER_RUN, NOT_REQUIRED, OVERDUE, Policy, due_state
 from harness.board.queries import COMPLETED, BoardData, Metric, Run
-from harness.board.run_files import ProgressReader, list_files, run_facts
+from harness.board.run_files import ProgressReader, is_run_folder, list_files, run_facts
 from harness.report.trend_report import Chart
 
 SPARKLINES = 8  # key metrics shown as small trends on a microscope's page
@@ -30,11 +30,12 @@ class NotFound(Exception):
 
 
 def age(delta_s: float | None) -> str:
-    """A duration for a glance: "45 min", "5 h", "3 d"."""
+    """A duration for a glance: "45 min", "5 h", "3 d"; under a minute, or ahead of "now" (a run on
+    virtual time can end after the wall clock's now), "just now"."""
     if delta_s is None:
         return ""
-    if delta_s < 0:
-        return "in the future"
+    if delta_s < 60:
+        return "just now"
     if delta_s < 3600:
         return f"{int(delta_s // 60)} min"
     if delta_s < 2 * 86400:
@@ -103,7 +104,7 @@ def _matrix(data: BoardData, policy: Policy, now: datetime, only: str | None = N
 
 
 def running_view(data: BoardData, progress: ProgressReader) -> list[dict[str, Any]]:
-    return [{"run": r, "progress": progress.read(r.folder)} for r in data.running()]
+    return [{"run": r, "progress": progress.read(r.folder, r.run_id)} for r in data.running()]
 
 
 class OutOfControl:
@@ -211,12 +212,14 @@ def run_page(data: BoardData, run_id: str, progress: ProgressReader) -> dict[str
     run = data.run(run_id)
     if run is None:
         raise NotFound(f"no run {run_id!r} in the results database")
-    facts = run_facts(run.folder)
-    files = list_files(run.folder)
+    own = is_run_folder(run.folder, run.run_id)
+    facts = run_facts(run.folder, run.run_id)
+    files = list_files(run.folder, run.run_id)
     rows = [{"m": m, "limit": limit_text(m.limit_json, m.unit)} for m in data.run_metrics([run_id])[run_id]]
-    live = progress.read(run.folder) if run.status == "running" else None
+    live = progress.read(run.folder, run.run_id) if run.status == "running" and own else None
     seed = run.seed if run.seed is not None else facts.get("seed")
-    return {"run": run, "facts": facts, "seed": seed, "files": list(files), "report": "report.html" in files, "metrics": rows, "progress": live}
+    return {"run": run, "facts": facts, "seed": seed, "files": list(files), "report": "report.html" in files, "metrics": rows,
+            "progress": live, "own_folder": own}
 
 
 def trend_index(data: BoardData) -> dict[str, Any]:
@@ -248,7 +251,7 @@ def certificate(data: BoardData, policy: Policy, now: datetime, name: str, first
     found = data.run_metrics([r.run_id for r in runs])
     entries: list[dict[str, Any]] = []
     for r in runs:
-        facts = run_facts(r.folder)
+        facts = run_facts(r.folder, r.run_id)
         judged: list[Metric] = [m for m in found[r.run_id] if m.limit_json]
         entries.append({"run": r, "facts": facts, "verdict": verdict_of(r),
                         "metrics": [{"m": m, "limit": limit_text(m.limit_json, m.unit)} for m in judged],
@@ -256,4 +259,6 @@ def certificate(data: BoardData, policy: Policy, now: datetime, name: str, first
     failed = [e for e, r in zip(entries, runs) if verdict_of(r)[0] in ("fail", "warn") or r.status != COMPLETED]
     checks_run = {r.protocol for r in runs}
     required = [c for c in policy.checks() if policy.interval_s(name, c) is not None and c not in checks_run]
-    return {"name": name, "first": first, "last": last, "entries": entries, "failed": failed, "not_run": required, "now": now}
+    simulated = sum(1 for e in entries if e["facts"].get("simulated"))
+    return {"name": name, "first": first, "last": last, "entries": entries, "failed": failed, "not_run": required, "now": now,
+            "simulated": simulated}

@@ -16,7 +16,7 @@ watch:                          # metrics without acceptance limits whose contro
 
 A check named under ``checks`` is required on every microscope the board knows, unless a
 microscope's override says ``applicable: false``; an override may also add a check that is not a
-default. ``every`` is a duration with its unit (``30 d``, ``12 h``). The overview lists the recent
+default. ``every`` is a duration with its unit (``30 d``, ``12 h``), at most 100 years. The overview lists the recent
 out-of-control points of every judged metric (one with an acceptance limit) and of the metrics
 ``watch`` names per check (e.g. a laser's mean power: no fixed limit fits every laser, but a change
 from its own history is worth seeing). A bad file is one ``UserError`` naming file, line and field.
@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.common.errors import UserError
 from harness.common.units import PositiveSeconds
 from harness.common.yaml_source import format_errors, load_yaml
 
 NEVER_RUN, OVERDUE, DUE_SOON, OK, NOT_REQUIRED = "never run", "overdue", "due soon", "ok", "not required"
+MAX_EVERY_S = 100 * 365 * 86400.0  # an interval is at most 100 years: a due date stays a date
 DUE_SOON_FRACTION = 0.1  # "due soon" within the last tenth of the interval
 
 
@@ -50,9 +51,16 @@ class _Model(BaseModel):
 class CheckRule(_Model):
     """How often one check is due (``every``), or that it does not apply (``applicable: false``)."""
 
-    every: PositiveSeconds | None = Field(default=None, description="interval between runs of the check, e.g. '30 d'")
+    every: PositiveSeconds | None = Field(default=None, description="interval between runs of the check, e.g. '30 d' (at most 100 years)")
     applicable: bool = Field(default=True, description="false: the check is not required on this microscope")
     note: str | None = Field(default=None, description="why (for people; shown on the board)")
+
+    @field_validator("every")
+    @classmethod
+    def _bounded(cls, value: float | None) -> float | None:
+        if value is not None and value > MAX_EVERY_S:
+            raise ValueError(f"at most 100 years (36500 d), got {value / 86400:g} d")
+        return value
 
     @model_validator(mode="after")
     def _either(self) -> CheckRule:

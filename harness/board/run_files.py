@@ -2,10 +2,16 @@
 the facts of run.json the store does not hold (operator, seed, software), and the live progress of a
 running run from its journal and plan.
 
-Files: ``list_files(folder)`` lists the regular files directly in the folder, by name; a symbolic
-link, a sub-folder or anything else is not listed. A URL names a run and one of these names; the
-board serves the path of the listing's entry (``file_to_serve``), never a path built from the URL, so
-no URL reaches outside the folders the store knows.
+Whose folder: a database row names its run's folder, and anyone who can write the shared database
+can name any folder. So the board reads a folder for a run only when ``is_run_folder(folder,
+run_id)``: the path is absolute and holds a run.json whose ``run_id`` is that run's. Otherwise
+``list_files``, ``file_to_serve`` and ``run_facts`` give nothing, and ``ProgressReader.read`` reads
+no journal (``foreign`` True).
+
+Files: ``list_files(folder, run_id)`` lists the regular files directly in the folder, by name; a
+symbolic link, a sub-folder or anything else is not listed. A URL names a run and one of these names;
+the board serves the path of the listing's entry (``file_to_serve``), never a path built from the URL,
+so no URL reaches outside the run folders the store knows.
 
 Progress: ``ProgressReader.read(folder)`` reads the journal incrementally (only the bytes appended
 since the last call, complete lines only, each parsed by ``journal.parse_record``): the fraction done
@@ -17,6 +23,11 @@ host, the process ended without finishing) is said to be ``interrupted`` (``owne
 store keeps its "running" row until ``microscope-qc recover`` records it, and the board says so
 instead of showing a frozen bar as live. Nothing here raises for a missing or unreadable file: it is
 absent.
+
+Quiet: ``quiet_s`` is the wall time since the journal last grew (its modification time); while the
+acquisition has not ended and the owner is not known to be gone, ``no_news`` is True once that is
+``QUIET_S`` or more: a run that crashed on another computer (owner "other host", which this board
+cannot examine) is then not shown as live for ever.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import json
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,11 +47,21 @@ from harness.records.run_folder import RunFolder
 from harness.recovery.owners import examine
 
 MAX_JSON_BYTES = 50_000_000
+QUIET_S = 600.0  # no journal record for this long (wall clock) and not ended: "no news"
 
 
-def list_files(folder: str | Path) -> dict[str, Path]:
+def is_run_folder(folder: str | Path, run_id: str) -> bool:
+    """Whether ``folder`` is an absolute path holding a run.json whose run_id is ``run_id``."""
+    if not str(folder) or not os.path.isabs(folder):
+        return False
+    return run_json(folder).get("run_id") == run_id
+
+
+def list_files(folder: str | Path, run_id: str) -> dict[str, Path]:
     """Name -> path of the regular files directly in ``folder`` (no links, no sub-folders); empty if
-    the folder cannot be read."""
+    the folder cannot be read or is not the folder of run ``run_id``."""
+    if not is_run_folder(folder, run_id):
+        return {}
     out: dict[str, Path] = {}
     try:
         with os.scandir(folder) as entries:
@@ -55,9 +77,9 @@ def list_files(folder: str | Path) -> dict[str, Path]:
     return dict(sorted(out.items()))
 
 
-def file_to_serve(folder: str | Path, name: str) -> Path | None:
-    """The listed file called ``name`` (exactly), or None."""
-    return list_files(folder).get(name)
+def file_to_serve(folder: str | Path, run_id: str, name: str) -> Path | None:
+    """The listed file called ``name`` (exactly) of run ``run_id``'s folder, or None."""
+    return list_files(folder, run_id).get(name)
 
 
 def run_json(folder: str | Path) -> dict[str, Any]:
@@ -72,10 +94,13 @@ def run_json(folder: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def run_facts(folder: str | Path) -> dict[str, Any]:
+def run_facts(folder: str | Path, run_id: str) -> dict[str, Any]:
     """What the run page and the certificate show of run.json: operator, seed, software version,
-    host, clock mode, protocol title (each None when absent)."""
+    host, clock mode, protocol title, whether the station is simulated (each None, or False, when absent, all when the folder is not run
+    ``run_id``'s)."""
     data = run_json(folder)
+    if data.get("run_id") != run_id or not os.path.isabs(folder):
+        data = {}
 
     def part(name: str) -> dict[str, Any]:
         value = data.get(name)
@@ -83,7 +108,7 @@ def run_facts(folder: str | Path) -> dict[str, Any]:
 
     software, station, protocol, clock = part("software"), part("station"), part("protocol"), part("clock")
     return {"operator": data.get("operator"), "seed": station.get("seed"), "software": software.get("version"),
-            "tool": software.get("tool"), "clock": clock.get("mode"), "title": protocol.get("title"),
+            "tool": software.get("tool"), "clock": clock.get("mode"), "title": protocol.get("title"), "simulated": station.get("simulated") is True,
             "estimate_s": (protocol.get("plan") or {}).get("estimate_s") if isinstance(protocol.get("plan"), dict) else None}
 
 
@@ -113,6 +138,14 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _quiet_s(journal: Path) -> float | None:
+    """Wall seconds since the journal was last written (its modification time), None without one."""
+    try:
+        return max(time.time() - journal.stat().st_mtime, 0.0)
+    except OSError:
+        return None
+
+
 def _owner(folder: Path, ended: bool) -> dict[str, Any]:
     """``owner``: "alive", "gone", "other host" or "unknown" (None once the acquisition ended), and
     ``owner_detail`` for people."""
@@ -134,18 +167,26 @@ class ProgressReader:
         self._lock = threading.Lock()
         self._tails: dict[str, _Tail] = {}
 
-    def read(self, folder: str | Path, now: datetime | None = None) -> dict[str, Any]:
-        """The progress of the run in ``folder``: ``fraction`` (0-1, or None with no plan estimate),
-        ``step`` (text), ``step_index``, ``actions``, ``elapsed_s`` and ``eta_s`` (wall time, None
-        when unknown), ``ended`` (the journal's run_end was written), ``records``."""
+    def read(self, folder: str | Path, run_id: str, now: datetime | None = None) -> dict[str, Any]:
+        """The progress of run ``run_id`` in ``folder``: ``fraction`` (0-1, or None with no plan
+        estimate), ``step`` (text), ``step_index``, ``actions``, ``elapsed_s`` and ``eta_s`` (wall
+        time, None when unknown), ``ended`` (the journal's run_end was written), ``records``,
+        ``quiet_s`` (wall seconds since the journal last grew, None without one) and ``no_news``;
+        ``foreign`` True (and nothing read) when the folder is not that run's."""
+        if not is_run_folder(folder, run_id):
+            return {**self._summary(_Tail(), now or datetime.now(timezone.utc)), "quiet_s": None, "no_news": False,
+                    "foreign": True, "owner": None, "owner_detail": None}
         journal = RunFolder(Path(folder)).journal
         with self._lock:
             tail = self._tails.setdefault(str(journal), _Tail())
             self._advance(journal, tail)
             if tail.estimate_s is None:
-                tail.estimate_s = _number(run_facts(folder).get("estimate_s"))
+                tail.estimate_s = _number(run_facts(folder, run_id).get("estimate_s"))
             summary = self._summary(tail, now or datetime.now(timezone.utc))
-        return {**summary, **_owner(Path(folder), summary["ended"])}
+        owner = _owner(Path(folder), summary["ended"])
+        quiet = _quiet_s(journal)
+        no_news = quiet is not None and quiet >= QUIET_S and not summary["ended"] and owner["owner"] != "gone"
+        return {**summary, **owner, "quiet_s": quiet, "no_news": no_news, "foreign": False}
 
     @staticmethod
     def _advance(path: Path, tail: _Tail) -> None:

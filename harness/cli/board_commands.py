@@ -6,7 +6,8 @@ It binds 127.0.0.1 by default. Bound to any other address it requires a token: `
 waitress are the optional extra ``board``; without them the command says how to install it.
 
 Contract: ``cmd_serve(args)`` returns the exit status (0 after Ctrl-C); a user mistake (bad policy
-file, database that cannot be opened, address in use, extra not installed) is a ``UserError``.
+file, database that cannot be opened, address in use or not an address of this computer, extra not
+installed) is a ``UserError``; a port outside 0-65535 is refused by argparse.
 ``add_serve(sub)`` defines the arguments. ``serve_app(app, host, port)`` is the server loop (tests
 start it in a thread).
 """
@@ -67,6 +68,16 @@ def serve_app(app: Any, host: str, port: int, threads: int = 8) -> Any:
         return create_server(app, host=host, port=port, threads=threads, ident="microscope-qc")
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # waitress: a host name that does not resolve, or no address at all
+        raise UserError(f"cannot listen on {host}:{port}: {exc}") from None
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    value = at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text}")
+    return value
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -103,7 +114,7 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="the facility board: every microscope's QC in a web page (read-only)")
     db_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs a token)")
-    p.add_argument("--port", type=at_least(0), default=8080, help="port (default 8080; 0: any free port)")
+    p.add_argument("--port", type=port_number, default=8080, help="port (default 8080; 0: any free port)")
     p.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
                    help="facility policy file: how often each check is due (default: the shipped configs/facility-policy.yaml)")
     p.add_argument("--token", help=f"token a browser must give (default: ${TOKEN_ENV}; generated when --host is not a loopback address)")
