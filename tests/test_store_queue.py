@@ -212,6 +212,7 @@ def test_a_queued_run_whose_folder_is_not_there_stays_queued(real_run: Path, tmp
     pending.queue(nas / "run", url, "unreachable")
     pending.queue(junk, url, "unreachable")
     nas.rename(unmounted)  # the runs' drive is not mounted now
+    ResultsStore(url).close()  # the database exists (history refuses an SQLite --db that does not: a typo)
     code, out, _ = qc(capsys, "history", "--db", url)
     assert code == 0 and out.splitlines()[-1] == (
         "note: 2 runs queued on this computer wait to be recorded in this database (it could not take them when they ended): "
