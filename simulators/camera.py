@@ -288,8 +288,10 @@ class CameraModel:
             low, high = float(mean.min()) < _EXACT_BELOW, float(mean.max()) >= never_knee
             if low or high:
                 flat = mean.reshape(-1)
-                parts = ([np.flatnonzero(flat < _EXACT_BELOW)] if low else []) + ([np.flatnonzero(flat >= never_knee)] if high else [])
-                near = np.union1d(parts[0], parts[1]) if len(parts) == 2 else parts[0]
+                if low and high:  # one pass gives the sorted union (np.union1d hashes: 0.3 s a frame)
+                    near = np.flatnonzero((flat < _EXACT_BELOW) | (flat >= never_knee))
+                else:
+                    near = np.flatnonzero(flat < _EXACT_BELOW) if low else np.flatnonzero(flat >= never_knee)
             if near is None or 4 * near.size < mean.size:
                 out = self.rng.standard_normal(mean.shape, dtype=np.float32)
                 spread = np.add(mean, read * read)
