@@ -81,3 +81,21 @@ def pg_server() -> Iterator[PgServer]:
         pytest.fail(str(exc), pytrace=False)
     yield server
     server.destroy()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (pyproject's default) with the modules that share the shipped protocols'
+    runs (tests/shipped_runs.py) as one unit, so one worker makes each of those runs once."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    from tests.shipped_runs import SHARED_MODULES
+
+    class SharedRunsScope(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "shipped-runs" if Path(module).name in SHARED_MODULES else str(super()._split_scope(nodeid))
+
+    return SharedRunsScope(config, log)

@@ -30,6 +30,7 @@ from harness.records.series_writer import read_series
 from harness.station.station import Station
 from tests import emva_truth
 from tests.conftest import DEMO, ROOT, station_variant
+from tests.shipped_runs import shipped_run
 
 PROTOCOL = ROOT / "protocols" / "camera-characterization.yaml"
 SPATIAL_EXPOSURE_S = 0.16  # the protocol's spatial frames
@@ -70,8 +71,9 @@ def _run(station_file: Path, runs: Path, protocol: Path = PROTOCOL) -> Run:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    base = tmp_path_factory.mktemp("camera")
-    return _run(station_variant(base, {}), base / "runs")
+    run = shipped_run("camera-characterization", tmp_path_factory)  # the shipped protocol on the shipped station
+    [cam] = run.results("camera")
+    return Run(run.folder, cam, run.world.cameras["Camera"], run.world, run.t0)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from harness.records.series_writer import read_series
 from harness.station.station import Station
 from tests.bead_stacks import grid_beads, render
 from tests.conftest import DEMO, ROOT, station_variant
+from tests.shipped_runs import shipped_run
 from tests.test_psf_analysis import OTHER_STATION, _metroloj_reference_distance, laser_label, run_protocol
 
 PROTOCOL = ROOT / "protocols" / "co-registration.yaml"
@@ -84,10 +85,10 @@ def test_no_pair_is_said_and_a_shift_beyond_the_radius_fails_the_count() -> None
 
 @pytest.fixture(scope="module")
 def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float, float]]:
-    out = {}
-    for which, extra in (("default", {}), ("other", OTHER_STATION)):
-        base = tmp_path_factory.mktemp(f"coreg-{which}")
-        out[which] = run_protocol(station_variant(base, extra), base / "runs", PROTOCOL, "coregistration")
+    shipped = shipped_run("co-registration", tmp_path_factory)  # the shipped protocol on the shipped station
+    out = {"default": (shipped.folder, shipped.results("coregistration"), shipped.world, 0.0, shipped.t0)}
+    base = tmp_path_factory.mktemp("coreg-other")
+    out["other"] = run_protocol(station_variant(base, OTHER_STATION), base / "runs", PROTOCOL, "coregistration")
     return out
 
 

@@ -27,6 +27,7 @@ from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.image_records import FRAME_COLUMNS
 from harness.station.station import Station
 from tests.conftest import DEMO, ROOT, SIMULATED, merge, station_variant
+from tests.shipped_runs import shipped_run
 
 PX_UM = 0.25  # sample pixel
 W0_UM = 0.15  # in-focus bead sigma
@@ -302,7 +303,8 @@ def _z_drive(extra: dict[str, Any]) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def stability_default(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
-    return _sim_run(tmp_path_factory.mktemp("focus-default"), {}, "focus-stability.yaml")
+    run = shipped_run("focus-stability", tmp_path_factory)  # the shipped protocol on the shipped station
+    return SimRun(run.results(), run.world, run.t0, run.folder)
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +314,8 @@ def stability_other(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
 
 @pytest.fixture(scope="module")
 def repeatability_default(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
-    return _sim_run(tmp_path_factory.mktemp("zrep-default"), {}, "z-repeatability.yaml")
+    run = shipped_run("z-repeatability", tmp_path_factory)
+    return SimRun(run.results(), run.world, run.t0, run.folder)
 
 
 @pytest.fixture(scope="module")

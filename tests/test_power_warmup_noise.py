@@ -39,6 +39,7 @@ from harness.records.series_writer import read_series
 from harness.station.station import Station
 from simulators.meter import RANGES_W
 from tests.conftest import ROOT, station_variant
+from tests.shipped_runs import shipped_run
 
 BAND = WARMUP_BAND_PCT / 100.0
 LINES = {"405": "Laser405", "488": "Laser488", "561": "Laser561", "640": "Laser640"}
@@ -81,6 +82,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tupl
     out = {}
     for station_name, extra in (("default", {}), ("other", OTHER)):
         for name, protocol in protocols.items():
+            if station_name == "default" and name in ("short", "long"):  # the shipped protocol on the shipped station
+                shipped = shipped_run(protocol.stem, tmp_path_factory)
+                out[(station_name, name)] = (shipped.folder, shipped.world, shipped.t0)
+                continue
             with Station.load(station_variant(base, extra, f"{station_name}-{name}.yaml")) as station:
                 runner = Runner(station, protocol, runs_dir=base / "runs", quiet=True)
                 outcome = runner.run()

@@ -18,10 +18,10 @@ from ome_types import from_xml
 
 from harness.finishing.runner import FinishingRunner as Runner
 from harness.records.journal import read_journal
-from harness.station.station import Station
-from tests.conftest import ROOT, station_variant
+from tests.conftest import ROOT
 from tests.imaging import illumination_peak
 from tests.omecheck import bioformats_info, bioformats_value
+from tests.shipped_runs import shipped_run
 
 PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
 # as fast as the loopback round trip (~0.5 ms real) allows each protocol's sampling interval
@@ -29,19 +29,12 @@ PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Runner]]:
-    """Run every shipped protocol once on one simulated station."""
-    base = tmp_path_factory.mktemp("runs")
+    """Every shipped protocol, run once on the shipped simulated station (tests/shipped_runs.py: the
+    same runs other modules check against their ground truth)."""
     out = {}
     for protocol in PROTOCOLS:
-        name = protocol.stem
-        station_file = station_variant(base, {}, f"{name}.yaml")
-        with Station.load(station_file) as station:
-            runner = Runner(station, protocol, runs_dir=base / "runs", quiet=True)
-            outcome = runner.run()
-            assert outcome.status == "completed", f"{name}: {outcome.reason}"
-            lasers_on = [laser for laser in station.sim.world.lasers.values() if laser.emission]
-            assert not lasers_on, f"{name} left lasers on"
-        out[name] = (outcome.folder, runner)
+        run = shipped_run(protocol.stem, tmp_path_factory)
+        out[protocol.stem] = (run.folder, run.runner)
     return out
 
 

@@ -39,6 +39,7 @@ from harness.finishing.runner import FinishingRunner as Runner
 from harness.station.station import Station
 from tests.bead_stacks import FWHM_PER_SIGMA, grid_beads, render
 from tests.conftest import DEMO, ROOT, station_variant
+from tests.shipped_runs import shipped_run
 
 PSF_PROTOCOL = ROOT / "protocols" / "psf.yaml"
 
@@ -337,9 +338,10 @@ def gaussian_truth(world: Any, label: str, result: dict[str, Any]) -> tuple[floa
 @pytest.fixture(scope="module")
 def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float, float]]:
     out = {}
-    for which, extra in (("default", {}), ("other", OTHER_STATION)):
-        base = tmp_path_factory.mktemp(f"psf-{which}")
-        out[which] = run_protocol(station_variant(base, extra), base / "runs", PSF_PROTOCOL, "psf")
+    shipped = shipped_run("psf", tmp_path_factory)  # the shipped protocol on the shipped station
+    out = {"default": (shipped.folder, shipped.results("psf"), shipped.world, 0.0, shipped.t0)}
+    base = tmp_path_factory.mktemp("psf-other")
+    out["other"] = run_protocol(station_variant(base, OTHER_STATION), base / "runs", PSF_PROTOCOL, "psf")
     return out
 
 

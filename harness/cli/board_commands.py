@@ -1,5 +1,5 @@
 """``microscope-qc serve``: the facility board (``harness.board``) over the results database, served
-by waitress until Ctrl-C.
+by waitress until Ctrl-C (SIGINT) or SIGTERM.
 
 It binds 127.0.0.1 by default. Bound to any other address it requires a token: ``--token``, else
 ``$MICROSCOPE_QC_BOARD_TOKEN``, else one generated and printed once with the URL to open. Flask and
@@ -8,8 +8,10 @@ waitress are the optional extra ``board``; without them the command says how to 
 Contract: ``cmd_serve(args)`` returns the exit status (0 after Ctrl-C); a user mistake (bad policy
 file, database that cannot be opened, address in use or not an address of this computer, extra not
 installed) is a ``UserError``; a port outside 0-65535 is refused by argparse.
-``add_serve(sub)`` defines the arguments. ``serve_app(app, host, port)`` is the server loop (tests
-start it in a thread).
+``add_serve(sub)`` defines the arguments. ``serve_app(app, host, port)`` makes the server (tests
+start its ``.run()`` in a thread); ``serve_until_stopped(server)`` serves until a stop signal. The
+signals only set a flag the loop reads at least once a second: a KeyboardInterrupt raised where
+Python swallows it (a finalizer running on the main thread) could leave the server running.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import argparse
 import ipaddress
 import os
 import secrets
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,21 +97,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = serve_app(app, args.host, args.port)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown_host}:{server.effective_port}/"
-    if token and generated:
-        print(f"board: open {url}?token={token}\n(the token was generated for this run of the server; give --token or ${TOKEN_ENV} to keep one)")
-    elif token:
-        print(f"board: open {url}?token=<your token>")
-    else:
-        print(f"board: open {url}")
-    print("read-only; Ctrl-C stops it", flush=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+
+    def announce() -> None:
+        if token and generated:
+            print(f"board: open {url}?token={token}\n(the token was generated for this run of the server; give --token or ${TOKEN_ENV} to keep one)")
+        elif token:
+            print(f"board: open {url}?token=<your token>")
+        else:
+            print(f"board: open {url}")
+        print("read-only; Ctrl-C stops it", flush=True)
+
+    serve_until_stopped(server, announce)
     print("board stopped", file=sys.stderr)
     return 0
+
+
+def serve_until_stopped(server: Any, announce: Callable[[], None], poll_s: float = 1.0) -> None:
+    """Take SIGINT and SIGTERM, call ``announce`` (the URL is printed once a stop is handled), serve
+    until one of them comes, then stop the worker threads and close the sockets; the previous
+    handlers are restored."""
+    from waitress import wasyncore
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        server.pull_trigger()  # wakes the poll at once
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        announce()
+        while not stop.is_set():
+            wasyncore.loop(timeout=poll_s, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.task_dispatcher.shutdown()
+        server.close()
 
 
 def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
