@@ -8,6 +8,8 @@ half of the run adds (almost) nothing to what the first half needed.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import threading
 import time
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-"))
+    atexit.register(shutil.rmtree, folder, True)  # the runs are not kept
     print("resident memory during runs (Linux /proc/self/statm)")
     report(f"{args.minutes:g} min at 1 Hz", measure(SAMPLING.format(minutes=args.minutes), folder))
     report(f"{args.frames} frames of 512x512", measure(FRAMES.format(frames=args.frames), folder))

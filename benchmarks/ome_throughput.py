@@ -9,6 +9,8 @@ repeats alternate which goes first; the ratio is the median of the paired ratios
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -63,6 +65,7 @@ def main() -> None:
     frames = [frames[k % len(frames)] for k in range(args.frames)]
     mb = args.frames * frames[0].nbytes / 1e6
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-"))
+    atexit.register(shutil.rmtree, folder, True)  # the runs are not kept
     raw, ome = [], []
     for r in range(args.repeats):
         pair = [("raw", write_raw, folder / f"raw{r}.tif"), ("ome", write_ome, folder / f"ome{r}.ome.tif")]

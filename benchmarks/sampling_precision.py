@@ -10,7 +10,9 @@ waiting for the same deadlines with no I/O at all (the floor the machine's sched
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-"))
+    atexit.register(shutil.rmtree, folder, True)  # the runs are not kept
     results = {
         "harness runner (simulated PM100D over pyvisa-py socket)": harness_errors(args.seconds, folder),
         "baseline: naive read(); sleep(0.1)": naive_errors(args.seconds, folder),

@@ -13,9 +13,11 @@ ratio real-time x120 / virtual of the whole process.
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a ten-reading, two-frame protocol instead (a quick check)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-vt-"))
+    atexit.register(shutil.rmtree, folder, True)  # the runs are not kept
     protocols = args.protocols
     if args.tiny:
         (folder / "tiny.yaml").write_text(TINY)
