@@ -1,6 +1,8 @@
 """Memory over a long run: a 120-minute protocol sampling at 1 Hz (virtual time) and a run of
-1000 frames, with the process's resident memory sampled as the run goes. Flat means the second
-half of the run adds (almost) nothing to what the first half needed.
+1000 frames, with the process's resident memory read at every step of the acquisition (by the
+run's progress, so halves are halves of the station time, whatever the wall time) and, for the
+whole run with its finishing (analysis, report), by a thread every 50 ms. Flat means the second half
+of the acquisition adds (almost) nothing to what the first half needed.
 
     python -m benchmarks.memory_flat [--minutes 120] [--frames 1000]
 """
@@ -49,35 +51,56 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def measure(protocol_text: str, folder: Path) -> list[float]:
+class RssByProgress:
+    """A progress display that reads the resident memory at every update of the acquisition."""
+
+    def __init__(self, total_s: float) -> None:
+        self.total_s = total_s
+        self.samples: list[tuple[float, float]] = []  # (fraction of the planned station time, MB)
+
+    def update(self, done_s: float, step: str) -> None:
+        self.samples.append((done_s / self.total_s if self.total_s > 0 else 1.0, rss_mb()))
+
+    def close(self) -> None:
+        pass
+
+
+def measure(protocol_text: str, folder: Path) -> tuple[list[tuple[float, float]], float]:
+    """(RSS by acquisition progress, peak RSS of the whole run with its finishing)."""
     path = folder / "bench.yaml"
     path.write_text(protocol_text)
-    samples: list[float] = []
+    peak = [rss_mb()]
     stop = threading.Event()
+    displays: list[RssByProgress] = []
 
     def watch() -> None:
         while not stop.is_set():
-            samples.append(rss_mb())
+            peak[0] = max(peak[0], rss_mb())
             time.sleep(0.05)
 
+    def progress(total_s: float) -> RssByProgress:
+        displays.append(RssByProgress(total_s))
+        return displays[-1]
+
     with Station.load(station_file({}, folder)) as station:
-        runner = Runner(station, path, runs_dir=folder / "runs", quiet=True)
+        runner = Runner(station, path, runs_dir=folder / "runs", quiet=True, progress=progress)
         thread = threading.Thread(target=watch, daemon=True)
         thread.start()
         outcome = runner.run()
         stop.set()
         thread.join()
-        samples.append(rss_mb())  # at the end too: a run on virtual time may take less than one interval
     assert outcome.status == "completed", outcome.reason
-    return samples
+    return displays[0].samples, max(peak[0], rss_mb())
 
 
-def report(name: str, samples: list[float]) -> None:
-    s = np.array(samples)
-    n = len(s)
-    first_half, second_half = s[: n // 2].max(), s[n // 2 :].max()
-    print(f"  {name}: RSS start {s[0]:.0f} MB, peak first half {first_half:.0f} MB, peak second half {second_half:.0f} MB, "
-          f"growth in second half {second_half - first_half:+.1f} MB ({len(s)} samples)")
+def report(name: str, measured: tuple[list[tuple[float, float]], float]) -> None:
+    samples, whole_peak = measured
+    frac = np.array([f for f, _ in samples])
+    mb = np.array([m for _, m in samples])
+    first_half, second_half = mb[frac <= 0.5].max(), mb[frac > 0.5].max()
+    print(f"  {name}: acquisition RSS start {mb[0]:.0f} MB, peak first half {first_half:.0f} MB, peak second half {second_half:.0f} MB, "
+          f"growth in second half {second_half - first_half:+.1f} MB ({len(mb)} readings); "
+          f"whole run with its finishing: peak {whole_peak:.0f} MB")
 
 
 def main() -> None:
