@@ -515,6 +515,24 @@ def test_serve_refuses_an_address_that_is_not_one(facility: board_db.Facility, m
     assert len(messages) == 1 and messages[0].startswith("error: cannot listen on nosuchhost.invalid:0")
 
 
+def test_serve_refuses_a_name_of_several_addresses(facility: board_db.Facility, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that resolves to two addresses of this computer (made so here: "both" is 127.0.0.1 and
+    127.0.0.2) would be served on two sockets with two ports and one URL printed: refused with the
+    addresses to choose from, exit 2, and no socket left open."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "both":
+            return real("127.0.0.1", *args, **kwargs) + real("127.0.0.2", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    messages: list[str] = []
+    assert commands.run(["serve", "--db", facility.url, "--host", "both", "--port", "0", "--token", "t",
+                         "--policy", str(facility.policy)], out=messages.append) == 2
+    assert len(messages) == 1 and "both is several addresses of this computer (127.0.0.1, 127.0.0.2)" in messages[0], messages
+
+
 def test_warm_up_failure_is_one_logged_line(facility: board_db.Facility, monkeypatch: pytest.MonkeyPatch,
                                            caplog: pytest.LogCaptureFixture) -> None:
     from harness.board import pages

@@ -70,11 +70,16 @@ def serve_app(app: Any, host: str, port: int, threads: int = 8) -> Any:
     from waitress.server import create_server  # the optional extra, imported when the board starts
 
     try:
-        return create_server(app, host=host, port=port, threads=threads, ident="microscope-qc")
+        server = create_server(app, host=host, port=port, threads=threads, ident="microscope-qc")
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except ValueError as exc:  # waitress: a host name that does not resolve, or no address at all
         raise UserError(f"cannot listen on {host}:{port}: {exc}") from None
+    if not hasattr(server, "effective_port"):  # waitress made one socket per address the name resolves to
+        addresses = ", ".join(str(listen[0]) for listen in server.effective_listen)
+        server.close()
+        raise UserError(f"{host} is several addresses of this computer ({addresses}): give one of them as --host")
+    return server
 
 
 def port_number(text: str) -> int:
