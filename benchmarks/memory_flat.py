@@ -86,11 +86,12 @@ def measure(protocol_text: str, folder: Path) -> tuple[list[tuple[float, float]]
         runner = Runner(station, path, runs_dir=folder / "runs", quiet=True, progress=progress)
         thread = threading.Thread(target=watch, daemon=True)
         thread.start()
+        start_mb = rss_mb()
         outcome = runner.run()
         stop.set()
         thread.join()
     assert outcome.status == "completed", outcome.reason
-    return displays[0].samples, max(peak[0], rss_mb())
+    return [(0.0, start_mb), *displays[0].samples], max(peak[0], rss_mb())
 
 
 def report(name: str, measured: tuple[list[tuple[float, float]], float]) -> None:

@@ -22,7 +22,9 @@ import time
 
 from benchmarks._common import ROOT
 
-SUMMARY = re.compile(r"=+ (.*) in ([\d.]+)s")
+# pytest's last line: "1 failed, 887 passed, 5 errors in 599.56s (0:09:59)", framed by "=" unless -q
+SUMMARY = re.compile(r"^(?:=+ )?(.*) in ([\d.]+)s")
+TIMEOUT_S = 3 * 3600  # a suite that hangs under load is a failure, not a wait for ever
 
 
 def _busy() -> None:
@@ -32,16 +34,26 @@ def _busy() -> None:
 
 
 def run_suite(extra: list[str]) -> tuple[float, dict[str, int], str]:
+    """(wall seconds, counts of passed/failed/errors, the FAILED and ERROR lines). A run that ends
+    without pytest's summary, or with a status other than 0 (all passed) or 1 (some failed), counts
+    as one error: it crashed, hung or could not start."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra], cwd=ROOT, capture_output=True, text=True)
+    try:
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra], cwd=ROOT,
+                             capture_output=True, text=True, timeout=TIMEOUT_S)
+        stdout, status = out.stdout, out.returncode
+    except subprocess.TimeoutExpired as exc:
+        stdout, status = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or ""), None
     wall = time.perf_counter() - start
-    lines = [line for line in out.stdout.splitlines() if SUMMARY.search(line)]
-    counts = {k: 0 for k in ("passed", "failed", "error", "errors")}
+    lines = [line for line in stdout.splitlines() if SUMMARY.search(line) and re.search(r"\d+ (passed|failed|errors?)", line)]
+    counts = {"passed": 0, "failed": 0, "errors": 0}
     for n, word in re.findall(r"(\d+) (passed|failed|errors?)", lines[-1] if lines else ""):
-        counts[word] += int(n)
-    counts["errors"] += counts.pop("error")
-    failures = "\n".join(line for line in out.stdout.splitlines() if line.startswith(("FAILED", "ERROR")))
-    return wall, counts, failures
+        counts["errors" if word.startswith("error") else word] += int(n)
+    failures = "\n".join(line for line in stdout.splitlines() if line.startswith(("FAILED", "ERROR")))
+    if not lines or status not in (0, 1):
+        counts["errors"] += 1
+        failures += f"\n(pytest ended with status {status}{', no summary line' if not lines else ''})"
+    return wall, counts, failures.strip()
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ ratio real-time x120 / virtual of the whole process.
 from __future__ import annotations
 
 import argparse
-import atexit
 import csv
 import json
 import os
@@ -47,7 +46,7 @@ def run(protocol: str, folder: Path, time_scale: float | None) -> dict[str, floa
     out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if out.returncode != 0:
-        raise SystemExit(f"{protocol}: exit {out.returncode}: {out.stderr[-2000:]}")
+        raise SystemExit(f"{protocol}: exit {out.returncode} (its run folders are kept in {folder}): {out.stderr[-2000:]}")
     run_folder = Path(out.stdout.split(": ", 1)[1].strip().splitlines()[0])
     records = [json.loads(line) for line in (run_folder / "journal.jsonl").read_text().splitlines()]
     start = next(r for r in records if r["type"] == "run_start")
@@ -68,7 +67,6 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a ten-reading, two-frame protocol instead (a quick check)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="qc-bench-vt-"))
-    atexit.register(shutil.rmtree, folder, True)  # the runs are not kept
     protocols = args.protocols
     if args.tiny:
         (folder / "tiny.yaml").write_text(TINY)
@@ -82,6 +80,7 @@ def main() -> None:
                   f"station {r['station_s']:8.0f} s, late samples {r['late_samples']:4.0f} (max {r['max_late_s']:.3f} s)")
         print(f"  {Path(protocol).stem:<24} process time ratio real-time x{args.time_scale:g} / virtual: "
               f"{real['wall_s'] / virtual['wall_s']:.1f}")
+    shutil.rmtree(folder, ignore_errors=True)  # kept when a run failed (above)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import os
 import secrets
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,9 +65,12 @@ def _require_extra() -> None:
 
 def serve_app(app: Any, host: str, port: int, threads: int = 8) -> Any:
     """A waitress server for ``app`` bound to host:port (not yet serving: call ``.run()``; ``.close()``
-    stops it). UserError if the address cannot be bound."""
+    stops it); ``localhost`` is 127.0.0.1. UserError if the address cannot be bound, or if the host
+    name is several addresses of this computer."""
     from waitress.server import create_server  # the optional extra, imported when the board starts
 
+    if host == "localhost":  # often both 127.0.0.1 and ::1: one address, so one socket and one URL
+        host = "127.0.0.1"
     try:
         server = create_server(app, host=host, port=port, threads=threads, ident="microscope-qc")
     except OSError as exc:
@@ -119,26 +121,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def serve_until_stopped(server: Any, announce: Callable[[], None], poll_s: float = 1.0) -> None:
     """Take SIGINT and SIGTERM, call ``announce`` (the URL is printed once a stop is handled), serve
-    until one of them comes, then stop the worker threads and close the sockets; the previous
-    handlers are restored."""
+    until one of them comes, then close the listening socket, stop the worker threads and close every
+    connection; the previous handlers are restored. (On Windows Ctrl-C stops it; nothing sends SIGTERM
+    there.)"""
     from waitress import wasyncore
 
-    stop = threading.Event()
+    stopping = [False]  # a plain flag: an Event's lock could be taken twice by two signals in a row
 
     def _on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-        server.pull_trigger()  # wakes the poll at once
+        stopping[0] = True
+        try:
+            server.pull_trigger()  # wakes the poll at once
+        except OSError:  # the wake-up pipe is gone: the poll's time-out ends the wait
+            pass
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         announce()
-        while not stop.is_set():
+        while server._map and not stopping[0]:  # an empty map: waitress closed everything itself
             wasyncore.loop(timeout=poll_s, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        server.close()  # the listening socket first: nothing new queues while the threads stop
         server.task_dispatcher.shutdown()
-        server.close()
+        wasyncore.close_all(server._map)
 
 
 def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
