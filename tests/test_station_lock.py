@@ -135,9 +135,7 @@ def test_waiting_succeeds_when_the_owner_releases(tmp_path: Path, spawn) -> None
     assert _line(child) == "locked"
     seen: list[OwnerInfo] = []
     lock = StationLock("Scope A", lock_dir=tmp_path)
-    start = time.monotonic()
-    assert lock.acquire(wait_s=20, poll_s=0.05, on_wait=seen.append) is None
-    assert time.monotonic() - start < 15
+    assert lock.acquire(wait_s=20, poll_s=0.05, on_wait=seen.append) is None  # taken within the wait (how soon: load)
     assert [owner.pid for owner in seen] == [child.pid]  # called once, with the owner
     lock.release()
 
@@ -149,7 +147,7 @@ def test_waiting_gives_up_with_station_busy(tmp_path: Path, spawn) -> None:
     start = time.monotonic()
     with pytest.raises(StationBusy, match=r"still in use after waiting 0\.3 s"):
         StationLock("Scope A", lock_dir=tmp_path).acquire(wait_s=0.3, poll_s=0.05, on_wait=seen.append)
-    assert 0.25 < time.monotonic() - start < 5
+    assert time.monotonic() - start >= 0.3  # it waited as long as allowed (how much longer is load, not asserted)
     assert len(seen) == 1
 
 
