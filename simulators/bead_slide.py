@@ -197,7 +197,7 @@ def _convolved(grid: _Strided, params: BeadSlideParams, fov: FieldOfView, radius
             r, c = iy + dy, ix + dx
             ok = (r >= 0) & (r <= h) & (c >= 0) & (c <= w)
             np.add.at(canvas, (r[ok], c[ok]), (brightness * wy * wx)[ok])
-    from scipy import signal  # 0.7 s to import: only stations that image a bead field pay it
+    from scipy import signal  # 0.7 s to import: paid only when a wide (far out of focus) bead image is rendered
 
     image: np.ndarray = signal.fftconvolve(canvas[:h, :w], kernel, mode="valid")
     return image * params.photons_per_s_per_mw

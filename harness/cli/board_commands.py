@@ -120,7 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def serve_until_stopped(server: Any, announce: Callable[[], None], poll_s: float = 1.0) -> None:
-    """Take SIGINT and SIGTERM, call ``announce`` (the URL is printed once a stop is handled), serve
+    """Take SIGINT and SIGTERM, call ``announce`` (the URL is printed once a stop can be handled), serve
     until one of them comes, then close the listening socket, stop the worker threads and close every
     connection; the previous handlers are restored. (On Windows Ctrl-C stops it; nothing sends SIGTERM
     there.)"""
