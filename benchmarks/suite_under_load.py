@@ -18,7 +18,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from benchmarks._common import ROOT
 
@@ -50,6 +52,10 @@ def run_suite(extra: list[str]) -> tuple[float, dict[str, int], str]:
     for n, word in re.findall(r"(\d+) (passed|failed|errors?)", lines[-1] if lines else ""):
         counts["errors" if word.startswith("error") else word] += int(n)
     failures = "\n".join(line for line in stdout.splitlines() if line.startswith(("FAILED", "ERROR")))
+    if failures or status not in (0, 1) or not lines:  # the whole output, for the tracebacks
+        log = Path(tempfile.mkstemp(prefix="qc-suite-under-load-", suffix=".log")[1])
+        log.write_text(stdout)
+        failures += f"\n(the run's output: {log})"
     if not lines or status not in (0, 1):
         counts["errors"] += 1
         failures += f"\n(pytest ended with status {status}{', no summary line' if not lines else ''})"
