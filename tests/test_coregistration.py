@@ -84,9 +84,9 @@ def test_no_pair_is_said_and_a_shift_beyond_the_radius_fails_the_count() -> None
 # --- the co-registration protocol on simulated stations -----------------------------------------
 
 @pytest.fixture(scope="module")
-def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float, float]]:
+def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float]]:
     shipped = shipped_run("co-registration", tmp_path_factory)  # the shipped protocol on the shipped station
-    out = {"default": (shipped.folder, shipped.results("coregistration"), shipped.world, 0.0, shipped.t0)}
+    out = {"default": (shipped.folder, shipped.results("coregistration"), shipped.world, shipped.t0)}
     base = tmp_path_factory.mktemp("coreg-other")
     out["other"] = run_protocol(station_variant(base, OTHER_STATION), base / "runs", PROTOCOL, "coregistration")
     return out
@@ -94,7 +94,7 @@ def coreg_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
 
 @pytest.mark.parametrize("which", ["default", "other"])
 def test_the_protocol_recovers_the_simulated_chromatic_shifts(which: str, coreg_runs: dict[str, Any]) -> None:
-    folder, results, world, _, t0 = coreg_runs[which]
+    folder, results, world, t0 = coreg_runs[which]
     lateral_tol, axial_tol = (0.02, 0.06) if which == "default" else (0.02, 0.04)
     assert sorted(r["line"] for r in results) == ["488", "561", "640"] and {r["reference"] for r in results} == {"405"}
     # when each line's z-stack passed its middle plane (station clock): the focus drifts between the lines
@@ -124,7 +124,7 @@ def test_the_protocol_recovers_the_simulated_chromatic_shifts(which: str, coreg_
 
 
 def test_the_report_draws_a_vector_map_per_line(coreg_runs: dict[str, Any]) -> None:
-    folder, results, _, _, _ = coreg_runs["other"]
+    folder, results, _, _ = coreg_runs["other"]
     html = (folder / "report.html").read_text()
     assert html.count("shift of each bead&#x27;s centre (arrows: x-y shift x ") == 2 * len(results)
 

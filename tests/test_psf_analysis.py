@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -297,18 +296,16 @@ OTHER_STATION = {
 TOLERANCE = {"default": (0.06, 0.05), "other": (0.03, 0.05)}  # (lateral, axial) relative to the Gaussian truth
 
 
-def run_protocol(station_file: Path, runs: Path, protocol: Path, kind: str) -> tuple[Path, list[dict[str, Any]], Any, float, float]:
-    """Run ``protocol`` on the station; (folder, results of ``kind``, world, wall seconds, the run's
-    start on the station clock)."""
-    start = time.perf_counter()  # reported in the note, never asserted
+def run_protocol(station_file: Path, runs: Path, protocol: Path, kind: str) -> tuple[Path, list[dict[str, Any]], Any, float]:
+    """Run ``protocol`` on the station; (folder, results of ``kind``, world, the run's start on the
+    station clock)."""
     with Station.load(station_file) as station:
         runner = Runner(station, protocol, runs_dir=runs, quiet=True)
         outcome = runner.run()
         assert outcome.status == "completed", outcome.reason
         world = station.sim.world
-    wall = time.perf_counter() - start
     results = [r for r in json.loads((outcome.folder / "results.json").read_text())["results"] if r["kind"] == kind]
-    return outcome.folder, results, world, wall, runner.t0
+    return outcome.folder, results, world, runner.t0
 
 
 def laser_label(world: Any, channel: str) -> str:
@@ -336,10 +333,10 @@ def gaussian_truth(world: Any, label: str, result: dict[str, Any]) -> tuple[floa
 
 
 @pytest.fixture(scope="module")
-def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float, float]]:
+def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict[str, Any]], Any, float]]:
     out = {}
     shipped = shipped_run("psf", tmp_path_factory)  # the shipped protocol on the shipped station
-    out = {"default": (shipped.folder, shipped.results("psf"), shipped.world, 0.0, shipped.t0)}
+    out = {"default": (shipped.folder, shipped.results("psf"), shipped.world, shipped.t0)}
     base = tmp_path_factory.mktemp("psf-other")
     out["other"] = run_protocol(station_variant(base, OTHER_STATION), base / "runs", PSF_PROTOCOL, "psf")
     return out
@@ -347,7 +344,7 @@ def psf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
 
 @pytest.mark.parametrize("which", ["default", "other"])
 def test_the_psf_protocol_recovers_the_simulated_fwhm(which: str, psf_runs: dict[str, Any]) -> None:
-    folder, results, world, _, _ = psf_runs[which]
+    folder, results, world, _ = psf_runs[which]
     lateral_tol, axial_tol = TOLERANCE[which]
     assert sorted(r["lines_on"][0] for r in results) == ["405", "488", "561", "640"]
     for r in results:
@@ -367,7 +364,7 @@ def test_the_psf_protocol_recovers_the_simulated_fwhm(which: str, psf_runs: dict
 
 
 def test_the_psf_report_draws_the_beads_and_their_profiles(psf_runs: dict[str, Any]) -> None:
-    folder, results, _, _, _ = psf_runs["default"]
+    folder, results, _, _ = psf_runs["default"]
     html = (folder / "report.html").read_text()
     # each caption twice: the image's alt text and its figcaption
     assert html.count("accepted beads, XY and XZ maximum projections") == 2 * len(results)
